@@ -1,0 +1,255 @@
+"""Profile: a mergeable, serializable summary of a table, built in one vectorized pass.
+
+A profile holds one column profile per column (numeric, categorical or
+counts only, by the column's kind and role). ``merge`` is associative and
+commutative: profiling the parts of a table and merging gives exactly the
+whole table's counts, moments and bin counts, and quantiles within the
+sketches' stated error. Profiles round-trip through compact versioned bytes.
+
+>>> import pandas as pd
+>>> frame = pd.DataFrame({"x": [1.0, 2.0, None, 4.0], "c": ["a", "b", "a", None]})
+>>> whole = Profile.build(frame)
+>>> halves = Profile.build(frame.iloc[:2]).merge(Profile.build(frame.iloc[2:]))
+>>> halves.columns["x"].mean == whole.columns["x"].mean, halves.columns["c"].category_counts()
+(True, {'a': 2, 'b': 1})
+>>> Profile.from_bytes(whole.to_bytes()).rows
+4
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from keel import _container
+from keel.errors import SchemaError
+from keel.profile.categorical import DEFAULT_MAX_EXACT, CategoricalProfile
+from keel.profile.count import CountProfile
+from keel.profile.numeric import DEFAULT_SKETCH_K, NumericProfile
+from keel.schema import ColumnSpec, Schema
+
+FORMAT_VERSION = 1
+_KIND = b"PROF"
+
+ColumnProfile = NumericProfile | CategoricalProfile | CountProfile
+
+
+class TextProfile(NumericProfile):
+    """A text column, summarised by the distribution of its lengths in characters."""
+
+    kind = "text"
+
+
+class DatetimeProfile(NumericProfile):
+    """A datetime column, summarised as seconds since the Unix epoch (UTC)."""
+
+    kind = "datetime"
+
+
+_BY_KIND: dict[str, type] = {
+    "numeric": NumericProfile,
+    "categorical": CategoricalProfile,
+    "count": CountProfile,
+    "text": TextProfile,
+    "datetime": DatetimeProfile,
+}
+
+
+@dataclass
+class Profile:
+    """Summary of a table: its schema, row count and one profile per column."""
+
+    schema: Schema
+    rows: int = 0
+    columns: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def empty(
+        cls,
+        schema: Schema,
+        bin_edges: Mapping[str, np.ndarray] | None = None,
+        sketch_k: int = DEFAULT_SKETCH_K,
+        max_exact: int = DEFAULT_MAX_EXACT,
+    ) -> Profile:
+        """A profile with no rows yet, ready for ``update``."""
+        bin_edges = bin_edges or {}
+        columns = {
+            spec.name: _new_column(spec, bin_edges.get(spec.name), sketch_k, max_exact)
+            for spec in schema.columns
+        }
+        return cls(schema=schema, rows=0, columns=columns)
+
+    @classmethod
+    def build(
+        cls,
+        data: Any,
+        schema: Schema | None = None,
+        bin_edges: Mapping[str, np.ndarray] | None = None,
+        sketch_k: int = DEFAULT_SKETCH_K,
+        max_exact: int = DEFAULT_MAX_EXACT,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Profile:
+        """Profile any input ``keel.data.open_source`` takes, streaming it batch by batch.
+
+        ``bin_edges`` (by column) adds exact counts in those bins, as a baseline
+        fixes them. ``on_batch`` is called with each batch's row count (progress).
+        """
+        from keel.data import open_source
+
+        source = open_source(data)
+        schema = schema or Schema.infer(source)
+        missing = [name for name in schema.names if name not in source.schema.names]
+        if missing:
+            raise SchemaError(f"{source.name}: columns {missing} are missing")
+        profile = cls.empty(schema, bin_edges, sketch_k, max_exact)
+        for batch in source.batches(columns=schema.names):
+            profile.update(batch)
+            if on_batch is not None:
+                on_batch(batch.num_rows)
+        return profile
+
+    def update(self, batch: pa.RecordBatch | pa.Table) -> None:
+        """Add one batch of rows (a RecordBatch or Table holding every profiled column)."""
+        for name, column in self.columns.items():
+            _update_column(column, name, batch.column(name))
+        self.rows += batch.num_rows
+
+    def merge(self, other: Profile) -> Profile:
+        """Fold another profile of the same columns into this one, in place; returns self."""
+        if set(self.columns) != set(other.columns):
+            raise SchemaError(
+                f"cannot merge profiles of different columns: {sorted(self.columns)} "
+                f"and {sorted(other.columns)}"
+            )
+        for name, column in self.columns.items():
+            theirs = other.columns[name]
+            if type(theirs) is not type(column):
+                raise SchemaError(
+                    f"column {name!r}: cannot merge a {column.kind} profile with a {theirs.kind} one"
+                )
+            column.merge(theirs)
+        self.rows += other.rows
+        return self
+
+    def to_bytes(self) -> bytes:
+        """Compact versioned bytes (see docs/formats.md)."""
+        states, blobs = {}, {}
+        for name, column in self.columns.items():
+            states[name], blob = column.to_state()
+            blobs[f"column:{name}"] = blob
+        header = {"rows": self.rows, "schema": self.schema.to_dict(), "columns": states}
+        return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "profile") -> Profile:
+        header, blobs = _container.unpack(data, _KIND, FORMAT_VERSION, source)
+        return cls._from_header(header, blobs)
+
+    @classmethod
+    def _from_header(cls, header: dict[str, Any], blobs: dict[str, bytes]) -> Profile:
+        columns = {
+            name: _BY_KIND[state["kind"]].from_state(state, blobs[f"column:{name}"])
+            for name, state in header["columns"].items()
+        }
+        return cls(schema=Schema.from_dict(header["schema"]), rows=header["rows"], columns=columns)
+
+    def save(self, path: str | Path) -> None:
+        from keel._files import write_atomically
+
+        write_atomically(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Profile:
+        from keel._files import read_keel_file
+
+        return cls.from_bytes(read_keel_file(Path(path)), source=str(path))
+
+
+def profile_kind(spec: ColumnSpec) -> str:
+    """Which column profile a column gets: ids and nested types only count rows and nulls."""
+    if spec.role == "id" or spec.kind == "other":
+        return "count"
+    if spec.kind == "boolean":
+        return "categorical"
+    return spec.kind
+
+
+def _new_column(
+    spec: ColumnSpec, edges: np.ndarray | None, sketch_k: int, max_exact: int
+) -> Any:
+    kind = profile_kind(spec)
+    if kind == "numeric":
+        return NumericProfile(sketch_k=sketch_k, bin_edges=edges)
+    if kind in ("text", "datetime"):
+        return _BY_KIND[kind](sketch_k=sketch_k)
+    if kind == "categorical":
+        return CategoricalProfile(max_exact=max_exact)
+    return CountProfile()
+
+
+def _update_column(column: Any, name: str, array: pa.Array | pa.ChunkedArray) -> None:
+    nulls = array.null_count
+    if isinstance(column, CountProfile):
+        column.rows += len(array)
+        column.nulls += nulls
+        return
+    present = pc.drop_null(array) if nulls else array
+    if isinstance(column, CategoricalProfile):
+        column.update_counts(_value_counts(present, name), nulls=nulls)
+        return
+    if isinstance(column, TextProfile):
+        values = pc.utf8_length(_as_strings(present, name))
+    elif isinstance(column, DatetimeProfile):
+        values = _epoch_seconds(present, name)
+    else:
+        values = present
+    column.update_values(_to_float64(values, name, column.kind), nulls=nulls)
+
+
+def _value_counts(present: pa.Array | pa.ChunkedArray, name: str) -> dict[str, int]:
+    if pa.types.is_boolean(present.type):
+        present = pc.if_else(present, "true", "false")
+    else:
+        present = _as_strings(present, name)
+    if len(present) == 0:
+        return {}
+    counted = pc.value_counts(present)
+    return dict(
+        zip(counted.field("values").to_pylist(), counted.field("counts").to_pylist(), strict=True)
+    )
+
+
+def _as_strings(present: Any, name: str) -> Any:
+    if pa.types.is_string(present.type) or pa.types.is_large_string(present.type):
+        return present
+    try:
+        return pc.cast(present, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise SchemaError(f"column {name!r}: cannot read {present.type} values as text") from error
+
+
+def _epoch_seconds(present: Any, name: str) -> Any:
+    try:
+        if pa.types.is_timestamp(present.type) or pa.types.is_date(present.type):
+            micros = pc.cast(pc.cast(present, pa.timestamp("us", tz="UTC")), pa.int64())
+            return pc.divide(pc.cast(micros, pa.float64()), 1e6)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+        raise SchemaError(f"column {name!r}: cannot read {present.type} as a time") from error
+    return present
+
+
+def _to_float64(values: Any, name: str, kind: str) -> np.ndarray:
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
+            or pa.types.is_decimal(values.type)):
+        raise SchemaError(f"column {name!r}: expected {kind} values, found {values.type}")
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_decimal(values.type):
+        values = pc.cast(values, pa.float64())
+    return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
