@@ -201,7 +201,7 @@ def _update_column(column: Any, name: str, array: pa.Array | pa.ChunkedArray) ->
         return
     present = pc.drop_null(array) if nulls else array
     if isinstance(column, CategoricalProfile):
-        column.update_counts(_value_counts(present, name), nulls=nulls)
+        column.update_counts(value_counts(present, name), nulls=nulls)
         return
     if isinstance(column, TextProfile):
         values = pc.utf8_length(_as_strings(present, name))
@@ -212,7 +212,7 @@ def _update_column(column: Any, name: str, array: pa.Array | pa.ChunkedArray) ->
     column.update_values(_to_float64(values, name, column.kind), nulls=nulls)
 
 
-def _value_counts(present: pa.Array | pa.ChunkedArray, name: str) -> dict[str, int]:
+def value_counts(present: pa.Array | pa.ChunkedArray, name: str) -> dict[str, int]:
     if pa.types.is_boolean(present.type):
         present = pc.if_else(present, "true", "false")
     else:

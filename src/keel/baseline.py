@@ -1,0 +1,234 @@
+"""Baseline: what production is compared to, recorded once and never edited.
+
+A baseline holds the schema, a reference profile (KLL k=1024 sketches, exact
+counts in bins fixed at the reference's quantiles), a bounded uniform sample
+of reference rows, the model's holdout metrics and lineage, and a
+fingerprint of every row of the data plus the configuration. It is one
+versioned, checksummed file; see docs/formats.md.
+
+>>> import numpy as np, pandas as pd, tempfile, pathlib
+>>> frame = pd.DataFrame({"age": np.arange(100.0), "label": [0, 1] * 50})
+>>> baseline = Baseline.from_data(frame, target="label", sample_size=10)
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "model.baseline"
+>>> baseline.save(path)
+>>> loaded = Baseline.load(path)
+>>> loaded.id == baseline.id, loaded.schema["label"].role, loaded.sample.num_rows
+(True, 'target', 10)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from keel import __version__, _container
+from keel.errors import FormatError
+from keel.fingerprint import TableFingerprint
+from keel.profile import NumericProfile, Profile
+from keel.profile.profile import profile_kind
+from keel.sample import RowSample
+from keel.schema import Schema
+from keel.stats.binning import DEFAULT_BINS, quantile_edges
+from keel.stats.samples import NumericSample
+
+FORMAT_VERSION = 1
+_KIND = b"BASE"
+DEFAULT_SAMPLE_SIZE = 10_000
+
+
+@dataclass
+class Baseline:
+    schema: Schema
+    profile: Profile
+    sample: pa.Table | None
+    bin_edges: dict[str, np.ndarray]
+    fingerprint: str
+    config: dict[str, Any]
+    metrics: dict[str, float] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    source: str = ""
+
+    @property
+    def id(self) -> str:
+        """Short identifier: the first 16 hex digits of the fingerprint."""
+        return self.fingerprint[:16]
+
+    @property
+    def rows(self) -> int:
+        return self.profile.rows
+
+    @classmethod
+    def from_data(
+        cls,
+        data: Any,
+        *,
+        target: str | None = None,
+        prediction: str | None = None,
+        score: str | None = None,
+        timestamp: str | None = None,
+        id: str | None = None,  # noqa: A002 - the role's name
+        roles: Mapping[str, str] | None = None,
+        kinds: Mapping[str, str] | None = None,
+        bins: int = DEFAULT_BINS,
+        sketch_k: int = 1024,
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        seed: int = 0,
+        metrics: Mapping[str, float] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> Baseline:
+        """Record a baseline from reference data (any input ``keel.data.open_source`` takes).
+
+        Reads the data twice, batch by batch: once for the profile, the sample
+        and the fingerprint, once more for exact counts in the bins fixed from
+        the first pass's quantiles. ``on_batch`` gets each batch's row count.
+        """
+        from keel.data import open_source
+
+        source = open_source(data)
+        named = {"target": target, "prediction": prediction, "score": score,
+                 "timestamp": timestamp, "id": id}
+        all_roles = {column: role for role, column in named.items() if column} | dict(roles or {})
+        schema = Schema.infer(source, roles=all_roles, kinds=kinds)
+        profile = Profile.empty(schema, sketch_k=sketch_k)
+        sample, fingerprint = RowSample(sample_size, seed), TableFingerprint()
+        for batch in source.batches():
+            profile.update(batch)
+            sample.update(batch)
+            fingerprint.update(batch)
+            if on_batch is not None:
+                on_batch(batch.num_rows)
+        bin_edges = {
+            name: quantile_edges(NumericSample.from_profile(column), bins)
+            for name, column in profile.columns.items()
+            if type(column) is NumericProfile and column.count
+        }
+        _count_in_bins(source, profile, bin_edges)
+        config = {"bins": bins, "sketch_k": sketch_k, "sample_size": sample_size, "seed": seed,
+                  "roles": all_roles, "kinds": dict(kinds or {})}
+        configured = hashlib.sha256(
+            (fingerprint.hexdigest() + json.dumps(config, sort_keys=True)).encode()
+        ).hexdigest()
+        return cls(
+            schema=schema,
+            profile=profile,
+            sample=sample.table(),
+            bin_edges=bin_edges,
+            fingerprint=configured,
+            config=config | {"data_digest": fingerprint.hexdigest()},
+            metrics=dict(metrics or {}),
+            lineage=dict(lineage or {}),
+            created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            source=source.name,
+        )
+
+    def to_bytes(self) -> bytes:
+        header = {
+            "fingerprint": self.fingerprint,
+            "created_at": self.created_at,
+            "keel_version": __version__,
+            "source": self.source,
+            "rows": self.rows,
+            "schema": self.schema.to_dict(),
+            "bin_edges": {name: edges.tolist() for name, edges in self.bin_edges.items()},
+            "config": self.config,
+            "metrics": self.metrics,
+            "lineage": self.lineage,
+        }
+        blobs = {"profile": self.profile.to_bytes(), "sample": _table_to_ipc(self.sample)}
+        return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "baseline") -> Baseline:
+        header, blobs = _container.unpack(data, _KIND, FORMAT_VERSION, source)
+        try:
+            profile = Profile.from_bytes(blobs["profile"], source=f"{source} (profile)")
+            sample = _table_from_ipc(blobs["sample"])
+            return cls(
+                schema=Schema.from_dict(header["schema"]),
+                profile=profile,
+                sample=sample,
+                bin_edges={k: np.asarray(v, dtype=np.float64)
+                           for k, v in header["bin_edges"].items()},
+                fingerprint=header["fingerprint"],
+                config=header["config"],
+                metrics=header.get("metrics", {}),
+                lineage=header.get("lineage", {}),
+                created_at=header.get("created_at", ""),
+                source=header.get("source", ""),
+            )
+        except (KeyError, TypeError, pa.ArrowInvalid) as error:
+            raise FormatError(f"{source}: the baseline file is incomplete ({error})") from error
+
+    def save(self, path: str | Path) -> None:
+        from keel._files import write_atomically
+
+        write_atomically(Path(path), self.to_bytes())
+
+    @classmethod
+    def load(cls, path: str | Path) -> Baseline:
+        from keel._files import read_keel_file
+
+        return cls.from_bytes(read_keel_file(Path(path)), source=str(path))
+
+    def summary(self) -> dict[str, Any]:
+        """What a person wants to know about a baseline, JSON-ready."""
+        return {
+            "id": self.id,
+            "rows": self.rows,
+            "created_at": self.created_at,
+            "source": self.source,
+            "columns": [
+                {"column": c.name, "kind": c.kind, "role": c.role, "profile": profile_kind(c)}
+                for c in self.schema.columns
+            ],
+        }
+
+
+def _count_in_bins(
+    source: Any,
+    profile: Profile,
+    bin_edges: dict[str, np.ndarray],
+) -> None:
+    """Second pass: exact counts of every numeric column in its fixed bins."""
+    if not bin_edges:
+        return
+    from keel.profile.profile import _to_float64
+
+    counts = {name: np.zeros(len(edges) + 1, dtype=np.int64) for name, edges in bin_edges.items()}
+    for batch in source.batches(columns=list(bin_edges)):
+        for name, edges in bin_edges.items():
+            values = _to_float64(batch.column(name).drop_null(), name, "numeric")
+            finite = values[np.isfinite(values)]
+            counts[name] += np.bincount(
+                np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1
+            )
+    for name, edges in bin_edges.items():
+        column = profile.columns[name]
+        column.bin_edges, column.bin_counts = edges, counts[name]
+
+
+def _table_to_ipc(table: pa.Table | None) -> bytes:
+    if table is None:
+        return b""
+    sink = io.BytesIO()
+    options = pa.ipc.IpcWriteOptions(compression="zstd")
+    with pa.ipc.new_stream(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def _table_from_ipc(data: bytes) -> pa.Table | None:
+    if not data:
+        return None
+    return pa.ipc.open_stream(io.BytesIO(data)).read_all()

@@ -1,0 +1,1 @@
+"""Checks: (baseline, window) -> results."""

@@ -1,0 +1,310 @@
+"""Feature drift: compare every feature column of a reference with the same column now.
+
+``compare`` takes two *sides*, each able to hand out one column's sample:
+a profile (profile mode: O(bins) per column, sketch error folded into the
+test) or an in-memory table (exact mode: raw values, agreeing with scipy).
+It returns a ``DriftReport``: one ``ColumnDrift`` per feature, the dataset
+verdict, and findings for columns that could not be compared (missing,
+type changed, all null).
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(0)
+>>> reference = pd.DataFrame({"x": rng.normal(size=5000), "y": rng.normal(size=5000)})
+>>> current = pd.DataFrame({"x": rng.normal(size=5000) + 1.0, "y": rng.normal(size=5000)})
+>>> report = compare(TableSide.from_data(reference), TableSide.from_data(current))
+>>> report.dataset["drift"], report.dataset["drifted_columns"]
+(True, ['x'])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from keel.errors import ConfigError
+from keel.profile import CategoricalProfile, NumericProfile, Profile
+from keel.schema import ColumnSpec, Schema, kind_of_type
+from keel.stats.method import MethodResult
+from keel.stats.methods import get_method
+from keel.stats.multiple_testing import benjamini_hochberg
+from keel.stats.samples import CategoricalSample, NumericSample
+from keel.stats.verdict import DefaultRule
+
+#: Kinds the drift check compares; booleans are compared as categories.
+_COMPARED = {"numeric": "numeric", "categorical": "categorical", "boolean": "categorical"}
+
+
+@dataclass
+class ColumnDrift:
+    """The verdict on one column and every number that decided it."""
+
+    column: str
+    kind: str
+    method: str | None
+    statistic: float | None
+    p_value: float | None
+    threshold: float | None
+    drift: bool
+    status: str = "ok"  # ok, alert, error, insufficient_data
+    rule: str = "default"  # "default" (test + effect floor) or "method" (one chosen method)
+    p_value_adjusted: float | None = None
+    effect_method: str | None = None
+    effect_size: float | None = None
+    effect_floor: float | None = None
+    reference_count: int = 0
+    current_count: int = 0
+    sketch_error: float | None = None
+    statistic_adjusted: float | None = None
+    finding: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in asdict(self).items()}
+
+
+@dataclass
+class DriftReport:
+    dataset: dict[str, Any]
+    columns: list[ColumnDrift]
+
+    @property
+    def drift(self) -> bool:
+        return bool(self.dataset["drift"])
+
+    @property
+    def alert(self) -> bool:
+        """Drift, or a finding at alert level (a column missing or of another type)."""
+        return bool(self.dataset["alert"])
+
+    def column(self, name: str) -> ColumnDrift:
+        for column in self.columns:
+            if column.column == name:
+                return column
+        raise KeyError(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": 1,
+            "dataset": {key: _plain(value) for key, value in self.dataset.items()},
+            "columns": [column.to_dict() for column in self.columns],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+
+class ProfileSide:
+    """One side of a comparison, read from a profile."""
+
+    def __init__(self, profile: Profile, name: str = "profile") -> None:
+        self.profile, self.name, self.schema, self.rows = profile, name, profile.schema, profile.rows
+
+    def sample(self, column: str) -> NumericSample | CategoricalSample:
+        profile = self.profile.columns[column]
+        if isinstance(profile, NumericProfile) and profile.kind == "numeric":
+            return NumericSample.from_profile(profile)
+        if isinstance(profile, CategoricalProfile):
+            return CategoricalSample.from_profile(profile)
+        raise ConfigError(f"column {column!r}: a {profile.kind} profile has no drift sample")
+
+
+class TableSide:
+    """One side of a comparison, read from an in-memory table (exact mode)."""
+
+    def __init__(self, table: pa.Table, schema: Schema, name: str = "table") -> None:
+        self.table, self.schema, self.name, self.rows = table, schema, name, table.num_rows
+
+    @classmethod
+    def from_data(cls, data: Any, schema: Schema | None = None) -> TableSide:
+        from keel.data import open_source
+
+        source = open_source(data)
+        table = source.read_all()
+        return cls(table, schema or Schema.infer(table), source.name)
+
+    def sample(self, column: str) -> NumericSample | CategoricalSample:
+        values = self.table.column(column)
+        if _COMPARED.get(self.schema[column].kind) == "numeric":
+            from keel.profile.profile import _to_float64
+
+            present = values.drop_null()
+            return NumericSample.from_values(_to_float64(present, column, "numeric"))
+        return CategoricalSample.from_values(values)
+
+
+def compare(
+    reference: ProfileSide | TableSide,
+    current: ProfileSide | TableSide,
+    rule: DefaultRule | None = None,
+    methods: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    method: str | None = None,
+) -> DriftReport:
+    """Compare every feature column of ``reference`` with ``current``.
+
+    ``method`` makes one method decide for every column of a kind it fits;
+    ``methods`` does so per column (``{"age": "psi"}``) and ``thresholds``
+    sets that method's threshold per column. Other columns use ``rule``.
+    """
+    rule = rule or DefaultRule()
+    methods, thresholds = dict(methods or {}), dict(thresholds or {})
+    if method is not None:
+        get_method(method)  # fail early on an unknown name
+    for name, chosen in methods.items():
+        if name not in reference.schema:
+            raise ConfigError(f"method given for column {name!r}, which the reference lacks")
+        get_method(chosen, _COMPARED.get(reference.schema[name].kind))
+    results: list[ColumnDrift] = []
+    skipped: list[dict[str, str]] = []
+    for spec in reference.schema.columns:
+        if spec.role != "feature":
+            continue
+        kind = _COMPARED.get(spec.kind)
+        if kind is None:
+            skipped.append({"column": spec.name, "reason": f"{spec.kind} columns are not compared"})
+            continue
+        chosen = methods.get(spec.name) or (
+            method if method is not None and kind in get_method(method).kinds else None
+        )
+        results.append(_compare_column(spec, kind, reference, current, rule, chosen, thresholds))
+    _adjust_and_decide(results, rule)
+    findings = [
+        {"column": c.column, "level": "alert", "finding": c.finding}
+        for c in results
+        if c.status == "error"
+    ]
+    for spec in current.schema.columns:
+        if spec.name not in reference.schema and spec.role == "feature":
+            findings.append({"column": spec.name, "level": "warn",
+                             "finding": "new column: not in the reference"})
+    drifted = [c.column for c in results if c.drift]
+    checked = [c for c in results if c.status in ("ok", "alert")]
+    dataset = {
+        "drift": bool(drifted),
+        "alert": bool(drifted) or any(f["level"] == "alert" for f in findings),
+        "drifted_columns": drifted,
+        "columns_checked": len(checked),
+        "share_drifted": len(drifted) / len(checked) if checked else 0.0,
+        "rule": rule.describe(),
+        "alpha": rule.alpha,
+        "reference": {"name": reference.name, "rows": reference.rows},
+        "current": {"name": current.name, "rows": current.rows},
+        "mode": "exact" if isinstance(reference, TableSide) else "profile",
+        "findings": findings,
+        "skipped": skipped,
+    }
+    return DriftReport(dataset, results)
+
+
+def _compare_column(
+    spec: ColumnSpec,
+    kind: str,
+    reference: ProfileSide | TableSide,
+    current: ProfileSide | TableSide,
+    rule: DefaultRule,
+    chosen: str | None,
+    thresholds: Mapping[str, float],
+) -> ColumnDrift:
+    name = spec.name
+    blank = ColumnDrift(name, kind, chosen or rule.test_for(kind), None, None, None, False)
+    if name not in current.schema:
+        blank.status, blank.finding = "error", "missing: the column is not in the current data"
+        return blank
+    current_spec = current.schema[name]
+    reference_type_kind = _type_kind(spec.dtype)
+    current_type_kind = _type_kind(current_spec.dtype)
+    if reference_type_kind != current_type_kind or _COMPARED.get(current_spec.kind) != kind:
+        blank.status = "error"
+        blank.finding = (
+            f"type changed: {spec.dtype} ({reference_type_kind}) in the reference, "
+            f"{current_spec.dtype} ({current_type_kind}) now"
+        )
+        return blank
+    reference_sample, current_sample = reference.sample(name), current.sample(name)
+    blank.reference_count, blank.current_count = reference_sample.count, current_sample.count
+    if reference_sample.count == 0 or current_sample.count == 0:
+        empty_side = "reference" if reference_sample.count == 0 else "current data"
+        blank.status = "insufficient_data"
+        blank.finding = f"no values: the column is entirely null in the {empty_side}"
+        return blank
+    if chosen is not None:
+        result = get_method(chosen, kind).compute(reference_sample, current_sample)
+        threshold = thresholds.get(name, get_method(chosen).default_threshold)
+        blank.rule, blank.threshold = "method", threshold
+        return _fill(blank, chosen, result)
+    if kind == "numeric":
+        blank.details["reference_median"] = _median(reference_sample)
+        blank.details["current_median"] = _median(current_sample)
+    test = get_method(rule.test_for(kind)).compute(reference_sample, current_sample)
+    effect = get_method(rule.effect_for(kind)).compute(reference_sample, current_sample)
+    column = _fill(blank, rule.test_for(kind), test)
+    column.threshold = rule.alpha
+    column.effect_method, column.effect_size = rule.effect_for(kind), effect.statistic
+    column.effect_floor = rule.floor_for(kind)
+    column.details.update({f"{column.effect_method}_{k}": v for k, v in effect.details.items()})
+    return column
+
+
+def _median(sample: NumericSample) -> float:
+    cumulative = np.cumsum(sample.weights)
+    return float(sample.values[np.searchsorted(cumulative, cumulative[-1] / 2)])
+
+
+def _fill(column: ColumnDrift, method: str, result: MethodResult) -> ColumnDrift:
+    column.method, column.statistic, column.p_value = method, result.statistic, result.p_value
+    details = dict(result.details)
+    column.sketch_error = details.pop("sketch_error", None)
+    column.statistic_adjusted = details.pop("statistic_adjusted", None)
+    column.details.update(details)
+    return column
+
+
+def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
+    """Benjamini–Hochberg across every tested column, then each column's verdict."""
+    tested = [c for c in columns if c.p_value is not None and c.status == "ok"]
+    adjusted = benjamini_hochberg([c.p_value for c in tested])
+    for column, value in zip(tested, adjusted, strict=True):
+        column.p_value_adjusted = float(value)
+    for column in columns:
+        if column.status != "ok":
+            continue
+        if column.rule == "default":
+            column.drift = rule.decide(column.p_value_adjusted, column.effect_size, column.kind)
+        elif column.p_value is not None:
+            column.drift = bool(column.p_value_adjusted < column.threshold)
+        else:
+            column.drift = bool(column.statistic >= column.threshold)
+        if column.drift:
+            column.status = "alert"
+
+
+def _type_kind(dtype: str) -> str:
+    """The kind an Arrow type name implies (``"int64"`` -> numeric)."""
+    if dtype.startswith(("timestamp", "date", "time", "duration")):
+        return "datetime"
+    if dtype.startswith("decimal"):
+        return "numeric"
+    if dtype.startswith("dictionary"):
+        return "categorical"
+    try:
+        return kind_of_type(pa.type_for_alias(dtype))
+    except (ValueError, KeyError):
+        return "other"
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: numpy scalars to Python, non-finite floats to strings JSON can carry."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None if np.isnan(value) else ("inf" if value > 0 else "-inf")
+    return value

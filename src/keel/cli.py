@@ -1,0 +1,237 @@
+"""The ``keel`` command line. Exit codes: 0 ran and found nothing, 1 found something, 2 could not run."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from keel.errors import KeelError
+
+app = typer.Typer(
+    help="keel keeps machine-learning models healthy in production.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+baseline_app = typer.Typer(help="Record and inspect baselines.", no_args_is_help=True)
+app.add_typer(baseline_app, name="baseline")
+
+# Off a terminal (pipes, CI logs) rich would wrap at 80 columns; tables need more.
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
+err = Console(stderr=True)
+
+EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
+
+Columns = Annotated[list[str] | None, typer.Option(help="Column name (repeatable).")]
+
+
+def _roles(**named: str | list[str] | None) -> dict[str, str]:
+    roles: dict[str, str] = {}
+    for role, columns in named.items():
+        for column in [columns] if isinstance(columns, str) else columns or []:
+            roles[column] = "ignored" if role == "ignore" else role
+    return roles
+
+
+@contextmanager
+def _progress(total: int | None, label: str):
+    """A progress bar on stderr for long work (only on a terminal)."""
+    if not err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} rows"),
+                  TimeElapsedColumn(), console=err, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda rows: progress.advance(task, rows)
+
+
+@app.command()
+def profile(
+    data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder of Parquet files.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Profile file to write.")],
+    id: Columns = None,  # noqa: A002
+    timestamp: Columns = None,
+    categorical: Columns = None,
+) -> None:
+    """Profile DATA in one streaming pass and write a mergeable profile file."""
+    from keel.data import open_source
+    from keel.profile import Profile
+    from keel.schema import Schema
+
+    source = open_source(data)
+    schema = Schema.infer(source, roles=_roles(id=id, timestamp=timestamp),
+                          kinds={c: "categorical" for c in categorical or []})
+    with _progress(source.num_rows, "profiling") as advance:
+        result = Profile.build(source, schema, on_batch=advance)
+    result.save(output)
+    out.print(f"profiled {result.rows:,} rows × {len(result.columns)} columns → {output}")
+
+
+@baseline_app.command("create")
+def baseline_create(
+    data: Annotated[str, typer.Argument(help="Reference data: Parquet, CSV or a folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Baseline file to write.")],
+    target: Annotated[str | None, typer.Option(help="Target (label) column.")] = None,
+    prediction: Annotated[str | None, typer.Option(help="Prediction column.")] = None,
+    score: Annotated[str | None, typer.Option(help="Score (probability) column.")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
+    id: Annotated[str | None, typer.Option(help="Row or entity id column.")] = None,  # noqa: A002
+    ignore: Columns = None,
+    categorical: Columns = None,
+    sample_size: Annotated[int, typer.Option(help="Rows kept in the reference sample.")] = 10_000,
+) -> None:
+    """Record a baseline of reference data: schema, profile, bins, sample, fingerprint."""
+    from keel.baseline import Baseline
+    from keel.data import open_source
+
+    source = open_source(data)
+    with _progress(source.num_rows, "baseline") as advance:
+        result = Baseline.from_data(
+            source, target=target, prediction=prediction, score=score, timestamp=timestamp,
+            id=id, roles=_roles(ignore=ignore), sample_size=sample_size,
+            kinds={c: "categorical" for c in categorical or []}, on_batch=advance,
+        )
+    result.save(output)
+    roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
+    out.print(f"baseline {result.id}: {result.rows:,} rows, {len(result.schema.features)} "
+              f"features{'; ' + roles if roles else ''} → {output}")
+
+
+@baseline_app.command("show")
+def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) -> None:
+    """Print a baseline's id, size and columns."""
+    from keel.baseline import Baseline
+
+    summary = Baseline.load(path).summary()
+    out.print(f"baseline {summary['id']}: {summary['rows']:,} rows from {summary['source']} "
+              f"({summary['created_at']})")
+    table = Table("column", "kind", "role")
+    for column in summary["columns"]:
+        table.add_row(column["column"], column["kind"], column["role"])
+    out.print(table)
+
+
+@app.command()
+def drift(
+    reference: Annotated[str, typer.Argument(help="Baseline or profile file, or reference data.")],
+    current: Annotated[str, typer.Argument(help="Current data: Parquet, CSV or a folder.")],
+    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
+    method: Annotated[str | None, typer.Option(help="Decide every column with this method.")] = None,
+    exact: Annotated[bool, typer.Option(help="Compare raw values in memory (agrees with scipy).")] = False,
+    id: Columns = None,  # noqa: A002
+    timestamp: Columns = None,
+    target: Columns = None,
+    prediction: Columns = None,
+    score: Columns = None,
+    ignore: Columns = None,
+    alpha: Annotated[float, typer.Option(help="False discovery rate across columns.")] = 0.05,
+) -> None:
+    """Compare CURRENT with REFERENCE column by column. Exit 0: no drift; 1: drift; 2: error."""
+    from keel.compare import drift as run_drift
+    from keel.stats.verdict import DefaultRule
+
+    with _progress(None, "comparing") as advance:
+        report = run_drift(reference, current, exact=exact, method=method,
+                           rule=DefaultRule(alpha=alpha), on_batch=advance,
+                           roles=_roles(id=id, timestamp=timestamp, target=target,
+                                        prediction=prediction, score=score, ignore=ignore))
+    if json_path is not None:
+        from keel._files import write_atomically
+
+        write_atomically(json_path, report.to_json())
+    print_drift(report)
+    raise typer.Exit(EXIT_FOUND if report.alert else EXIT_OK)
+
+
+def print_drift(report) -> None:
+    """A table of columns, most changed first, and the verdict in one sentence."""
+    table = Table("column", "kind", "test", "statistic", "p (adj.)", "effect", "verdict")
+    ordered = sorted(report.columns, key=lambda c: (not c.drift, c.status == "ok",
+                                                   -(_number(c.effect_size) or 0.0)))
+    for column in ordered:
+        verdict = {"alert": "[bold red]drift[/]", "ok": "ok", "error": "[red]error[/]",
+                   "insufficient_data": "[yellow]no data[/]"}[column.status]
+        effect = (f"{column.effect_method} {_fmt(column.effect_size)}"
+                  if column.effect_method else "")
+        p_value = _fmt(column.p_value_adjusted if column.p_value_adjusted is not None
+                       else column.p_value)
+        table.add_row(column.column, column.kind, column.method or "", _fmt(column.statistic),
+                      p_value, effect, verdict + (f" — {column.finding}" if column.finding else ""))
+    out.print(table)
+    dataset = report.dataset
+    if dataset["drift"]:
+        out.print(f"[bold red]drift[/] in {len(dataset['drifted_columns'])} of "
+                  f"{dataset['columns_checked']} columns: {', '.join(dataset['drifted_columns'])}")
+    else:
+        out.print(f"no drift in {dataset['columns_checked']} columns")
+    for finding in dataset["findings"]:
+        out.print(f"[{'red' if finding['level'] == 'alert' else 'yellow'}]{finding['level']}[/] "
+                  f"{finding['column']}: {finding['finding']}")
+    out.print(f"[dim]rule: {dataset['rule']}[/]")
+
+
+def _number(value) -> float | None:
+    return value if isinstance(value, int | float) else None
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if value != value:
+            return "nan"
+        return f"{value:.3g}" if abs(value) < 1e4 else f"{value:.3e}"
+    return str(value)
+
+
+@app.command()
+def demo(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")]
+    = Path("keel-demo"),
+    seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 7,
+) -> None:
+    """Generate a production scenario, record a baseline, and find what changed, week by week."""
+    from keel.demo import run_demo
+
+    # The demo exits 0 when it told its story: finding the planted changes is its success.
+    run_demo(output, seed=seed, console=out)
+
+
+def main() -> None:
+    """Entry point: KeelError exits 2 with its message; anything unexpected too, with a log."""
+    try:
+        code = app(standalone_mode=False)
+        sys.exit(code if isinstance(code, int) else EXIT_OK)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except KeelError as error:
+        err.print(f"[red]error:[/] {error}", highlight=False)
+        sys.exit(EXIT_ERROR)
+    except (typer.Abort, KeyboardInterrupt):
+        err.print("aborted")
+        sys.exit(EXIT_ERROR)
+    except Exception as error:  # noqa: BLE001 - the last line of defence, never exit 1
+        import click
+
+        if isinstance(error, click.ClickException):
+            error.show()
+            sys.exit(EXIT_ERROR)
+        log = Path(tempfile.gettempdir()) / "keel-error.log"
+        log.write_text(traceback.format_exc())
+        err.print(f"[red]error:[/] unexpected {type(error).__name__}: {error} "
+                  f"(details in {log})", highlight=False)
+        sys.exit(EXIT_ERROR)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,144 @@
+"""``keel.drift``: the one call that compares a reference with current data.
+
+The reference is a Baseline, a baseline or profile file, or data; the
+current side is data or a profile. In profile mode (the default) each side
+is profiled once, streaming, and compared in O(bins) per column; the
+current data is profiled in the reference's fixed bins. ``exact=True``
+reads both tables into memory and compares raw values, agreeing with scipy.
+
+>>> import numpy as np, pandas as pd
+>>> rng = np.random.default_rng(1)
+>>> reference = pd.DataFrame({"id": np.arange(4000), "x": rng.normal(size=4000)})
+>>> current = pd.DataFrame({"id": np.arange(4000, 8000), "x": rng.normal(size=4000) * 3})
+>>> report = drift(reference, current)
+>>> report.drift, [c.column for c in report.columns]
+(True, ['x'])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from keel.baseline import Baseline
+from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare
+from keel.data import DataSource, open_source
+from keel.errors import ConfigError
+from keel.profile import NumericProfile, Profile
+from keel.schema import Schema
+from keel.stats.binning import DEFAULT_BINS, quantile_edges
+from keel.stats.samples import NumericSample
+from keel.stats.verdict import DefaultRule
+
+
+def drift(
+    reference: Any,
+    current: Any,
+    *,
+    exact: bool = False,
+    method: str | None = None,
+    methods: Mapping[str, str] | None = None,
+    thresholds: Mapping[str, float] | None = None,
+    rule: DefaultRule | None = None,
+    roles: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    bins: int = DEFAULT_BINS,
+    on_batch: Callable[[int], None] | None = None,
+) -> DriftReport:
+    """Compare ``current`` with ``reference`` column by column (see the module docstring).
+
+    ``roles`` and ``kinds`` override schema inference when the reference is
+    data (``{"customer": "id"}``); a baseline's schema was fixed when it was made.
+    """
+    reference = load_reference(reference)
+    options = {"method": method, "methods": methods, "thresholds": thresholds, "rule": rule}
+    if exact:
+        if isinstance(reference, Baseline | Profile):
+            raise ConfigError(
+                "exact mode compares raw values: give the reference data, not a baseline "
+                "or profile"
+            )
+        reference_source = open_source(reference)
+        schema = Schema.infer(reference_source, roles=roles, kinds=kinds)
+        current_source = open_source(current)
+        current_schema = align_schema(schema, current_source)
+        return compare(
+            TableSide(reference_source.read_all(), schema, reference_source.name),
+            TableSide(current_source.read_all(), current_schema, current_source.name),
+            **options,
+        )
+    if isinstance(reference, Baseline):
+        reference_profile, edges, name = reference.profile, reference.bin_edges, "baseline"
+        name = f"baseline {reference.id}"
+    elif isinstance(reference, Profile):
+        reference_profile, name = reference, "profile"
+        edges = _edges_of(reference_profile, bins)
+    else:
+        source = open_source(reference)
+        schema = Schema.infer(source, roles=roles, kinds=kinds)
+        reference_profile = Profile.build(source, schema, on_batch=on_batch)
+        edges, name = _edges_of(reference_profile, bins), source.name
+    current_side = _current_side(current, reference_profile.schema, edges, on_batch)
+    return compare(ProfileSide(reference_profile, name), current_side, **options)
+
+
+def load_reference(reference: Any) -> Any:
+    """A path to a keel baseline or profile file becomes that object; anything else is data."""
+    if isinstance(reference, str | Path) and Path(reference).is_file():
+        with open(reference, "rb") as stream:
+            magic = stream.read(8)
+        if magic == b"KEELBASE":
+            return Baseline.load(reference)
+        if magic == b"KEELPROF":
+            return Profile.load(reference)
+    return reference
+
+
+def align_schema(reference: Schema, current: DataSource) -> Schema:
+    """The current data's schema, with the reference's roles and kinds where types agree."""
+    inferred = Schema.infer(current)
+    roles, kinds = {}, {}
+    for spec in inferred.columns:
+        if spec.name in reference:
+            reference_spec = reference[spec.name]
+            roles[spec.name] = reference_spec.role
+            if _same_type_kind(reference_spec.dtype, spec.dtype):
+                kinds[spec.name] = reference_spec.kind
+    return inferred.with_roles(roles).with_kinds(kinds)
+
+
+def _same_type_kind(reference_dtype: str, current_dtype: str) -> bool:
+    from keel.checks.drift import _type_kind
+
+    return _type_kind(reference_dtype) == _type_kind(current_dtype)
+
+
+def _current_side(
+    current: Any,
+    reference_schema: Schema,
+    edges: Mapping[str, Any],
+    on_batch: Callable[[int], None] | None,
+) -> ProfileSide:
+    if isinstance(current, Profile):
+        return ProfileSide(current, "profile")
+    if isinstance(current, str | Path):
+        loaded = load_reference(current)
+        if isinstance(loaded, Profile):
+            return ProfileSide(loaded, str(current))
+    source = open_source(current)
+    schema = align_schema(reference_schema, source)
+    usable_edges = {
+        name: value for name, value in edges.items()
+        if name in schema and schema[name].kind == "numeric" and schema[name].role != "id"
+    }
+    profile = Profile.build(source, schema, bin_edges=usable_edges, on_batch=on_batch)
+    return ProfileSide(profile, source.name)
+
+
+def _edges_of(profile: Profile, bins: int) -> dict[str, Any]:
+    return {
+        name: quantile_edges(NumericSample.from_profile(column), bins)
+        for name, column in profile.columns.items()
+        if type(column) is NumericProfile and column.count
+    }
