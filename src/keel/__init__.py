@@ -1,3 +1,70 @@
-"""keel: keeps machine-learning models healthy in production."""
+"""keel: keeps machine-learning models healthy in production.
+
+The public API, in one place. Names load on first use, so ``import keel``
+(and the ``keel`` command) start fast.
+
+>>> import keel
+>>> sorted(name for name in keel.__all__ if name[0].islower())
+['drift', 'open_source']
+>>> keel.Baseline.__name__
+'Baseline'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Baseline": "keel.baseline",
+    "ColumnDrift": "keel.checks.drift",
+    "DriftReport": "keel.checks.drift",
+    "drift": "keel.compare",
+    "open_source": "keel.data",
+    "ConfigError": "keel.errors",
+    "DataError": "keel.errors",
+    "FormatError": "keel.errors",
+    "KeelError": "keel.errors",
+    "SchemaError": "keel.errors",
+    "Profile": "keel.profile",
+    "ColumnSpec": "keel.schema",
+    "Schema": "keel.schema",
+    "DefaultRule": "keel.stats.verdict",
+}
+
+__all__ = [
+    "Baseline",
+    "ColumnDrift",
+    "ColumnSpec",
+    "ConfigError",
+    "DataError",
+    "DefaultRule",
+    "DriftReport",
+    "FormatError",
+    "KeelError",
+    "Profile",
+    "Schema",
+    "SchemaError",
+    "drift",
+    "open_source",
+]
+
+if TYPE_CHECKING:
+    from keel.baseline import Baseline
+    from keel.checks.drift import ColumnDrift, DriftReport
+    from keel.compare import drift
+    from keel.data import open_source
+    from keel.errors import ConfigError, DataError, FormatError, KeelError, SchemaError
+    from keel.profile import Profile
+    from keel.schema import ColumnSpec, Schema
+    from keel.stats.verdict import DefaultRule
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'keel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

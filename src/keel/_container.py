@@ -58,7 +58,9 @@ def unpack(
         )
     (stored_crc,) = struct.unpack_from("<I", data, len(data) - 4)
     if zlib.crc32(data[:-4]) != stored_crc:
-        raise FormatError(f"{source}: the {what} file is truncated or corrupted (checksum mismatch)")
+        raise FormatError(
+            f"{source}: the {what} file is truncated or corrupted (checksum mismatch)"
+        )
     start = _PREFIX.size
     try:
         header = json.loads(data[start : start + header_length])

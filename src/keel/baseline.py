@@ -96,8 +96,13 @@ class Baseline:
         from keel.data import open_source
 
         source = open_source(data)
-        named = {"target": target, "prediction": prediction, "score": score,
-                 "timestamp": timestamp, "id": id}
+        named = {
+            "target": target,
+            "prediction": prediction,
+            "score": score,
+            "timestamp": timestamp,
+            "id": id,
+        }
         all_roles = {column: role for role, column in named.items() if column} | dict(roles or {})
         schema = Schema.infer(source, roles=all_roles, kinds=kinds)
         profile = Profile.empty(schema, sketch_k=sketch_k)
@@ -114,8 +119,14 @@ class Baseline:
             if type(column) is NumericProfile and column.count
         }
         _count_in_bins(source, profile, bin_edges)
-        config = {"bins": bins, "sketch_k": sketch_k, "sample_size": sample_size, "seed": seed,
-                  "roles": all_roles, "kinds": dict(kinds or {})}
+        config = {
+            "bins": bins,
+            "sketch_k": sketch_k,
+            "sample_size": sample_size,
+            "seed": seed,
+            "roles": all_roles,
+            "kinds": dict(kinds or {}),
+        }
         configured = hashlib.sha256(
             (fingerprint.hexdigest() + json.dumps(config, sort_keys=True)).encode()
         ).hexdigest()
@@ -158,8 +169,9 @@ class Baseline:
                 schema=Schema.from_dict(header["schema"]),
                 profile=profile,
                 sample=sample,
-                bin_edges={k: np.asarray(v, dtype=np.float64)
-                           for k, v in header["bin_edges"].items()},
+                bin_edges={
+                    k: np.asarray(v, dtype=np.float64) for k, v in header["bin_edges"].items()
+                },
                 fingerprint=header["fingerprint"],
                 config=header["config"],
                 metrics=header.get("metrics", {}),

@@ -1,4 +1,7 @@
-"""The ``keel`` command line. Exit codes: 0 ran and found nothing, 1 found something, 2 could not run."""
+"""The ``keel`` command line.
+
+Exit codes: 0 ran and found nothing, 1 found something alerting, 2 could not run.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ app.add_typer(baseline_app, name="baseline")
 
 # Off a terminal (pipes, CI logs) rich would wrap at 80 columns; tables need more.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_OK, EXIT_FOUND, EXIT_ERROR = 0, 1, 2
 
@@ -49,8 +52,14 @@ def _progress(total: int | None, label: str):
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn(label), BarColumn(), TextColumn("{task.completed:,} rows"),
-                  TimeElapsedColumn(), console=err, transient=True) as progress:
+    with Progress(
+        TextColumn(label),
+        BarColumn(),
+        TextColumn("{task.completed:,} rows"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
         task = progress.add_task(label, total=total)
         yield lambda rows: progress.advance(task, rows)
 
@@ -69,8 +78,11 @@ def profile(
     from keel.schema import Schema
 
     source = open_source(data)
-    schema = Schema.infer(source, roles=_roles(id=id, timestamp=timestamp),
-                          kinds={c: "categorical" for c in categorical or []})
+    schema = Schema.infer(
+        source,
+        roles=_roles(id=id, timestamp=timestamp),
+        kinds={c: "categorical" for c in categorical or []},
+    )
     with _progress(source.num_rows, "profiling") as advance:
         result = Profile.build(source, schema, on_batch=advance)
     result.save(output)
@@ -97,14 +109,23 @@ def baseline_create(
     source = open_source(data)
     with _progress(source.num_rows, "baseline") as advance:
         result = Baseline.from_data(
-            source, target=target, prediction=prediction, score=score, timestamp=timestamp,
-            id=id, roles=_roles(ignore=ignore), sample_size=sample_size,
-            kinds={c: "categorical" for c in categorical or []}, on_batch=advance,
+            source,
+            target=target,
+            prediction=prediction,
+            score=score,
+            timestamp=timestamp,
+            id=id,
+            roles=_roles(ignore=ignore),
+            sample_size=sample_size,
+            kinds={c: "categorical" for c in categorical or []},
+            on_batch=advance,
         )
     result.save(output)
     roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
-    out.print(f"baseline {result.id}: {result.rows:,} rows, {len(result.schema.features)} "
-              f"features{'; ' + roles if roles else ''} → {output}")
+    out.print(
+        f"baseline {result.id}: {result.rows:,} rows, {len(result.schema.features)} "
+        f"features{'; ' + roles if roles else ''} → {output}"
+    )
 
 
 @baseline_app.command("show")
@@ -113,8 +134,10 @@ def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) 
     from keel.baseline import Baseline
 
     summary = Baseline.load(path).summary()
-    out.print(f"baseline {summary['id']}: {summary['rows']:,} rows from {summary['source']} "
-              f"({summary['created_at']})")
+    out.print(
+        f"baseline {summary['id']}: {summary['rows']:,} rows from {summary['source']} "
+        f"({summary['created_at']})"
+    )
     table = Table("column", "kind", "role")
     for column in summary["columns"]:
         table.add_row(column["column"], column["kind"], column["role"])
@@ -125,9 +148,15 @@ def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) 
 def drift(
     reference: Annotated[str, typer.Argument(help="Baseline or profile file, or reference data.")],
     current: Annotated[str, typer.Argument(help="Current data: Parquet, CSV or a folder.")],
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write the result as JSON.")] = None,
-    method: Annotated[str | None, typer.Option(help="Decide every column with this method.")] = None,
-    exact: Annotated[bool, typer.Option(help="Compare raw values in memory (agrees with scipy).")] = False,
+    json_path: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+    method: Annotated[
+        str | None, typer.Option(help="Decide every column with this method.")
+    ] = None,
+    exact: Annotated[
+        bool, typer.Option(help="Compare raw values in memory (agrees with scipy).")
+    ] = False,
     id: Columns = None,  # noqa: A002
     timestamp: Columns = None,
     target: Columns = None,
@@ -141,10 +170,22 @@ def drift(
     from keel.stats.verdict import DefaultRule
 
     with _progress(None, "comparing") as advance:
-        report = run_drift(reference, current, exact=exact, method=method,
-                           rule=DefaultRule(alpha=alpha), on_batch=advance,
-                           roles=_roles(id=id, timestamp=timestamp, target=target,
-                                        prediction=prediction, score=score, ignore=ignore))
+        report = run_drift(
+            reference,
+            current,
+            exact=exact,
+            method=method,
+            rule=DefaultRule(alpha=alpha),
+            on_batch=advance,
+            roles=_roles(
+                id=id,
+                timestamp=timestamp,
+                target=target,
+                prediction=prediction,
+                score=score,
+                ignore=ignore,
+            ),
+        )
     if json_path is not None:
         from keel._files import write_atomically
 
@@ -156,27 +197,46 @@ def drift(
 def print_drift(report) -> None:
     """A table of columns, most changed first, and the verdict in one sentence."""
     table = Table("column", "kind", "test", "statistic", "p (adj.)", "effect", "verdict")
-    ordered = sorted(report.columns, key=lambda c: (not c.drift, c.status == "ok",
-                                                   -(_number(c.effect_size) or 0.0)))
+    ordered = sorted(
+        report.columns,
+        key=lambda c: (not c.drift, c.status == "ok", -(_number(c.effect_size) or 0.0)),
+    )
     for column in ordered:
-        verdict = {"alert": "[bold red]drift[/]", "ok": "ok", "error": "[red]error[/]",
-                   "insufficient_data": "[yellow]no data[/]"}[column.status]
-        effect = (f"{column.effect_method} {_fmt(column.effect_size)}"
-                  if column.effect_method else "")
-        p_value = _fmt(column.p_value_adjusted if column.p_value_adjusted is not None
-                       else column.p_value)
-        table.add_row(column.column, column.kind, column.method or "", _fmt(column.statistic),
-                      p_value, effect, verdict + (f" — {column.finding}" if column.finding else ""))
+        verdict = {
+            "alert": "[bold red]drift[/]",
+            "ok": "ok",
+            "error": "[red]error[/]",
+            "insufficient_data": "[yellow]no data[/]",
+        }[column.status]
+        effect = (
+            f"{column.effect_method} {_fmt(column.effect_size)}" if column.effect_method else ""
+        )
+        p_value = _fmt(
+            column.p_value_adjusted if column.p_value_adjusted is not None else column.p_value
+        )
+        table.add_row(
+            column.column,
+            column.kind,
+            column.method or "",
+            _fmt(column.statistic),
+            p_value,
+            effect,
+            verdict + (f" — {column.finding}" if column.finding else ""),
+        )
     out.print(table)
     dataset = report.dataset
     if dataset["drift"]:
-        out.print(f"[bold red]drift[/] in {len(dataset['drifted_columns'])} of "
-                  f"{dataset['columns_checked']} columns: {', '.join(dataset['drifted_columns'])}")
+        out.print(
+            f"[bold red]drift[/] in {len(dataset['drifted_columns'])} of "
+            f"{dataset['columns_checked']} columns: {', '.join(dataset['drifted_columns'])}"
+        )
     else:
         out.print(f"no drift in {dataset['columns_checked']} columns")
     for finding in dataset["findings"]:
-        out.print(f"[{'red' if finding['level'] == 'alert' else 'yellow'}]{finding['level']}[/] "
-                  f"{finding['column']}: {finding['finding']}")
+        out.print(
+            f"[{'red' if finding['level'] == 'alert' else 'yellow'}]{finding['level']}[/] "
+            f"{finding['column']}: {finding['finding']}"
+        )
     out.print(f"[dim]rule: {dataset['rule']}[/]")
 
 
@@ -196,8 +256,9 @@ def _fmt(value) -> str:
 
 @app.command()
 def demo(
-    output: Annotated[Path, typer.Option("-o", "--output", help="Folder for the demo's files.")]
-    = Path("keel-demo"),
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Folder for the demo's files.")
+    ] = Path("keel-demo"),
     seed: Annotated[int, typer.Option(help="Random seed of the scenario.")] = 7,
 ) -> None:
     """Generate a production scenario, record a baseline, and find what changed, week by week."""
@@ -228,8 +289,10 @@ def main() -> None:
             sys.exit(EXIT_ERROR)
         log = Path(tempfile.gettempdir()) / "keel-error.log"
         log.write_text(traceback.format_exc())
-        err.print(f"[red]error:[/] unexpected {type(error).__name__}: {error} "
-                  f"(details in {log})", highlight=False)
+        err.print(
+            f"[red]error:[/] unexpected {type(error).__name__}: {error} (details in {log})",
+            highlight=False,
+        )
         sys.exit(EXIT_ERROR)
 
 

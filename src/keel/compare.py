@@ -56,8 +56,7 @@ def drift(
     if exact:
         if isinstance(reference, Baseline | Profile):
             raise ConfigError(
-                "exact mode compares raw values: give the reference data, not a baseline "
-                "or profile"
+                "exact mode compares raw values: give the reference data, not a baseline or profile"
             )
         reference_source = open_source(reference)
         schema = Schema.infer(reference_source, roles=roles, kinds=kinds)
@@ -129,7 +128,8 @@ def _current_side(
     source = open_source(current)
     schema = align_schema(reference_schema, source)
     usable_edges = {
-        name: value for name, value in edges.items()
+        name: value
+        for name, value in edges.items()
         if name in schema and schema[name].kind == "numeric" and schema[name].role != "id"
     }
     profile = Profile.build(source, schema, bin_edges=usable_edges, on_batch=on_batch)

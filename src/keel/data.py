@@ -61,7 +61,9 @@ class DataSource:
     def read_all(self, columns: list[str] | None = None) -> pa.Table:
         """The whole table in memory (exact mode and small inputs only)."""
         batches = list(self.batches(columns))
-        schema = self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        schema = (
+            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
+        )
         return pa.Table.from_batches(batches, schema=schema)
 
 

@@ -33,15 +33,19 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         path = output / "production" / f"week_{number}.parquet"
         pq.write_table(week, path)
         week_paths.append(path)
-    console.print(f"[bold]keel demo[/]: a loan-default model, {scenario.training.num_rows:,} "
-                  f"training rows, {len(week_paths)} production weeks → {output}/")
+    console.print(
+        f"[bold]keel demo[/]: a loan-default model, {scenario.training.num_rows:,} "
+        f"training rows, {len(week_paths)} production weeks → {output}/"
+    )
 
     baseline = Baseline.from_data(output / "training.parquet", target="defaulted")
     baseline.save(output / "baseline.keel")
     ignored = [c.name + f" ({c.role})" for c in baseline.schema.columns if c.role != "feature"]
-    console.print(f"baseline {baseline.id}: {baseline.rows:,} rows, features "
-                  f"{', '.join(c.name for c in baseline.schema.features)}; not compared: "
-                  f"{', '.join(ignored)}")
+    console.print(
+        f"baseline {baseline.id}: {baseline.rows:,} rows, features "
+        f"{', '.join(c.name for c in baseline.schema.features)}; not compared: "
+        f"{', '.join(ignored)}"
+    )
 
     found_all = True
     for number, path in enumerate(week_paths, start=1):
@@ -51,8 +55,10 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         planted = set(scenario.changes.get(number, {}).get("columns", []))
         found_all &= set(report.dataset["drifted_columns"]) == planted
     elapsed = time.perf_counter() - started
-    console.print(f"done in {elapsed:.1f} s. Try: [bold]keel drift {output}/baseline.keel "
-                  f"{output}/production/week_7.parquet[/]")
+    console.print(
+        f"done in {elapsed:.1f} s. Try: [bold]keel drift {output}/baseline.keel "
+        f"{output}/production/week_7.parquet[/]"
+    )
     return found_all
 
 
@@ -66,9 +72,11 @@ def describe_week(report: DriftReport) -> str:
     for column in drifted:
         ratio = _median_ratio(column.details)
         if ratio is not None and abs(np.log10(ratio)) >= 1.5:
-            unit_changes.append(f"{column.column} — values {ratio:,.0f}× the reference"
-                                if ratio > 1 else
-                                f"{column.column} — values 1/{1 / ratio:,.0f} of the reference")
+            unit_changes.append(
+                f"{column.column} — values {ratio:,.0f}× the reference"
+                if ratio > 1
+                else f"{column.column} — values 1/{1 / ratio:,.0f} of the reference"
+            )
         else:
             shifted.append(column.column)
     parts = []

@@ -53,7 +53,11 @@ def generate(seed: int = 7, training_rows: int = 40_000, week_rows: int = 10_000
         start = START + timedelta(weeks=7 + week)
         change = changes.get(week, {}).get("kind")
         table = _applications(
-            rng, week_rows, start, weeks=1, first_id=training_rows + (week - 1) * week_rows,
+            rng,
+            week_rows,
+            start,
+            weeks=1,
+            first_id=training_rows + (week - 1) * week_rows,
             older=8.0 if change == "covariate shift" else 0.0,
             richer=1.5 if change == "covariate shift" else 1.0,
             amount_factor=100.0 if change == "unit change" else 1.0,
@@ -84,14 +88,16 @@ def _applications(
     offsets = np.sort(rng.random(rows)) * weeks * 7 * 86_400
     event_time = np.datetime64(start.replace(tzinfo=None), "s") + offsets.astype("timedelta64[s]")
     ids = np.char.add("app-", np.arange(first_id, first_id + rows).astype(str))
-    return pa.table({
-        "application_id": ids,
-        "event_time": pa.array(event_time, type=pa.timestamp("s", tz="UTC")),
-        "age": age,
-        "income": income,
-        "amount": amount * amount_factor,
-        "tenure_months": tenure,
-        "country": country,
-        "device": device,
-        "defaulted": label,
-    })
+    return pa.table(
+        {
+            "application_id": ids,
+            "event_time": pa.array(event_time, type=pa.timestamp("s", tz="UTC")),
+            "age": age,
+            "income": income,
+            "amount": amount * amount_factor,
+            "tenure_months": tenure,
+            "country": country,
+            "device": device,
+            "defaulted": label,
+        }
+    )

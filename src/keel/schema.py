@@ -19,9 +19,11 @@ stay strings: keel never parses them silently.
 
 >>> import pyarrow as pa
 >>> table = pa.table({"user_id": ["a1", "b2", "c3"], "age": [31, 45, 27], "city": ["x", "y", "x"]})
->>> schema = Schema.infer(table)
->>> [(c.name, c.kind, c.role) for c in schema.columns]
-[('user_id', 'categorical', 'id'), ('age', 'numeric', 'feature'), ('city', 'categorical', 'feature')]
+>>> for column in Schema.infer(table).columns:
+...     print(column.name, column.kind, column.role)
+user_id categorical id
+age numeric feature
+city categorical feature
 """
 
 from __future__ import annotations
@@ -109,7 +111,9 @@ class Schema:
     def _replaced(self, values: Mapping[str, str], attribute: str, allowed: tuple) -> Schema:
         for name, value in values.items():
             if value not in allowed:
-                raise SchemaError(f"column {name!r}: unknown {attribute} {value!r}; one of {allowed}")
+                raise SchemaError(
+                    f"column {name!r}: unknown {attribute} {value!r}; one of {allowed}"
+                )
             self[name]  # raises a SchemaError naming the missing column
         columns = [
             replace(c, **{attribute: values[c.name]}) if c.name in values else c
@@ -222,18 +226,20 @@ def _infer_kind(arrow_type: pa.DataType, values: pa.ChunkedArray) -> tuple[str, 
 
 
 def _infer_role(name: str, kind: str, values: pa.ChunkedArray) -> str:
-    if kind == "datetime" or (_TIME_NAME.match(name) and kind in ("numeric", "categorical")):
-        if kind == "datetime" or _looks_like_time(values):
-            return "timestamp"
+    if kind == "datetime":
+        return "timestamp"
+    time_named = _TIME_NAME.match(name) and kind in ("numeric", "categorical")
+    if time_named and _looks_like_time(values):
+        return "timestamp"
     present = pc.drop_null(values)
     count = len(present)
     if count == 0 or kind not in ("numeric", "categorical"):
         return "feature"
     is_integer = pa.types.is_integer(values.type)
     is_string = kind == "categorical"
-    if _ID_NAME.match(name) and (is_integer or is_string) and count >= 2:
-        if len(pc.unique(present)) >= 0.95 * count:
-            return "id"
+    id_named = _ID_NAME.match(name) and (is_integer or is_string) and count >= 2
+    if id_named and len(pc.unique(present)) >= 0.95 * count:
+        return "id"
     if is_string and count >= 20 and len(pc.unique(present)) == count:
         strings = present.cast(pa.string()) if pa.types.is_dictionary(values.type) else present
         if not pc.any(pc.match_substring(strings, " ")).as_py():

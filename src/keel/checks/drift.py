@@ -102,7 +102,12 @@ class ProfileSide:
     """One side of a comparison, read from a profile."""
 
     def __init__(self, profile: Profile, name: str = "profile") -> None:
-        self.profile, self.name, self.schema, self.rows = profile, name, profile.schema, profile.rows
+        self.profile, self.name, self.schema, self.rows = (
+            profile,
+            name,
+            profile.schema,
+            profile.rows,
+        )
 
     def sample(self, column: str) -> NumericSample | CategoricalSample:
         profile = self.profile.columns[column]
@@ -180,8 +185,13 @@ def compare(
     ]
     for spec in current.schema.columns:
         if spec.name not in reference.schema and spec.role == "feature":
-            findings.append({"column": spec.name, "level": "warn",
-                             "finding": "new column: not in the reference"})
+            findings.append(
+                {
+                    "column": spec.name,
+                    "level": "warn",
+                    "finding": "new column: not in the reference",
+                }
+            )
     drifted = [c.column for c in results if c.drift]
     checked = [c for c in results if c.status in ("ok", "alert")]
     dataset = {

@@ -97,13 +97,23 @@ class CategoricalProfile:
         return self
 
     def category_counts(self, limit: int | None = None) -> dict[str, int]:
-        """Counts by value, largest first; past the cap, the sketch's estimates of heavy values."""
+        """Counts by value, largest first.
+
+        Past the cap, only values the sketch guarantees to be frequent (no false
+        positives: their count exceeds ``count_error``), with estimated counts.
+        """
         if self.counts is not None:
             items = sorted(self.counts.items(), key=lambda item: (-item[1], item[0]))
         else:
-            estimates = self.frequent.get_frequent_items(datasketches.NO_FALSE_NEGATIVES)
+            estimates = self.frequent.get_frequent_items(datasketches.NO_FALSE_POSITIVES)
             items = [(value, int(estimate)) for value, estimate, _, _ in estimates]
         return dict(items[:limit] if limit is not None else items)
+
+    def count_of(self, value: str) -> int:
+        """The (estimated, past the cap) count of any one value; 0 if never seen."""
+        if self.counts is not None:
+            return self.counts.get(value, 0)
+        return int(self.frequent.get_estimate(value))
 
     @property
     def count_error(self) -> float:
@@ -126,8 +136,13 @@ class CategoricalProfile:
         return abs(datasketches.hll_sketch.get_rel_err(True, False, DISTINCT_LG_K, 2))
 
     def to_state(self) -> tuple[dict[str, Any], bytes]:
-        state = {"kind": self.kind, "max_exact": self.max_exact, "rows": self.rows,
-                 "nulls": self.nulls, "counts": self.counts}
+        state = {
+            "kind": self.kind,
+            "max_exact": self.max_exact,
+            "rows": self.rows,
+            "nulls": self.nulls,
+            "counts": self.counts,
+        }
         if self.counts is not None:
             return state, b""
         frequent = self.frequent.serialize()
@@ -137,8 +152,12 @@ class CategoricalProfile:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], blob: bytes) -> CategoricalProfile:
-        profile = cls(max_exact=state["max_exact"], rows=state["rows"], nulls=state["nulls"],
-                      counts=state["counts"])
+        profile = cls(
+            max_exact=state["max_exact"],
+            rows=state["rows"],
+            nulls=state["nulls"],
+            counts=state["counts"],
+        )
         if state["counts"] is None:
             split = state["frequent_bytes"]
             profile.frequent = datasketches.frequent_strings_sketch.deserialize(blob[:split])

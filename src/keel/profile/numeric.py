@@ -131,7 +131,7 @@ class NumericProfile:
         return self.nulls + self.nan
 
     def weighted_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """The sketch's retained values, sorted, with their weights (exact data when not estimating)."""
+        """The sketch's retained values, sorted, with their weights (the data, if exact)."""
         if self.sketch.is_empty():
             return np.empty(0), np.empty(0)
         pairs = np.array(list(self.sketch), dtype=np.float64)

@@ -131,7 +131,8 @@ class Profile:
             theirs = other.columns[name]
             if type(theirs) is not type(column):
                 raise SchemaError(
-                    f"column {name!r}: cannot merge a {column.kind} profile with a {theirs.kind} one"
+                    f"column {name!r}: cannot merge a {column.kind} profile "
+                    f"with a {theirs.kind} one"
                 )
             column.merge(theirs)
         self.rows += other.rows
@@ -180,9 +181,7 @@ def profile_kind(spec: ColumnSpec) -> str:
     return spec.kind
 
 
-def _new_column(
-    spec: ColumnSpec, edges: np.ndarray | None, sketch_k: int, max_exact: int
-) -> Any:
+def _new_column(spec: ColumnSpec, edges: np.ndarray | None, sketch_k: int, max_exact: int) -> Any:
     kind = profile_kind(spec)
     if kind == "numeric":
         return NumericProfile(sketch_k=sketch_k, bin_edges=edges)
@@ -245,8 +244,11 @@ def _epoch_seconds(present: Any, name: str) -> Any:
 
 
 def _to_float64(values: Any, name: str, kind: str) -> np.ndarray:
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)
-            or pa.types.is_decimal(values.type)):
+    if not (
+        pa.types.is_integer(values.type)
+        or pa.types.is_floating(values.type)
+        or pa.types.is_decimal(values.type)
+    ):
         raise SchemaError(f"column {name!r}: expected {kind} values, found {values.type}")
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()

@@ -52,20 +52,47 @@ METHODS: dict[str, DriftMethod] = {
     method.name: method
     for method in [
         DriftMethod("ks", ("numeric",), True, 0.05, ks, "two-sample Kolmogorov–Smirnov test"),
-        DriftMethod("wasserstein", ("numeric",), False, 0.1, wasserstein,
-                    "Wasserstein-1 distance in reference standard deviations"),
-        DriftMethod("chisquare", ("categorical",), True, 0.05, chisquare,
-                    "chi-square test of homogeneity"),
-        DriftMethod("psi", _BOTH, False, 0.1, _binned(divergences.psi),
-                    "population stability index"),
-        DriftMethod("jensenshannon", _BOTH, False, 0.1, _binned(divergences.jensen_shannon),
-                    "Jensen–Shannon distance (base 2)"),
-        DriftMethod("hellinger", _BOTH, False, 0.1, _binned(divergences.hellinger),
-                    "Hellinger distance"),
-        DriftMethod("l_infinity", ("categorical",), False, 0.1,
-                    _binned(divergences.l_infinity), "largest change of one category's share"),
-        DriftMethod("total_variation", ("categorical",), False, 0.1,
-                    _binned(divergences.total_variation), "share of rows that changed category"),
+        DriftMethod(
+            "wasserstein",
+            ("numeric",),
+            False,
+            0.1,
+            wasserstein,
+            "Wasserstein-1 distance in reference standard deviations",
+        ),
+        DriftMethod(
+            "chisquare", ("categorical",), True, 0.05, chisquare, "chi-square test of homogeneity"
+        ),
+        DriftMethod(
+            "psi", _BOTH, False, 0.1, _binned(divergences.psi), "population stability index"
+        ),
+        DriftMethod(
+            "jensenshannon",
+            _BOTH,
+            False,
+            0.1,
+            _binned(divergences.jensen_shannon),
+            "Jensen–Shannon distance (base 2)",
+        ),
+        DriftMethod(
+            "hellinger", _BOTH, False, 0.1, _binned(divergences.hellinger), "Hellinger distance"
+        ),
+        DriftMethod(
+            "l_infinity",
+            ("categorical",),
+            False,
+            0.1,
+            _binned(divergences.l_infinity),
+            "largest change of one category's share",
+        ),
+        DriftMethod(
+            "total_variation",
+            ("categorical",),
+            False,
+            0.1,
+            _binned(divergences.total_variation),
+            "share of rows that changed category",
+        ),
     ]
 }
 

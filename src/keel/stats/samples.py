@@ -55,14 +55,25 @@ class NumericSample:
         if profile.rank_error == 0.0 and profile.count:
             # An uncompacted sketch holds every value once: the exact data.
             raw = np.repeat(values, weights.astype(np.int64))
-        return cls(values, weights, profile.count, profile.rank_error,
-                   profile.mean if profile.count else float("nan"), profile.std, raw, profile)
+        return cls(
+            values,
+            weights,
+            profile.count,
+            profile.rank_error,
+            profile.mean if profile.count else float("nan"),
+            profile.std,
+            raw,
+            profile,
+        )
 
     def bin_counts(self, edges: np.ndarray) -> tuple[np.ndarray, bool]:
         """Counts in right-closed bins with these inner edges, and whether they are exact."""
         profile = self.profile
-        if (profile is not None and profile.bin_edges is not None
-                and np.array_equal(profile.bin_edges, edges)):
+        if (
+            profile is not None
+            and profile.bin_edges is not None
+            and np.array_equal(profile.bin_edges, edges)
+        ):
             return profile.bin_counts.astype(np.float64), True
         indices = np.searchsorted(edges, self.values, side="left")
         counts = np.bincount(indices, weights=self.weights, minlength=len(edges) + 1)
@@ -74,6 +85,13 @@ class CategoricalSample:
     counts: dict[str, int]
     count: int
     count_error: float = 0.0
+    profile: CategoricalProfile | None = field(default=None, repr=False)
+
+    def count_of(self, label: str) -> float:
+        """This side's count of a category, estimated by its sketch if it has one."""
+        if label in self.counts or self.profile is None:
+            return self.counts.get(label, 0)
+        return self.profile.count_of(label)
 
     @classmethod
     def from_values(cls, values: Any) -> CategoricalSample:
@@ -90,7 +108,7 @@ class CategoricalSample:
 
     @classmethod
     def from_profile(cls, profile: CategoricalProfile) -> CategoricalSample:
-        return cls(profile.category_counts(), profile.count, profile.count_error)
+        return cls(profile.category_counts(), profile.count, profile.count_error, profile)
 
 
 def cdf_at(values: np.ndarray, weights: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -106,7 +124,8 @@ def aligned_counts(
 
     Categories are the union of both sides, largest first; past
     ``max_categories`` the rest are pooled into ``"(other)"``, and so is any
-    remainder a sketch could not attribute to a named category.
+    remainder a sketch could not attribute to a named category. A side that
+    summarises a category with a sketch gives its estimated count.
     """
     totals: dict[str, int] = {}
     for side in (reference.counts, current.counts):
@@ -114,8 +133,8 @@ def aligned_counts(
             totals[label] = totals.get(label, 0) + count
     ordered = sorted(totals, key=lambda label: (-totals[label], label))
     kept, pooled = ordered[:max_categories], ordered[max_categories:]
-    reference_counts = np.array([reference.counts.get(c, 0) for c in kept], dtype=np.float64)
-    current_counts = np.array([current.counts.get(c, 0) for c in kept], dtype=np.float64)
+    reference_counts = np.array([reference.count_of(c) for c in kept], dtype=np.float64)
+    current_counts = np.array([current.count_of(c) for c in kept], dtype=np.float64)
     reference_other = reference.count - reference_counts.sum()
     current_other = current.count - current_counts.sum()
     if pooled or reference_other > 0 or current_other > 0:

@@ -41,8 +41,8 @@ def wasserstein(reference: NumericSample, current: NumericSample) -> MethodResul
     scale = reference.std
     if np.isnan(distance):
         return MethodResult(distance, None)
-    if not scale > 0:  # a constant reference: any movement is infinitely many of its stds
-        statistic = 0.0 if distance == 0 else float("inf")
-    else:
-        statistic = distance / scale
+    if scale > 0:
+        return MethodResult(distance / scale, None, {"distance": distance, "reference_std": scale})
+    # A constant reference: any movement is infinitely many of its standard deviations.
+    statistic = 0.0 if distance == 0 else float("inf")
     return MethodResult(statistic, None, {"distance": distance, "reference_std": scale})
