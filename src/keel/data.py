@@ -50,13 +50,14 @@ class DataSource:
         if self._format == "csv":
             yield from _csv_batches(self._path, columns, batch_rows)
             return
-        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
 
-        dataset = ds.dataset(str(self._path), format="parquet")
-        scanner = dataset.scanner(columns=columns, batch_size=batch_rows)
-        for batch in scanner.to_batches():
-            if batch.num_rows:
-                yield batch
+        # One file at a time, no read-ahead threads: peak memory is one batch's worth,
+        # however many files and rows the folder holds.
+        for path in _parquet_files(self._path):
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+                if batch.num_rows:
+                    yield batch
 
     def read_all(self, columns: list[str] | None = None) -> pa.Table:
         """The whole table in memory (exact mode and small inputs only)."""
@@ -107,8 +108,7 @@ def _from_path(path: Path) -> DataSource:
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*.parquet") if p.is_file())
-        if not files:
+        if not _parquet_files(path):
             raise DataError(f"{path}: the folder holds no .parquet files")
         return _parquet_source(path, path)
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
@@ -119,6 +119,12 @@ def _from_path(path: Path) -> DataSource:
     if suffix in (".csv", ".csv.gz", ".tsv"):
         return _csv_source(path)
     raise DataError(f"{path}: unknown file type {suffix!r}; keel reads .parquet, .csv and folders")
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.parquet") if p.is_file())
+    return [path]
 
 
 def _parquet_source(path: Path, display: Path) -> DataSource:
