@@ -1,7 +1,13 @@
-"""Shared fixtures: a real ``keel`` process and generated tables whose truth is known."""
+"""Shared fixtures: a real ``keel`` process, a real browser, and tables whose truth is known.
+
+The browser is Debian's Chromium driven by Playwright. On CI (``CI`` set) a missing
+browser fails the test; elsewhere it skips with the reason.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,3 +45,75 @@ def make_table(rows: int, seed: int, shift: float = 0.0, scale: float = 1.0) -> 
             "color": rng.choice(["red", "green", "blue", "black"], rows, p=[0.4, 0.3, 0.2, 0.1]),
         }
     )
+
+
+BROWSER_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_path() -> str | None:
+    return (
+        os.environ.get("KEEL_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        path = None
+    if path is None:
+        message = "no Chromium (apt-get install chromium) or no playwright (pip install playwright)"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs a browser for the report tests: {message}")
+        pytest.skip(message)
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=path, args=BROWSER_FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Open a local file; returns (page, errors) with every page and console error collected."""
+    pages = []
+
+    def open_file(path):
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+        page.on(
+            "console",
+            lambda message: (
+                errors.append(f"console: {message.text}") if message.type == "error" else None
+            ),
+        )
+        page.on(
+            "dialog", lambda dialog: (errors.append(f"dialog: {dialog.message}"), dialog.dismiss())
+        )
+        page.on(
+            "request",
+            lambda request: (
+                errors.append(f"network: {request.url}")
+                if not request.url.startswith(("file:", "data:", "about:"))
+                else None
+            ),
+        )
+        page.goto(f"file://{path}")
+        pages.append(page)
+        return page, errors
+
+    yield open_file
+    for page in pages:
+        page.close()

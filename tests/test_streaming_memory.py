@@ -20,15 +20,18 @@ def _folder(path, files):
     rng = np.random.default_rng(0)
     for index in range(files):
         rows = 200_000
-        table = pa.table({f"c{c}": rng.normal(size=rows) for c in range(8)}
-                         | {"cat": rng.choice(["a", "b", "c"], rows)})
+        table = pa.table(
+            {f"c{c}": rng.normal(size=rows) for c in range(8)}
+            | {"cat": rng.choice(["a", "b", "c"], rows)}
+        )
         pq.write_table(table, path / f"part-{index:03d}.parquet", row_group_size=50_000)
     return path
 
 
 def _peak(folder):
-    result = subprocess.run([sys.executable, "-c", MEASURE, str(folder)], capture_output=True,
-                            text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, str(folder)], capture_output=True, text=True, check=True
+    )
     rows, peak = map(int, result.stdout.split())
     return rows, peak
 

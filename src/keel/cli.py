@@ -148,6 +148,9 @@ def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) 
 def drift(
     reference: Annotated[str, typer.Argument(help="Baseline or profile file, or reference data.")],
     current: Annotated[str, typer.Argument(help="Current data: Parquet, CSV or a folder.")],
+    html_path: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report.")
+    ] = None,
     json_path: Annotated[
         Path | None, typer.Option("--json", help="Write the result as JSON.")
     ] = None,
@@ -190,6 +193,10 @@ def drift(
         from keel._files import write_atomically
 
         write_atomically(json_path, report.to_json())
+    if html_path is not None:
+        from keel.report import write_drift_report
+
+        write_drift_report(report, html_path)
     print_drift(report)
     raise typer.Exit(EXIT_FOUND if report.alert else EXIT_OK)
 

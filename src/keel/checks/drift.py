@@ -28,7 +28,9 @@ import pyarrow as pa
 
 from keel.errors import ConfigError
 from keel.profile import CategoricalProfile, NumericProfile, Profile
+from keel.result import RESULT_COLUMNS, Result
 from keel.schema import ColumnSpec, Schema, kind_of_type
+from keel.stats.histogram import categorical_histogram, numeric_histogram, quantile
 from keel.stats.method import MethodResult
 from keel.stats.methods import get_method
 from keel.stats.multiple_testing import benjamini_hochberg
@@ -62,6 +64,8 @@ class ColumnDrift:
     statistic_adjusted: float | None = None
     finding: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: Shares per side over shared bins or categories, for charts (keel.stats.histogram).
+    distribution: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -96,6 +100,42 @@ class DriftReport:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    def to_results(self) -> list[Result]:
+        """One Result per column (DESIGN's schema), check ``feature_drift``.
+
+        The metric is what a person reads: the effect size against its floor
+        under the default rule (the test's numbers are in ``details``), or the
+        chosen method's value against its threshold.
+        """
+        results = []
+        for column in self.columns:
+            details = {key: _plain(value) for key, value in column.to_dict().items()
+                       if key not in ("column", "distribution", "status")}
+            status = "alert" if column.drift else column.status
+            if column.rule == "default":
+                metric, value, threshold = (column.effect_method or column.method,
+                                            column.effect_size, column.effect_floor)
+            else:
+                use_p = column.p_value is not None
+                metric = f"{column.method}_p_value" if use_p else column.method
+                value = column.p_value_adjusted if use_p else column.statistic
+                threshold = column.threshold
+            results.append(Result(check="feature_drift", column=column.column, metric=metric,
+                                  value=_plain(value), threshold=threshold, status=status,
+                                  details=details))
+        return results
+
+    def to_pandas(self):
+        """The results as a DataFrame, one row per column, columns in the Result schema."""
+        import pandas as pd
+
+        return pd.DataFrame([r.to_dict() for r in self.to_results()], columns=RESULT_COLUMNS)
+
+    def _repr_html_(self) -> str:
+        from keel.report.html import drift_report_html
+
+        return drift_report_html(self)
 
 
 class ProfileSide:
@@ -248,8 +288,11 @@ def _compare_column(
         blank.rule, blank.threshold = "method", threshold
         return _fill(blank, chosen, result)
     if kind == "numeric":
-        blank.details["reference_median"] = _median(reference_sample)
-        blank.details["current_median"] = _median(current_sample)
+        blank.details["reference_median"] = quantile(reference_sample, 0.5)
+        blank.details["current_median"] = quantile(current_sample, 0.5)
+        blank.distribution = numeric_histogram(reference_sample, current_sample)
+    else:
+        blank.distribution = categorical_histogram(reference_sample, current_sample)
     test = get_method(rule.test_for(kind)).compute(reference_sample, current_sample)
     effect = get_method(rule.effect_for(kind)).compute(reference_sample, current_sample)
     column = _fill(blank, rule.test_for(kind), test)
@@ -258,11 +301,6 @@ def _compare_column(
     column.effect_floor = rule.floor_for(kind)
     column.details.update({f"{column.effect_method}_{k}": v for k, v in effect.details.items()})
     return column
-
-
-def _median(sample: NumericSample) -> float:
-    cumulative = np.cumsum(sample.weights)
-    return float(sample.values[np.searchsorted(cumulative, cumulative[-1] / 2)])
 
 
 def _fill(column: ColumnDrift, method: str, result: MethodResult) -> ColumnDrift:
