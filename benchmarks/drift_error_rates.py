@@ -23,7 +23,9 @@ import pandas as pd
 
 import keel
 from keel.checks.drift import ProfileSide, compare
-from keel.compare import _current_side, _edges_of
+from keel.compare import align_schema
+from keel.data import open_source
+from keel.parallel import edges_from, profile_sides
 from keel.profile import Profile
 from keel.schema import Schema
 
@@ -33,14 +35,16 @@ P20 = np.linspace(1, 3, 20) / np.linspace(1, 3, 20).sum()
 
 
 def table(rng: np.random.Generator, rows: int, shift: float = 0.0, scale: float = 1.0):
-    return pd.DataFrame({
-        "normal": rng.normal(shift, scale, rows),
-        "lognormal": rng.lognormal(0, 1, rows),
-        "exponential": rng.exponential(3, rows),
-        "counts": rng.poisson(4, rows),
-        "five": rng.choice(CATEGORIES_5, rows, p=[0.4, 0.25, 0.15, 0.12, 0.08]),
-        "twenty": rng.choice(CATEGORIES_20, rows, p=P20),
-    })
+    return pd.DataFrame(
+        {
+            "normal": rng.normal(shift, scale, rows),
+            "lognormal": rng.lognormal(0, 1, rows),
+            "exponential": rng.exponential(3, rows),
+            "counts": rng.poisson(4, rows),
+            "five": rng.choice(CATEGORIES_5, rows, p=[0.4, 0.25, 0.15, 0.12, 0.08]),
+            "twenty": rng.choice(CATEGORIES_20, rows, p=P20),
+        }
+    )
 
 
 def false_alarms(rows: int, repetitions: int, seed: int, exact: bool = False) -> dict:
@@ -69,9 +73,10 @@ def detection_rate(rows: int, repetitions: int, seed: int, shift=0.0, scale=1.0,
     reference_profile, edges = baseline
     detected = 0
     for _ in range(repetitions):
-        current_table = table(rng, rows, shift, scale)
-        current = _current_side(current_table, reference_profile.schema, edges, None)
-        report = compare(ProfileSide(reference_profile), current)
+        current_table = open_source(table(rng, rows, shift, scale))
+        schema = align_schema(reference_profile.schema, current_table)
+        _, current = profile_sides(None, current_table, current_schema=schema, edges=edges)
+        report = compare(ProfileSide(reference_profile), ProfileSide(current))
         detected += report.column("normal").drift
     return detected / repetitions
 
@@ -91,19 +96,24 @@ def main() -> None:
     scale_down = 4 if args.quick else 1
     plan = {10_000: (400, 100), 100_000: (200, 60), 1_000_000: (40, 20)}
     started = time.perf_counter()
-    print("| rows | mode | repetitions | dataset false alarms (default rule) | per column "
-          "| BH test alone | uncorrected p < 0.05 |")
+    print(
+        "| rows | mode | repetitions | dataset false alarms (default rule) | per column "
+        "| BH test alone | uncorrected p < 0.05 |"
+    )
     print("|---|---|---|---|---|---|---|")
     rows_out = []
     for rows, (repetitions, _) in plan.items():
         rows_out.append(false_alarms(rows, max(repetitions // scale_down, 5), seed=rows))
         if rows == 10_000:
-            rows_out.append(false_alarms(rows, max(repetitions // scale_down, 5), seed=rows + 1,
-                                         exact=True))
+            rows_out.append(
+                false_alarms(rows, max(repetitions // scale_down, 5), seed=rows + 1, exact=True)
+            )
     for r in rows_out:
-        print(f"| {r['rows']:,} | {r['mode']} | {r['repetitions']} | "
-              f"{r['dataset_false_alarm_rate']:.3f} | {r['column_false_alarm_rate']:.4f} | "
-              f"{r['bh_test_only_rate']:.3f} | {r['uncorrected_p_rate']:.3f} |")
+        print(
+            f"| {r['rows']:,} | {r['mode']} | {r['repetitions']} | "
+            f"{r['dataset_false_alarm_rate']:.3f} | {r['column_false_alarm_rate']:.4f} | "
+            f"{r['bh_test_only_rate']:.3f} | {r['uncorrected_p_rate']:.3f} |"
+        )
     print()
     print("| rows | smallest mean shift detected ≥95% (σ) | smallest scale factor detected ≥95% |")
     print("|---|---|---|")
@@ -114,13 +124,17 @@ def main() -> None:
         rng = np.random.default_rng(rows + 7)
         reference = table(rng, rows)
         reference_profile = Profile.build(reference, Schema.infer(reference))
-        baseline = (reference_profile, _edges_of(reference_profile, 10))
-        shift, shift_rate = smallest_detected(rows, repetitions, rows + 8, mean_grid,
-                                              lambda d: {"shift": d}, baseline)
-        factor, factor_rate = smallest_detected(rows, repetitions, rows + 9, scale_grid,
-                                                lambda s: {"scale": s}, baseline)
-        print(f"| {rows:,} | {shift} ({shift_rate:.0%} of {repetitions}) | "
-              f"{factor} ({factor_rate:.0%} of {repetitions}) |")
+        baseline = (reference_profile, edges_from(reference_profile, 10))
+        shift, shift_rate = smallest_detected(
+            rows, repetitions, rows + 8, mean_grid, lambda d: {"shift": d}, baseline
+        )
+        factor, factor_rate = smallest_detected(
+            rows, repetitions, rows + 9, scale_grid, lambda s: {"scale": s}, baseline
+        )
+        print(
+            f"| {rows:,} | {shift} ({shift_rate:.0%} of {repetitions}) | "
+            f"{factor} ({factor_rate:.0%} of {repetitions}) |"
+        )
     print(f"\n(measured in {time.perf_counter() - started:.0f} s)")
 
 

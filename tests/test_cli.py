@@ -63,8 +63,16 @@ def test_baseline_create_show_and_drift_against_it(run_keel, files, tmp_path):
     assert shown.returncode == 0 and "target" in shown.stdout
     found = run_keel("drift", tmp_path / "b.keel", files["shifted"], "--json", tmp_path / "d.json")
     assert found.returncode == 1
-    columns = {c["column"] for c in json.loads((tmp_path / "d.json").read_text())["columns"]}
-    assert columns == {"x", "y", "color"}  # the target and the id are not features
+    columns = {
+        c["column"]: c["check"] for c in json.loads((tmp_path / "d.json").read_text())["columns"]
+    }
+    # The id is not compared; the target is, apart from the features.
+    assert columns == {
+        "x": "feature_drift",
+        "y": "feature_drift",
+        "color": "feature_drift",
+        "z": "target_drift",
+    }
 
 
 def test_profile_writes_a_loadable_profile_usable_as_a_reference(run_keel, files, tmp_path):

@@ -34,6 +34,7 @@ from keel import __version__, _container
 from keel.errors import FormatError
 from keel.fingerprint import TableFingerprint
 from keel.profile import NumericProfile, Profile
+from keel.profile.numeric import counts_in_bins
 from keel.profile.profile import profile_kind
 from keel.sample import RowSample
 from keel.schema import Schema
@@ -222,9 +223,7 @@ def _count_in_bins(
         for name, edges in bin_edges.items():
             values = _to_float64(batch.column(name).drop_null(), name, "numeric")
             finite = values[np.isfinite(values)]
-            counts[name] += np.bincount(
-                np.searchsorted(edges, finite, side="left"), minlength=len(edges) + 1
-            )
+            counts[name] += counts_in_bins(finite, edges)
     for name, edges in bin_edges.items():
         column = profile.columns[name]
         column.bin_edges, column.bin_counts = edges, counts[name]

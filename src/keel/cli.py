@@ -64,6 +64,16 @@ def _progress(total: int | None, label: str):
         yield lambda rows: progress.advance(task, rows)
 
 
+@contextmanager
+def _spinner(label: str):
+    """A spinner on stderr while work runs in several processes (only on a terminal)."""
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(label):
+        yield
+
+
 @app.command()
 def profile(
     data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder of Parquet files.")],
@@ -172,14 +182,13 @@ def drift(
     from keel.compare import drift as run_drift
     from keel.stats.verdict import DefaultRule
 
-    with _progress(None, "comparing") as advance:
+    with _spinner("profiling and comparing"):
         report = run_drift(
             reference,
             current,
             exact=exact,
             method=method,
             rule=DefaultRule(alpha=alpha),
-            on_batch=advance,
             roles=_roles(
                 id=id,
                 timestamp=timestamp,
@@ -221,8 +230,9 @@ def print_drift(report) -> None:
         p_value = _fmt(
             column.p_value_adjusted if column.p_value_adjusted is not None else column.p_value
         )
+        role = {"prediction_drift": " (output)", "target_drift": " (target)"}.get(column.check, "")
         table.add_row(
-            column.column,
+            column.column + role,
             column.kind,
             column.method or "",
             _fmt(column.statistic),
@@ -239,6 +249,10 @@ def print_drift(report) -> None:
         )
     else:
         out.print(f"no drift in {dataset['columns_checked']} columns")
+    if dataset["prediction_drift"]:
+        out.print(f"[bold red]prediction drift[/]: {', '.join(dataset['prediction_drift'])}")
+    if dataset["target_drift"]:
+        out.print(f"[bold red]target drift[/]: {', '.join(dataset['target_drift'])}")
     for finding in dataset["findings"]:
         out.print(
             f"[{'red' if finding['level'] == 'alert' else 'yellow'}]{finding['level']}[/] "

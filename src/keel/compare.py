@@ -17,7 +17,7 @@ reads both tables into memory and compares raw values, agreeing with scipy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ from keel.baseline import Baseline
 from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare
 from keel.data import DataSource, open_source
 from keel.errors import ConfigError
-from keel.profile import NumericProfile, Profile
+from keel.parallel import edges_from, profile_sides
+from keel.profile import Profile
 from keel.schema import Schema
-from keel.stats.binning import DEFAULT_BINS, quantile_edges
-from keel.stats.samples import NumericSample
+from keel.stats.binning import DEFAULT_BINS
 from keel.stats.verdict import DefaultRule
 
 
@@ -44,7 +44,6 @@ def drift(
     roles: Mapping[str, str] | None = None,
     kinds: Mapping[str, str] | None = None,
     bins: int = DEFAULT_BINS,
-    on_batch: Callable[[int], None] | None = None,
 ) -> DriftReport:
     """Compare ``current`` with ``reference`` column by column (see the module docstring).
 
@@ -67,19 +66,52 @@ def drift(
             TableSide(current_source.read_all(), current_schema, current_source.name),
             **options,
         )
-    if isinstance(reference, Baseline):
-        reference_profile, edges, name = reference.profile, reference.bin_edges, "baseline"
-        name = f"baseline {reference.id}"
-    elif isinstance(reference, Profile):
-        reference_profile, name = reference, "profile"
-        edges = _edges_of(reference_profile, bins)
+    current = load_reference(current)
+    if isinstance(current, Profile):  # already profiled: compare with what the reference holds
+        if isinstance(reference, Baseline | Profile):
+            reference_profile, name = _profile_of(reference), _name_of(reference)
+        else:
+            source = open_source(reference)
+            reference_profile = Profile.build(source, Schema.infer(source, roles, kinds))
+            name = source.name
+        return compare(ProfileSide(reference_profile, name), ProfileSide(current), **options)
+    current_source = open_source(current)
+    if isinstance(reference, Baseline | Profile):
+        reference_profile = _profile_of(reference)
+        edges = (
+            reference.bin_edges
+            if isinstance(reference, Baseline)
+            else edges_from(reference_profile, bins)
+        )
+        current_schema = align_schema(reference_profile.schema, current_source)
+        _, current_profile = profile_sides(
+            None, current_source, current_schema=current_schema, edges=edges
+        )
+        name = _name_of(reference)
     else:
-        source = open_source(reference)
-        schema = Schema.infer(source, roles=roles, kinds=kinds)
-        reference_profile = Profile.build(source, schema, on_batch=on_batch)
-        edges, name = _edges_of(reference_profile, bins), source.name
-    current_side = _current_side(current, reference_profile.schema, edges, on_batch)
-    return compare(ProfileSide(reference_profile, name), current_side, **options)
+        reference_source = open_source(reference)
+        schema = Schema.infer(reference_source, roles=roles, kinds=kinds)
+        reference_profile, current_profile = profile_sides(
+            reference_source,
+            current_source,
+            reference_schema=schema,
+            current_schema=align_schema(schema, current_source),
+            bins=bins,
+        )
+        name = reference_source.name
+    return compare(
+        ProfileSide(reference_profile, name),
+        ProfileSide(current_profile, current_source.name),
+        **options,
+    )
+
+
+def _profile_of(reference: Baseline | Profile) -> Profile:
+    return reference.profile if isinstance(reference, Baseline) else reference
+
+
+def _name_of(reference: Baseline | Profile) -> str:
+    return f"baseline {reference.id}" if isinstance(reference, Baseline) else "profile"
 
 
 def load_reference(reference: Any) -> Any:
@@ -111,34 +143,3 @@ def _same_type_kind(reference_dtype: str, current_dtype: str) -> bool:
     from keel.checks.drift import _type_kind
 
     return _type_kind(reference_dtype) == _type_kind(current_dtype)
-
-
-def _current_side(
-    current: Any,
-    reference_schema: Schema,
-    edges: Mapping[str, Any],
-    on_batch: Callable[[int], None] | None,
-) -> ProfileSide:
-    if isinstance(current, Profile):
-        return ProfileSide(current, "profile")
-    if isinstance(current, str | Path):
-        loaded = load_reference(current)
-        if isinstance(loaded, Profile):
-            return ProfileSide(loaded, str(current))
-    source = open_source(current)
-    schema = align_schema(reference_schema, source)
-    usable_edges = {
-        name: value
-        for name, value in edges.items()
-        if name in schema and schema[name].kind == "numeric" and schema[name].role != "id"
-    }
-    profile = Profile.build(source, schema, bin_edges=usable_edges, on_batch=on_batch)
-    return ProfileSide(profile, source.name)
-
-
-def _edges_of(profile: Profile, bins: int) -> dict[str, Any]:
-    return {
-        name: quantile_edges(NumericSample.from_profile(column), bins)
-        for name, column in profile.columns.items()
-        if type(column) is NumericProfile and column.count
-    }

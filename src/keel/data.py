@@ -37,6 +37,9 @@ class DataSource:
     _table: pa.Table | None = None
     _path: Path | None = None
     _format: str | None = None
+    #: Arrow's own decoding threads: on for one process, off when one process per core
+    #: profiles columns in parallel (extra threads there only compete).
+    use_threads: bool = True
 
     def batches(
         self, columns: list[str] | None = None, batch_rows: int = DEFAULT_BATCH_ROWS
@@ -55,7 +58,10 @@ class DataSource:
         # One file at a time, no read-ahead threads: peak memory is one batch's worth,
         # however many files and rows the folder holds.
         for path in _parquet_files(self._path):
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
+            reader = pq.ParquetFile(path)
+            for batch in reader.iter_batches(
+                batch_size=batch_rows, columns=columns, use_threads=self.use_threads
+            ):
                 if batch.num_rows:
                     yield batch
 
@@ -128,17 +134,28 @@ def _parquet_files(path: Path) -> list[Path]:
 
 
 def _parquet_source(path: Path, display: Path) -> DataSource:
-    import pyarrow.dataset as ds
+    """Schema and row count from the files' footers only; every file must share the schema."""
+    import pyarrow.parquet as pq
 
-    try:
-        dataset = ds.dataset(str(path), format="parquet")
-        num_rows = dataset.count_rows()
-    except (pa.ArrowInvalid, OSError) as error:
-        raise DataError(f"{display}: not a readable Parquet file or folder ({error})") from error
-    if len(dataset.schema) == 0:
+    schema, num_rows = None, 0
+    for file in _parquet_files(path):
+        try:
+            metadata = pq.read_metadata(file)
+            file_schema = metadata.schema.to_arrow_schema()
+        except (pa.ArrowInvalid, OSError) as error:
+            raise DataError(f"{file}: not a readable Parquet file ({error})") from error
+        if schema is None:
+            schema = file_schema
+        elif not file_schema.equals(schema, check_metadata=False):
+            raise DataError(
+                f"{file}: its columns differ from the folder's first file "
+                f"({file_schema.names} vs {schema.names})"
+            )
+        num_rows += metadata.num_rows
+    if schema is None or len(schema) == 0:
         raise DataError(f"{display}: no columns")
     return DataSource(
-        name=str(display), schema=dataset.schema, num_rows=num_rows, _path=path, _format="parquet"
+        name=str(display), schema=schema, num_rows=num_rows, _path=path, _format="parquet"
     )
 
 

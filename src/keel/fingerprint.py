@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 
-import pandas as pd
 import pyarrow as pa
 
 
@@ -31,6 +30,8 @@ class TableFingerprint:
         if self._columns is None:
             self._columns = list(batch.schema.names)
             self._digest.update("\x1f".join(self._columns).encode())
+        import pandas as pd  # lazy: only baselines fingerprint, and pandas is slow to import
+
         frame = batch.to_pandas()
         row_hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
         self._digest.update(row_hashes.tobytes())

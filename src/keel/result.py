@@ -40,7 +40,19 @@ class Result:
 
 
 RESULT_COLUMNS: tuple[str, ...] = (
-    "monitor", "model", "model_version", "segment", "window_start", "window_end", "check",
-    "column", "metric", "value", "threshold", "status", "revision", "details",
+    "monitor",
+    "model",
+    "model_version",
+    "segment",
+    "window_start",
+    "window_end",
+    "check",
+    "column",
+    "metric",
+    "value",
+    "threshold",
+    "status",
+    "revision",
+    "details",
 )
 assert set(RESULT_COLUMNS) == {f.name for f in fields(Result)}

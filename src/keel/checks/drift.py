@@ -39,6 +39,13 @@ from keel.stats.verdict import DefaultRule
 
 #: Kinds the drift check compares; booleans are compared as categories.
 _COMPARED = {"numeric": "numeric", "categorical": "categorical", "boolean": "categorical"}
+#: Which check each role's drift belongs to; other roles (ids, timestamps) are not compared.
+_CHECK_OF_ROLE = {
+    "feature": "feature_drift",
+    "prediction": "prediction_drift",
+    "score": "prediction_drift",
+    "target": "target_drift",
+}
 
 
 @dataclass
@@ -66,6 +73,8 @@ class ColumnDrift:
     details: dict[str, Any] = field(default_factory=dict)
     #: Shares per side over shared bins or categories, for charts (keel.stats.histogram).
     distribution: dict[str, Any] | None = None
+    #: feature_drift, prediction_drift (prediction and score columns) or target_drift.
+    check: str = "feature_drift"
 
     def to_dict(self) -> dict[str, Any]:
         return {key: _plain(value) for key, value in asdict(self).items()}
@@ -102,7 +111,7 @@ class DriftReport:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def to_results(self) -> list[Result]:
-        """One Result per column (DESIGN's schema), check ``feature_drift``.
+        """One Result per column (DESIGN's schema): check feature, prediction or target drift.
 
         The metric is what a person reads: the effect size against its floor
         under the default rule (the test's numbers are in ``details``), or the
@@ -110,20 +119,40 @@ class DriftReport:
         """
         results = []
         for column in self.columns:
-            details = {key: _plain(value) for key, value in column.to_dict().items()
-                       if key not in ("column", "distribution", "status")}
+            details = {
+                key: _plain(value)
+                for key, value in column.to_dict().items()
+                if key not in ("column", "distribution", "status")
+            }
             status = "alert" if column.drift else column.status
-            if column.rule == "default":
-                metric, value, threshold = (column.effect_method or column.method,
-                                            column.effect_size, column.effect_floor)
+            if column.rule == "calibrated":
+                metric, value, threshold = (
+                    column.effect_method,
+                    column.effect_size,
+                    column.threshold,
+                )
+            elif column.rule == "default":
+                metric, value, threshold = (
+                    column.effect_method or column.method,
+                    column.effect_size,
+                    column.effect_floor,
+                )
             else:
                 use_p = column.p_value is not None
                 metric = f"{column.method}_p_value" if use_p else column.method
                 value = column.p_value_adjusted if use_p else column.statistic
                 threshold = column.threshold
-            results.append(Result(check="feature_drift", column=column.column, metric=metric,
-                                  value=_plain(value), threshold=threshold, status=status,
-                                  details=details))
+            results.append(
+                Result(
+                    check=column.check,
+                    column=column.column,
+                    metric=metric,
+                    value=_plain(value),
+                    threshold=threshold,
+                    status=status,
+                    details=details,
+                )
+            )
         return results
 
     def to_pandas(self):
@@ -189,12 +218,17 @@ def compare(
     methods: Mapping[str, str] | None = None,
     thresholds: Mapping[str, float] | None = None,
     method: str | None = None,
+    calibration: Any = None,
 ) -> DriftReport:
-    """Compare every feature column of ``reference`` with ``current``.
+    """Compare every feature, prediction, score and target column of ``reference`` with ``current``.
 
     ``method`` makes one method decide for every column of a kind it fits;
     ``methods`` does so per column (``{"age": "psi"}``) and ``thresholds``
-    sets that method's threshold per column. Other columns use ``rule``.
+    sets that method's threshold per column. A ``Calibration`` decides the
+    columns it has a threshold for (its effect statistic at or above the
+    calibrated threshold). Other columns use ``rule``. Model outputs and the
+    target are reported apart (``check`` prediction_drift and target_drift),
+    each family adjusted by Benjamini–Hochberg on its own.
     """
     rule = rule or DefaultRule()
     methods, thresholds = dict(methods or {}), dict(thresholds or {})
@@ -207,7 +241,8 @@ def compare(
     results: list[ColumnDrift] = []
     skipped: list[dict[str, str]] = []
     for spec in reference.schema.columns:
-        if spec.role != "feature":
+        check = _CHECK_OF_ROLE.get(spec.role)
+        if check is None:
             continue
         kind = _COMPARED.get(spec.kind)
         if kind is None:
@@ -216,8 +251,14 @@ def compare(
         chosen = methods.get(spec.name) or (
             method if method is not None and kind in get_method(method).kinds else None
         )
-        results.append(_compare_column(spec, kind, reference, current, rule, chosen, thresholds))
-    _adjust_and_decide(results, rule)
+        column = _compare_column(spec, kind, reference, current, rule, chosen, thresholds)
+        column.check = check
+        calibrated = calibration.threshold(spec.name) if calibration is not None else None
+        if calibrated is not None and column.status == "ok" and chosen is None:
+            column.rule, column.threshold = "calibrated", calibrated
+        results.append(column)
+    for family in _CHECK_OF_ROLE.values():
+        _adjust_and_decide([c for c in results if c.check == family], rule)
     findings = [
         {"column": c.column, "level": "alert", "finding": c.finding}
         for c in results
@@ -232,12 +273,18 @@ def compare(
                     "finding": "new column: not in the reference",
                 }
             )
-    drifted = [c.column for c in results if c.drift]
-    checked = [c for c in results if c.status in ("ok", "alert")]
+    drifted = [c.column for c in results if c.drift and c.check == "feature_drift"]
+    outputs = [c.column for c in results if c.drift and c.check == "prediction_drift"]
+    targets = [c.column for c in results if c.drift and c.check == "target_drift"]
+    checked = [c for c in results if c.status in ("ok", "alert") and c.check == "feature_drift"]
     dataset = {
         "drift": bool(drifted),
-        "alert": bool(drifted) or any(f["level"] == "alert" for f in findings),
+        "alert": bool(drifted or outputs or targets)
+        or any(f["level"] == "alert" for f in findings),
         "drifted_columns": drifted,
+        "prediction_drift": outputs,
+        "target_drift": targets,
+        "calibrated": calibration is not None and calibration.fallback is None,
         "columns_checked": len(checked),
         "share_drifted": len(drifted) / len(checked) if checked else 0.0,
         "rule": rule.describe(),
@@ -323,6 +370,8 @@ def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
             continue
         if column.rule == "default":
             column.drift = rule.decide(column.p_value_adjusted, column.effect_size, column.kind)
+        elif column.rule == "calibrated":
+            column.drift = bool(column.effect_size >= column.threshold)
         elif column.p_value is not None:
             column.drift = bool(column.p_value_adjusted < column.threshold)
         else:

@@ -71,16 +71,18 @@ class NumericProfile:
         if len(finite) == 0:
             return
         batch_mean = float(finite.mean())
-        batch_m2 = float(np.square(finite - batch_mean).sum())
+        deviations = finite - batch_mean
+        # Squared in place and summed: no second temporary, and no BLAS call (its threads
+        # spin and steal the core a parallel worker needs).
+        batch_m2 = float(np.multiply(deviations, deviations, out=deviations).sum())
         self._merge_moments(len(finite), batch_mean, batch_m2)
-        self.minimum = min(self.minimum, float(finite.min()))
-        self.maximum = max(self.maximum, float(finite.max()))
         # The sketch's binding takes only writable arrays; Arrow hands out read-only views.
         self.sketch.update(finite if finite.flags.writeable else finite.copy())
+        # The sketch keeps the exact extremes: no extra pass over the values for them.
+        self.minimum = min(self.minimum, self.sketch.get_min_value())
+        self.maximum = max(self.maximum, self.sketch.get_max_value())
         if self.bin_edges is not None:
-            # Bins are right-closed: edge[i-1] < v <= edge[i]; the first and last are open-ended.
-            indices = np.searchsorted(self.bin_edges, finite, side="left")
-            self.bin_counts += np.bincount(indices, minlength=len(self.bin_edges) + 1)
+            self.bin_counts += counts_in_bins(finite, self.bin_edges)
 
     def _merge_moments(self, count: int, mean: float, m2: float) -> None:
         total = self.count + count
@@ -174,3 +176,16 @@ class NumericProfile:
             fields["bin_edges"] = np.asarray(state["bin_edges"], dtype=np.float64)
         fields["sketch"] = datasketches.kll_doubles_sketch.deserialize(blob)
         return cls(**fields)
+
+
+def counts_in_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Counts in right-closed bins (edge[i-1] < v <= edge[i]), the outer two open-ended.
+
+    One comparison pass per edge: for the few edges of quantile bins this is
+    several times faster than a binary search per value.
+
+    >>> counts_in_bins(np.array([0.5, 1.0, 1.5, 9.0]), np.array([1.0, 2.0])).tolist()
+    [2, 1, 1]
+    """
+    at_or_below = [np.count_nonzero(values <= edge) for edge in edges]
+    return np.diff(np.array([0, *at_or_below, len(values)], dtype=np.int64))

@@ -44,8 +44,12 @@ def numeric_histogram(
     for side, sample in (("reference", reference), ("current", current)):
         cumulative = cdf_at(sample.values, sample.weights, edges)
         shares[side] = np.diff(cumulative).round(6).tolist()
-    return {"kind": "numeric", "scale": "log" if logarithmic else "linear",
-            "edges": edges.tolist(), **shares}
+    return {
+        "kind": "numeric",
+        "scale": "log" if logarithmic else "linear",
+        "edges": edges.tolist(),
+        **shares,
+    }
 
 
 def categorical_histogram(

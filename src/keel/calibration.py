@@ -1,0 +1,196 @@
+"""Calibration: per-column thresholds that meet a monitor's false alarm rate.
+
+A monitor asks, window after window, whether anything changed. A fixed
+threshold ignores how much a statistic varies between windows of that size
+when nothing changed, and an alert every week on noise gets a monitor muted.
+So keel cuts the baseline's reference data into windows of the monitor's
+size, in time order when it has a timestamp (seasonality and
+autocorrelation then count as normal), and compares **each window with the
+reference without it** (comparing a window with a reference that contains it
+biases the spread low: NannyML's issue #426). Each column's effect statistic
+(Wasserstein in reference standard deviations, or PSI) over those K windows
+is fitted by a scaled chi-square, c·χ²(ν), by moments (c = var/(2·mean),
+ν = 2·mean²/var): under no drift, PSI times the effective sample size is
+approximately χ², and the fit extrapolates to tails the K windows cannot
+show. The threshold for each of the m columns is that fit's quantile at
+1 − (1 − r)^(1/m), so that a window has any false alert with probability
+at most r, the monitor's chosen rate (Šidák across columns).
+
+With fewer than ``min_windows`` reference windows keel does not pretend:
+the calibration records the reason and checks fall back to the one-off rule.
+
+>>> import numpy as np
+>>> fit = scaled_chi2_threshold(np.random.default_rng(0).chisquare(9, 500) * 0.01, 0.001)
+>>> 0.25 < fit["threshold"] < 0.35, round(fit["dof"])
+(True, 9)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from keel.errors import FormatError
+
+MIN_WINDOWS = 20
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Calibration:
+    baseline_id: str
+    window: str
+    false_alarm_rate: float
+    reference_windows: int
+    thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
+    volume: dict[str, float] = field(default_factory=dict)
+    fallback: str | None = None
+    estimator: str = "scaled_chi2"
+
+    def threshold(self, column: str) -> float | None:
+        entry = self.thresholds.get(column)
+        return None if entry is None or self.fallback else float(entry["threshold"])
+
+    @classmethod
+    def fit(
+        cls,
+        baseline: Any,
+        reference: Any,
+        window: str,
+        timestamp: str | None = None,
+        false_alarm_rate: float = 0.01,
+        min_windows: int = MIN_WINDOWS,
+        leave_one_out: bool = True,
+    ) -> Calibration:
+        """Calibrate ``baseline`` on its reference data for windows of ``window``.
+
+        ``leave_one_out=False`` compares each window with the whole reference
+        (the biased way; kept to measure the difference).
+        """
+        from keel.windows import WindowSpec, cut
+
+        spec = WindowSpec.parse(window, incomplete="drop")
+        timestamp = timestamp or next(
+            (c.name for c in baseline.schema.columns if c.role == "timestamp"), None
+        )
+        windows = cut(reference, spec, baseline.schema, timestamp, baseline.bin_edges)
+        windows = [w for w in windows if w.rows]
+        calibration = cls(baseline.id, spec.describe(), false_alarm_rate, len(windows))
+        rows = np.array([w.rows for w in windows], dtype=float)
+        if len(rows):
+            calibration.volume = {
+                "mean_rows": float(rows.mean()),
+                "std_rows": float(rows.std(ddof=1)) if len(rows) > 1 else 0.0,
+            }
+        if len(windows) < min_windows:
+            calibration.fallback = (
+                f"only {len(windows)} reference windows of {spec.describe()} (at least "
+                f"{min_windows} needed): the one-off rule decides instead"
+            )
+            return calibration
+        statistics = window_statistics(baseline, windows, leave_one_out)
+        columns = len(statistics)
+        per_column = 1 - (1 - false_alarm_rate) ** (1 / max(columns, 1))
+        for column, values in statistics.items():
+            calibration.thresholds[column] = scaled_chi2_threshold(values, per_column)
+        return calibration
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, payload: dict[str, Any]) -> Calibration:
+        if payload.get("format_version", 1) > FORMAT_VERSION:
+            raise FormatError("calibration format is newer than this keel reads; upgrade keel")
+        return cls(**{k: v for k, v in payload.items() if k != "format_version"})
+
+    def save(self, path: str | Path) -> None:
+        from keel._files import write_atomically
+
+        write_atomically(Path(path), json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        try:
+            return cls.from_dict(json.loads(Path(path).read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise FormatError(f"{path}: not a readable keel calibration ({error})") from error
+
+
+def window_statistics(baseline: Any, windows: list, leave_one_out: bool) -> dict[str, np.ndarray]:
+    """Each column's default effect statistic for every window against the rest (or all)."""
+    from keel.checks.drift import ProfileSide, compare
+
+    profiles = [w.profile for w in windows]
+    if leave_one_out:
+        prefixes = _running_merges(profiles)
+        suffixes = _running_merges(profiles[::-1])[::-1]
+    values: dict[str, list[float]] = {}
+    for index, window in enumerate(profiles):
+        if leave_one_out:
+            parts = [
+                p
+                for p in (
+                    prefixes[index - 1] if index else None,
+                    suffixes[index + 1] if index + 1 < len(profiles) else None,
+                )
+                if p
+            ]
+            rest = _copy(parts[0])
+            for part in parts[1:]:
+                rest.merge(part)
+        else:
+            rest = baseline.profile
+        report = compare(ProfileSide(rest), ProfileSide(window))
+        for column in report.columns:
+            if column.effect_size is not None and np.isfinite(column.effect_size):
+                values.setdefault(column.column, []).append(float(column.effect_size))
+    return {column: np.array(v) for column, v in values.items() if len(v) == len(profiles)}
+
+
+def scaled_chi2_threshold(values: np.ndarray, tail: float) -> dict[str, Any]:
+    """The (1 − tail) quantile of c·χ²(ν) fitted to ``values`` by their mean and variance."""
+    from scipy import special
+
+    mean, variance = float(np.mean(values)), float(np.var(values, ddof=1))
+    if mean <= 0 or variance <= 0:
+        return {
+            "threshold": float(np.max(values)),
+            "scale": 0.0,
+            "dof": 0.0,
+            "mean": mean,
+            "variance": variance,
+            "windows": len(values),
+            "max_seen": float(np.max(values)),
+        }
+    scale, dof = variance / (2 * mean), 2 * mean * mean / variance
+    # chdtri(ν, q) is the χ²(ν) quantile whose upper tail has probability q.
+    threshold = scale * float(special.chdtri(dof, tail))
+    return {
+        "threshold": threshold,
+        "scale": scale,
+        "dof": dof,
+        "mean": mean,
+        "variance": variance,
+        "windows": len(values),
+        "max_seen": float(np.max(values)),
+    }
+
+
+def _running_merges(profiles: list) -> list:
+    """merged[i] = profiles[0] ⊕ … ⊕ profiles[i], each a separate object."""
+    merged, running = [], None
+    for profile in profiles:
+        running = _copy(profile) if running is None else _copy(running).merge(profile)
+        merged.append(running)
+    return merged
+
+
+def _copy(profile: Any) -> Any:
+    from keel.profile import Profile
+
+    return Profile.from_bytes(profile.to_bytes())

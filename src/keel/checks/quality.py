@@ -1,0 +1,270 @@
+"""Data quality and pipeline checks: one window's profile against the reference's.
+
+Every check returns Results (check ``quality``), each with a documented
+default that a person can reason about:
+
+* ``missing_share``: share of rows null or NaN. Alert above the reference's
+  share plus the larger of 2 percentage points and 3 binomial standard errors.
+* ``nonfinite_count``: NaN and ±inf values; alert when they appear in a
+  column whose reference had none.
+* ``out_of_range_share``: share of values outside the reference's [min, max]
+  (from the window's sketch, within twice its rank error). Alert above the
+  larger of 1% and ten times 1/reference count (a continuous column lands a
+  few values past its training extremes by chance).
+* ``unit_change``: ratio of medians, current over reference; alert when it is
+  ≥ 10^1.5 (≈ 32×) or ≤ 10^-1.5, and name the power of ten (a likely unit
+  change: cents for euros, grams for kilograms).
+* ``unseen_share``: share of rows in categories the reference never had;
+  alert above 1%, listing the new values. ``vanished_categories``: categories
+  the reference had at ≥ 1% that are absent though at least 5 rows of each
+  were expected.
+* ``constant``: a column with a single value in a window of at least 30
+  values, where the reference had several (warn).
+* ``volume``: rows in the window against the reference's rows per window
+  (needs a Calibration): alert outside mean ± max(4 standard deviations,
+  half the mean); an empty window always alerts.
+* ``freshness_lag_seconds``: time from the newest event in the window to the
+  window's end; alert when the newest event leaves more than half the window
+  uncovered.
+
+>>> from keel.profile import NumericProfile
+>>> import numpy as np
+>>> reference, window = NumericProfile(), NumericProfile()
+>>> reference.update_values(np.arange(1.0, 101.0))
+>>> window.update_values(np.arange(1.0, 101.0) * 100)
+>>> [r.status for r in column_checks("amount", "numeric", reference, window)]
+['ok', 'ok', 'alert', 'alert', 'ok']
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from keel.profile import CategoricalProfile, NumericProfile
+from keel.result import Result
+from keel.stats.histogram import quantile
+from keel.stats.samples import NumericSample, cdf_at
+
+UNIT_CHANGE_LOG10 = 1.5
+UNSEEN_SHARE = 0.01
+
+
+def column_checks(name: str, kind: str, reference: Any, window: Any) -> list[Result]:
+    """Every quality check that applies to one column of one window."""
+    if window.rows == 0:
+        return [
+            _result(
+                "missing_share",
+                name,
+                None,
+                None,
+                "insufficient_data",
+                {"reason": "no rows in the window"},
+            )
+        ]
+    results = [_missing(name, reference, window)]
+    if (
+        isinstance(reference, NumericProfile)
+        and isinstance(window, NumericProfile)
+        and (kind == "numeric")
+    ):
+        results.append(_nonfinite(name, reference, window))
+        if reference.count and window.count:
+            reference_sample = NumericSample.from_profile(reference)
+            window_sample = NumericSample.from_profile(window)
+            results.append(_out_of_range(name, reference, window, window_sample))
+            results.append(_unit_change(name, reference_sample, window_sample))
+            results.extend(
+                _constant(
+                    name,
+                    reference.minimum < reference.maximum,
+                    window.count,
+                    window.minimum == window.maximum,
+                )
+            )
+    elif isinstance(reference, CategoricalProfile) and isinstance(window, CategoricalProfile):
+        results.extend(_categories(name, reference, window))
+        results.extend(_constant(name, reference.distinct > 1, window.count, window.distinct == 1))
+    return results
+
+
+def volume_check(rows: int, mean_rows: float, std_rows: float) -> Result:
+    allowed = max(4 * std_rows, 0.5 * mean_rows)
+    low, high = mean_rows - allowed, mean_rows + allowed
+    status = "alert" if rows == 0 or not low <= rows <= high else "ok"
+    return _result(
+        "volume",
+        None,
+        float(rows),
+        high if rows > mean_rows else low,
+        status,
+        {"expected_rows": mean_rows, "allowed_deviation": allowed},
+    )
+
+
+def freshness_check(
+    column: str, newest_seconds: float | None, window_end_seconds: float, window_seconds: float
+) -> Result:
+    if newest_seconds is None:
+        return _result(
+            "freshness_lag_seconds",
+            column,
+            None,
+            window_seconds / 2,
+            "insufficient_data",
+            {"reason": "no timestamps in the window"},
+        )
+    lag = max(window_end_seconds - newest_seconds, 0.0)
+    status = "alert" if lag > window_seconds / 2 else "ok"
+    return _result("freshness_lag_seconds", column, lag, window_seconds / 2, status, {})
+
+
+def _missing(name: str, reference: Any, window: Any) -> Result:
+    reference_share = reference.missing / reference.rows if reference.rows else 0.0
+    share = window.missing / window.rows
+    noise = 3 * np.sqrt(reference_share * (1 - reference_share) / window.rows)
+    threshold = reference_share + max(0.02, noise)
+    return _result(
+        "missing_share",
+        name,
+        share,
+        threshold,
+        "alert" if share > threshold else "ok",
+        {"reference_share": reference_share, "missing": window.missing},
+    )
+
+
+def _nonfinite(name: str, reference: NumericProfile, window: NumericProfile) -> Result:
+    count = window.nan + window.pos_inf + window.neg_inf
+    reference_count = reference.nan + reference.pos_inf + reference.neg_inf
+    status = "alert" if count and not reference_count else "ok"
+    return _result(
+        "nonfinite_count",
+        name,
+        float(count),
+        0.0,
+        status,
+        {
+            "nan": window.nan,
+            "pos_inf": window.pos_inf,
+            "neg_inf": window.neg_inf,
+            "reference_count": reference_count,
+        },
+    )
+
+
+def _out_of_range(
+    name: str, reference: NumericProfile, window: NumericProfile, sample: NumericSample
+) -> Result:
+    below = cdf_at(
+        sample.values, sample.weights, np.array([np.nextafter(reference.minimum, -np.inf)])
+    )[0]
+    at_or_below_max = cdf_at(sample.values, sample.weights, np.array([reference.maximum]))[0]
+    share = float(below + (1 - at_or_below_max))
+    threshold = max(0.01, 10 / reference.count)
+    return _result(
+        "out_of_range_share",
+        name,
+        share,
+        threshold,
+        "alert" if share > threshold else "ok",
+        {
+            "reference_min": reference.minimum,
+            "reference_max": reference.maximum,
+            "error_bound": 2 * window.rank_error,
+        },
+    )
+
+
+def _unit_change(name: str, reference: NumericSample, window: NumericSample) -> Result:
+    reference_median, window_median = quantile(reference, 0.5), quantile(window, 0.5)
+    threshold = 10**UNIT_CHANGE_LOG10
+    if reference_median == 0 or window_median == 0 or (reference_median > 0) != (window_median > 0):
+        return _result(
+            "unit_change",
+            name,
+            None,
+            threshold,
+            "ok",
+            {"reason": "medians are zero or of opposite signs"},
+        )
+    ratio = window_median / reference_median
+    log_ratio = abs(np.log10(ratio))
+    details = {"reference_median": reference_median, "current_median": window_median}
+    if log_ratio >= UNIT_CHANGE_LOG10:
+        details["likely_factor"] = float(10 ** round(np.log10(ratio)))
+    return _result(
+        "unit_change",
+        name,
+        float(ratio),
+        threshold,
+        "alert" if log_ratio >= UNIT_CHANGE_LOG10 else "ok",
+        details,
+    )
+
+
+def _categories(name: str, reference: CategoricalProfile, window: CategoricalProfile) -> list:
+    if not (reference.is_exact and window.is_exact) or window.count == 0:
+        return []
+    known = reference.counts or {}
+    unseen = {value: count for value, count in (window.counts or {}).items() if value not in known}
+    unseen_share = sum(unseen.values()) / window.count
+    listed = sorted(unseen, key=lambda value: -unseen[value])[:10]
+    results = [
+        _result(
+            "unseen_share",
+            name,
+            unseen_share,
+            UNSEEN_SHARE,
+            "alert" if unseen_share > UNSEEN_SHARE else "ok",
+            {"new_values": listed, "new_value_count": len(unseen)},
+        )
+    ]
+    vanished = [
+        value
+        for value, count in known.items()
+        if count / reference.count >= 0.01
+        and count / reference.count * window.count >= 5
+        and (window.counts or {}).get(value, 0) == 0
+    ]
+    results.append(
+        _result(
+            "vanished_categories",
+            name,
+            float(len(vanished)),
+            0.0,
+            "alert" if vanished else "ok",
+            {"vanished": sorted(vanished)[:10]},
+        )
+    )
+    return results
+
+
+def _constant(name: str, reference_varies: bool, count: int, window_constant: bool) -> list:
+    if count < 30:
+        return []
+    constant = bool(reference_varies and window_constant)
+    return [
+        _result("constant", name, 1.0 if constant else 0.0, 0.0, "warn" if constant else "ok", {})
+    ]
+
+
+def _result(
+    metric: str,
+    column: str | None,
+    value: float | None,
+    threshold: float | None,
+    status: str,
+    details: dict,
+) -> Result:
+    return Result(
+        check="quality",
+        column=column,
+        metric=metric,
+        value=None if value is None else float(value),
+        threshold=None if threshold is None else float(threshold),
+        status=status,
+        details=details,
+    )

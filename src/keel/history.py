@@ -1,0 +1,197 @@
+"""Checks over time: every window of a table against a baseline, in one call.
+
+``check_history`` cuts the data into windows (``keel.windows``), profiles
+each once in the baseline's bins, and runs every check on the window
+profiles: feature, prediction and target drift (calibrated when a
+Calibration is given or the reference data is at hand, the one-off rule
+otherwise) and the data quality checks of ``keel.checks.quality``. It
+returns a History: Results in DESIGN's schema, one JSON object per window,
+and a "what changed, when" summary.
+
+>>> import numpy as np, pandas as pd
+>>> from keel.baseline import Baseline
+>>> rng = np.random.default_rng(0)
+>>> times = pd.date_range("2026-01-01", periods=60 * 24 * 12, freq="5min", tz="UTC")
+>>> frame = pd.DataFrame({"ts": times, "x": rng.normal(size=len(times))})
+>>> reference, later = frame.iloc[: len(frame) // 2], frame.iloc[len(frame) // 2 :].copy()
+>>> baseline = Baseline.from_data(reference, timestamp="ts", sample_size=0)
+>>> later.loc[later.index[-2 * 24 * 12 :], "x"] += 1
+>>> history = check_history(baseline, later, window="1D", reference=reference)
+>>> for line in history.summary():
+...     print(line)
+x: feature drift (wasserstein) in 2 windows, 2026-02-28 to 2026-03-01
+x: out of range share in 1 window, 2026-03-01
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from keel.baseline import Baseline
+from keel.calibration import Calibration
+from keel.checks.drift import DriftReport, ProfileSide, compare
+from keel.checks.quality import column_checks, freshness_check, volume_check
+from keel.data import open_source
+from keel.result import RESULT_COLUMNS, Result
+from keel.stats.verdict import DefaultRule
+from keel.windows import WindowSpec, cut
+
+
+@dataclass
+class WindowResult:
+    start: str
+    end: str
+    rows: int
+    complete: bool
+    drift: DriftReport
+    quality: list[Result] = field(default_factory=list)
+
+    @property
+    def alert(self) -> bool:
+        return self.drift.alert or any(r.status == "alert" for r in self.quality)
+
+    def results(self) -> list[Result]:
+        return [
+            replace(r, window_start=self.start, window_end=self.end)
+            for r in [*self.drift.to_results(), *self.quality]
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "start": self.start,
+            "end": self.end,
+            "rows": self.rows,
+            "complete": self.complete,
+            "drift": self.drift.drift,
+            "alert": self.alert,
+            "drifted_columns": self.drift.dataset["drifted_columns"],
+            "prediction_drift": self.drift.dataset["prediction_drift"],
+            "target_drift": self.drift.dataset["target_drift"],
+            "findings": self.drift.dataset["findings"],
+            "columns": [c.to_dict() | {"distribution": None} for c in self.drift.columns],
+            "quality": [r.to_dict() for r in self.quality],
+        }
+
+
+@dataclass
+class History:
+    baseline_id: str
+    window: str
+    windows: list[WindowResult]
+    calibration: Calibration | None = None
+
+    @property
+    def alert(self) -> bool:
+        return any(w.alert for w in self.windows)
+
+    def results(self) -> list[Result]:
+        return [result for window in self.windows for result in window.results()]
+
+    def to_pandas(self):
+        import pandas as pd
+
+        return pd.DataFrame([r.to_dict() for r in self.results()], columns=RESULT_COLUMNS)
+
+    def to_dict(self) -> dict[str, Any]:
+        calibration = self.calibration
+        return {
+            "baseline": self.baseline_id,
+            "window": self.window,
+            "alert": self.alert,
+            "calibration": None
+            if calibration is None
+            else {
+                "false_alarm_rate": calibration.false_alarm_rate,
+                "reference_windows": calibration.reference_windows,
+                "fallback": calibration.fallback,
+            },
+            "windows": [w.to_dict() for w in self.windows],
+            "summary": self.summary(),
+        }
+
+    def summary(self) -> list[str]:
+        """What changed, when: one line per alerting column and metric, with its windows."""
+        spans: dict[tuple[str, str, str], list[str]] = {}
+        for window in self.windows:
+            for result in window.results():
+                if result.status == "alert":
+                    key = (result.column or "(table)", result.check, result.metric)
+                    spans.setdefault(key, []).append(window.start[:10])
+        lines = []
+        for (column, check, metric), starts in spans.items():
+            span = starts[0] if len(starts) == 1 else f"{starts[0]} to {starts[-1]}"
+            plural = "s" if len(starts) > 1 else ""
+            what = check.replace("_", " ") if check != "quality" else metric.replace("_", " ")
+            detail = f" ({metric})" if check != "quality" else ""
+            lines.append(f"{column}: {what}{detail} in {len(starts)} window{plural}, {span}")
+        return lines
+
+
+def check_history(
+    baseline: Baseline | str,
+    data: Any,
+    window: str = "1D",
+    timestamp: str | None = None,
+    calibration: Calibration | None = None,
+    reference: Any = None,
+    false_alarm_rate: float = 0.01,
+    incomplete: str = "keep",
+    rule: DefaultRule | None = None,
+) -> History:
+    """Run every check on every window of ``data`` (see the module docstring).
+
+    ``reference`` (the baseline's reference data) calibrates thresholds for
+    this window size at ``false_alarm_rate`` (the share of windows allowed a
+    false alert); without it or a ``calibration``, the one-off rule decides.
+    """
+    from keel.compare import align_schema
+
+    if not isinstance(baseline, Baseline):
+        baseline = Baseline.load(baseline)
+    spec = WindowSpec.parse(window, incomplete=incomplete)
+    source = open_source(data)
+    schema = align_schema(baseline.schema, source)
+    timestamp = timestamp or next((c.name for c in schema.columns if c.role == "timestamp"), None)
+    if calibration is None and reference is not None:
+        calibration = Calibration.fit(baseline, reference, window, timestamp, false_alarm_rate)
+    windows = cut(source, spec, schema, timestamp, baseline.bin_edges)
+    reference_side = ProfileSide(baseline.profile, f"baseline {baseline.id}")
+    results = []
+    for piece in windows:
+        report = compare(
+            reference_side,
+            ProfileSide(piece.profile, piece.start),
+            rule=rule,
+            calibration=calibration,
+        )
+        quality = []
+        for spec_column in schema.columns:
+            name = spec_column.name
+            mine, theirs = baseline.profile.columns.get(name), piece.profile.columns.get(name)
+            if mine is None or theirs is None or type(mine) is not type(theirs):
+                continue
+            if spec_column.role in ("id", "timestamp", "ignored"):
+                continue
+            quality.extend(column_checks(name, spec_column.kind, mine, theirs))
+        if calibration is not None and calibration.volume:
+            quality.append(
+                volume_check(
+                    piece.rows, calibration.volume["mean_rows"], calibration.volume["std_rows"]
+                )
+            )
+        if spec.period is not None and timestamp in piece.profile.columns:
+            times = piece.profile.columns[timestamp]
+            newest = times.maximum if times.count else None
+            quality.append(
+                freshness_check(timestamp, newest, _seconds(piece.end), spec.period_ns / 1e9)
+            )
+        results.append(
+            WindowResult(piece.start, piece.end, piece.rows, piece.complete, report, quality)
+        )
+    return History(baseline.id, spec.describe(), results, calibration)
+
+
+def _seconds(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
