@@ -5,6 +5,7 @@ Exit codes: 0 ran and found nothing, 1 found something alerting, 2 could not run
 
 from __future__ import annotations
 
+import json
 import sys
 import tempfile
 import traceback
@@ -177,10 +178,53 @@ def drift(
     score: Columns = None,
     ignore: Columns = None,
     alpha: Annotated[float, typer.Option(help="False discovery rate across columns.")] = 0.05,
+    window: Annotated[
+        str | None,
+        typer.Option(help="Check CURRENT window by window: a period (1h, 1D, 7D) or a row count."),
+    ] = None,
+    false_alarm_rate: Annotated[
+        float, typer.Option(help="With --window: the share of windows allowed a false alert.")
+    ] = 0.01,
+    calibrate_on: Annotated[
+        str | None,
+        typer.Option(help="With --window and a baseline: its reference data, to calibrate on."),
+    ] = None,
+    incomplete: Annotated[
+        str, typer.Option(help="The last, incomplete window: keep, merge or drop.")
+    ] = "keep",
 ) -> None:
-    """Compare CURRENT with REFERENCE column by column. Exit 0: no drift; 1: drift; 2: error."""
+    """Compare CURRENT with REFERENCE column by column. Exit 0: no drift; 1: drift; 2: error.
+
+    With --window, every window of CURRENT is checked (drift, calibrated, and data
+    quality) and the exit code is 1 when any window alerts.
+    """
     from keel.compare import drift as run_drift
     from keel.stats.verdict import DefaultRule
+
+    roles = _roles(
+        id=id, timestamp=timestamp, target=target, prediction=prediction, score=score, ignore=ignore
+    )
+    if window is not None:
+        history = _run_history(
+            reference,
+            current,
+            window,
+            roles,
+            false_alarm_rate,
+            calibrate_on,
+            incomplete,
+            DefaultRule(alpha=alpha),
+        )
+        if json_path is not None:
+            from keel._files import write_atomically
+
+            write_atomically(json_path, json.dumps(history.to_dict(), indent=2, default=str))
+        if html_path is not None:
+            from keel.report.timeline import write_timeline_report
+
+            write_timeline_report(history, html_path)
+        print_history(history)
+        raise typer.Exit(EXIT_FOUND if history.alert else EXIT_OK)
 
     with _spinner("profiling and comparing"):
         report = run_drift(
@@ -208,6 +252,76 @@ def drift(
         write_drift_report(report, html_path)
     print_drift(report)
     raise typer.Exit(EXIT_FOUND if report.alert else EXIT_OK)
+
+
+def _run_history(reference, current, window, roles, rate, calibrate_on, incomplete, rule):
+    from keel.baseline import Baseline
+    from keel.compare import load_reference
+    from keel.history import check_history
+
+    loaded = load_reference(reference)
+    timestamp = next((column for column, role in roles.items() if role == "timestamp"), None)
+    if isinstance(loaded, Baseline):
+        baseline, calibration_data = loaded, calibrate_on
+    else:
+        with _spinner("recording a baseline of the reference"):
+            named = {
+                role: column
+                for column, role in roles.items()
+                if role in ("target", "prediction", "score", "timestamp", "id")
+            }
+            baseline = Baseline.from_data(
+                reference,
+                roles={c: r for c, r in roles.items() if r == "ignored"},
+                sample_size=0,
+                **named,
+            )
+        calibration_data = calibrate_on or reference
+    with _spinner("checking every window"):
+        return check_history(
+            baseline,
+            current,
+            window,
+            timestamp=timestamp,
+            reference=calibration_data,
+            false_alarm_rate=rate,
+            incomplete=incomplete,
+            rule=rule,
+        )
+
+
+def print_history(history) -> None:
+    """One line per window, then what changed, when."""
+    table = Table("window", "rows", "drift", "quality alerts")
+    for window in history.windows:
+        alerts = [
+            f"{r.column or 'table'}: {r.metric}" for r in window.quality if r.status == "alert"
+        ]
+        drift = ", ".join(
+            window.drift.dataset["drifted_columns"]
+            + [f"{c} (output)" for c in window.drift.dataset["prediction_drift"]]
+            + [f"{c} (target)" for c in window.drift.dataset["target_drift"]]
+        )
+        marker = "[bold red]" if window.alert else ""
+        table.add_row(f"{marker}{window.start}", f"{window.rows:,}", drift, "; ".join(alerts))
+    out.print(table)
+    calibration = history.calibration
+    if calibration is None or calibration.fallback:
+        reason = calibration.fallback if calibration else "no reference data to calibrate on"
+        out.print(f"[yellow]not calibrated[/]: {reason}; the one-off rule decides drift")
+    else:
+        out.print(
+            f"calibrated on {calibration.reference_windows} reference windows of "
+            f"{calibration.window}: at most {calibration.false_alarm_rate:.0%} of windows "
+            f"with a false drift alert"
+        )
+    summary = history.summary()
+    if summary:
+        out.print("[bold]what changed, when[/]")
+        for line in summary:
+            out.print(f"  {line}")
+    else:
+        out.print(f"no alert in {len(history.windows)} windows")
 
 
 def print_drift(report) -> None:

@@ -19,8 +19,8 @@ and a "what changed, when" summary.
 >>> history = check_history(baseline, later, window="1D", reference=reference)
 >>> for line in history.summary():
 ...     print(line)
-x: feature drift (wasserstein) in 2 windows, 2026-02-28 to 2026-03-01
-x: out of range share in 1 window, 2026-03-01
+x: feature drift (wasserstein) in 2 windows 2026-02-28 to 2026-03-01
+x: out of range share in window 2026-03-01
 """
 
 from __future__ import annotations
@@ -112,21 +112,35 @@ class History:
         }
 
     def summary(self) -> list[str]:
-        """What changed, when: one line per alerting column and metric, with its windows."""
-        spans: dict[tuple[str, str, str], list[str]] = {}
-        for window in self.windows:
+        """What changed, when: per alerting column and metric, its runs of consecutive windows."""
+        hits: dict[tuple[str, str, str], list[int]] = {}
+        for index, window in enumerate(self.windows):
             for result in window.results():
                 if result.status == "alert":
                     key = (result.column or "(table)", result.check, result.metric)
-                    spans.setdefault(key, []).append(window.start[:10])
+                    hits.setdefault(key, []).append(index)
         lines = []
-        for (column, check, metric), starts in spans.items():
-            span = starts[0] if len(starts) == 1 else f"{starts[0]} to {starts[-1]}"
-            plural = "s" if len(starts) > 1 else ""
-            what = check.replace("_", " ") if check != "quality" else metric.replace("_", " ")
-            detail = f" ({metric})" if check != "quality" else ""
-            lines.append(f"{column}: {what}{detail} in {len(starts)} window{plural}, {span}")
+        for (column, check, metric), indices in hits.items():
+            runs: list[list[int]] = []
+            for index in indices:
+                if runs and index == runs[-1][-1] + 1:
+                    runs[-1].append(index)
+                else:
+                    runs.append([index])
+            spans = ", ".join(self._span(run) for run in runs)
+            what = (
+                metric.replace("_", " ")
+                if check == "quality"
+                else (f"{check.replace('_', ' ')} ({metric})")
+            )
+            lines.append(f"{column}: {what} in {spans}")
         return lines
+
+    def _span(self, run: list[int]) -> str:
+        first, last = self.windows[run[0]].start[:10], self.windows[run[-1]].start[:10]
+        if len(run) == 1:
+            return f"window {first}"
+        return f"{len(run)} windows {first} to {last}"
 
 
 def check_history(

@@ -11,7 +11,8 @@ default that a person can reason about:
   (from the window's sketch, within twice its rank error). Alert above the
   larger of 1% and ten times 1/reference count (a continuous column lands a
   few values past its training extremes by chance).
-* ``unit_change``: ratio of medians, current over reference; alert when it is
+* ``unit_change``: ratio of interquartile ranges, current over reference (a
+  unit change scales the spread, a shift does not); alert when it is
   ≥ 10^1.5 (≈ 32×) or ≤ 10^-1.5, and name the power of ten (a likely unit
   change: cents for euros, grams for kilograms).
 * ``unseen_share``: share of rows in categories the reference never had;
@@ -179,29 +180,28 @@ def _out_of_range(
 
 
 def _unit_change(name: str, reference: NumericSample, window: NumericSample) -> Result:
-    reference_median, window_median = quantile(reference, 0.5), quantile(window, 0.5)
+    # A change of unit multiplies every value by one factor, so it scales the spread too; a
+    # shift does not. The interquartile range is the spread: a ratio of medians alone swings
+    # wildly for a column centred near zero.
+    reference_spread = quantile(reference, 0.75) - quantile(reference, 0.25)
+    window_spread = quantile(window, 0.75) - quantile(window, 0.25)
     threshold = 10**UNIT_CHANGE_LOG10
-    if reference_median == 0 or window_median == 0 or (reference_median > 0) != (window_median > 0):
+    details = {
+        "reference_median": quantile(reference, 0.5),
+        "current_median": quantile(window, 0.5),
+        "reference_iqr": reference_spread,
+        "current_iqr": window_spread,
+    }
+    if reference_spread <= 0 or window_spread <= 0:
         return _result(
-            "unit_change",
-            name,
-            None,
-            threshold,
-            "ok",
-            {"reason": "medians are zero or of opposite signs"},
+            "unit_change", name, None, threshold, "ok", details | {"reason": "no spread to compare"}
         )
-    ratio = window_median / reference_median
-    log_ratio = abs(np.log10(ratio))
-    details = {"reference_median": reference_median, "current_median": window_median}
-    if log_ratio >= UNIT_CHANGE_LOG10:
+    ratio = window_spread / reference_spread
+    changed = abs(np.log10(ratio)) >= UNIT_CHANGE_LOG10
+    if changed:
         details["likely_factor"] = float(10 ** round(np.log10(ratio)))
     return _result(
-        "unit_change",
-        name,
-        float(ratio),
-        threshold,
-        "alert" if log_ratio >= UNIT_CHANGE_LOG10 else "ok",
-        details,
+        "unit_change", name, float(ratio), threshold, "alert" if changed else "ok", details
     )
 
 

@@ -236,8 +236,10 @@ def _as_strings(present: Any, name: str) -> Any:
 def _epoch_seconds(present: Any, name: str) -> Any:
     try:
         if pa.types.is_timestamp(present.type) or pa.types.is_date(present.type):
-            micros = pc.cast(pc.cast(present, pa.timestamp("us", tz="UTC")), pa.int64())
-            return pc.divide(pc.cast(micros, pa.float64()), 1e6)
+            # Through nanoseconds: every unit and date type casts there without loss.
+            nanos = pc.cast(pc.cast(present, pa.timestamp("ns", tz="UTC")), pa.int64())
+            # Seconds as float64 keep microseconds; the cast must be allowed to round ns.
+            return pc.divide(pc.cast(nanos, pa.float64(), safe=False), 1e9)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise SchemaError(f"column {name!r}: cannot read {present.type} as a time") from error
     return present

@@ -118,3 +118,41 @@ def render_svg(spec: dict[str, Any]) -> str:
 
     svg = vl_convert.vegalite_to_svg(spec)
     return _REDUNDANT.sub("", _LONG_DECIMAL.sub(r"\1", svg))
+
+
+def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any]:
+    """A metric across windows: its value, its threshold (dashed), alerting windows in red.
+
+    ``points``: ``{"window": start, "value": v, "threshold": t, "alert": bool}`` each.
+    """
+    x = {"field": "window", "type": "temporal" if temporal else "ordinal", "title": None}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "width": 520,
+        "height": 110,
+        "config": _CONFIG,
+        "data": {"values": points},
+        "layer": [
+            {
+                "mark": {"type": "line", "color": SIDE_COLORS["reference"], "strokeDash": [4, 3]},
+                "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
+            },
+            {
+                "mark": {"type": "line", "color": "#1f2430", "strokeWidth": 1.5},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "value", "type": "quantitative", "title": None},
+                },
+            },
+            {
+                "mark": {
+                    "type": "point",
+                    "filled": True,
+                    "size": 40,
+                    "color": SIDE_COLORS["current"],
+                },
+                "transform": [{"filter": "datum.alert"}],
+                "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"}},
+            },
+        ],
+    }

@@ -42,7 +42,7 @@ _VERDICTS = {
 
 
 @cache
-def _template():
+def _template_named(name: str):
     import jinja2
 
     environment = jinja2.Environment(
@@ -51,7 +51,11 @@ def _template():
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    return environment.get_template("drift.html")
+    return environment.get_template(name)
+
+
+def _template():
+    return _template_named("drift.html")
 
 
 def headline(report: DriftReport) -> str:
