@@ -8,7 +8,7 @@ another, so that windows differ more than independent samples would). The
 first 120 days are the reference, the next 200 are monitored. Three rules
 decide per window and column:
 
-* keel calibrated (leave-one-out windows, scaled χ², rate 1% of windows);
+* keel calibrated (leave-one-out windows, scaled χ² or Pearson III, rate 1%);
 * NannyML's default rule, mean + 3σ of the statistic over reference windows
   each compared with the whole reference (including itself);
 * keel's one-off rule (BH-adjusted test + effect floor), uncalibrated.
@@ -68,9 +68,13 @@ def nannyml_thresholds(baseline: Baseline, reference: pd.DataFrame) -> Calibrati
     from keel.calibration import window_statistics
     from keel.windows import WindowSpec, cut
 
-    windows = [w for w in cut(reference, WindowSpec.parse("1D"), baseline.schema, "ts",
-                              baseline.bin_edges) if w.rows]
-    for column, values in window_statistics(baseline, windows, leave_one_out=False).items():
+    windows = [
+        w
+        for w in cut(reference, WindowSpec.parse("1D"), baseline.schema, "ts", baseline.bin_edges)
+        if w.rows
+    ]
+    statistics = window_statistics(baseline, windows, leave_one_out=False)
+    for column, (_, values) in statistics.items():
         calibration.thresholds[column] = {"threshold": float(values.mean() + 3 * values.std())}
     return calibration
 
@@ -117,10 +121,14 @@ def main() -> None:
                     detection[rule][column].append(len(hits) / len(days))
                     if hits:
                         delays[rule][column].append(min(hits) - days[0])
-    print(f"{args.seeds} seeds × {MONITORED_DAYS} monitored daily windows of {ROWS_PER_DAY:,} rows,"
-          f" 4 columns; reference {REFERENCE_DAYS} days\n")
-    print("| rule | windows with a false alert | mean shift 0.4σ (a): detected, delay | "
-          "scale ×1.4 (b) | category shares (c) |")
+    print(
+        f"{args.seeds} seeds × {MONITORED_DAYS} monitored daily windows of {ROWS_PER_DAY:,} rows,"
+        f" 4 columns; reference {REFERENCE_DAYS} days\n"
+    )
+    print(
+        "| rule | windows with a false alert | mean shift 0.4σ (a): detected, delay | "
+        "scale ×1.4 (b) | category shares (c) |"
+    )
     print("|---|---|---|---|---|")
     for rule in rules:
         cells = [f"{np.mean(false_alarms[rule]):.3f}"]

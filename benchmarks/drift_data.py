@@ -41,7 +41,8 @@ def generate(rows: int, columns: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     numeric = int(round(columns * 0.8))
     names = [f"num_{i:03d}" for i in range(numeric)] + [
-        f"cat_{i:03d}" for i in range(columns - numeric)]
+        f"cat_{i:03d}" for i in range(columns - numeric)
+    ]
     drifted = set(names[::4])
     changes = {}
     for index, name in enumerate(sorted(drifted)):
@@ -71,8 +72,10 @@ def main() -> None:
     for side, table in tables.items():
         pq.write_table(table, args.out / f"{side}.parquet", row_group_size=262_144)
     (args.out / "truth.json").write_text(json.dumps({"drifted": drifted}))
-    print(f"wrote {args.out}: {args.rows:,} rows × {args.columns} columns, "
-          f"{len(drifted)} drifted: {drifted}")
+    print(
+        f"wrote {args.out}: {args.rows:,} rows × {args.columns} columns, "
+        f"{len(drifted)} drifted: {drifted}"
+    )
 
 
 if __name__ == "__main__":

@@ -62,8 +62,12 @@ def _tree_rss_kb(root: int) -> int:
 def run(command: list[str], env: dict | None = None) -> tuple[float, int, int]:
     """Wall seconds, peak tree RSS in MB, and exit code of one command."""
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env={**os.environ, **(env or {})})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     peak = 0
     done = threading.Event()
 
@@ -80,8 +84,10 @@ def run(command: list[str], env: dict | None = None) -> tuple[float, int, int]:
     done.set()
     sampler.join()
     if process.returncode not in (0, 1):
-        print(f"  ! {command[0]} … exited {process.returncode}: {errors.decode()[-500:]}",
-              file=sys.stderr)
+        print(
+            f"  ! {command[0]} … exited {process.returncode}: {errors.decode()[-500:]}",
+            file=sys.stderr,
+        )
     return elapsed, peak // 1024, process.returncode
 
 
@@ -122,8 +128,19 @@ def main() -> None:
     folder = args.data / f"{args.rows}x{args.columns}"
     reference, current = folder / "reference.parquet", folder / "current.parquet"
     if not (folder / "truth.json").exists():
-        subprocess.run([sys.executable, str(HERE / "drift_data.py"), "--rows", str(args.rows),
-                        "--columns", str(args.columns), "--out", str(folder)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "drift_data.py"),
+                "--rows",
+                str(args.rows),
+                "--columns",
+                str(args.columns),
+                "--out",
+                str(folder),
+            ],
+            check=True,
+        )
     truth = set(json.loads((folder / "truth.json").read_text())["drifted"])
 
     import pyarrow.parquet as pq
@@ -134,23 +151,59 @@ def main() -> None:
     python = sys.executable
     baseline = folder / "reference.baseline"
     baseline_seconds, baseline_mb, _ = run(
-        [python, "-m", "keel.cli", "baseline", "create", str(reference), "-o", str(baseline)])
+        [python, "-m", "keel.cli", "baseline", "create", str(reference), "-o", str(baseline)]
+    )
     tools = {
-        "keel": [python, "-m", "keel.cli", "drift", str(reference), str(current),
-                 "--json", str(out / "keel.json")],
-        "keel (baseline reused)": [python, "-m", "keel.cli", "drift", str(baseline),
-                                   str(current), "--json", str(out / "keel-baseline.json")],
-        "numpy floor": [python, str(HERE / "peers/run_numpy_floor.py"), str(reference),
-                        str(current), str(out / "floor.json")],
-        "scipy (p < 0.05)": [python, str(HERE / "peers/run_scipy.py"), str(reference),
-                             str(current), str(out / "scipy.json")],
+        "keel": [
+            python,
+            "-m",
+            "keel.cli",
+            "drift",
+            str(reference),
+            str(current),
+            "--json",
+            str(out / "keel.json"),
+        ],
+        "keel (baseline reused)": [
+            python,
+            "-m",
+            "keel.cli",
+            "drift",
+            str(baseline),
+            str(current),
+            "--json",
+            str(out / "keel-baseline.json"),
+        ],
+        "numpy floor": [
+            python,
+            str(HERE / "peers/run_numpy_floor.py"),
+            str(reference),
+            str(current),
+            str(out / "floor.json"),
+        ],
+        "scipy (p < 0.05)": [
+            python,
+            str(HERE / "peers/run_scipy.py"),
+            str(reference),
+            str(current),
+            str(out / "scipy.json"),
+        ],
     }
-    for peer, extra in (("evidently", []), ("nannyml", ["--reference-chunks", "10"]),
-                        ("whylogs", [])):
+    for peer, extra in (
+        ("evidently", []),
+        ("nannyml", ["--reference-chunks", "10"]),
+        ("whylogs", []),
+    ):
         interpreter = PEERS / peer / "bin" / "python"
         if interpreter.exists():
-            tools[peer] = [str(interpreter), str(HERE / f"peers/run_{peer}.py"), str(reference),
-                           str(current), str(out / f"{peer}.json"), *extra]
+            tools[peer] = [
+                str(interpreter),
+                str(HERE / f"peers/run_{peer}.py"),
+                str(reference),
+                str(current),
+                str(out / f"{peer}.json"),
+                *extra,
+            ]
         else:
             print(f"(skipping {peer}: no {interpreter}; see benchmarks/peers/README.md)")
     results = {}
@@ -160,13 +213,19 @@ def main() -> None:
         print(f"running {name} …", file=sys.stderr, flush=True)
         results[name] = run(command)
     keel_seconds = results["keel"][0]
-    print(f"\n{args.rows:,} + {args.rows:,} rows × {args.columns} columns, "
-          f"{len(truth)} truly drifted; Arrow size of the two tables {arrow_mb:,.0f} MB; "
-          f"{os.cpu_count()} cores\n")
+    print(
+        f"\n{args.rows:,} + {args.rows:,} rows × {args.columns} columns, "
+        f"{len(truth)} truly drifted; Arrow size of the two tables {arrow_mb:,.0f} MB; "
+        f"{os.cpu_count()} cores\n"
+    )
     print("| tool | wall s | peak MB | × keel's time | drifted found | others flagged |")
     print("|---|---|---|---|---|---|")
-    outputs = {"keel": "keel", "keel (baseline reused)": "keel-baseline",
-               "numpy floor": "floor", "scipy (p < 0.05)": "scipy"}
+    outputs = {
+        "keel": "keel",
+        "keel (baseline reused)": "keel-baseline",
+        "numpy floor": "floor",
+        "scipy (p < 0.05)": "scipy",
+    }
     for name, (seconds, peak, _) in results.items():
         flagged = drifted(out / f"{outputs.get(name, name)}.json")
         if name == "numpy floor":
@@ -176,8 +235,10 @@ def main() -> None:
         else:
             found = f"{len(truth & set(flagged))}/{len(truth)}"
             others = str(len(set(flagged) - truth))
-        print(f"| {name} | {seconds:.1f} | {peak:,} | {seconds / keel_seconds:.2f} | "
-              f"{found} | {others} |")
+        print(
+            f"| {name} | {seconds:.1f} | {peak:,} | {seconds / keel_seconds:.2f} | "
+            f"{found} | {others} |"
+        )
     print(f"\nbaseline create (once): {baseline_seconds:.1f} s, peak {baseline_mb:,} MB")
     rate = profile_throughput(reference)
     print(f"profile throughput, one core: {rate / 1e6:.1f} M numeric values/s")

@@ -1,4 +1,6 @@
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -7,9 +9,6 @@ from keel.scenario import generate
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
-    import subprocess
-    import sys
-
     folder = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
         [sys.executable, "-m", "keel.cli", "demo", "-o", str(folder / "out")],
@@ -20,26 +19,34 @@ def demo_run(tmp_path_factory):
     return folder / "out", result
 
 
-def test_the_demo_tells_what_changed_week_by_week(demo_run):
+def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(demo_run):
     _, result = demo_run
     assert result.returncode == 0, result.stderr
-    lines = result.stdout
+    lines = {
+        int(line.split()[1]): line
+        for line in result.stdout.splitlines()
+        if line.strip().startswith("week ")
+    }
+    assert sorted(lines) == list(range(1, 11))
     for week in (1, 2, 3, 4):
-        assert f"week {week}: quiet" in lines
-    assert "week 5: covariate shift in age, income" in lines
-    assert "week 7: upstream unit change in amount — values" in lines
-    assert "× the reference" in lines
-    assert "holdout ROC AUC" in lines
+        assert lines[week].endswith(": quiet"), lines[week]
+    assert "covariate shift in age, income" in lines[5] and "covariate shift" in lines[6]
+    assert "upstream unit change in amount — values 100× the reference" in lines[7]
+    assert "null spike in income: 25% missing" in lines[9]
+    assert "new category in device: smart-tv" in lines[10]
+    assert "holdout ROC AUC" in result.stdout and "calibrated on 26 training weeks" in result.stdout
 
 
-def test_the_demo_writes_a_report_per_week_and_a_baseline_with_the_models_metrics(demo_run):
+def test_the_demo_writes_reports_a_history_and_a_baseline_with_the_models_metrics(demo_run):
     from keel.baseline import Baseline
 
     folder, _ = demo_run
-    for week in range(1, 9):
-        report = folder / "reports" / f"week_{week}.html"
-        assert report.stat().st_size < 300_000
-        assert ("Drift in" in report.read_text()) == (week >= 5)
+    for week in range(1, 11):
+        assert (folder / "reports" / f"week_{week}.html").stat().st_size < 300_000
+    timeline = (folder / "reports" / "timeline.html").read_text()
+    assert "Alerts in 6 of 10 windows" in timeline
+    history = json.loads((folder / "history.json").read_text())
+    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 6
     baseline = Baseline.load(folder / "baseline.keel")
     assert 0.5 < baseline.metrics["roc_auc"] <= 1.0
     roles = {c.name: c.role for c in baseline.schema.columns}
@@ -50,12 +57,12 @@ def test_the_demo_writes_a_report_per_week_and_a_baseline_with_the_models_metric
     )
 
 
-def test_keel_drift_on_the_demo_data_names_the_changed_columns_and_only_them(demo_run, run_keel):
+def test_keel_drift_on_each_demo_week_names_the_changed_inputs(demo_run, run_keel):
     folder, _ = demo_run
-    changes = generate().changes
+    changes = generate(training_weeks=1, week_rows=10).changes
     for week in range(1, 9):
         report = folder / f"w{week}.json"
-        result = run_keel(
+        run_keel(
             "drift",
             folder / "baseline.keel",
             folder / "production" / f"week_{week}.parquet",
@@ -63,6 +70,24 @@ def test_keel_drift_on_the_demo_data_names_the_changed_columns_and_only_them(dem
             report,
         )
         drifted = set(json.loads(report.read_text())["dataset"]["drifted_columns"])
-        expected = set(changes.get(week, {}).get("columns", []))
-        assert drifted == expected, week
-        assert result.returncode == (1 if expected else 0)
+        assert drifted == set(changes.get(week, {}).get("columns", [])), week
+
+
+def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_keel):
+    folder, _ = demo_run
+    result = run_keel(
+        "drift",
+        folder / "baseline.keel",
+        folder / "production.parquet",
+        "--window",
+        "7D",
+        "--calibrate-on",
+        folder / "training.parquet",
+        "--json",
+        folder / "windows.json",
+    )
+    assert result.returncode == 1, result.stderr
+    windows = json.loads((folder / "windows.json").read_text())["windows"]
+    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 6
+    assert windows[4]["drifted_columns"] == ["age", "income"]
+    assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])

@@ -1,14 +1,17 @@
 """``keel demo``: the main job on generated data, start to finish, with nothing to set up.
 
-The story: a loan-default model is trained on eight weeks of applications;
+The story: a loan-default model is trained on 26 weeks of applications;
 keel records a baseline of its training data (with the model's holdout
-metrics), then checks each production week the model scores, and says in
-plain words what changed and when: a quiet month, a covariate shift, an
-upstream unit change. Each week gets a JSON result and an HTML report.
+metrics), calibrates weekly thresholds on the training weeks, then checks
+every week of the production log, and says in plain words what changed and
+when: a quiet month, a covariate shift, an upstream unit change, a null
+spike, a new category. A timeline report shows every check across weeks;
+each week also gets a drift report.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,11 @@ import pyarrow.parquet as pq
 from rich.console import Console
 
 from keel.baseline import Baseline
-from keel.checks.drift import DriftReport
+from keel.calibration import Calibration
 from keel.compare import drift
+from keel.history import WindowResult, check_history
 from keel.report import write_drift_report
+from keel.report.timeline import write_timeline_report
 from keel.scenario import FEATURES, generate
 
 NUMERIC_FEATURES = ["age", "income", "amount", "tenure_months"]
@@ -37,10 +42,18 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
     from sklearn.preprocessing import OrdinalEncoder
 
     frame = training.select([*FEATURES, "defaulted"]).to_pandas()
+    frame = frame.iloc[-60_000:]  # the latest 60,000 applications are plenty for this model
     cut = int(len(frame) * 0.8)  # time-ordered: the holdout is the last weeks
     model = make_pipeline(
         ColumnTransformer(
-            [("categories", OrdinalEncoder(), CATEGORICAL_FEATURES)], remainder="passthrough"
+            [
+                (
+                    "categories",
+                    OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=-1),
+                    CATEGORICAL_FEATURES,
+                )
+            ],
+            remainder="passthrough",
         ),
         HistGradientBoostingClassifier(max_iter=100, random_state=seed),
     )
@@ -63,7 +76,7 @@ def score(model: Any, table: pa.Table) -> pa.Table:
 
 
 def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> bool:
-    """Run the demo into ``output``; True when it found exactly the planted changes."""
+    """Run the demo into ``output``; True when every planted change was found in its week."""
     console = console or Console()
     started = time.perf_counter()
     for folder in (output, output / "production", output / "reports"):
@@ -72,75 +85,102 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     model, metrics = train_model(scenario.training, seed=seed)
     training = score(model, scenario.training)
     pq.write_table(training, output / "training.parquet")
+    # The prediction log: what the model saw and said; labels arrive later (not here yet).
+    production = score(model, scenario.production()).drop_columns(["defaulted"])
+    pq.write_table(production, output / "production.parquet")
+    for number, week in enumerate(scenario.weeks, start=1):
+        pq.write_table(
+            score(model, week).drop_columns(["defaulted"]),
+            output / "production" / f"week_{number}.parquet",
+        )
     console.print(
         f"[bold]keel demo[/]: a loan-default model (gradient boosting, holdout ROC AUC "
-        f"{metrics['roc_auc']:.3f}) trained on {training.num_rows:,} applications; "
-        f"{len(scenario.weeks)} production weeks follow → {output}/"
+        f"{metrics['roc_auc']:.3f}) trained on {training.num_rows:,} applications over 26 weeks;"
+        f" then {len(scenario.weeks)} production weeks → {output}/"
     )
     baseline = Baseline.from_data(
         output / "training.parquet",
         target="defaulted",
         score="score",
         prediction="prediction",
+        timestamp="event_time",
+        id="application_id",
         metrics=metrics,
         lineage={"model": "HistGradientBoostingClassifier", "seed": seed},
     )
     baseline.save(output / "baseline.keel")
-    not_compared = [f"{c.name} ({c.role})" for c in baseline.schema.columns if c.role != "feature"]
+    calibration = Calibration.fit(baseline, output / "training.parquet", "7D")
+    calibration.save(output / "baseline.calibration-7D.json")
     console.print(
         f"baseline {baseline.id}: features {', '.join(c.name for c in baseline.schema.features)};"
-        f" not compared as features: {', '.join(not_compared)}"
+        f" thresholds calibrated on {calibration.reference_windows} training weeks for at most "
+        f"1 false drift alert in {round(1 / calibration.false_alarm_rate)} weeks"
     )
-
+    history = check_history(baseline, output / "production.parquet", "7D", calibration=calibration)
     found_all = True
-    for number, week in enumerate(scenario.weeks, start=1):
-        path = output / "production" / f"week_{number}.parquet"
-        pq.write_table(score(model, week), path)
-        report = drift(baseline, path)
-        (output / "production" / f"week_{number}.drift.json").write_text(report.to_json())
-        write_drift_report(report, output / "reports" / f"week_{number}.html")
-        console.print(f"  week {number}: {describe_week(report)}")
+    for number, window in enumerate(history.windows, start=1):
+        sentence, columns = describe_window(window)
+        console.print(f"  week {number} ({window.start[:10]}): {sentence}")
         planted = set(scenario.changes.get(number, {}).get("columns", []))
-        found_all &= set(report.dataset["drifted_columns"]) == planted
+        found_all &= columns == planted
+    write_timeline_report(history, output / "reports" / "timeline.html")
+    (output / "history.json").write_text(json.dumps(history.to_dict(), indent=2, default=str))
+    for number in range(1, len(scenario.weeks) + 1):
+        report = drift(baseline, output / "production" / f"week_{number}.parquet")
+        write_drift_report(report, output / "reports" / f"week_{number}.html")
     elapsed = time.perf_counter() - started
     console.print(
-        f"reports: {output}/reports/week_1.html … week_{len(scenario.weeks)}.html "
-        f"(open week_7.html for the unit change). Done in {elapsed:.1f} s."
+        f"reports: {output}/reports/timeline.html (every week, every check) and "
+        f"week_1.html … week_{len(scenario.weeks)}.html. Done in {elapsed:.1f} s."
     )
     console.print(
-        f"Try: [bold]keel drift {output}/baseline.keel {output}/production/week_5.parquet "
-        f"--html week5.html[/]"
+        f"Try: [bold]keel drift {output}/baseline.keel {output}/production.parquet --window 7D "
+        f"--calibrate-on {output}/training.parquet[/]"
     )
     return found_all
 
 
-def describe_week(report: DriftReport) -> str:
-    """One line: quiet, a covariate shift in named columns, or a likely unit change."""
-    drifted = [report.column(name) for name in report.dataset["drifted_columns"]]
-    problems = [f"{f['column']}: {f['finding']}" for f in report.dataset["findings"]]
-    if not drifted:
-        return "quiet" + (f" ({'; '.join(problems)})" if problems else "")
-    unit_changes, shifted = [], []
-    for column in drifted:
-        ratio = _median_ratio(column.details)
-        if ratio is not None and abs(np.log10(ratio)) >= 1.5:
-            unit_changes.append(
-                f"{column.column} — values {ratio:,.0f}× the reference"
-                if ratio > 1
-                else f"{column.column} — values 1/{1 / ratio:,.0f} of the reference"
+def describe_window(window: WindowResult) -> tuple[str, set[str]]:
+    """One sentence for a window, and the columns it names as changed."""
+    alerts = [r for r in window.quality if r.status == "alert"]
+    parts, explained = [], set()
+    for result in alerts:
+        column = result.column
+        if result.metric == "unit_change":
+            factor = result.details.get("likely_factor", result.value)
+            parts.append(
+                f"upstream unit change in {column} — values {factor:,.0f}× the reference"
+                if factor >= 1
+                else f"upstream unit change in {column} — values 1/{1 / factor:,.0f} of the "
+                f"reference"
+            )
+        elif result.metric == "missing_share":
+            parts.append(
+                f"null spike in {column}: {result.value:.0%} missing "
+                f"(reference {result.details['reference_share']:.0%})"
+            )
+        elif result.metric == "unseen_share":
+            values = ", ".join(result.details["new_values"][:3])
+            parts.append(f"new category in {column}: {values} ({result.value:.0%} of rows)")
+        elif result.metric == "volume":
+            parts.append(
+                f"volume: {result.value:,.0f} rows, expected about "
+                f"{result.details['expected_rows']:,.0f}"
             )
         else:
-            shifted.append(column.column)
-    parts = []
+            continue
+        explained.add(column)
+    for result in alerts:  # what is left once unit changes and the like are named
+        if result.column not in explained and result.metric not in ("volume",):
+            parts.append(f"{result.metric.replace('_', ' ')} in {result.column}")
+            explained.add(result.column)
+    shifted = [c for c in window.drift.dataset["drifted_columns"] if c not in explained]
     if shifted:
-        parts.append(f"covariate shift in {', '.join(shifted)}")
-    if unit_changes:
-        parts.append(f"upstream unit change in {'; '.join(unit_changes)}")
-    return "; ".join(parts + problems)
-
-
-def _median_ratio(details: dict) -> float | None:
-    reference, current = details.get("reference_median"), details.get("current_median")
-    if not reference or not current or (reference > 0) != (current > 0):
-        return None
-    return current / reference
+        parts.insert(0, f"covariate shift in {', '.join(shifted)}")
+    columns = explained | set(shifted)
+    outputs = window.drift.dataset["prediction_drift"]
+    if outputs and parts:
+        parts.append(f"model outputs moved ({', '.join(outputs)})")
+    elif outputs:
+        parts.append(f"model outputs moved ({', '.join(outputs)}) with inputs stable")
+    return ("; ".join(parts) if parts else "quiet"), columns

@@ -2,17 +2,22 @@
 
 A lending-style table: customers apply with an age, income, requested
 amount, tenure, country and device; the label says whether they defaulted.
-Training data covers eight weeks; production follows week by week:
+Training covers 26 weeks; production follows for 10 weeks, each week as
+many applications as a training week:
 
 * weeks 1–4: quiet, the same distribution as training;
 * weeks 5–6: covariate shift: applicants are older (+8 years) and richer
   (income ×1.5);
 * weeks 7–8: an upstream unit change: ``amount`` arrives in cents, 100× the
-  reference.
+  reference;
+* week 9: a null spike: a join starts losing ``income`` for a quarter of rows;
+* week 10: a new category: ``device`` reports "smart-tv" for 12% of rows.
 
->>> scenario = generate(seed=0, training_rows=1000, week_rows=500)
->>> scenario.training.num_rows, len(scenario.weeks), scenario.changes[7]
-(1000, 8, {'kind': 'unit change', 'columns': ['amount'], 'factor': 100})
+Weeks start on Thursdays, as 7-day windows aligned to the Unix epoch do.
+
+>>> scenario = generate(seed=0, training_weeks=2, week_rows=500)
+>>> scenario.training.num_rows, len(scenario.weeks), scenario.changes[7]["kind"]
+(1000, 10, 'unit change')
 """
 
 from __future__ import annotations
@@ -23,12 +28,20 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
-START = datetime(2026, 1, 5, tzinfo=UTC)  # a Monday
+START = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday: 7-day windows from the epoch start here
 COUNTRIES = np.array(["DE", "FR", "ES", "IT", "NL", "PL"])
 COUNTRY_SHARES = np.array([0.3, 0.25, 0.15, 0.15, 0.1, 0.05])
 DEVICES = np.array(["mobile", "desktop", "tablet"])
 DEVICE_SHARES = np.array([0.6, 0.3, 0.1])
 FEATURES = ["age", "income", "amount", "tenure_months", "country", "device"]
+CHANGES = {
+    5: {"kind": "covariate shift", "columns": ["age", "income"]},
+    6: {"kind": "covariate shift", "columns": ["age", "income"]},
+    7: {"kind": "unit change", "columns": ["amount"], "factor": 100},
+    8: {"kind": "unit change", "columns": ["amount"], "factor": 100},
+    9: {"kind": "null spike", "columns": ["income"], "share": 0.25},
+    10: {"kind": "new category", "columns": ["device"], "value": "smart-tv", "share": 0.12},
+}
 
 
 @dataclass
@@ -36,34 +49,43 @@ class Scenario:
     training: pa.Table
     weeks: list[pa.Table]
     changes: dict[int, dict] = field(default_factory=dict)  # week number -> what changed
+    start: datetime = START
 
+    def production(self) -> pa.Table:
+        """All production weeks as one time-ordered log."""
+        return pa.concat_tables(self.weeks)
 
-def generate(seed: int = 7, training_rows: int = 40_000, week_rows: int = 10_000) -> Scenario:
-    """The scenario's tables: eight training weeks, then eight production weeks."""
-    rng = np.random.default_rng(seed)
-    training = _applications(rng, training_rows, START, weeks=8, first_id=0)
-    changes = {
-        5: {"kind": "covariate shift", "columns": ["age", "income"]},
-        6: {"kind": "covariate shift", "columns": ["age", "income"]},
-        7: {"kind": "unit change", "columns": ["amount"], "factor": 100},
-        8: {"kind": "unit change", "columns": ["amount"], "factor": 100},
-    }
-    weeks = []
-    for week in range(1, 9):
-        start = START + timedelta(weeks=7 + week)
-        change = changes.get(week, {}).get("kind")
-        table = _applications(
-            rng,
-            week_rows,
-            start,
-            weeks=1,
-            first_id=training_rows + (week - 1) * week_rows,
-            older=8.0 if change == "covariate shift" else 0.0,
-            richer=1.5 if change == "covariate shift" else 1.0,
-            amount_factor=100.0 if change == "unit change" else 1.0,
+    def week_start(self, number: int) -> datetime:
+        """When production week ``number`` (from 1) starts."""
+        training_weeks = round(
+            (self.weeks[0].column("event_time")[0].as_py() - self.start).days / 7
         )
-        weeks.append(table)
-    return Scenario(training, weeks, changes)
+        return self.start + timedelta(weeks=training_weeks + number - 1)
+
+
+def generate(
+    seed: int = 7, training_weeks: int = 26, week_rows: int = 10_000, production_weeks: int = 10
+) -> Scenario:
+    """The scenario's tables: training weeks, then production weeks with the planted changes."""
+    rng = np.random.default_rng(seed)
+    training = _applications(
+        rng, week_rows * training_weeks, START, weeks=training_weeks, first_id=0
+    )
+    weeks = []
+    for week in range(1, production_weeks + 1):
+        start = START + timedelta(weeks=training_weeks + week - 1)
+        change = CHANGES.get(week, {})
+        weeks.append(
+            _applications(
+                rng,
+                week_rows,
+                start,
+                weeks=1,
+                first_id=training.num_rows + (week - 1) * week_rows,
+                change=change,
+            )
+        )
+    return Scenario(training, weeks, {k: v for k, v in CHANGES.items() if k <= production_weeks})
 
 
 def _applications(
@@ -72,12 +94,12 @@ def _applications(
     start: datetime,
     weeks: int,
     first_id: int,
-    older: float = 0.0,
-    richer: float = 1.0,
-    amount_factor: float = 1.0,
+    change: dict | None = None,
 ) -> pa.Table:
-    age = np.clip(rng.normal(40 + older, 11, rows), 18, 90).round()
-    income = rng.lognormal(np.log(42_000 * richer), 0.45, rows).round(-2)
+    kind = (change or {}).get("kind")
+    shifted = kind == "covariate shift"
+    age = np.clip(rng.normal(40 + 8.0 * shifted, 11, rows), 18, 90).round()
+    income = rng.lognormal(np.log(42_000 * (1.5 if shifted else 1.0)), 0.45, rows).round(-2)
     amount = rng.lognormal(np.log(8_000), 0.8, rows).round(2)
     tenure = rng.poisson(30, rows)
     country = rng.choice(COUNTRIES, rows, p=COUNTRY_SHARES)
@@ -85,6 +107,13 @@ def _applications(
     # Default risk rises with the amount relative to income and falls with age and tenure.
     logit = -2.2 + 2.0 * (amount / income) - 0.02 * (age - 40) - 0.01 * (tenure - 30)
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
+    if kind == "unit change":
+        amount = amount * change["factor"]
+    income_mask = None
+    if kind == "null spike":
+        income_mask = rng.random(rows) < change["share"]
+    if kind == "new category":
+        device = np.where(rng.random(rows) < change["share"], change["value"], device)
     offsets = np.sort(rng.random(rows)) * weeks * 7 * 86_400
     event_time = np.datetime64(start.replace(tzinfo=None), "s") + offsets.astype("timedelta64[s]")
     ids = np.char.add("app-", np.arange(first_id, first_id + rows).astype(str))
@@ -93,8 +122,8 @@ def _applications(
             "application_id": ids,
             "event_time": pa.array(event_time, type=pa.timestamp("s", tz="UTC")),
             "age": age,
-            "income": income,
-            "amount": amount * amount_factor,
+            "income": pa.array(income, mask=income_mask),
+            "amount": amount,
             "tenure_months": tenure,
             "country": country,
             "device": device,

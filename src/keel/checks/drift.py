@@ -310,7 +310,10 @@ def _compare_column(
     name = spec.name
     blank = ColumnDrift(name, kind, chosen or rule.test_for(kind), None, None, None, False)
     if name not in current.schema:
-        blank.status, blank.finding = "error", "missing: the column is not in the current data"
+        if spec.role == "target":  # labels arrive later than predictions: not a fault
+            blank.status, blank.finding = "insufficient_data", "no labels in the current data"
+        else:
+            blank.status, blank.finding = "error", "missing: the column is not in the current data"
         return blank
     current_spec = current.schema[name]
     reference_type_kind = _type_kind(spec.dtype)
