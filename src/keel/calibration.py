@@ -15,7 +15,8 @@ mean and variance (c = var/(2·mean), ν = 2·mean²/var; under no drift PSI
 times the effective sample size is approximately χ²); the Wasserstein
 distance (numeric columns), whose tail a χ² underestimates, by a Pearson
 type III matched to mean, variance and skewness. A threshold is never below
-the largest value seen on the reference. The threshold for each of the m
+the largest value seen on the reference when the wanted tail is beyond what
+the reference windows can show. The threshold for each of the m
 columns is that fit's quantile at 1 − (1 − r)^(1/m), so that a window has
 any false alert with probability at most r, the monitor's chosen rate
 (Šidák across columns).
@@ -58,6 +59,10 @@ class Calibration:
     def threshold(self, column: str) -> float | None:
         entry = self.thresholds.get(column)
         return None if entry is None or self.fallback else float(entry["threshold"])
+
+    def applies_to(self, values: int) -> bool:
+        """Thresholds fit windows of about the calibrated size: not one under half of it."""
+        return values >= max(0.5 * self.volume.get("mean_rows", 0.0), 30)
 
     @classmethod
     def fit(
@@ -183,7 +188,7 @@ def scaled_chi2_threshold(values: np.ndarray, tail: float) -> dict[str, Any]:
     scale, dof = variance / (2 * mean), 2 * mean * mean / variance
     # chdtri(ν, q) is the χ²(ν) quantile whose upper tail has probability q.
     threshold = scale * float(special.chdtri(dof, tail))
-    return summary | {"threshold": max(threshold, summary["max_seen"]), "scale": scale, "dof": dof}
+    return summary | {"threshold": max(threshold, _floor(values, tail)), "scale": scale, "dof": dof}
 
 
 def pearson3_threshold(values: np.ndarray, tail: float) -> dict[str, Any]:
@@ -208,7 +213,12 @@ def pearson3_threshold(values: np.ndarray, tail: float) -> dict[str, Any]:
     if deviation <= 0:
         return summary | {"threshold": float(np.max(values))}
     threshold = float(stats.pearson3.isf(tail, skew, loc=mean, scale=deviation))
-    return summary | {"threshold": max(threshold, summary["max_seen"])}
+    return summary | {"threshold": max(threshold, _floor(values, tail))}
+
+
+def _floor(values: np.ndarray, tail: float) -> float:
+    """The largest value seen, when the wanted quantile lies beyond what K windows can show."""
+    return float(np.max(values)) if len(values) * tail < 1 else float("-inf")
 
 
 def _running_merges(profiles: list) -> list:

@@ -254,7 +254,8 @@ def compare(
         column = _compare_column(spec, kind, reference, current, rule, chosen, thresholds)
         column.check = check
         calibrated = calibration.threshold(spec.name) if calibration is not None else None
-        if calibrated is not None and column.status == "ok" and chosen is None:
+        usable = calibrated is not None and calibration.applies_to(column.current_count)
+        if usable and column.status == "ok" and chosen is None:
             column.rule, column.threshold = "calibrated", calibrated
         results.append(column)
     for family in _CHECK_OF_ROLE.values():

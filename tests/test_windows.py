@@ -1,0 +1,82 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from keel.errors import ConfigError, SchemaError
+from keel.windows import WindowSpec, cut
+
+
+def _hourly(days: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    times = pd.date_range("2026-03-01", periods=days * 24, freq="h", tz="UTC")
+    return pd.DataFrame(
+        {"ts": times, "x": rng.normal(size=len(times)), "c": rng.choice(["a", "b"], len(times))}
+    )
+
+
+def test_time_windows_are_half_open_and_aligned_to_the_epoch_in_utc():
+    frame = _hourly(3)
+    frame["ts"] = frame["ts"] + pd.Timedelta(minutes=30)  # 00:30, 01:30, …
+    windows = cut(frame, WindowSpec.parse("6h"), timestamp="ts")
+    assert windows[0].start == "2026-03-01T00:00:00Z" and windows[0].end == "2026-03-01T06:00:00Z"
+    assert [w.rows for w in windows] == [6] * 12
+    # Another time zone for the same instants changes nothing.
+    frame["ts"] = frame["ts"].dt.tz_convert("America/New_York")
+    assert [w.start for w in cut(frame, WindowSpec.parse("6h"), timestamp="ts")] == [
+        w.start for w in windows
+    ]
+
+
+def test_out_of_order_rows_land_in_the_same_windows():
+    frame = _hourly(4)
+    shuffled = frame.sample(frac=1.0, random_state=1)
+    a = cut(frame, WindowSpec.parse("1D"), timestamp="ts")
+    b = cut(shuffled, WindowSpec.parse("1D"), timestamp="ts")
+    assert [(w.start, w.rows) for w in a] == [(w.start, w.rows) for w in b]
+    for left, right in zip(a, b, strict=True):
+        assert left.profile.columns["x"].mean == pytest.approx(right.profile.columns["x"].mean)
+
+
+def test_gaps_give_empty_windows_and_the_incomplete_tail_is_kept_merged_or_dropped():
+    frame = _hourly(5)
+    frame = frame[(frame.ts < "2026-03-02") | (frame.ts >= "2026-03-03")]  # a day without data
+    frame = frame[frame.ts < "2026-03-05 06:00"]  # the last day is a quarter full
+    keep = cut(frame, WindowSpec.parse("1D", incomplete="keep"), timestamp="ts")
+    assert [w.rows for w in keep] == [24, 0, 24, 24, 6]
+    assert [w.complete for w in keep] == [True, True, True, True, False]
+    merged = cut(frame, WindowSpec.parse("1D", incomplete="merge"), timestamp="ts")
+    assert [w.rows for w in merged] == [24, 0, 24, 30]
+    assert merged[-1].end == "2026-03-06T00:00:00Z"
+    dropped = cut(frame, WindowSpec.parse("1D", incomplete="drop"), timestamp="ts")
+    assert [w.rows for w in dropped] == [24, 0, 24, 24]
+
+
+def test_row_windows_and_a_number_of_windows():
+    frame = _hourly(1)  # 24 rows
+    assert [w.rows for w in cut(frame, WindowSpec.parse("10"))] == [10, 10, 4]
+    assert [w.rows for w in cut(frame, WindowSpec.parse("3windows"))] == [8, 8, 8]
+    assert [w.start for w in cut(frame, WindowSpec(rows=10))] == ["0", "10", "20"]
+
+
+def test_null_timestamps_are_left_out_of_every_window():
+    frame = _hourly(1)
+    frame.loc[::4, "ts"] = pd.NaT
+    windows = cut(frame, WindowSpec.parse("1D"), timestamp="ts")
+    assert sum(w.rows for w in windows) == 18
+
+
+def test_bad_windows_and_timestamps_get_clear_errors():
+    frame = _hourly(1)
+    with pytest.raises(ConfigError, match="not a fixed length"):
+        WindowSpec.parse("1M")  # months vary in length
+    with pytest.raises(ConfigError, match="a period"):
+        WindowSpec(period="1D", rows=10)
+    with pytest.raises(ConfigError, match="keep, merge or drop|one of"):
+        WindowSpec.parse("1D", incomplete="later")
+    text_times = frame.assign(ts=frame["ts"].astype(str))
+    with pytest.raises(SchemaError, match="'ts' is (large_)?string, not a timestamp"):
+        cut(text_times, WindowSpec.parse("1D"), timestamp="ts")
+    with pytest.raises(SchemaError, match="no column 'when'"):
+        cut(frame, WindowSpec.parse("1D"), timestamp="when")
+    with pytest.raises(SchemaError, match="need a timestamp column"):
+        cut(frame.drop(columns=["ts"]), WindowSpec.parse("1D"))
