@@ -5,7 +5,7 @@ The public API, in one place. Names load on first use, so ``import keel``
 
 >>> import keel
 >>> sorted(name for name in keel.__all__ if name[0].islower())
-['drift', 'open_source']
+['check_history', 'drift', 'open_source']
 >>> keel.Baseline.__name__
 'Baseline'
 """
@@ -32,10 +32,17 @@ _EXPORTS = {
     "ColumnSpec": "keel.schema",
     "Schema": "keel.schema",
     "DefaultRule": "keel.stats.verdict",
+    "Calibration": "keel.calibration",
+    "History": "keel.history",
+    "check_history": "keel.history",
+    "WindowSpec": "keel.windows",
 }
 
 __all__ = [
     "Baseline",
+    "Calibration",
+    "History",
+    "WindowSpec",
     "ColumnDrift",
     "ColumnSpec",
     "ConfigError",
@@ -47,12 +54,16 @@ __all__ = [
     "Profile",
     "Schema",
     "SchemaError",
+    "check_history",
     "drift",
     "open_source",
 ]
 
 if TYPE_CHECKING:
     from keel.baseline import Baseline
+    from keel.calibration import Calibration
+    from keel.history import History, check_history
+    from keel.windows import WindowSpec
     from keel.checks.drift import ColumnDrift, DriftReport
     from keel.compare import drift
     from keel.data import open_source

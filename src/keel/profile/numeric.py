@@ -18,6 +18,7 @@ has fewer values than the sketch keeps.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,12 +134,22 @@ class NumericProfile:
         return self.nulls + self.nan
 
     def weighted_values(self) -> tuple[np.ndarray, np.ndarray]:
-        """The sketch's retained values, sorted, with their weights (the data, if exact)."""
+        """The sketch's retained values, sorted, with their weights (the data, if exact).
+
+        Cached until the sketch changes: a baseline's columns are read once, not per window.
+        """
         if self.sketch.is_empty():
             return np.empty(0), np.empty(0)
-        pairs = np.array(list(self.sketch), dtype=np.float64)
+        cached = getattr(self, "_weighted", None)
+        if cached is not None and cached[0] == self.sketch.n:
+            return cached[1], cached[2]
+        retained = self.sketch.num_retained
+        pairs = np.fromiter(itertools.chain.from_iterable(self.sketch), dtype=np.float64,
+                            count=2 * retained).reshape(retained, 2)
         order = np.argsort(pairs[:, 0], kind="stable")
-        return pairs[order, 0], pairs[order, 1]
+        values, weights = pairs[order, 0], pairs[order, 1]
+        self._weighted = (self.sketch.n, values, weights)
+        return values, weights
 
     def quantiles(self, ranks: np.ndarray) -> np.ndarray:
         """Approximate quantiles at the given ranks in [0, 1], within ``rank_error`` in rank."""
