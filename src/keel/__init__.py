@@ -62,15 +62,15 @@ __all__ = [
 if TYPE_CHECKING:
     from keel.baseline import Baseline
     from keel.calibration import Calibration
-    from keel.history import History, check_history
-    from keel.windows import WindowSpec
     from keel.checks.drift import ColumnDrift, DriftReport
     from keel.compare import drift
     from keel.data import open_source
     from keel.errors import ConfigError, DataError, FormatError, KeelError, SchemaError
+    from keel.history import History, check_history
     from keel.profile import Profile
     from keel.schema import ColumnSpec, Schema
     from keel.stats.verdict import DefaultRule
+    from keel.windows import WindowSpec
 
 
 def __getattr__(name: str) -> Any:
