@@ -83,3 +83,23 @@ def test_a_calibration_round_trips_through_its_file(baseline, reference, tmp_pat
     loaded = Calibration.load(tmp_path / "c.json")
     assert loaded.threshold("x") == calibration.threshold("x")
     assert loaded.baseline_id == baseline.id and loaded.window == "1D"
+
+
+def test_a_calibration_for_another_baseline_or_window_is_refused(baseline, reference):
+    from keel.errors import ConfigError
+
+    calibration = Calibration.fit(baseline, reference, "1D")
+    with pytest.raises(ConfigError, match="windows of 1D, not baseline .* windows of 12h"):
+        check_history(baseline, _log(2, seed=4), "12h", calibration=calibration)
+
+
+def test_partial_windows_do_not_raise_volume_or_freshness_alerts(baseline, reference):
+    current = _log(5, seed=5)
+    current = current[current.ts < "2026-01-05 04:00"]  # the last day is a sixth full
+    history = check_history(baseline, current, "1D", reference=reference)
+    last = history.windows[-1]
+    assert not last.complete
+    assert {r.metric for r in last.quality} & {"volume", "freshness_lag_seconds"} == set()
+    assert not any(
+        r.status == "alert" and r.metric == "volume" for w in history.windows for r in w.quality
+    )

@@ -51,3 +51,10 @@ def test_a_file_that_is_not_parquet_is_named(tmp_path):
     (tmp_path / "fake.parquet").write_text("this is not parquet")
     with pytest.raises(DataError, match="fake.parquet: not a readable Parquet"):
         open_source(tmp_path / "fake.parquet")
+
+
+def test_tab_separated_files_are_split_on_tabs(tmp_path):
+    (tmp_path / "t.tsv").write_text("a\tb\n1\tx\n2\ty\n")
+    source = open_source(tmp_path / "t.tsv")
+    assert source.schema.names == ["a", "b"]
+    assert source.read_all().column("b").to_pylist() == ["x", "y"]

@@ -27,13 +27,15 @@ def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(de
         for line in result.stdout.splitlines()
         if line.strip().startswith("week ")
     }
-    assert sorted(lines) == list(range(1, 11))
+    assert sorted(lines) == list(range(1, 12))
     for week in (1, 2, 3, 4):
         assert lines[week].endswith(": quiet"), lines[week]
     assert "covariate shift in age, income" in lines[5] and "covariate shift" in lines[6]
     assert "upstream unit change in amount — values 100× the reference" in lines[7]
     assert "null spike in income: 25% missing" in lines[9]
     assert "new category in device: smart-tv" in lines[10]
+    # Only the multivariate checks see the broken correlation: no single column moved.
+    assert "broken correlation between amount and income: no single column moved" in lines[11]
     assert "holdout ROC AUC" in result.stdout and "calibrated on 26 training weeks" in result.stdout
 
 
@@ -41,12 +43,12 @@ def test_the_demo_writes_reports_a_history_and_a_baseline_with_the_models_metric
     from keel.baseline import Baseline
 
     folder, _ = demo_run
-    for week in range(1, 11):
+    for week in range(1, 12):
         assert (folder / "reports" / f"week_{week}.html").stat().st_size < 300_000
     timeline = (folder / "reports" / "timeline.html").read_text()
-    assert "Alerts in 6 of 10 windows" in timeline
+    assert "Alerts in 7 of 11 windows" in timeline
     history = json.loads((folder / "history.json").read_text())
-    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 6
+    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 7
     baseline = Baseline.load(folder / "baseline.keel")
     assert 0.5 < baseline.metrics["roc_auc"] <= 1.0
     roles = {c.name: c.role for c in baseline.schema.columns}
@@ -88,6 +90,6 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
     )
     assert result.returncode == 1, result.stderr
     windows = json.loads((folder / "windows.json").read_text())["windows"]
-    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 6
+    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 7
     assert windows[4]["drifted_columns"] == ["age", "income"]
     assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])

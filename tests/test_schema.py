@@ -66,3 +66,29 @@ def test_overrides_win_and_unknown_columns_are_named():
 def test_schema_round_trips_through_a_dict():
     schema = Schema.infer(pd.DataFrame({"a": [1.0], "b": ["x"]}))
     assert Schema.from_dict(schema.to_dict()) == schema
+
+
+def test_a_numeric_feature_named_like_a_time_stays_a_feature_unless_it_holds_epoch_times():
+    frame = pd.DataFrame(
+        {
+            "response_time": np.linspace(0.1, 3.0, 50),
+            "created_ts": np.arange(1_700_000_000, 1_700_000_050),
+        }
+    )
+    roles = {c.name: c.role for c in Schema.infer(frame).columns}
+    assert roles == {"response_time": "feature", "created_ts": "timestamp"}
+
+
+def test_durations_and_dictionary_encoded_numbers_profile_as_numbers():
+    from keel.profile import Profile
+
+    frame = pd.DataFrame(
+        {
+            "wait": pd.to_timedelta(np.arange(40), unit="s"),
+            "code": pd.Series(np.arange(40) % 3, dtype="category"),
+        }
+    )
+    schema = Schema.infer(frame).with_kinds({"code": "numeric"})
+    profile = Profile.build(frame, schema)
+    assert schema["wait"].kind == "numeric" and profile.columns["wait"].count == 40
+    assert profile.columns["code"].mean == pytest.approx((np.arange(40) % 3).mean())

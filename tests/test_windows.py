@@ -80,3 +80,41 @@ def test_bad_windows_and_timestamps_get_clear_errors():
         cut(frame, WindowSpec.parse("1D"), timestamp="when")
     with pytest.raises(SchemaError, match="need a timestamp column"):
         cut(frame.drop(columns=["ts"]), WindowSpec.parse("1D"))
+
+
+def test_times_before_1970_and_after_2262_have_their_windows():
+    frame = pd.DataFrame(
+        {
+            "ts": pd.to_datetime(
+                ["1969-12-30 00:00", "1969-12-31 12:00", "1970-01-01 06:00"], utc=True
+            ),
+            "x": [1.0, 2.0, 3.0],
+        }
+    )
+    windows = cut(frame, WindowSpec.parse("1D"), timestamp="ts")
+    assert [(w.start[:10], w.rows) for w in windows] == [
+        ("1969-12-30", 1),
+        ("1969-12-31", 1),
+        ("1970-01-01", 1),
+    ]
+    import pyarrow as pa
+
+    far = pa.table(
+        {
+            "ts": pa.array(
+                [pd.Timestamp("9999-12-30", tz="UTC")], type=pa.timestamp("us", tz="UTC")
+            ),
+            "x": [1.0],
+        }
+    )
+    assert cut(far, WindowSpec.parse("1D"), timestamp="ts")[0].start.startswith("9999-12-30")
+
+
+def test_a_stray_date_decades_away_is_refused_not_millions_of_windows():
+    from keel.errors import DataError
+
+    frame = pd.DataFrame(
+        {"ts": pd.to_datetime(["1970-01-01", "2026-01-01"], utc=True), "x": [1.0, 2.0]}
+    )
+    with pytest.raises(DataError, match="spans 1970-01-01.* to 2026-01-01.*stray"):
+        cut(frame, WindowSpec.parse("1h"), timestamp="ts")

@@ -60,9 +60,24 @@ class Calibration:
         entry = self.thresholds.get(column)
         return None if entry is None or self.fallback else float(entry["threshold"])
 
-    def applies_to(self, values: int) -> bool:
+    def applies_to(self, rows: int) -> bool:
         """Thresholds fit windows of about the calibrated size: not one under half of it."""
-        return values >= max(0.5 * self.volume.get("mean_rows", 0.0), 30)
+        return rows >= max(0.5 * self.volume.get("mean_rows", 0.0), 30)
+
+    def statistic(self, column: str) -> str | None:
+        """The effect statistic a column's threshold was calibrated on."""
+        entry = self.thresholds.get(column)
+        return None if entry is None else entry.get("statistic")
+
+    def check_fits(self, baseline_id: str, window: str) -> None:
+        """A ConfigError unless this calibration was made for that baseline and window."""
+        from keel.errors import ConfigError
+
+        if baseline_id != self.baseline_id or window != self.window:
+            raise ConfigError(
+                f"the calibration is for baseline {self.baseline_id} and windows of "
+                f"{self.window}, not baseline {baseline_id} and windows of {window}"
+            )
 
     @classmethod
     def fit(

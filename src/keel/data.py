@@ -163,7 +163,11 @@ def _csv_source(path: Path) -> DataSource:
     import pyarrow.csv as csv
 
     try:
-        reader = csv.open_csv(str(path), read_options=csv.ReadOptions(block_size=1 << 24))
+        reader = csv.open_csv(
+            str(path),
+            read_options=csv.ReadOptions(block_size=1 << 24),
+            parse_options=_parse_options(path),
+        )
         schema = reader.schema
         reader.close()
     except pa.ArrowInvalid as error:
@@ -183,10 +187,19 @@ def _csv_batches(
     convert = csv.ConvertOptions(include_columns=columns) if columns else None
     try:
         reader = csv.open_csv(
-            str(path), read_options=csv.ReadOptions(block_size=1 << 24), convert_options=convert
+            str(path),
+            read_options=csv.ReadOptions(block_size=1 << 24),
+            convert_options=convert,
+            parse_options=_parse_options(path),
         )
         for batch in reader:
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
     except pa.ArrowInvalid as error:
         raise DataError(f"{path}: CSV parse error ({error})") from error
+
+
+def _parse_options(path: Path) -> Any:
+    import pyarrow.csv as csv
+
+    return csv.ParseOptions(delimiter="\t" if path.suffix.lower() == ".tsv" else ",")

@@ -109,14 +109,23 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         lineage={"model": "HistGradientBoostingClassifier", "seed": seed},
     )
     baseline.save(output / "baseline.keel")
-    calibration = Calibration.fit(baseline, output / "training.parquet", "7D")
+    # Weekly checks: one false alert in a thousand weeks is a rate people can live with.
+    calibration = Calibration.fit(
+        baseline, output / "training.parquet", "7D", false_alarm_rate=0.001
+    )
     calibration.save(output / "baseline.calibration-7D.json")
     console.print(
         f"baseline {baseline.id}: features {', '.join(c.name for c in baseline.schema.features)};"
         f" thresholds calibrated on {calibration.reference_windows} training weeks for at most "
         f"1 false drift alert in {round(1 / calibration.false_alarm_rate)} weeks"
     )
-    history = check_history(baseline, output / "production.parquet", "7D", calibration=calibration)
+    history = check_history(
+        baseline,
+        output / "production.parquet",
+        "7D",
+        calibration=calibration,
+        false_alarm_rate=0.001,
+    )
     found_all = True
     for number, window in enumerate(history.windows, start=1):
         sentence, columns = describe_window(window)
@@ -171,6 +180,10 @@ def describe_window(window: WindowResult) -> tuple[str, set[str]]:
             continue
         explained.add(column)
     for result in alerts:  # what is left once unit changes and the like are named
+        if result.check == "multivariate" or result.column in window.drift.dataset.get(
+            "prediction_drift", []
+        ):
+            continue
         if result.column not in explained and result.metric not in ("volume",):
             parts.append(f"{result.metric.replace('_', ' ')} in {result.column}")
             explained.add(result.column)
@@ -178,6 +191,18 @@ def describe_window(window: WindowResult) -> tuple[str, set[str]]:
     if shifted:
         parts.insert(0, f"covariate shift in {', '.join(shifted)}")
     columns = explained | set(shifted)
+    multivariate = {
+        r.metric: r for r in window.quality if r.check == "multivariate" and r.status == "alert"
+    }
+    if multivariate and not columns:  # only the multivariate checks saw it
+        broken = multivariate.get("reconstruction_error") or next(iter(multivariate.values()))
+        involved = broken.details.get("top_columns", [])[:2]
+        parts.append(
+            f"broken correlation between {' and '.join(involved)}: no single column "
+            f"moved, {broken.metric.replace('_', ' ')} {broken.value:.3g} "
+            f"(threshold {broken.threshold:.3g})"
+        )
+        columns = set(involved)
     outputs = window.drift.dataset["prediction_drift"]
     if outputs and parts:
         parts.append(f"model outputs moved ({', '.join(outputs)})")

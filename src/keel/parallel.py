@@ -95,7 +95,13 @@ def profile_sides(
         for group in groups
     ]
     started = [_start_worker(job) for job in jobs[1:]]
-    results = [jobs[0].run()] + [_finish_worker(worker, current_source) for worker in started]
+    try:
+        results = [jobs[0].run()] + [_finish_worker(worker, current_source) for worker in started]
+    finally:  # an error here, or Ctrl-C, must not leave workers running
+        for worker in started:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
     return (
         _assemble([r for r, _ in results], reference_schema) if reference_source else None,
         _assemble([c for _, c in results], current_schema),
@@ -224,16 +230,20 @@ def _start_worker(job: _Job) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    # The job goes in now, so the worker runs while this process does its own group; the
+    # worker reads all of stdin before anything else, so this write cannot block for long.
     assert worker.stdin is not None
     worker.stdin.write(job.to_json().encode())
     worker.stdin.close()
+    worker.stdin = None
     return worker
 
 
 def _finish_worker(worker: subprocess.Popen, source: DataSource) -> tuple[Profile | None, Profile]:
-    assert worker.stdout is not None and worker.stderr is not None
-    output, errors = worker.stdout.read(), worker.stderr.read()
-    if worker.wait() != 0:
+    # communicate() drains stdout and stderr together: neither pipe can fill and block the
+    # worker while this process waits on the other.
+    output, errors = worker.communicate()
+    if worker.returncode != 0 or len(output) < 8:
         last_line = errors.decode(errors="replace").strip().splitlines()[-1:] or ["no message"]
         raise KeelError(f"{source.name}: a profiling worker failed: {last_line[0]}")
     (reference_length,) = struct.unpack_from("<Q", output)

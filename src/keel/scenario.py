@@ -11,13 +11,16 @@ many applications as a training week:
 * weeks 7–8: an upstream unit change: ``amount`` arrives in cents, 100× the
   reference;
 * week 9: a null spike: a join starts losing ``income`` for a quarter of rows;
-* week 10: a new category: ``device`` reports "smart-tv" for 12% of rows.
+* week 10: a new category: ``device`` reports "smart-tv" for 12% of rows;
+* week 11: a broken correlation: ``amount`` (which rises with ``income``) is
+  joined to the wrong applications, so the two no longer move together,
+  while each column's own distribution is unchanged.
 
 Weeks start on Thursdays, as 7-day windows aligned to the Unix epoch do.
 
 >>> scenario = generate(seed=0, training_weeks=2, week_rows=500)
 >>> scenario.training.num_rows, len(scenario.weeks), scenario.changes[7]["kind"]
-(1000, 10, 'unit change')
+(1000, 11, 'unit change')
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ CHANGES = {
     8: {"kind": "unit change", "columns": ["amount"], "factor": 100},
     9: {"kind": "null spike", "columns": ["income"], "share": 0.25},
     10: {"kind": "new category", "columns": ["device"], "value": "smart-tv", "share": 0.12},
+    11: {"kind": "broken correlation", "columns": ["amount", "income"]},
 }
 
 
@@ -64,7 +68,7 @@ class Scenario:
 
 
 def generate(
-    seed: int = 7, training_weeks: int = 26, week_rows: int = 10_000, production_weeks: int = 10
+    seed: int = 7, training_weeks: int = 26, week_rows: int = 10_000, production_weeks: int = 11
 ) -> Scenario:
     """The scenario's tables: training weeks, then production weeks with the planted changes."""
     rng = np.random.default_rng(seed)
@@ -99,8 +103,13 @@ def _applications(
     kind = (change or {}).get("kind")
     shifted = kind == "covariate shift"
     age = np.clip(rng.normal(40 + 8.0 * shifted, 11, rows), 18, 90).round()
-    income = rng.lognormal(np.log(42_000 * (1.5 if shifted else 1.0)), 0.45, rows).round(-2)
-    amount = rng.lognormal(np.log(8_000), 0.8, rows).round(2)
+    income_noise = rng.normal(size=rows)
+    income = np.exp(np.log(42_000 * (1.5 if shifted else 1.0)) + 0.45 * income_noise).round(-2)
+    # Richer applicants ask for more: the amount's noise follows the income's (r = 0.7),
+    # unless the join is broken and it follows nothing.
+    linked = 0.0 if kind == "broken correlation" else 0.7
+    amount_noise = linked * income_noise + np.sqrt(1 - linked**2) * rng.normal(size=rows)
+    amount = np.exp(np.log(8_000) + 0.8 * amount_noise).round(2)
     tenure = rng.poisson(30, rows)
     country = rng.choice(COUNTRIES, rows, p=COUNTRY_SHARES)
     device = rng.choice(DEVICES, rows, p=DEVICE_SHARES)

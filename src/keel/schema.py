@@ -183,6 +183,8 @@ def kind_of_type(arrow_type: pa.DataType) -> str:
         return "numeric"
     if pa.types.is_decimal(arrow_type):
         return "numeric"
+    if pa.types.is_duration(arrow_type):
+        return "numeric"
     if pa.types.is_temporal(arrow_type):
         return "datetime"
     if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
@@ -254,7 +256,10 @@ def _infer_role(name: str, kind: str, values: pa.ChunkedArray) -> str:
 def _looks_like_time(values: pa.ChunkedArray) -> bool:
     """A time-named column is a timestamp if it is numeric or its strings look like dates."""
     if pa.types.is_integer(values.type) or pa.types.is_floating(values.type):
-        return True
+        # Numbers are times only as epoch seconds, ms, µs or ns after 2001 (1e9 seconds):
+        # a "response_time" of 0.3 s is a feature.
+        present = pc.drop_null(values)
+        return len(present) > 0 and pc.min(present).as_py() >= 1e9
     present = pc.drop_null(values)
     if len(present) == 0:
         return False

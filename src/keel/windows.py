@@ -36,11 +36,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.data import open_source
-from keel.errors import ConfigError, SchemaError
+from keel.errors import ConfigError, DataError, SchemaError
 from keel.profile import Profile
 from keel.schema import Schema
 
 INCOMPLETE = ("keep", "merge", "drop")
+#: The most windows one call makes: a stray date decades away must not make millions.
+MAX_WINDOWS = 100_000
+_NO_TIME = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,7 @@ class Window:
     end: str
     profile: Profile
     complete: bool = True
+    sample: pa.Table | None = None  # a bounded uniform sample of the window's rows
 
     @property
     def rows(self) -> int:
@@ -114,8 +118,14 @@ def cut(
     schema: Schema | None = None,
     timestamp: str | None = None,
     bin_edges: Mapping[str, np.ndarray] | None = None,
+    sample_size: int = 0,
 ) -> list[Window]:
-    """Profile every window of ``data`` in one streaming pass (see the module docstring)."""
+    """Profile every window of ``data`` in one streaming pass (see the module docstring).
+
+    ``sample_size`` keeps that many rows of each window, uniformly (for multivariate checks).
+    """
+    from keel.sample import RowSample
+
     source = open_source(data)
     schema = schema or Schema.infer(source)
     if spec.period is not None:
@@ -130,6 +140,7 @@ def cut(
         total = source.num_rows if source.num_rows is not None else source.read_all().num_rows
         rows_per_window = max(math.ceil(total / spec.count), 1)
     windows: dict[int, Profile] = {}
+    samples: dict[int, RowSample] = {}
     newest = None
     offset = 0
     for batch in source.batches(
@@ -141,12 +152,32 @@ def cut(
         else:
             keys = (offset + np.arange(batch.num_rows)) // rows_per_window
         offset += batch.num_rows
-        for key in np.unique(keys[keys >= 0]):  # a loop over windows in the batch, not rows
+        for key in np.unique(keys[keys != _NO_TIME]):  # a loop over windows, not rows
             window = windows.get(int(key))
             if window is None:
                 window = windows[int(key)] = Profile.empty(schema, bin_edges=edges)
-            window.update(batch.filter(pa.array(keys == key)).select(profiled))
-    return _finish(windows, spec, schema, edges, rows_per_window, newest)
+            rows = batch.filter(pa.array(keys == key)).select(profiled)
+            window.update(rows)
+            if sample_size:
+                samples.setdefault(int(key), RowSample(sample_size, seed=int(key))).update(rows)
+    ordered = _finish(windows, spec, schema, edges, rows_per_window, newest)
+    if sample_size:
+        for window in ordered:
+            window.sample = _sample_of(window, samples, spec, rows_per_window)
+    return ordered
+
+
+def _sample_of(window: Window, samples: dict, spec: WindowSpec, rows_per_window) -> Any:
+    """The sample kept for a window, found again by its key."""
+    if spec.period is not None:
+        key = (
+            int(datetime.fromisoformat(window.start.replace("Z", "+00:00")).timestamp() * 1e9)
+            // spec.period_ns
+        )
+    else:
+        key = int(window.start) // rows_per_window
+    kept = samples.get(key)
+    return kept.table() if kept is not None else None
 
 
 def _finish(windows, spec, schema, edges, rows_per_window, newest) -> list[Window]:
@@ -154,6 +185,16 @@ def _finish(windows, spec, schema, edges, rows_per_window, newest) -> list[Windo
         return []
     ordered: list[Window] = []
     first, last = min(windows), max(windows)
+    if last - first + 1 > MAX_WINDOWS:
+        span = (
+            f"{_iso(first * spec.period_ns)} to {_iso(last * spec.period_ns)}"
+            if spec.period is not None
+            else f"{last - first + 1} windows"
+        )
+        raise DataError(
+            f"the data spans {span}: more than {MAX_WINDOWS:,} windows of {spec.describe()}; "
+            "look for stray or placeholder times, or choose a longer window"
+        )
     for key in range(first, last + 1):
         profile = windows.get(key) or Profile.empty(schema, bin_edges=edges)
         if spec.period is not None:
@@ -178,13 +219,14 @@ def _time_keys(column: Any, size_ns: int, name: str) -> tuple[np.ndarray, int | 
         raise SchemaError(
             f"column {name!r} is {column.type}, not a timestamp: cannot cut time windows"
         )
-    nanos = pc.cast(pc.cast(column, pa.timestamp("ns", tz="UTC")), pa.int64())
-    missing = pc.is_null(nanos).to_numpy(zero_copy_only=False)
-    raw = pc.fill_null(nanos, 0).to_numpy(zero_copy_only=False)
-    keys = np.floor_divide(raw, size_ns)
-    keys[missing] = -1
+    # Microseconds reach years 1 to 9999 (nanoseconds stop in 2262); finer parts are dropped.
+    micros = pc.cast(pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False), pa.int64())
+    missing = pc.is_null(micros).to_numpy(zero_copy_only=False)
+    raw = pc.fill_null(micros, 0).to_numpy(zero_copy_only=False)
+    keys = np.floor_divide(raw, size_ns // 1000)
+    keys[missing] = _NO_TIME
     present = raw[~missing]
-    return keys, int(present.max()) if len(present) else None
+    return keys, int(present.max()) * 1000 if len(present) else None
 
 
 def _timestamp_column(schema: Schema) -> str:

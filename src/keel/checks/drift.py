@@ -254,7 +254,12 @@ def compare(
         column = _compare_column(spec, kind, reference, current, rule, chosen, thresholds)
         column.check = check
         calibrated = calibration.threshold(spec.name) if calibration is not None else None
-        usable = calibrated is not None and calibration.applies_to(column.current_count)
+        # A threshold fits the statistic it was calibrated on and windows of about its size.
+        usable = (
+            calibrated is not None
+            and calibration.applies_to(current.rows)
+            and calibration.statistic(spec.name) == column.effect_method
+        )
         if usable and column.status == "ok" and chosen is None:
             column.rule, column.threshold = "calibrated", calibrated
         results.append(column)
@@ -326,7 +331,11 @@ def _compare_column(
             f"{current_spec.dtype} ({current_type_kind}) now"
         )
         return blank
-    reference_sample, current_sample = reference.sample(name), current.sample(name)
+    try:
+        reference_sample, current_sample = reference.sample(name), current.sample(name)
+    except ConfigError as error:
+        blank.status, blank.finding = "error", f"cannot compare: {error}"
+        return blank
     blank.reference_count, blank.current_count = reference_sample.count, current_sample.count
     if reference_sample.count == 0 or current_sample.count == 0:
         empty_side = "reference" if reference_sample.count == 0 else "current data"
@@ -365,7 +374,10 @@ def _fill(column: ColumnDrift, method: str, result: MethodResult) -> ColumnDrift
 
 def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
     """Benjamini–Hochberg across every tested column, then each column's verdict."""
-    tested = [c for c in columns if c.p_value is not None and c.status == "ok"]
+    # Calibrated columns are decided by their thresholds: they do not join the BH family.
+    tested = [
+        c for c in columns if c.p_value is not None and c.status == "ok" and c.rule != "calibrated"
+    ]
     adjusted = benjamini_hochberg([c.p_value for c in tested])
     for column, value in zip(tested, adjusted, strict=True):
         column.p_value_adjusted = float(value)

@@ -144,8 +144,9 @@ class NumericProfile:
         if cached is not None and cached[0] == self.sketch.n:
             return cached[1], cached[2]
         retained = self.sketch.num_retained
-        pairs = np.fromiter(itertools.chain.from_iterable(self.sketch), dtype=np.float64,
-                            count=2 * retained).reshape(retained, 2)
+        pairs = np.fromiter(
+            itertools.chain.from_iterable(self.sketch), dtype=np.float64, count=2 * retained
+        ).reshape(retained, 2)
         order = np.argsort(pairs[:, 0], kind="stable")
         values, weights = pairs[order, 0], pairs[order, 1]
         self._weighted = (self.sketch.n, values, weights)

@@ -236,24 +236,23 @@ def _as_strings(present: Any, name: str) -> Any:
 def _epoch_seconds(present: Any, name: str) -> Any:
     try:
         if pa.types.is_timestamp(present.type) or pa.types.is_date(present.type):
-            # Through nanoseconds: every unit and date type casts there without loss.
-            nanos = pc.cast(pc.cast(present, pa.timestamp("ns", tz="UTC")), pa.int64())
-            # Seconds as float64 keep microseconds; the cast must be allowed to round ns.
-            return pc.divide(pc.cast(nanos, pa.float64(), safe=False), 1e9)
+            # Through microseconds (years 1 to 9999; nanoseconds stop in 2262), then seconds.
+            micros = pc.cast(pc.cast(present, pa.timestamp("us", tz="UTC"), safe=False), pa.int64())
+            return pc.divide(pc.cast(micros, pa.float64(), safe=False), 1e6)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
         raise SchemaError(f"column {name!r}: cannot read {present.type} as a time") from error
     return present
 
 
 def _to_float64(values: Any, name: str, kind: str) -> np.ndarray:
-    if not (
-        pa.types.is_integer(values.type)
-        or pa.types.is_floating(values.type)
-        or pa.types.is_decimal(values.type)
-    ):
-        raise SchemaError(f"column {name!r}: expected {kind} values, found {values.type}")
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):  # dictionary-encoded numbers: decode first
+        values = values.cast(values.type.value_type)
+    if pa.types.is_duration(values.type):  # durations count in their own unit
+        values = values.cast(pa.int64())
     if pa.types.is_decimal(values.type):
         values = pc.cast(values, pa.float64())
+    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
+        raise SchemaError(f"column {name!r}: expected {kind} values, found {values.type}")
     return values.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
