@@ -46,11 +46,15 @@ def main() -> None:
     calibrated = time.perf_counter()
     history = check_history(baseline, current, "1h", calibration=calibration)
     done = time.perf_counter()
-    print(f"baseline of {len(reference):,} rows: {made - started:.1f} s; calibration on "
-          f"{calibration.reference_windows} windows: {calibrated - made:.1f} s")
-    print(f"backfill of {len(current):,} rows × 10 columns in {len(history.windows)} hourly "
-          f"windows: {done - calibrated:.1f} s ({len(history.windows) / (done - calibrated):.0f} "
-          f"windows/s); windows alerting: {sum(w.alert for w in history.windows)}")
+    print(
+        f"baseline of {len(reference):,} rows: {made - started:.1f} s; calibration on "
+        f"{calibration.reference_windows} windows: {calibrated - made:.1f} s"
+    )
+    print(
+        f"backfill of {len(current):,} rows × 10 columns in {len(history.windows)} hourly "
+        f"windows: {done - calibrated:.1f} s ({len(history.windows) / (done - calibrated):.0f} "
+        f"windows/s); windows alerting: {sum(w.alert for w in history.windows)}"
+    )
 
 
 if __name__ == "__main__":

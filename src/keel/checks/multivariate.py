@@ -18,8 +18,9 @@ unseen category becomes 0):
 * **Reconstruction error.** A PCA keeping 65% of the variance is fitted on
   one half of the reference sample; each row's reconstruction error (mean
   squared residual over the encoded columns) on the other half gives the
-  error's mean μ and standard deviation σ under no drift. A window's
-  statistic is its rows' mean error; the threshold is μ + z·σ/√m for m rows.
+  error's mean μ and standard deviation σ under no drift, from n rows. A
+  window's statistic is its rows' mean error; the threshold is
+  μ + z·σ·√(1/m + 1/n) for m rows (the second term: μ is itself estimated).
   The error rises when correlations break, even with every marginal
   unchanged. The columns whose residuals grew most are reported.
 
@@ -114,6 +115,7 @@ class MultivariateReference:
     null_mean: float
     null_std: float
     null_column_errors: np.ndarray
+    null_rows: int
 
     @classmethod
     def fit(cls, sample: Any, schema: Schema | None = None, seed: int = 0) -> MultivariateReference:
@@ -145,6 +147,7 @@ class MultivariateReference:
             float(errors.mean()),
             float(errors.std(ddof=1)),
             residuals.mean(axis=0),
+            len(errors),
         )
 
     def _standardize(self, table: Any) -> np.ndarray:
@@ -160,7 +163,9 @@ class MultivariateReference:
         residuals = np.square(rows - self.pca.inverse_transform(self.pca.transform(rows)))
         value = float(residuals.mean())
         z = float(special.ndtri(1 - tail))
-        threshold = self.null_mean + z * self.null_std / np.sqrt(len(rows))
+        # The null mean is itself estimated from null_rows rows: its error widens the band.
+        spread = self.null_std * np.sqrt(1 / len(rows) + 1 / self.null_rows)
+        threshold = self.null_mean + z * spread
         growth = residuals.mean(axis=0) - self.null_column_errors
         top = [self.encoder.names[i] for i in np.argsort(-growth)[:3] if growth[i] > 0]
         return Result(
@@ -215,6 +220,10 @@ class MultivariateReference:
                     random_state=seed,
                 ).importances_mean
         auc = float(roc_auc_score(labels, scores))
+        fold_aucs = [
+            float(roc_auc_score(labels[test], scores[test]))
+            for _, test in folds.split(both, labels)
+        ]
         spread = np.sqrt((2 * size + 1) / (12.0 * size * size))
         threshold = max(0.5 + float(special.ndtri(1 - tail)) * spread, AUC_FLOOR)
         order = np.argsort(-importance)
@@ -226,7 +235,12 @@ class MultivariateReference:
             value=auc,
             threshold=float(threshold),
             status="alert" if auc > threshold else "ok",
-            details={"rows_per_side": size, "null_sd": float(spread), "top_columns": top},
+            details={
+                "rows_per_side": size,
+                "null_sd": float(spread),
+                "fold_auc_sd": float(np.std(fold_aucs, ddof=1)),
+                "top_columns": top,
+            },
         )
 
 

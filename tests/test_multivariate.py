@@ -1,0 +1,82 @@
+"""Multivariate checks on data where the right answer is known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import keel
+from keel.checks.multivariate import MultivariateReference
+
+
+def _correlated(rows: int, seed: int, linked: float = 0.8) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    y = linked * x + np.sqrt(1 - linked**2) * rng.normal(size=rows)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": y,
+            "z": rng.normal(size=rows),
+            "c": rng.choice(["a", "b", "c"], rows, p=[0.5, 0.3, 0.2]),
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def model():
+    return MultivariateReference.fit(_correlated(10_000, seed=1))
+
+
+def test_a_broken_correlation_with_the_same_marginals_is_seen_only_by_multivariate_checks(model):
+    broken = _correlated(2000, seed=2, linked=0.0)  # x and y each still N(0, 1)
+    univariate = keel.drift(_correlated(10_000, seed=1), broken)
+    assert univariate.dataset["drifted_columns"] == []
+    reconstruction = model.reconstruction(broken)
+    assert reconstruction.status == "alert"
+    assert set(reconstruction.details["top_columns"][:2]) == {"x", "y"}
+    classifier = model.domain_classifier(broken)
+    assert classifier.status == "alert" and classifier.value > 0.55
+    assert set(classifier.details["top_columns"][:2]) == {"x", "y"}
+
+
+def test_a_new_subpopulation_of_familiar_values_is_seen_by_the_domain_classifier(model):
+    rng = np.random.default_rng(3)
+    window = _correlated(2000, seed=4)
+    # A fifth of the rows: large x with category "c", each common on its own, rare together.
+    rows = rng.choice(len(window), 400, replace=False)
+    window.loc[rows, "x"] = rng.normal(1.5, 0.3, 400)
+    window.loc[rows, "c"] = "c"
+    classifier = model.domain_classifier(window)
+    assert classifier.status == "alert"
+    assert "c" in classifier.details["top_columns"] or "x" in classifier.details["top_columns"]
+
+
+def test_undrifted_windows_do_not_alert(model):
+    statuses = []
+    for seed in range(10, 16):
+        window = _correlated(2000, seed=seed)
+        statuses += [
+            model.reconstruction(window, tail=0.01).status,
+            model.domain_classifier(window, tail=0.01).status,
+        ]
+    assert statuses.count("alert") <= 1
+
+
+def test_small_windows_and_single_columns_are_insufficient_data(model):
+    tiny = _correlated(50, seed=5)
+    assert model.reconstruction(tiny).status == "insufficient_data"
+    assert model.domain_classifier(tiny).status == "insufficient_data"
+    single = MultivariateReference.fit(
+        pd.DataFrame({"x": np.random.default_rng(6).normal(size=3000)})
+    )
+    result = single.reconstruction(pd.DataFrame({"x": np.zeros(500)}))
+    assert result.status == "insufficient_data" and "columns" in result.details["reason"]
+
+
+def test_constant_and_mostly_null_columns_do_not_break_the_encoding():
+    frame = _correlated(3000, seed=7)
+    frame["constant"] = 1.0
+    frame.loc[frame.index[:2500], "z"] = np.nan
+    model = MultivariateReference.fit(frame)
+    assert "constant" not in model.encoder.names
+    assert model.reconstruction(frame.iloc[:1000]).status == "ok"
