@@ -99,3 +99,44 @@ def test_a_profile_file_is_not_taken_for_a_baseline(tmp_path):
     Profile.build(make_table(10, seed=6)).save(tmp_path / "p.keel")
     with pytest.raises(FormatError, match="a keel PROF file, not a baseline file"):
         Baseline.load(tmp_path / "p.keel")
+
+
+def test_a_baseline_from_a_trusted_period_of_a_log(run_keel, tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(8)
+    times = pd.date_range("2026-01-01", periods=24 * 30, freq="h", tz="UTC")
+    log = pd.DataFrame({"ts": times, "x": rng.normal(size=len(times))})
+    log.loc[log.ts >= "2026-01-20", "x"] += 5  # a later period nobody trusts
+    baseline = Baseline.from_data(
+        log, timestamp="ts", start="2026-01-05", end="2026-01-15", sample_size=0
+    )
+    assert baseline.rows == 240 and baseline.config["period"] == ["2026-01-05", "2026-01-15"]
+    assert baseline.profile.columns["x"].maximum < 5
+    log.to_parquet(tmp_path / "log.parquet")
+    made = run_keel(
+        "baseline",
+        "create",
+        tmp_path / "log.parquet",
+        "-o",
+        tmp_path / "b.keel",
+        "--timestamp",
+        "ts",
+        "--from",
+        "2026-01-05",
+        "--to",
+        "2026-01-15",
+    )
+    assert made.returncode == 0 and "240 rows" in made.stdout
+    empty = run_keel(
+        "baseline",
+        "create",
+        tmp_path / "log.parquet",
+        "-o",
+        tmp_path / "e.keel",
+        "--timestamp",
+        "ts",
+        "--from",
+        "2027-01-01",
+    )
+    assert empty.returncode == 2 and "no rows to make a baseline of" in empty.stderr

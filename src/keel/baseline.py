@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from keel import __version__, _container
-from keel.errors import FormatError
+from keel.errors import DataError, FormatError
 from keel.fingerprint import TableFingerprint
 from keel.profile import NumericProfile, Profile
 from keel.profile.numeric import counts_in_bins
@@ -87,12 +87,17 @@ class Baseline:
         metrics: Mapping[str, float] | None = None,
         lineage: Mapping[str, Any] | None = None,
         on_batch: Callable[[int], None] | None = None,
+        start: str | None = None,
+        end: str | None = None,
     ) -> Baseline:
         """Record a baseline from reference data (any input ``keel.data.open_source`` takes).
 
         Reads the data twice, batch by batch: once for the profile, the sample
         and the fingerprint, once more for exact counts in the bins fixed from
         the first pass's quantiles. ``on_batch`` gets each batch's row count.
+        ``start`` and ``end`` (ISO times, UTC unless they say otherwise) keep only
+        the rows with ``start <= timestamp < end``: a trusted production period
+        makes a baseline as well as a training set does.
         """
         from keel.data import open_source
 
@@ -106,6 +111,8 @@ class Baseline:
         }
         all_roles = {column: role for role, column in named.items() if column} | dict(roles or {})
         schema = Schema.infer(source, roles=all_roles, kinds=kinds)
+        if start is not None or end is not None:
+            source = _period(source, schema, start, end)
         profile = Profile.empty(schema, sketch_k=sketch_k)
         sample, fingerprint = RowSample(sample_size, seed), TableFingerprint()
         for batch in source.batches():
@@ -120,7 +127,11 @@ class Baseline:
             if type(column) is NumericProfile and column.count
         }
         _count_in_bins(source, profile, bin_edges)
+        if profile.rows == 0:
+            period = f" between {start} and {end}" if start or end else ""
+            raise DataError(f"{source.name}: no rows to make a baseline of{period}")
         config = {
+            "period": [start, end],
             "bins": bins,
             "sketch_k": sketch_k,
             "sample_size": sample_size,
@@ -243,3 +254,49 @@ def _table_from_ipc(data: bytes) -> pa.Table | None:
     if not data:
         return None
     return pa.ipc.open_stream(io.BytesIO(data)).read_all()
+
+
+def _period(source: Any, schema: Schema, start: str | None, end: str | None) -> Any:
+    """The source, keeping only rows whose timestamp lies in [start, end)."""
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    from keel.data import DataSource
+
+    timestamps = schema.by_role("timestamp")
+    if not timestamps:
+        raise DataError(f"{source.name}: a period needs a timestamp column (--timestamp COL)")
+    column = timestamps[0].name
+    bounds = []
+    for name, value in (("start", start), ("end", end)):
+        if value is None:
+            bounds.append(None)
+            continue
+        try:
+            moment = pd.Timestamp(value)
+        except ValueError as error:
+            raise DataError(f"{name} {value!r} is not a date or time") from error
+        bounds.append(moment.tz_localize("UTC") if moment.tzinfo is None else moment)
+
+    class Period(DataSource):
+        def batches(self, columns=None, batch_rows=262_144):
+            wanted = columns if columns is None or column in columns else [*columns, column]
+            for batch in source.batches(columns=wanted, batch_rows=batch_rows):
+                times = pc.cast(batch.column(column), pa.timestamp("us", tz="UTC"), safe=False)
+                keep = pc.is_valid(times)
+                for bound, compare in ((bounds[0], pc.greater_equal), (bounds[1], pc.less)):
+                    if bound is not None:
+                        moment = pa.scalar(bound.to_pydatetime(), pa.timestamp("us", tz="UTC"))
+                        keep = pc.and_(keep, compare(times, moment))
+                kept = batch.filter(keep)
+                if kept.num_rows:
+                    yield kept if columns is None else kept.select(columns)
+
+    return Period(
+        name=f"{source.name} [{start or '…'}, {end or '…'})",
+        schema=source.schema,
+        num_rows=None,
+        _table=source._table,
+        _path=source._path,
+        _format=source._format,
+    )

@@ -112,6 +112,12 @@ def baseline_create(
     ignore: Columns = None,
     categorical: Columns = None,
     sample_size: Annotated[int, typer.Option(help="Rows kept in the reference sample.")] = 10_000,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Keep rows at or after this time (ISO 8601).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Keep rows before this time (ISO 8601).")
+    ] = None,
 ) -> None:
     """Record a baseline of reference data: schema, profile, bins, sample, fingerprint."""
     from keel.baseline import Baseline
@@ -129,6 +135,8 @@ def baseline_create(
             roles=_roles(ignore=ignore),
             sample_size=sample_size,
             kinds={c: "categorical" for c in categorical or []},
+            start=start,
+            end=end,
             on_batch=advance,
         )
     result.save(output)
