@@ -6,15 +6,15 @@ reference and categorical ones encoded by their reference frequency (an
 unseen category becomes 0):
 
 * **Domain classifier.** A gradient-boosting classifier (scikit-learn's
-  HistGradientBoostingClassifier, 50 trees of depth 3) learns to tell
+  HistGradientBoostingClassifier, 40 trees of depth 3) learns to tell
   reference rows from window rows, with equal numbers of each (at most
-  2,000), in 5-fold cross-validation. The statistic is the ROC AUC of the
+  2,000), in 3-fold cross-validation. The statistic is the ROC AUC of the
   out-of-fold predictions (0.5: indistinguishable). Under no drift these
   pooled predictions' AUC is a Mann–Whitney statistic, N(0.5, (n₁+n₂+1) /
   (12·n₁·n₂)), which gives the threshold at the monitor's tail, with a floor
-  of 0.55 so that a vast window cannot alert on a trivial difference. The
-  columns the classifier relied on most come from permutation importance on
-  one held-out fold.
+  of 0.55 so that a vast window cannot alert on a trivial difference. When
+  it alerts, the columns the classifier relied on most come from permutation
+  importance on one held-out fold.
 * **Reconstruction error.** A PCA keeping 65% of the variance is fitted on
   one half of the reference sample; each row's reconstruction error (mean
   squared residual over the encoded columns) on the other half gives the
@@ -50,6 +50,7 @@ from keel.schema import Schema
 
 MIN_ROWS = 100
 MAX_CLASSIFIER_ROWS = 2_000
+FOLDS = 3
 AUC_FLOOR = 0.55
 PCA_VARIANCE = 0.65
 
@@ -204,21 +205,15 @@ class MultivariateReference:
         )
         labels = np.r_[np.zeros(size), np.ones(size)]
         scores = np.empty(len(labels))
-        importance = None
-        folds = StratifiedKFold(5, shuffle=True, random_state=seed)
-        for index, (train, test) in enumerate(folds.split(both, labels)):
-            model = HistGradientBoostingClassifier(max_iter=50, max_depth=3, random_state=seed)
+        models = []
+        folds = StratifiedKFold(FOLDS, shuffle=True, random_state=seed)
+        for train, test in folds.split(both, labels):
+            model = HistGradientBoostingClassifier(
+                max_iter=40, max_depth=3, random_state=seed, early_stopping=False
+            )
             model.fit(both[train], labels[train])
             scores[test] = model.predict_proba(both[test])[:, 1]
-            if index == 0:
-                importance = permutation_importance(
-                    model,
-                    both[test],
-                    labels[test],
-                    scoring="roc_auc",
-                    n_repeats=3,
-                    random_state=seed,
-                ).importances_mean
+            models.append((model, test))
         auc = float(roc_auc_score(labels, scores))
         fold_aucs = [
             float(roc_auc_score(labels[test], scores[test]))
@@ -226,8 +221,15 @@ class MultivariateReference:
         ]
         spread = np.sqrt((2 * size + 1) / (12.0 * size * size))
         threshold = max(0.5 + float(special.ndtri(1 - tail)) * spread, AUC_FLOOR)
-        order = np.argsort(-importance)
-        top = [self.encoder.names[i] for i in order[:3] if importance[i] > 0.005]
+        top: list[str] = []
+        if auc > threshold:  # which columns it relied on: worth the cost only when it alerts
+            model, test = models[0]
+            importance = permutation_importance(
+                model, both[test], labels[test], scoring="roc_auc", n_repeats=3, random_state=seed
+            ).importances_mean
+            top = [
+                self.encoder.names[i] for i in np.argsort(-importance)[:3] if importance[i] > 0.005
+            ]
         return Result(
             check="multivariate",
             column=None,
