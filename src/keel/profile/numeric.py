@@ -97,7 +97,9 @@ class NumericProfile:
         if (self.bin_edges is None) != (other.bin_edges is None) or (
             self.bin_edges is not None and not np.array_equal(self.bin_edges, other.bin_edges)
         ):
-            raise ValueError("cannot merge numeric profiles with different bin edges")
+            from keel.errors import SchemaError
+
+            raise SchemaError("cannot merge numeric profiles with different bin edges")
         self.rows += other.rows
         self.nulls += other.nulls
         self.nan += other.nan
