@@ -200,6 +200,16 @@ def drift(
     incomplete: Annotated[
         str, typer.Option(help="The last, incomplete window: keep, merge or drop.")
     ] = "keep",
+    store: Annotated[
+        bool,
+        typer.Option(
+            help="With --window: keep the results in the results store "
+            "(KEEL_DATABASE_URL, or .keel/keel.db)."
+        ),
+    ] = False,
+    monitor: Annotated[
+        str, typer.Option(help="With --store: the monitor the results belong to.")
+    ] = "adhoc",
 ) -> None:
     """Compare CURRENT with REFERENCE column by column. Exit 0: no drift; 1: drift; 2: error.
 
@@ -231,6 +241,8 @@ def drift(
             from keel.report.timeline import write_timeline_report
 
             write_timeline_report(history, html_path)
+        if store:
+            _store_history(history, monitor)
         print_history(history)
         raise typer.Exit(EXIT_FOUND if history.alert else EXIT_OK)
 
@@ -296,6 +308,27 @@ def _run_history(reference, current, window, roles, rate, calibrate_on, incomple
             incomplete=incomplete,
             rule=rule,
         )
+
+
+def _store_history(history, monitor: str) -> None:
+    from dataclasses import replace
+
+    from keel.store import ResultStore
+
+    results_store = ResultStore()
+    run = results_store.start_run(
+        monitor, {"window": history.window, "baseline": history.baseline_id}
+    )
+    rows = [replace(r, monitor=monitor) for r in history.results()]
+    written, unchanged = results_store.write(rows, run)
+    results_store.finish_run(run, "alert" if history.alert else "ok")
+    results_store.log_event(
+        "keel drift",
+        "stored results",
+        monitor,
+        {"written": written, "unchanged": unchanged, "run": run},
+    )
+    err.print(f"stored {written:,} results ({unchanged:,} unchanged) in {results_store.name}")
 
 
 def print_history(history) -> None:

@@ -1,8 +1,10 @@
 """Column roles and kinds, inferred by documented rules and overridable.
 
 Kinds come from the Arrow type: booleans are ``boolean``; integers, floats and
-decimals are ``numeric``; timestamps and dates are ``datetime``; strings are
-``categorical``, or ``text`` when most values are long and distinct. Roles
+decimals are ``numeric``, except integers that are only 0 and 1 (labels,
+flags, class predictions), which are ``categorical``; timestamps and dates
+are ``datetime``; strings are ``categorical``, or ``text`` when most values
+are long and distinct. Roles
 default to ``feature``; keel recognises two more on its own, so that they are
 never reported as drifted:
 
@@ -208,6 +210,8 @@ def _head(source: Any, rows: int) -> pa.Table:
 
 def _infer_kind(arrow_type: pa.DataType, values: pa.ChunkedArray) -> tuple[str, list[str]]:
     kind = kind_of_type(arrow_type)
+    if kind == "numeric" and pa.types.is_integer(arrow_type) and _is_binary(values):
+        return "categorical", []
     if kind != "categorical" or pa.types.is_null(arrow_type):
         return kind, []
     strings = values.cast(pa.string()) if pa.types.is_dictionary(arrow_type) else values
@@ -225,6 +229,16 @@ def _infer_kind(arrow_type: pa.DataType, values: pa.ChunkedArray) -> tuple[str, 
     if distinct_share > 0.5 and mean_length >= 20 and has_space >= 0.5:
         return "text", findings
     return kind, findings
+
+
+def _is_binary(values: pa.ChunkedArray) -> bool:
+    """Integers that are only 0 and 1 (labels, flags, class predictions) are categories:
+    a distance between two shares is what matters, and sketches blur shares of two values."""
+    present = pc.drop_null(values)
+    return (
+        len(present) > 0
+        and pc.all(pc.is_in(present, value_set=pa.array([0, 1], type=present.type))).as_py()
+    )
 
 
 def _infer_role(name: str, kind: str, values: pa.ChunkedArray) -> str:

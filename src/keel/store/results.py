@@ -1,0 +1,338 @@
+"""The results store: Results with revisions, runs and an append-only event log.
+
+One code path (SQLAlchemy Core) for a SQLite file, the default
+(``.keel/keel.db`` in the working folder, created on first use), and
+PostgreSQL for teams (a URL from ``KEEL_DATABASE_URL`` or the caller).
+
+A Result is identified by its key: monitor, model, model version, segment,
+window start and end, check, column and metric. Writing the same Result
+again stores nothing (a monitor run twice is idempotent; values within 0.1%
+count as the same, since sketch-based statistics vary that much between two
+computations); writing it with another status or a value or threshold that
+moved further stores a new revision, and ``latest``
+serves the newest while ``history`` keeps every one (labels arriving late
+revise performance results). A write is one transaction: a failure leaves
+nothing half-written. The schema is versioned; a database from a newer keel
+is refused instead of being misread.
+
+>>> import tempfile, pathlib
+>>> from keel.result import Result
+>>> store = ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+>>> row = Result(check="feature_drift", column="age", metric="wasserstein", value=0.3,
+...              threshold=0.1, status="alert", monitor="loans", window_start="2026-01-01")
+>>> store.write([row]), store.write([row])
+((1, 0), (0, 1))
+>>> store.latest(monitor="loans")[["column", "value", "revision"]].values.tolist()
+[['age', 0.3, 0]]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.errors import KeelError
+from keel.result import RESULT_COLUMNS, Result
+
+SCHEMA_VERSION = 1
+DEFAULT_PATH = Path(".keel") / "keel.db"
+KEY = (
+    "monitor",
+    "model",
+    "model_version",
+    "segment",
+    "window_start",
+    "window_end",
+    "check",
+    "column",
+    "metric",
+)
+
+metadata = sa.MetaData()
+schema_version = sa.Table(
+    "keel_schema_version", metadata, sa.Column("version", sa.Integer, nullable=False)
+)
+runs = sa.Table(
+    "keel_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("monitor", sa.String(200)),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("finished_at", sa.String(40)),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("details", sa.Text),
+)
+results = sa.Table(
+    "keel_results",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("keel_runs.id")),
+    *(sa.Column(name, sa.String(400)) for name in KEY),
+    sa.Column("value", sa.Float),
+    sa.Column("threshold", sa.Float),
+    sa.Column("status", sa.String(40), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("details", sa.Text),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Index("keel_results_window", "monitor", "window_start"),
+)
+events = sa.Table(
+    "keel_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("subject", sa.String(400)),
+    sa.Column("details", sa.Text),
+)
+baselines = sa.Table(
+    "keel_baselines",
+    metadata,
+    sa.Column("fingerprint", sa.String(64), primary_key=True),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("rows", sa.Integer),
+    sa.Column("created_at", sa.String(40)),
+)
+
+
+class StoreError(KeelError):
+    """The results store cannot be reached, or holds a schema this keel cannot read."""
+
+
+class ResultStore:
+    """Results, runs, baselines and events in one database (see the module docstring)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        url = url or os.environ.get("KEEL_DATABASE_URL")
+        if url is None:
+            DEFAULT_PATH.parent.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{DEFAULT_PATH}"
+        try:
+            self.engine = sa.create_engine(url)
+        except (sa.exc.ArgumentError, ImportError) as error:
+            raise StoreError(f"not a usable database URL ({error})") from error
+        self.name = self.engine.url.render_as_string(hide_password=True)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as connection:
+                metadata.create_all(connection)
+                version = connection.execute(sa.select(schema_version.c.version)).scalar()
+                if version is None:
+                    connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
+                elif version > SCHEMA_VERSION:
+                    raise StoreError(
+                        f"{self.name}: the results store has schema version {version}, newer "
+                        f"than this keel reads ({SCHEMA_VERSION}); upgrade keel"
+                    )
+        except sa.exc.SQLAlchemyError as error:
+            raise StoreError(
+                f"cannot use the results store at {self.name}: {_first_line(error)}"
+            ) from error
+
+    def start_run(self, monitor: str | None = None, details: dict | None = None) -> int:
+        with self._transaction() as connection:
+            return int(
+                connection.execute(
+                    runs.insert().values(
+                        monitor=monitor,
+                        started_at=_now(),
+                        status="running",
+                        details=json.dumps(details or {}),
+                    )
+                ).inserted_primary_key[0]
+            )
+
+    def finish_run(self, run_id: int, status: str = "ok") -> None:
+        with self._transaction() as connection:
+            connection.execute(
+                runs.update().where(runs.c.id == run_id).values(finished_at=_now(), status=status)
+            )
+
+    def write(self, rows: Iterable[Result], run_id: int | None = None) -> tuple[int, int]:
+        """Store new Results and new revisions; returns (written, unchanged)."""
+        rows = list(rows)
+        if not rows:
+            return 0, 0
+        with self._transaction() as connection:
+            latest = self._latest_by_key(
+                connection, {r.monitor for r in rows}, {r.window_start for r in rows}
+            )
+            written, unchanged, inserts = 0, 0, []
+            for row in rows:
+                key = tuple(getattr(row, name) for name in KEY)
+                previous = latest.get(key)
+                if previous is not None and _same(previous, row):
+                    unchanged += 1
+                    continue
+                revision = 0 if previous is None else previous["revision"] + 1
+                inserts.append(_record(replace(row, revision=revision), run_id))
+                latest[key] = inserts[-1]
+                written += 1
+            if inserts:
+                connection.execute(results.insert(), inserts)
+        return written, unchanged
+
+    def latest(self, **filters: Any):
+        """The newest revision of every Result matching ``filters`` (column=value), a DataFrame."""
+        frame = self.history(**filters)
+        if frame.empty:
+            return frame
+        newest = frame.groupby(list(KEY), dropna=False)["revision"].transform("max")
+        return frame[frame["revision"] == newest].reset_index(drop=True)
+
+    def history(self, **filters: Any):
+        """Every revision of every Result matching ``filters``, oldest first."""
+        import pandas as pd
+
+        query = sa.select(results)
+        for name, value in filters.items():
+            if name not in results.c:
+                raise StoreError(f"cannot filter results by {name!r}")
+            query = query.where(results.c[name] == value)
+        with self._connection() as connection:
+            fetched = connection.execute(query.order_by(results.c.id)).mappings().all()
+        frame = pd.DataFrame(
+            [dict(r) for r in fetched], columns=[*RESULT_COLUMNS, "run_id", "created_at"]
+        )
+        frame["details"] = frame["details"].map(lambda text: json.loads(text) if text else {})
+        return frame[[*RESULT_COLUMNS, "run_id", "created_at"]]
+
+    def log_event(
+        self, actor: str, action: str, subject: str | None = None, details: dict | None = None
+    ) -> None:
+        """Append to the event log: who or what did what, when. Nothing is ever updated."""
+        with self._transaction() as connection:
+            connection.execute(
+                events.insert().values(
+                    at=_now(),
+                    actor=actor,
+                    action=action,
+                    subject=subject,
+                    details=json.dumps(details or {}, default=str),
+                )
+            )
+
+    def events(self):
+        import pandas as pd
+
+        with self._connection() as connection:
+            fetched = connection.execute(sa.select(events).order_by(events.c.id)).mappings().all()
+        return pd.DataFrame(
+            [dict(r) for r in fetched],
+            columns=["id", "at", "actor", "action", "subject", "details"],
+        )
+
+    def register_baseline(self, baseline: Any, path: str | Path) -> None:
+        """Index a baseline file by its fingerprint (the file stays the source of truth)."""
+        with self._transaction() as connection:
+            exists = connection.execute(
+                sa.select(baselines.c.fingerprint).where(
+                    baselines.c.fingerprint == baseline.fingerprint
+                )
+            ).first()
+            if exists is None:
+                connection.execute(
+                    baselines.insert().values(
+                        fingerprint=baseline.fingerprint,
+                        path=str(path),
+                        rows=baseline.rows,
+                        created_at=baseline.created_at,
+                    )
+                )
+
+    def _latest_by_key(self, connection, monitors, starts) -> dict[tuple, dict]:
+        query = sa.select(results).where(
+            results.c.monitor.in_(monitors) if None not in monitors else sa.true()
+        )
+        if None not in starts:
+            query = query.where(results.c.window_start.in_(starts))
+        latest: dict[tuple, dict] = {}
+        for row in connection.execute(query).mappings():
+            key = tuple(row[name] for name in KEY)
+            if key not in latest or row["revision"] > latest[key]["revision"]:
+                latest[key] = dict(row)
+        return latest
+
+    def _transaction(self):
+        return _Guard(self, self.engine.begin)
+
+    def _connection(self):
+        return _Guard(self, self.engine.connect)
+
+
+class _Guard:
+    """Turns database errors into StoreError naming the store (password hidden)."""
+
+    def __init__(self, store: ResultStore, opener) -> None:
+        self.store, self.opener, self.context = store, opener, None
+
+    def __enter__(self):
+        try:
+            self.context = self.opener()
+            return self.context.__enter__()
+        except sa.exc.SQLAlchemyError as error:
+            raise StoreError(
+                f"cannot reach the results store at {self.store.name}: {_first_line(error)}"
+            ) from error
+
+    def __exit__(self, kind, error, traceback):
+        try:
+            suppressed = self.context.__exit__(kind, error, traceback)
+        except sa.exc.SQLAlchemyError as failure:
+            raise StoreError(
+                f"the results store at {self.store.name} failed: {_first_line(failure)}"
+            ) from failure
+        if isinstance(error, sa.exc.SQLAlchemyError):  # rolled back by the context above
+            raise StoreError(
+                f"the results store at {self.store.name} failed, nothing was "
+                f"written: {_first_line(error)}"
+            ) from error
+        return suppressed
+
+
+def _record(row: Result, run_id: int | None) -> dict[str, Any]:
+    record = {name: getattr(row, name) for name in KEY}
+    record.update(
+        value=row.value,
+        threshold=row.threshold,
+        status=row.status,
+        revision=row.revision,
+        details=json.dumps(row.details, default=str),
+        run_id=run_id,
+        created_at=_now(),
+    )
+    return record
+
+
+def _same(previous: dict, row: Result) -> bool:
+    return (
+        previous["status"] == row.status
+        and _close(previous["value"], row.value)
+        and _close(previous["threshold"], row.threshold)
+    )
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    """Equal within 0.1%: a window's sketch-based statistics vary that much between two
+    computations (KLL compaction is randomized), and that is not a new result."""
+    if a is None or b is None:
+        return a is None and b is None
+    return abs(a - b) <= 1e-3 * max(abs(a), abs(b)) + 1e-12
+
+
+def _first_line(error: Exception) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")

@@ -1,0 +1,134 @@
+"""One suite for every results-store backend: a SQLite file always, PostgreSQL where a URL is set.
+
+``.ci/run`` sets KEEL_TEST_POSTGRES_URL, and on CI an unreachable server fails the suite
+instead of skipping it.
+"""
+
+import os
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from keel.result import Result
+from keel.store import ResultStore, StoreError
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'keel.db'}"
+        return
+    server = os.environ.get("KEEL_TEST_POSTGRES_URL")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set KEEL_TEST_POSTGRES_URL for the PostgreSQL store tests")
+        pytest.skip("no PostgreSQL: set KEEL_TEST_POSTGRES_URL to run the store suite on it")
+    schema = f"keel_test_{uuid.uuid4().hex[:12]}"  # one schema per test: tests never collide
+    admin = sa.create_engine(server)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"KEEL_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}")
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def _row(value=0.3, status="alert", window="2026-01-01", column="age"):
+    return Result(
+        check="feature_drift",
+        column=column,
+        metric="wasserstein",
+        value=value,
+        threshold=0.1,
+        status=status,
+        monitor="loans",
+        model="m",
+        model_version="1",
+        window_start=window,
+        window_end="2026-01-02",
+        details={"p": 0.01},
+    )
+
+
+def test_results_round_trip_with_their_details(url):
+    store = ResultStore(url)
+    run = store.start_run("loans")
+    assert store.write([_row(), _row(column="income", value=0.05, status="ok")], run) == (2, 0)
+    store.finish_run(run)
+    latest = store.latest(monitor="loans").sort_values("column")
+    assert latest["column"].tolist() == ["age", "income"]
+    assert latest["details"].tolist()[0] == {"p": 0.01}
+    assert set(latest["run_id"]) == {run}
+
+
+def test_writing_the_same_results_twice_stores_nothing_twice(url):
+    store = ResultStore(url)
+    rows = [_row(window=f"2026-01-0{day}") for day in range(1, 6)]
+    assert store.write(rows) == (5, 0)
+    assert store.write(rows) == (0, 5)
+    assert len(store.history(monitor="loans")) == 5
+
+
+def test_a_changed_result_is_a_new_revision_and_latest_serves_it(url):
+    store = ResultStore(url)
+    store.write([_row(value=0.3)])
+    assert store.write([_row(value=0.5)]) == (1, 0)
+    assert store.history(monitor="loans")["revision"].tolist() == [0, 1]
+    latest = store.latest(monitor="loans")
+    assert latest[["value", "revision"]].values.tolist() == [[0.5, 1]]
+    store.log_event("monitor", "revised", "loans 2026-01-01", {"reason": "late labels"})
+    assert store.events()["action"].tolist() == ["revised"]
+
+
+def test_a_failed_write_leaves_nothing_half_written(url):
+    store = ResultStore(url)
+    store.write([_row()])
+    bad = [_row(window="2026-02-01"), _row(window="2026-02-02", value="not a number")]
+    with pytest.raises(StoreError, match="nothing was written"):
+        store.write(bad)
+    assert store.history(monitor="loans")["window_start"].tolist() == ["2026-01-01"]
+
+
+def test_a_store_from_a_newer_keel_is_refused(url):
+    ResultStore(url)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE keel_schema_version SET version = 99"))
+    engine.dispose()
+    with pytest.raises(StoreError, match="schema version 99, newer than this keel reads"):
+        ResultStore(url)
+
+
+def test_an_unreachable_server_is_a_clear_error_with_the_password_hidden():
+    with pytest.raises(StoreError, match=r"cannot use the results store at .*:\*\*\*@127.0.0.1:1"):
+        ResultStore("postgresql+psycopg://keel:secret@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_the_default_store_is_a_sqlite_file_in_the_working_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("KEEL_DATABASE_URL", raising=False)
+    ResultStore().write([_row()])
+    assert (tmp_path / ".keel" / "keel.db").is_file()
+
+
+def test_a_history_of_windows_saves_into_the_store(url):
+    import numpy as np
+    import pandas as pd
+
+    from keel.baseline import Baseline
+    from keel.history import check_history
+
+    rng = np.random.default_rng(0)
+    times = pd.date_range("2026-05-01", periods=48 * 60, freq="min", tz="UTC")
+    frame = pd.DataFrame({"ts": times, "x": rng.normal(size=len(times))})
+    baseline = Baseline.from_data(frame.iloc[:1440], timestamp="ts", sample_size=0)
+    history = check_history(baseline, frame.iloc[1440:], "1h")
+    store = ResultStore(url)
+    written, _ = store.write(history.results())
+    assert written == len(history.results())
+    assert store.latest()["window_start"].nunique() == 24
