@@ -5,7 +5,7 @@ The public API, in one place. Names load on first use, so ``import keel``
 
 >>> import keel
 >>> sorted(name for name in keel.__all__ if name[0].islower())
-['check_history', 'drift', 'open_source']
+['check_history', 'drift', 'log_labels', 'log_predictions', 'open_source']
 >>> keel.Baseline.__name__
 'Baseline'
 """
@@ -36,6 +36,9 @@ _EXPORTS = {
     "History": "keel.history",
     "check_history": "keel.history",
     "WindowSpec": "keel.windows",
+    "log_predictions": "keel.store.logs",
+    "log_labels": "keel.store.logs",
+    "ResultStore": "keel.store",
 }
 
 __all__ = [
@@ -52,10 +55,13 @@ __all__ = [
     "FormatError",
     "KeelError",
     "Profile",
+    "ResultStore",
     "Schema",
     "SchemaError",
     "check_history",
     "drift",
+    "log_labels",
+    "log_predictions",
     "open_source",
 ]
 
@@ -70,6 +76,8 @@ if TYPE_CHECKING:
     from keel.profile import Profile
     from keel.schema import ColumnSpec, Schema
     from keel.stats.verdict import DefaultRule
+    from keel.store import ResultStore
+    from keel.store.logs import log_labels, log_predictions
     from keel.windows import WindowSpec
 
 

@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 baseline_app = typer.Typer(help="Record and inspect baselines.", no_args_is_help=True)
 app.add_typer(baseline_app, name="baseline")
+ingest_app = typer.Typer(help="Take prediction and label logs in.", no_args_is_help=True)
+app.add_typer(ingest_app, name="ingest")
 
 # Off a terminal (pipes, CI logs) rich would wrap at 80 columns; tables need more.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)
@@ -161,6 +163,48 @@ def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) 
     for column in summary["columns"]:
         table.add_row(column["column"], column["kind"], column["role"])
     out.print(table)
+
+
+@ingest_app.command("predictions")
+def ingest_predictions(
+    data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder, of predictions.")],
+    model: Annotated[str, typer.Option(help="The model the predictions came from.")],
+    root: Annotated[Path | None, typer.Option(help="Log folder (default .keel/logs).")] = None,
+) -> None:
+    """Append prediction records (request_id, event_time, …) to the model's log."""
+    _ingest(data, "predictions", model, root)
+
+
+@ingest_app.command("labels")
+def ingest_labels(
+    data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder, of labels.")],
+    model: Annotated[str, typer.Option(help="The model the labels are for.")],
+    root: Annotated[Path | None, typer.Option(help="Log folder (default .keel/logs).")] = None,
+) -> None:
+    """Append label records (request_id, event_time, label) to the model's log."""
+    _ingest(data, "labels", model, root)
+
+
+def _ingest(data: str, kind: str, model: str, root: Path | None) -> None:
+    from keel.data import open_source
+    from keel.store.logs import LogWriter, log_root
+
+    source = open_source(data)
+    accepted = 0
+    with LogWriter(log_root(root), kind, model) as writer:
+        for batch in source.batches():
+            accepted += writer.append(pa_table(batch))
+    out.print(
+        f"logged {accepted:,} {kind} for {model} in {log_root(root)}"
+        + (f"; {writer.rejected:,} rejected (see rejected/)" if writer.rejected else "")
+    )
+    raise typer.Exit(EXIT_FOUND if writer.rejected else EXIT_OK)
+
+
+def pa_table(batch):
+    import pyarrow as pa
+
+    return pa.Table.from_batches([batch])
 
 
 @app.command()

@@ -1,0 +1,291 @@
+"""Prediction and label logs: partitioned Parquet, written in batches, atomically.
+
+Layout (see docs/formats.md)::
+
+    ROOT/predictions/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
+    ROOT/labels/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
+    ROOT/rejected/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
+
+The date is the event time's UTC day. Every row gets ``_ingested_at``. A
+``LogWriter`` buffers rows from many small calls and writes one file per
+partition when it holds ``flush_rows`` rows, when ``flush_seconds`` have
+passed since its first buffered row (checked at each append), on ``flush()``,
+on ``close()`` and at interpreter exit. Each file is written to a temporary
+name and renamed, so a crash never leaves a file readers choke on; rows
+``append`` accepted are on disk once a flush returns. Rows that fail the
+schema check (no request id, no event time) are written to ``rejected`` with
+their reason, never dropped silently and never crashing the writer.
+
+>>> import tempfile, datetime as dt
+>>> root = tempfile.mkdtemp()
+>>> with LogWriter(root, "predictions", model="loans") as writer:
+...     writer.append([{"request_id": "r1", "event_time": dt.datetime(2026, 1, 5, 12),
+...                     "model_version": "3", "amount": 120.0, "score": 0.8}])
+1
+>>> read_log(root, "predictions", "loans").column("request_id").to_pylist()
+['r1']
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import os
+import shutil
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from keel.errors import ConfigError, DataError
+
+KINDS = ("predictions", "labels")
+REQUIRED = ("request_id", "event_time")
+_WRITERS: weakref.WeakSet = weakref.WeakSet()
+
+
+class LogWriter:
+    """Buffers log rows and writes them as Parquet partitions (see the module docstring)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        kind: str,
+        model: str,
+        flush_rows: int = 50_000,
+        flush_seconds: float = 5.0,
+    ) -> None:
+        if kind not in KINDS:
+            raise ConfigError(f"log kind {kind!r}: one of {KINDS}")
+        if not model or "/" in model or model.startswith("."):
+            raise ConfigError(f"model name {model!r} cannot name a folder")
+        self.root, self.kind, self.model = Path(root), kind, model
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self._buffer: list[pa.Table] = []
+        self._buffered_rows = 0
+        self._first_buffered: float | None = None
+        self.rejected = 0
+        _WRITERS.add(self)
+
+    def __enter__(self) -> LogWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def append(self, records: Any) -> int:
+        """Buffer rows (a list of dicts, a DataFrame or an Arrow table); returns rows accepted."""
+        table = _as_table(records)
+        if table.num_rows == 0:
+            return 0
+        table = _stamp(table)
+        accepted, rejected = _check(table)
+        if rejected.num_rows:
+            self.rejected += rejected.num_rows
+            self._write(rejected, "rejected")
+        if accepted.num_rows:
+            self._buffer.append(accepted)
+            self._buffered_rows += accepted.num_rows
+            self._first_buffered = self._first_buffered or time.monotonic()
+        due = self._first_buffered is not None and (
+            time.monotonic() - self._first_buffered >= self.flush_seconds
+        )
+        if self._buffered_rows >= self.flush_rows or due:
+            self.flush()
+        return accepted.num_rows
+
+    def flush(self) -> int:
+        """Write everything buffered; returns the rows written."""
+        if not self._buffer:
+            return 0
+        table = pa.concat_tables(self._buffer, promote_options="permissive")
+        # Cleared only once written: a failed write (a full or read-only disk) keeps the rows
+        # for the next flush. A day already written before the failure may then be written
+        # twice; readers keep one row per request id.
+        self._write(table, self.kind)
+        self._buffer, self._buffered_rows, self._first_buffered = [], 0, None
+        return table.num_rows
+
+    def close(self) -> None:
+        self.flush()
+        _WRITERS.discard(self)
+
+    def _write(self, table: pa.Table, kind: str) -> None:
+        days = pc.strftime(table.column("event_time"), format="%Y-%m-%d").fill_null("unknown")
+        for day in pc.unique(days).to_pylist():  # a loop over days, not rows
+            part = table.filter(pc.equal(days, day))
+            folder = self.root / kind / f"model={self.model}" / f"date={day}"
+            _write_atomically(part, folder / f"part-{uuid.uuid4().hex}.parquet")
+
+
+def read_log(
+    root: str | Path,
+    kind: str,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> pa.Table:
+    """All rows of a model's log, optionally with start <= event_time < end."""
+    folder = Path(root) / kind / f"model={model}"
+    files = sorted(folder.rglob("part-*.parquet")) if folder.is_dir() else []
+    if not files:
+        return pa.table({})
+    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+    times = table.column("event_time")
+    keep = pc.is_valid(times)
+    if start is not None:
+        keep = pc.and_(keep, pc.greater_equal(times, pa.scalar(_utc(start), times.type)))
+    if end is not None:
+        keep = pc.and_(keep, pc.less(times, pa.scalar(_utc(end), times.type)))
+    return table.filter(keep)
+
+
+def compact(root: str | Path, kind: str, model: str) -> int:
+    """Merge each day's small files into one; returns the files removed."""
+    removed = 0
+    for folder in sorted((Path(root) / kind / f"model={model}").glob("date=*")):
+        files = sorted(folder.glob("part-*.parquet"))
+        if len(files) < 2:
+            continue
+        table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
+        _write_atomically(table, folder / f"part-{uuid.uuid4().hex}.parquet")
+        for file in files:  # only after the merged file is safely in place
+            file.unlink()
+        removed += len(files) - 1
+    return removed
+
+
+def retain(root: str | Path, model: str, days: int, now: datetime | None = None) -> list[str]:
+    """Delete a model's log days older than ``days`` (all kinds); returns the days removed."""
+    cutoff = ((now or datetime.now(UTC)) - timedelta(days=days)).strftime("%Y-%m-%d")
+    removed = []
+    for kind in (*KINDS, "rejected"):
+        for folder in (Path(root) / kind / f"model={model}").glob("date=*"):
+            day = folder.name.removeprefix("date=")
+            if day != "unknown" and day < cutoff:
+                shutil.rmtree(folder)
+                removed.append(f"{kind}/{day}")
+    return sorted(removed)
+
+
+def _as_table(records: Any) -> pa.Table:
+    if isinstance(records, pa.Table):
+        return records
+    if hasattr(records, "columns") and type(records).__module__.startswith("pandas"):
+        return pa.Table.from_pandas(records, preserve_index=False)
+    if isinstance(records, Mapping):
+        records = [records]
+    if isinstance(records, Iterable):
+        rows = list(records)
+        return pa.Table.from_pylist(rows) if rows else pa.table({})
+    raise DataError(f"cannot log {type(records).__name__}: give dicts, a DataFrame or a Table")
+
+
+def _stamp(table: pa.Table) -> pa.Table:
+    now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
+    table = table.append_column(
+        "_ingested_at", pa.array([now.as_py()] * table.num_rows, pa.timestamp("us", tz="UTC"))
+    )
+    if "event_time" in table.column_names:
+        column = table.column("event_time")
+        try:
+            if not pa.types.is_timestamp(column.type):
+                column = pc.cast(column, pa.timestamp("us"))
+            if column.type.tz is None:
+                column = pc.assume_timezone(column, "UTC")
+            column = pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
+            raise DataError(f"event_time is {column.type}, not a time: {error}") from error
+        table = table.set_column(table.schema.get_field_index("event_time"), "event_time", column)
+    return table
+
+
+def _check(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """Rows with every required field, and the rest with a ``_rejected_because`` column."""
+    missing_columns = [name for name in REQUIRED if name not in table.column_names]
+    if missing_columns:
+        reason = f"missing column(s) {', '.join(missing_columns)}"
+        for name in missing_columns:
+            table = table.append_column(
+                name,
+                pa.nulls(table.num_rows, pa.string())
+                if name == "request_id"
+                else pa.nulls(table.num_rows, pa.timestamp("us", tz="UTC")),
+            )
+        return table.slice(0, 0), table.append_column(
+            "_rejected_because", pa.array([reason] * table.num_rows)
+        )
+    valid = pc.and_(
+        pc.is_valid(table.column("request_id")), pc.is_valid(table.column("event_time"))
+    )
+    rejected = table.filter(pc.invert(valid))
+    if rejected.num_rows:
+        reasons = pc.if_else(
+            pc.is_valid(rejected.column("request_id")), "no event_time", "no request_id"
+        )
+        rejected = rejected.append_column("_rejected_because", reasons)
+    return table.filter(valid), rejected
+
+
+def _write_atomically(table: pa.Table, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp")
+    try:
+        pq.write_table(table, temporary)
+        with open(temporary, "rb") as stream:
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DataError(
+            f"{path.parent}: cannot write the log ({error.strerror or error}); rows stay buffered"
+        ) from error
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@atexit.register
+def _flush_all() -> None:
+    """At interpreter exit, whatever is still buffered goes to disk."""
+    for writer in list(_WRITERS):
+        with contextlib.suppress(Exception):  # exit must go on
+            writer.flush()
+
+
+DEFAULT_ROOT = Path(".keel") / "logs"
+_OPEN: dict[tuple[str, str, str], LogWriter] = {}
+
+
+def log_root(root: str | Path | None = None) -> Path:
+    """The log folder: the argument, ``KEEL_LOG_ROOT``, or ``.keel/logs`` here."""
+    return Path(root or os.environ.get("KEEL_LOG_ROOT") or DEFAULT_ROOT)
+
+
+def log_predictions(records: Any, model: str, root: str | Path | None = None) -> int:
+    """Log prediction records (request_id, event_time, model_version, features, outputs).
+
+    Buffered per model in this process; flushed on size, on time and at exit.
+    Returns the rows accepted (the others are kept under ``rejected``).
+    """
+    return _writer(root, "predictions", model).append(records)
+
+
+def log_labels(records: Any, model: str, root: str | Path | None = None) -> int:
+    """Log labels that arrive later (request_id, event_time, label)."""
+    return _writer(root, "labels", model).append(records)
+
+
+def _writer(root: str | Path | None, kind: str, model: str) -> LogWriter:
+    key = (str(log_root(root)), kind, model)
+    if key not in _OPEN:
+        _OPEN[key] = LogWriter(log_root(root), kind, model)
+    return _OPEN[key]

@@ -1,0 +1,151 @@
+"""Prediction and label logs: batching, atomic files, rejected rows, compaction, retention."""
+
+import signal
+import subprocess
+import sys
+from datetime import UTC, datetime
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from keel.errors import ConfigError
+from keel.store.logs import LogWriter, compact, read_log, retain
+
+
+def _records(n, start=0, day="2026-03-01"):
+    base = pd.Timestamp(day, tz="UTC")
+    return [
+        {
+            "request_id": f"r{start + i}",
+            "event_time": base + pd.Timedelta(minutes=i),
+            "model_version": "1",
+            "x": float(i),
+            "score": 0.5,
+        }
+        for i in range(n)
+    ]
+
+
+def test_many_small_calls_become_one_file_per_day(tmp_path):
+    with LogWriter(tmp_path, "predictions", "loans", flush_rows=1000, flush_seconds=60) as log:
+        for index in range(200):
+            log.append(_records(3, start=index * 3))
+    files = list((tmp_path / "predictions" / "model=loans").rglob("*.parquet"))
+    assert len(files) == 1 and "date=2026-03-01" in str(files[0])
+    table = read_log(tmp_path, "predictions", "loans")
+    assert table.num_rows == 600 and "_ingested_at" in table.column_names
+
+
+def test_rows_are_flushed_by_size_and_split_by_utc_day(tmp_path):
+    log = LogWriter(tmp_path, "predictions", "loans", flush_rows=100, flush_seconds=60)
+    log.append(_records(150, day="2026-03-01") + _records(50, start=500, day="2026-03-02"))
+    days = sorted(p.name for p in (tmp_path / "predictions" / "model=loans").iterdir())
+    assert days == ["date=2026-03-01", "date=2026-03-02"]
+    assert (
+        read_log(tmp_path, "predictions", "loans", start=datetime(2026, 3, 2, tzinfo=UTC)).num_rows
+        == 50
+    )
+
+
+def test_rows_without_an_id_or_a_time_are_kept_apart_with_their_reason(tmp_path):
+    rows = _records(5)
+    rows[1]["request_id"] = None
+    rows[3]["event_time"] = None
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        assert log.append(rows) == 3
+    assert log.rejected == 2
+    reasons = [
+        reason
+        for file in (tmp_path / "rejected").rglob("*.parquet")
+        for reason in pq.read_table(file).column("_rejected_because").to_pylist()
+    ]
+    assert sorted(reasons) == ["no event_time", "no request_id"]
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 3
+
+
+def test_what_a_flush_returned_for_survives_a_kill(tmp_path):
+    script = f"""
+import os, signal, pandas as pd
+from keel.store.logs import LogWriter
+log = LogWriter({str(tmp_path)!r}, "predictions", "loans", flush_rows=10**9, flush_seconds=10**9)
+base = pd.Timestamp("2026-03-01", tz="UTC")
+log.append([{{"request_id": f"a{{i}}", "event_time": base}} for i in range(100)])
+log.flush()
+log.append([{{"request_id": f"b{{i}}", "event_time": base}} for i in range(100)])
+print("ready", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == -signal.SIGKILL and "ready" in result.stdout
+    table = read_log(tmp_path, "predictions", "loans")
+    assert sorted(table.column("request_id").to_pylist())[:3] == ["a0", "a1", "a10"]
+    assert table.num_rows == 100  # the flushed rows; the unflushed ones died with the process
+    assert not list(tmp_path.rglob(".*.tmp"))  # no half-written file left for readers
+
+
+def test_an_exiting_interpreter_flushes_what_is_buffered(tmp_path):
+    script = f"""
+import pandas as pd
+from keel.store.logs import LogWriter
+log = LogWriter({str(tmp_path)!r}, "labels", "loans", flush_rows=10**9, flush_seconds=10**9)
+log.append([{{"request_id": "r1", "event_time": pd.Timestamp("2026-03-01", tz="UTC"),
+             "label": 1}}])
+"""
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert read_log(tmp_path, "labels", "loans").column("label").to_pylist() == [1]
+
+
+def test_compaction_and_retention(tmp_path):
+    for day in ("2026-01-01", "2026-03-01"):
+        for start in range(0, 30, 10):
+            with LogWriter(tmp_path, "predictions", "loans") as log:
+                log.append(_records(10, start=start, day=day))
+    assert compact(tmp_path, "predictions", "loans") == 4
+    assert len(list(tmp_path.rglob("*.parquet"))) == 2
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 60
+    removed = retain(tmp_path, "loans", days=30, now=datetime(2026, 3, 10, tzinfo=UTC))
+    assert removed == ["predictions/2026-01-01"]
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 30
+
+
+def test_a_read_only_folder_is_a_clear_error_and_the_rows_stay_buffered(tmp_path):
+    import os
+
+    if os.geteuid() == 0:
+        blocked = tmp_path / "predictions"
+        blocked.write_text("a file where the folder should be")
+    else:
+        tmp_path.chmod(0o500)
+    log = LogWriter(tmp_path, "predictions", "loans", flush_rows=10**9)
+    log.append(_records(5))
+    with pytest.raises(Exception, match="cannot write the log|File exists|Not a directory"):
+        log.flush()
+    assert log._buffered_rows == 5
+
+
+def test_bad_names_are_refused():
+    with pytest.raises(ConfigError):
+        LogWriter("/tmp", "traces", "loans")
+    with pytest.raises(ConfigError):
+        LogWriter("/tmp", "labels", "../escape")
+
+
+def test_the_api_and_the_cli_take_logs_in(tmp_path, run_keel):
+    import keel
+
+    assert keel.log_predictions(_records(10), model="api", root=tmp_path) == 10
+    from keel.store.logs import _OPEN
+
+    for writer in _OPEN.values():
+        writer.flush()
+    assert read_log(tmp_path, "predictions", "api").num_rows == 10
+    frame = pd.DataFrame(_records(20))
+    frame.loc[0, "request_id"] = None
+    frame.to_parquet(tmp_path / "labels.parquet")
+    result = run_keel(
+        "ingest", "labels", tmp_path / "labels.parquet", "--model", "cli", "--root", tmp_path
+    )
+    assert result.returncode == 1  # a rejected row is a finding
+    assert "logged 19 labels for cli" in result.stdout and "1 rejected" in result.stdout
+    assert read_log(tmp_path, "labels", "cli").num_rows == 19
