@@ -29,6 +29,78 @@ baseline_app = typer.Typer(help="Record and inspect baselines.", no_args_is_help
 app.add_typer(baseline_app, name="baseline")
 ingest_app = typer.Typer(help="Take prediction and label logs in.", no_args_is_help=True)
 app.add_typer(ingest_app, name="ingest")
+monitor_app = typer.Typer(help="Run the monitors declared in keel.yaml.", no_args_is_help=True)
+app.add_typer(monitor_app, name="monitor")
+ConfigPath = Annotated[Path, typer.Option("--config", help="The monitors' configuration.")]
+
+
+@monitor_app.command("run")
+def monitor_run(
+    name: Annotated[str | None, typer.Argument(help="One monitor (default: all).")] = None,
+    config: ConfigPath = Path("keel.yaml"),
+) -> None:
+    """Check every window that closed since the last run. Exit 1 when one alerts."""
+    from keel.monitor import load_config, run_monitor
+    from keel.store import ResultStore
+
+    store, alerting = ResultStore(), False
+    for monitor in _monitors(load_config(config), name):
+        outcome = run_monitor(monitor, store)
+        alerting |= bool(outcome["alerting"])
+        out.print(
+            f"{monitor.name}: {outcome['windows']} closed windows checked, "
+            f"{outcome['written']:,} results stored ({outcome.get('unchanged', 0):,} "
+            f"unchanged); alerting: {', '.join(outcome['alerting']) or 'none'}"
+        )
+    raise typer.Exit(EXIT_FOUND if alerting else EXIT_OK)
+
+
+@monitor_app.command("backfill")
+def monitor_backfill(
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    since: Annotated[str, typer.Option(help="First day to compute (ISO 8601).")],
+    config: ConfigPath = Path("keel.yaml"),
+) -> None:
+    """Compute history from a date, without alerting."""
+    import pandas as pd
+
+    from keel.monitor import backfill, load_config
+    from keel.store import ResultStore
+
+    try:
+        start = pd.Timestamp(since, tz="UTC").to_pydatetime()
+    except ValueError as error:
+        raise KeelError(f"--since {since!r} is not a date") from error
+    for monitor in _monitors(load_config(config), name):
+        outcome = backfill(monitor, ResultStore(), since=start)
+        out.print(
+            f"{monitor.name}: backfilled {outcome['windows']} windows, "
+            f"{outcome['written']:,} results stored"
+        )
+
+
+@monitor_app.command("status")
+def monitor_status(
+    name: Annotated[str | None, typer.Argument(help="One monitor (default: all).")] = None,
+) -> None:
+    """Each monitor's latest windows and their statuses."""
+    from keel.monitor import status
+    from keel.store import ResultStore
+
+    table = Table("monitor", "window", "status", "alerts")
+    for row in status(ResultStore(), name):
+        colour = {"alert": "bold red", "error": "red"}.get(row["status"], "")
+        shown = f"[{colour}]{row['status']}[/]" if colour else row["status"]
+        table.add_row(row["monitor"], row["window_start"], shown, "; ".join(row["alerts"]))
+    out.print(table)
+
+
+def _monitors(monitors, name):
+    chosen = [m for m in monitors if name is None or m.name == name]
+    if not chosen:
+        raise KeelError(f"no monitor named {name!r} (known: {[m.name for m in monitors]})")
+    return chosen
+
 
 # Off a terminal (pipes, CI logs) rich would wrap at 80 columns; tables need more.
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 140)

@@ -1,0 +1,113 @@
+"""Monitors from keel.yaml: closed windows once, late data revises, errors name key and line."""
+
+from datetime import timedelta
+
+import pytest
+
+from keel.baseline import Baseline
+from keel.errors import ConfigError
+from keel.monitor import load_config, run_monitor, status
+from keel.monitor.config import parse_config
+from keel.scenario import generate
+from keel.store import ResultStore
+from keel.store.logs import LogWriter
+
+
+@pytest.fixture
+def setup(tmp_path):
+    scenario = generate(seed=3, training_weeks=20, week_rows=2000, production_weeks=6)
+    baseline = Baseline.from_data(
+        scenario.training,
+        timestamp="event_time",
+        id="application_id",
+        target="defaulted",
+        sample_size=0,
+    )
+    baseline.save(tmp_path / "b.keel")
+    log = tmp_path / "logs"
+    with LogWriter(log, "predictions", "loans") as writer:
+        for week in scenario.weeks:
+            table = week.rename_columns(["request_id", *week.column_names[1:]]).drop_columns(
+                ["defaulted"]
+            )
+            writer.append(table.append_column("model_version", [["1"] * table.num_rows]))
+    (tmp_path / "keel.yaml").write_text(
+        "monitors:\n"
+        "  - name: loans\n"
+        "    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n"
+        f"    logs: {log}\n"
+        "    window: 7D\n"
+        "    allowed_lateness: 1D\n"
+    )
+    end = scenario.week_start(7)
+    return tmp_path, scenario, end
+
+
+def test_a_run_checks_closed_windows_once_and_a_second_run_stores_nothing(setup):
+    folder, scenario, end = setup
+    monitor = load_config(folder / "keel.yaml")[0]
+    store = ResultStore(f"sqlite:///{folder / 'keel.db'}")
+    first = run_monitor(monitor, store, now=end + timedelta(days=1, hours=1))
+    assert first["windows"] == 6 and first["written"] > 0
+    assert first["alerting"][:1] == [scenario.week_start(5).strftime("%Y-%m-%dT00:00:00Z")]
+    second = run_monitor(monitor, store, now=end + timedelta(days=1, hours=2))
+    assert second["written"] == 0 and second["windows"] == 0  # nothing new closed
+    rows = status(store, "loans", windows=10)
+    assert [r["status"] for r in rows][:4] == ["ok"] * 4
+    assert set(store.latest()["model_version"]) == {"1"}
+
+
+def test_a_window_not_yet_closed_waits_for_its_lateness(setup):
+    folder, _, end = setup
+    monitor = load_config(folder / "keel.yaml")[0]
+    store = ResultStore(f"sqlite:///{folder / 'keel.db'}")
+    early = run_monitor(monitor, store, now=end + timedelta(hours=12))  # lateness is 1 day
+    assert early["windows"] == 5
+
+
+def test_late_data_revises_its_window_and_the_event_log_says_so(setup):
+    folder, scenario, end = setup
+    monitor = load_config(folder / "keel.yaml")[0]
+    store = ResultStore(f"sqlite:///{folder / 'keel.db'}")
+    run_monitor(monitor, store, now=end + timedelta(days=2))
+    late = scenario.weeks[1].slice(0, 1500)
+    late = late.rename_columns(["request_id", *late.column_names[1:]]).drop_columns(["defaulted"])
+    late = late.set_column(2, "age", [[90.0] * late.num_rows])  # arrives late, and odd
+    with LogWriter(folder / "logs", "predictions", "loans") as writer:
+        writer.append(late.append_column("model_version", [["1"] * late.num_rows]))
+    run_monitor(monitor, store, now=end + timedelta(days=3))
+    revised = store.events()
+    week_two = scenario.week_start(2).strftime("%Y-%m-%dT00:00:00Z")
+    assert week_two in " ".join(revised[revised["action"] == "revised window"]["details"])
+    history = store.history(
+        monitor="loans", window_start=week_two, column="age", metric="wasserstein"
+    )
+    assert history["revision"].tolist() == [0, 1]
+
+
+def test_the_cli_runs_monitors_and_shows_their_status(setup, run_keel):
+    folder, _, _ = setup
+    result = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
+    assert result.returncode == 1, result.stderr  # the covariate shift weeks alert
+    assert "loans: 6 closed windows checked" in result.stdout
+    again = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
+    assert "0 results stored" in again.stdout
+    shown = run_keel("monitor", "status", cwd=folder)
+    assert shown.returncode == 0 and "loans" in shown.stdout and "alert" in shown.stdout
+
+
+def test_configuration_errors_name_the_key_and_the_line(tmp_path, run_keel):
+    text = (
+        "monitors:\n  - name: loans\n    model: loans\n    baseline: b.keel\n"
+        "    window: 7D\n    false_alarm_rate: 2\n"
+    )
+    with pytest.raises(ConfigError, match=r"keel.yaml \(line 6\): monitors\[0\]\.false_alarm_rate"):
+        parse_config(text, "keel.yaml")
+    with pytest.raises(ConfigError, match=r"monitors\[0\]\.window"):
+        parse_config(text.replace("7D", "1000rows").replace("2\n", "0.1\n"), "keel.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_config("monitors: [\n", "keel.yaml")
+    (tmp_path / "keel.yaml").write_text(text.replace("2\n", "0.1\n"))
+    missing = run_keel("monitor", "run", "--config", tmp_path / "keel.yaml", cwd=tmp_path)
+    assert missing.returncode == 2 and "baseline file b.keel is missing" in missing.stderr
