@@ -111,3 +111,95 @@ def test_configuration_errors_name_the_key_and_the_line(tmp_path, run_keel):
     (tmp_path / "keel.yaml").write_text(text.replace("2\n", "0.1\n"))
     missing = run_keel("monitor", "run", "--config", tmp_path / "keel.yaml", cwd=tmp_path)
     assert missing.returncode == 2 and "baseline file b.keel is missing" in missing.stderr
+
+
+def _wait(condition, seconds=90.0):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def test_serve_survives_a_failing_monitor_and_a_kill_repeating_no_window(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    scenario = generate(seed=4, training_weeks=20, week_rows=1000, production_weeks=7)
+    Baseline.from_data(
+        scenario.training,
+        timestamp="event_time",
+        id="application_id",
+        target="defaulted",
+        sample_size=0,
+    ).save(tmp_path / "b.keel")
+
+    def log(weeks):
+        with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
+            for week in weeks:
+                table = week.rename_columns(["request_id", *week.column_names[1:]]).drop_columns(
+                    ["defaulted"]
+                )
+                writer.append(table)
+
+    log(scenario.weeks[:6])
+    (tmp_path / "keel.yaml").write_text(
+        "monitors:\n"
+        "  - name: loans\n    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n"
+        "    window: 7D\n    schedule: '* * * * * */2'\n"
+        "  - name: broken\n    model: loans\n    baseline: nowhere.keel\n"
+        f"    logs: {tmp_path / 'logs'}\n    window: 7D\n    schedule: '* * * * * */2'\n"
+    )
+    database = tmp_path / "keel.db"
+    environment = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{database}"}
+
+    def start():
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keel.cli",
+                "monitor",
+                "serve",
+                "--config",
+                str(tmp_path / "keel.yaml"),
+            ],
+            cwd=tmp_path,
+            env=environment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+
+    def windows_seen():
+        if not database.exists():
+            return set()
+        try:
+            rows = ResultStore(f"sqlite:///{database}").history(monitor="loans", check="window")
+        except Exception:  # the server may be mid-write  # noqa: BLE001
+            return set()
+        return set(rows["window_start"])
+
+    server = start()
+    try:
+        assert _wait(lambda: len(windows_seen()) == 6), "the first run never stored its windows"
+        server.send_signal(signal.SIGKILL)
+        server.wait()
+        log(scenario.weeks[6:])  # a week closes while the server is down
+        server = start()
+        assert _wait(lambda: len(windows_seen()) == 7), "the restart did not catch up"
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    store = ResultStore(f"sqlite:///{database}")
+    rows = store.history(monitor="loans", check="window")
+    assert rows.groupby("window_start").size().max() == 1  # no window checked twice
+    failures = store.events()
+    assert (failures["action"] == "run failed").any()  # the broken monitor, recorded
+    assert "broken: failed:" in output and "baseline file nowhere.keel is missing" in output

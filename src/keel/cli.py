@@ -79,6 +79,21 @@ def monitor_backfill(
         )
 
 
+@monitor_app.command("serve")
+def monitor_serve(config: ConfigPath = Path("keel.yaml")) -> None:
+    """Run the monitors on their schedules until stopped (SIGTERM or Ctrl-C)."""
+    from keel.monitor import load_config
+    from keel.monitor.serve import serve
+    from keel.store import ResultStore
+
+    monitors = load_config(config)
+    out.print(
+        f"serving {len(monitors)} monitors: "
+        + ", ".join(f"{m.name} ({m.schedule})" for m in monitors)
+    )
+    serve(monitors, ResultStore(), report=lambda line: out.print(line))
+
+
 @monitor_app.command("status")
 def monitor_status(
     name: Annotated[str | None, typer.Argument(help="One monitor (default: all).")] = None,

@@ -9,6 +9,7 @@
         allowed_lateness: 1D              # a window closes this long after its end
         false_alarm_rate: 0.01
         calibration: keel-demo/baseline.calibration-7D.json   # optional
+        schedule: "*/15 * * * *"          # cron, for keel monitor serve
 
 >>> text = "monitors:\\n  - name: m\\n    model: m\\n    baseline: b.keel\\n    window: 1D\\n"
 >>> [m.name for m in parse_config(text, "keel.yaml")]
@@ -40,6 +41,16 @@ class MonitorConfig(BaseModel):
     calibration: str | None = None
     timestamp: str = "event_time"
     logs: str | None = None
+    schedule: str = "*/15 * * * *"
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from croniter import croniter
+
+        if not croniter.is_valid(value):
+            raise ValueError(f"{value!r} is not a cron expression")
+        return value
 
     @field_validator("window")
     @classmethod

@@ -1,0 +1,74 @@
+"""``keel monitor serve``: run each monitor on its cron schedule, for as long as it is left running.
+
+On start it runs every monitor once, so windows that closed while it was
+down are caught up; the results store says which windows were checked, so a
+restart repeats none and misses none. A monitor that fails (a missing
+baseline, an unreadable log) is recorded in the event log and retried at its
+next time; it never stops the others or the loop. SIGTERM and SIGINT stop it
+between runs. Schedules are cron expressions (five fields, or six with
+seconds last), read with croniter.
+
+>>> from keel.monitor.serve import next_times
+>>> next_times({"m": "0 * * * *"}, now=0.0)
+{'m': 3600.0}
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from keel.monitor.config import MonitorConfig
+from keel.monitor.run import run_monitor
+
+
+def next_times(schedules: dict[str, str], now: float) -> dict[str, float]:
+    from croniter import croniter
+
+    return {
+        name: float(croniter(expression, now).get_next(float))
+        for name, expression in schedules.items()
+    }
+
+
+def serve(
+    monitors: list[MonitorConfig],
+    store: Any,
+    stop: threading.Event | None = None,
+    report: Callable[[str], None] = print,
+    clock: Callable[[], float] = time.time,
+) -> None:
+    """Run until ``stop`` is set (or SIGTERM/SIGINT arrive, in the main thread)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(number, lambda *_: stop.set())
+    by_name = {m.name: m for m in monitors}
+    schedules = {m.name: m.schedule for m in monitors}
+    for monitor in monitors:  # catch up on whatever closed while nobody was watching
+        _run_safely(monitor, store, report)
+    due = next_times(schedules, clock())
+    while not stop.is_set():
+        name = min(due, key=due.get)
+        if stop.wait(max(due[name] - clock(), 0.0)):
+            break
+        _run_safely(by_name[name], store, report)
+        due[name] = next_times({name: schedules[name]}, clock())[name]
+
+
+def _run_safely(monitor: MonitorConfig, store: Any, report: Callable[[str], None]) -> None:
+    try:
+        outcome = run_monitor(monitor, store)
+        report(
+            f"{monitor.name}: {outcome['windows']} windows checked, "
+            f"alerting: {', '.join(outcome['alerting']) or 'none'}"
+        )
+    except Exception as error:  # noqa: BLE001 - one monitor failing must not stop the loop
+        report(f"{monitor.name}: failed: {error}")
+        try:
+            store.log_event("monitor serve", "run failed", monitor.name, {"error": str(error)})
+        except Exception:  # noqa: BLE001 - the store itself may be what failed
+            report(f"{monitor.name}: could not record the failure in the store")
