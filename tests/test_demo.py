@@ -85,6 +85,8 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
         "7D",
         "--calibrate-on",
         folder / "training.parquet",
+        "--false-alarm-rate",
+        "0.001",
         "--json",
         folder / "windows.json",
     )
@@ -93,3 +95,16 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
     assert [w["alert"] for w in windows] == [False] * 4 + [True] * 7
     assert windows[4]["drifted_columns"] == ["age", "income"]
     assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])
+
+
+def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(demo_run, run_keel):
+    folder, result = demo_run
+    assert "keel monitor status" in result.stdout
+    assert (folder / "keel.yaml").is_file() and (folder / ".keel" / "keel.db").is_file()
+    assert list((folder / "logs" / "predictions" / "model=loans").glob("date=*"))
+    from keel.store import ResultStore
+
+    windows = ResultStore(f"sqlite:///{folder / '.keel' / 'keel.db'}").latest(check="window")
+    assert len(windows) == 11
+    again = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
+    assert "0 closed windows checked" in again.stdout  # the store already holds every week

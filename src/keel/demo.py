@@ -132,6 +132,7 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         console.print(f"  week {number} ({window.start[:10]}): {sentence}")
         planted = set(scenario.changes.get(number, {}).get("columns", []))
         found_all &= columns == planted
+    run_the_loop(output, production, console)
     write_timeline_report(history, output / "reports" / "timeline.html")
     (output / "history.json").write_text(json.dumps(history.to_dict(), indent=2, default=str))
     for number in range(1, len(scenario.weeks) + 1):
@@ -144,9 +145,49 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     )
     console.print(
         f"Try: [bold]keel drift {output}/baseline.keel {output}/production.parquet --window 7D "
-        f"--calibrate-on {output}/training.parquet[/]"
+        f"--calibrate-on {output}/training.parquet[/], or [bold]cd {output} && keel monitor "
+        f"status[/]"
     )
     return found_all
+
+
+def run_the_loop(output: Path, production: Any, console: Console) -> None:
+    """The same weeks the unattended way: logged as they happen, then a monitor run."""
+    from rich.table import Table
+
+    from keel.monitor.config import load_config
+    from keel.monitor.run import run_monitor, status
+    from keel.store import ResultStore
+    from keel.store.logs import LogWriter
+
+    logs = output / "logs"
+    log = production.rename_columns(
+        ["request_id" if name == "application_id" else name for name in production.column_names]
+    )
+    with LogWriter(logs, "predictions", "loans") as writer:
+        for batch in log.to_batches(max_chunksize=2_000):  # as the gateway would, batch by batch
+            writer.append(pa.Table.from_batches([batch]))
+    calibration_path = output / "baseline.calibration-7D.json"
+    (output / "keel.yaml").write_text(
+        "monitors:\n  - name: loans\n    model: loans\n"
+        f"    baseline: {output / 'baseline.keel'}\n    logs: {logs}\n"
+        f"    window: 7D\n    allowed_lateness: 1D\n    false_alarm_rate: 0.001\n"
+        f"    calibration: {calibration_path}\n"
+    )
+    # The default store of a keel command run in the demo's folder: `keel monitor status` there.
+    (output / ".keel").mkdir(exist_ok=True)
+    store = ResultStore(f"sqlite:///{output / '.keel' / 'keel.db'}")
+    outcome = run_monitor(load_config(output / "keel.yaml")[0], store)
+    table = Table(
+        "window",
+        "status",
+        "alerts",
+        title="keel monitor status (the same loop, "
+        f"unattended: {outcome['windows']} weekly windows from the prediction log)",
+    )
+    for row in status(store, "loans", windows=20):
+        table.add_row(row["window_start"][:10], row["status"], "; ".join(row["alerts"][:3]))
+    console.print(table)
 
 
 def describe_window(window: WindowResult) -> tuple[str, set[str]]:

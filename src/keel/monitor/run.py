@@ -192,7 +192,7 @@ def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> 
                 "status": worst,
                 "alerts": sorted(
                     {
-                        f"{c or 'table'}: {m}"
+                        f"{c if isinstance(c, str) else 'table'}: {m}"
                         for c, m in zip(alerts["column"], alerts["metric"], strict=True)
                     }
                 ),
