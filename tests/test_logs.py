@@ -149,3 +149,23 @@ def test_the_api_and_the_cli_take_logs_in(tmp_path, run_keel):
     assert result.returncode == 1  # a rejected row is a finding
     assert "logged 19 labels for cli" in result.stdout and "1 rejected" in result.stdout
     assert read_log(tmp_path, "labels", "cli").num_rows == 19
+
+
+def test_a_request_sent_twice_counts_once_the_latest_kept(tmp_path):
+    from keel.store.logs import duplicates_dropped
+
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(_records(5))
+    corrected = _records(2)
+    corrected[0]["score"] = 0.9
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(corrected)
+    everything = read_log(tmp_path, "predictions", "loans")
+    latest = read_log(tmp_path, "predictions", "loans", latest_per_request=True)
+    assert (everything.num_rows, latest.num_rows, duplicates_dropped(latest)) == (7, 5, 2)
+    scores = dict(
+        zip(
+            latest.column("request_id").to_pylist(), latest.column("score").to_pylist(), strict=True
+        )
+    )
+    assert scores["r0"] == 0.9

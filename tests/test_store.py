@@ -132,3 +132,23 @@ def test_a_history_of_windows_saves_into_the_store(url):
     written, _ = store.write(history.results())
     assert written == len(history.results())
     assert store.latest()["window_start"].nunique() == 24
+
+
+def test_a_locked_database_is_retried_then_written(tmp_path):
+    import threading
+    import time
+
+    url = f"sqlite:///{tmp_path / 'keel.db'}?timeout=0.05"
+    store = ResultStore(url)
+    blocker = sa.create_engine(url)
+    connection = blocker.connect()
+    connection.exec_driver_sql("BEGIN EXCLUSIVE")  # another writer holds the database
+
+    def release():
+        time.sleep(0.7)
+        connection.exec_driver_sql("COMMIT")
+        connection.close()
+
+    threading.Thread(target=release).start()
+    assert store.write([_row()]) == (1, 0)
+    assert len(store.history()) == 1

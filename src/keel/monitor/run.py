@@ -26,7 +26,7 @@ from keel.history import check_history
 from keel.monitor.config import MonitorConfig
 from keel.result import Result
 from keel.store import ResultStore
-from keel.store.logs import log_root, read_log
+from keel.store.logs import duplicates_dropped, log_root, read_log
 from keel.windows import WindowSpec
 
 
@@ -42,6 +42,9 @@ def run_monitor(
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
     data = _source(monitor)
+    duplicates = duplicates_dropped(data)
+    if duplicates:  # counted, and the latest record per request id is the one checked
+        store.log_event("monitor", "duplicate request ids", monitor.name, {"rows": duplicates})
     if data.num_rows == 0:
         return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": []}
     size = WindowSpec.parse(monitor.window).period_ns / 1e9
@@ -90,7 +93,7 @@ def run_monitor(
             rows = [
                 replace(r, monitor=monitor.name, model=monitor.model, model_version=label)
                 for window in windows
-                for r in [*window.results(), _rows_result(window, counts[window.start])]
+                for r in [*window.results(), *_window_results(window, counts[window.start])]
             ]
             history.windows = windows
             new, same = store.write(rows, run)
@@ -122,45 +125,66 @@ def run_monitor(
 
 def _unchecked(
     data: pa.Table, monitor: MonitorConfig, store: ResultStore, version: str | None, size: float
-) -> tuple[pa.Table, dict[str, int]]:
-    """The rows of windows never checked, or whose row count changed (late data) since."""
+) -> tuple[pa.Table, dict[str, tuple[int, float]]]:
+    """The rows of windows never checked, or changed since (late or corrected records).
+
+    A window is known by its row count and its newest ingestion time: late rows change
+    the first, a corrected record (same request id, ingested again) the second.
+    """
     import numpy as np
 
     times = pc.cast(data.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
     micros = pc.fill_null(pc.cast(times, pa.int64()), 0).to_numpy(zero_copy_only=False)
     keys = micros // int(size * 1e6)
-    starts, counts = np.unique(keys, return_counts=True)
-    stored = store.latest(monitor=monitor.name, check="window", metric="rows")
+    if "_ingested_at" in data.column_names:
+        ingested = (
+            pc.cast(
+                pc.cast(data.column("_ingested_at"), pa.timestamp("us", tz="UTC")), pa.int64()
+            ).to_numpy(zero_copy_only=False)
+            / 1e6
+        )
+    else:
+        ingested = np.zeros(len(keys))
+    starts, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    newest = np.full(len(starts), -np.inf)
+    np.maximum.at(newest, inverse, ingested)
+    stored = store.latest(monitor=monitor.name, check="window")
     if version is not None and not stored.empty:
         stored = stored[stored["model_version"] == version]
-    known = dict(zip(stored["window_start"], stored["value"], strict=True))
-    wanted: dict[str, int] = {}
-    for key, count in zip(starts.tolist(), counts.tolist(), strict=True):
+    known = {
+        (start, metric): value
+        for start, metric, value in zip(
+            stored["window_start"], stored["metric"], stored["value"], strict=True
+        )
+    }
+    wanted: dict[str, tuple[int, float]] = {}
+    for key, count, latest in zip(starts.tolist(), counts.tolist(), newest.tolist(), strict=True):
         start = _iso(key * size)
-        if known.get(start) != count:
-            wanted[start] = count
-    keep = np.isin(
-        keys,
-        [
-            k
-            for k, c in zip(starts.tolist(), counts.tolist(), strict=True)
-            if _iso(k * size) in wanted
-        ],
-    )
-    return data.filter(pa.array(keep)), wanted
+        same = (
+            known.get((start, "rows")) == count and known.get((start, "newest_ingestion")) == latest
+        )
+        if not same:
+            wanted[start] = (count, latest)
+    chosen = [k for k in starts.tolist() if _iso(k * size) in wanted]
+    return data.filter(pa.array(np.isin(keys, chosen))), wanted
 
 
-def _rows_result(window: Any, rows: int) -> Result:
-    return Result(
-        check="window",
-        column=None,
-        metric="rows",
-        value=float(rows),
-        threshold=None,
-        status="ok",
-        window_start=window.start,
-        window_end=window.end,
-    )
+def _window_results(window: Any, seen: tuple[int, float]) -> list[Result]:
+    """What identifies a checked window: its rows and its newest ingestion (epoch seconds)."""
+    rows, newest = seen
+    return [
+        Result(
+            check="window",
+            column=None,
+            metric=metric,
+            value=float(value),
+            threshold=None,
+            status="ok",
+            window_start=window.start,
+            window_end=window.end,
+        )
+        for metric, value in (("rows", rows), ("newest_ingestion", newest))
+    ]
 
 
 def _iso(seconds: float) -> str:
@@ -213,7 +237,9 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
 
 def _source(monitor: MonitorConfig) -> pa.Table:
     if monitor.source == "logs":
-        return read_log(log_root(monitor.logs), "predictions", monitor.model)
+        return read_log(
+            log_root(monitor.logs), "predictions", monitor.model, latest_per_request=True
+        )
     from keel.data import open_source
 
     return open_source(monitor.source).read_all()

@@ -131,8 +131,14 @@ def read_log(
     model: str,
     start: datetime | None = None,
     end: datetime | None = None,
+    latest_per_request: bool = False,
 ) -> pa.Table:
-    """All rows of a model's log, optionally with start <= event_time < end."""
+    """All rows of a model's log, optionally with start <= event_time < end.
+
+    ``latest_per_request`` keeps one row per request id, the last ingested (a
+    record sent twice, or corrected, counts once); ``duplicates_dropped(table)``
+    then says how many rows that removed.
+    """
     folder = Path(root) / kind / f"model={model}"
     files = sorted(folder.rglob("part-*.parquet")) if folder.is_dir() else []
     if not files:
@@ -144,7 +150,24 @@ def read_log(
         keep = pc.and_(keep, pc.greater_equal(times, pa.scalar(_utc(start), times.type)))
     if end is not None:
         keep = pc.and_(keep, pc.less(times, pa.scalar(_utc(end), times.type)))
-    return table.filter(keep)
+    table = table.filter(keep)
+    if latest_per_request and table.num_rows:
+        before = table.num_rows
+        order = table.sort_by([("request_id", "ascending"), ("_ingested_at", "descending")])
+        ids = order.column("request_id").combine_chunks()
+        first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).fill_null(True)
+        keep_first = pa.concat_arrays([pa.array([True]), first])
+        table = order.filter(keep_first).sort_by([("event_time", "ascending")])
+        dropped = str(before - table.num_rows).encode()
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), b"keel_duplicates_dropped": dropped}
+        )
+    return table
+
+
+def duplicates_dropped(table: pa.Table) -> int:
+    """How many duplicate request ids ``read_log(..., latest_per_request=True)`` removed."""
+    return int((table.schema.metadata or {}).get(b"keel_duplicates_dropped", b"0"))
 
 
 def compact(root: str | Path, kind: str, model: str) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -158,11 +159,28 @@ class ResultStore:
                 runs.update().where(runs.c.id == run_id).values(finished_at=_now(), status=status)
             )
 
-    def write(self, rows: Iterable[Result], run_id: int | None = None) -> tuple[int, int]:
-        """Store new Results and new revisions; returns (written, unchanged)."""
+    def write(
+        self, rows: Iterable[Result], run_id: int | None = None, attempts: int = 3
+    ) -> tuple[int, int]:
+        """Store new Results and new revisions; returns (written, unchanged).
+
+        A database that is locked or drops the connection is retried (``attempts``
+        times, waiting 0.5 s, then 1 s, …); each attempt is one whole transaction.
+        """
         rows = list(rows)
         if not rows:
             return 0, 0
+        for attempt in range(attempts):
+            try:
+                return self._write_once(rows, run_id)
+            except StoreError as error:
+                transient = isinstance(error.__cause__, sa.exc.OperationalError)
+                if not transient or attempt == attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _write_once(self, rows: list[Result], run_id: int | None) -> tuple[int, int]:
         with self._transaction() as connection:
             latest = self._latest_by_key(
                 connection, {r.monitor for r in rows}, {r.window_start for r in rows}
