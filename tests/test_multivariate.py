@@ -80,3 +80,15 @@ def test_constant_and_mostly_null_columns_do_not_break_the_encoding():
     model = MultivariateReference.fit(frame)
     assert "constant" not in model.encoder.names
     assert model.reconstruction(frame.iloc[:1000]).status == "ok"
+
+
+def test_an_all_categorical_table_is_encoded_and_checked():
+    rng = np.random.default_rng(9)
+    reference = pd.DataFrame(
+        {"a": rng.choice(list("xyz"), 4000), "b": rng.choice(list("pq"), 4000)}
+    )
+    model = MultivariateReference.fit(reference)
+    assert model.encoder.names == ["a", "b"]
+    same = pd.DataFrame({"a": rng.choice(list("xyz"), 1000), "b": rng.choice(list("pq"), 1000)})
+    assert model.domain_classifier(same).status == "ok"
+    assert model.reconstruction(same).status in ("ok", "alert")  # computed, not insufficient
