@@ -74,8 +74,9 @@ def nannyml_thresholds(baseline: Baseline, reference: pd.DataFrame) -> Calibrati
         if w.rows
     ]
     statistics = window_statistics(baseline, windows, leave_one_out=False)
-    for column, (_, values) in statistics.items():
-        calibration.thresholds[column] = {"threshold": float(values.mean() + 3 * values.std())}
+    for column, (statistic, values) in statistics.items():
+        calibration.thresholds[column] = {"threshold": float(values.mean() + 3 * values.std()),
+                                          "statistic": statistic}
     return calibration
 
 
