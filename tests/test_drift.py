@@ -118,3 +118,15 @@ def test_custom_alpha_and_floors_change_the_verdict():
     assert api.drift(reference, current).column("x").drift
     lenient = api.drift(reference, current, rule=DefaultRule(numeric_floor=0.5))
     assert not lenient.column("x").drift
+
+
+def test_the_bins_option_reaches_the_binned_methods_and_says_whether_counts_are_exact():
+    small_reference, small_current = make_table(500, seed=20), make_table(500, seed=21)
+    report = api.drift(small_reference, small_current, method="psi", bins=20)
+    x = report.column("x")
+    assert x.details["bins"] == 20 and x.details["exact_bins"] is True  # tiny: exact sketch
+    large = api.drift(
+        make_table(50_000, seed=22), make_table(50_000, seed=23), method="psi", bins=5
+    )
+    assert large.column("x").details["bins"] == 5
+    assert large.column("x").details["exact_bins"] is False  # the reference's came off a sketch

@@ -131,6 +131,8 @@ class _Job:
         if self.reference is not None:
             reference_profile = Profile.build(self.reference, self.reference_schema)
             edges = edges_from(reference_profile, self.bins)
+            for name, inner in edges.items():  # the reference keeps its edges: methods use them
+                reference_profile.columns[name].fix_bins_from_sketch(inner)
         usable = {
             name: value
             for name, value in edges.items()

@@ -46,6 +46,8 @@ class NumericProfile:
     m2: float = 0.0
     bin_counts: np.ndarray | None = None
     sketch: Any = field(default=None, repr=False)
+    #: False when bin_counts were read off the sketch (within its error), not counted.
+    bins_exact: bool = True
 
     kind = "numeric"
 
@@ -85,6 +87,16 @@ class NumericProfile:
         if self.bin_edges is not None:
             self.bin_counts += counts_in_bins(finite, self.bin_edges)
 
+    def fix_bins_from_sketch(self, edges: np.ndarray) -> None:
+        """Set bins after the fact, their counts read off the sketch (exact if it is)."""
+        values, weights = self.weighted_values()
+        counts = np.bincount(
+            np.searchsorted(edges, values, side="left"), weights=weights, minlength=len(edges) + 1
+        )
+        self.bin_edges = np.asarray(edges, dtype=np.float64)
+        self.bin_counts = np.rint(counts).astype(np.int64)  # KLL weights are whole numbers
+        self.bins_exact = self.rank_error == 0.0
+
     def _merge_moments(self, count: int, mean: float, m2: float) -> None:
         total = self.count + count
         delta = mean - self.mean
@@ -112,6 +124,7 @@ class NumericProfile:
             self.sketch.merge(other.sketch)
         if self.bin_counts is not None:
             self.bin_counts = self.bin_counts + other.bin_counts
+            self.bins_exact = self.bins_exact and other.bins_exact
         return self
 
     @property
@@ -176,6 +189,7 @@ class NumericProfile:
             "m2": self.m2,
             "bin_edges": None if self.bin_edges is None else self.bin_edges.tolist(),
             "bin_counts": None if self.bin_counts is None else self.bin_counts.tolist(),
+            "bins_exact": self.bins_exact,
         }
         return state, self.sketch.serialize()
 

@@ -74,7 +74,7 @@ class NumericSample:
             and profile.bin_edges is not None
             and np.array_equal(profile.bin_edges, edges)
         ):
-            return profile.bin_counts.astype(np.float64), True
+            return profile.bin_counts.astype(np.float64), profile.bins_exact
         indices = np.searchsorted(edges, self.values, side="left")
         counts = np.bincount(indices, weights=self.weights, minlength=len(edges) + 1)
         return counts, self.rank_error == 0.0
