@@ -75,8 +75,10 @@ def nannyml_thresholds(baseline: Baseline, reference: pd.DataFrame) -> Calibrati
     ]
     statistics = window_statistics(baseline, windows, leave_one_out=False)
     for column, (statistic, values) in statistics.items():
-        calibration.thresholds[column] = {"threshold": float(values.mean() + 3 * values.std()),
-                                          "statistic": statistic}
+        calibration.thresholds[column] = {
+            "threshold": float(values.mean() + 3 * values.std()),
+            "statistic": statistic,
+        }
     return calibration
 
 

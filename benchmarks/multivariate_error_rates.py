@@ -20,23 +20,11 @@ import numpy as np
 import pandas as pd
 
 from keel.checks.multivariate import MultivariateReference
-
-
-def correlated(rows: int, rng: np.random.Generator, linked: float = 0.8) -> pd.DataFrame:
-    x = rng.normal(size=rows)
-    y = linked * x + np.sqrt(1 - linked**2) * rng.normal(size=rows)
-    return pd.DataFrame(
-        {
-            "x": x,
-            "y": y,
-            "z": rng.normal(size=rows),
-            "c": rng.choice(["a", "b", "c"], rows, p=[0.5, 0.3, 0.2]),
-        }
-    )
+from keel.scenario import correlated_features
 
 
 def subpopulation(rows: int, rng: np.random.Generator, share: float) -> pd.DataFrame:
-    window = correlated(rows, rng)
+    window = correlated_features(rows, rng)
     chosen = rng.choice(rows, int(rows * share), replace=False)
     window.loc[chosen, "x"] = rng.normal(1.5, 0.3, len(chosen))
     window.loc[chosen, "c"] = "c"
@@ -48,11 +36,11 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=100)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
-    model = MultivariateReference.fit(correlated(10_000, rng))
+    model = MultivariateReference.fit(correlated_features(10_000, rng))
     scenarios = {
-        "undrifted": lambda: correlated(2000, rng),
-        "correlation 0.8 → 0.5": lambda: correlated(2000, rng, linked=0.5),
-        "correlation 0.8 → 0 (broken)": lambda: correlated(2000, rng, linked=0.0),
+        "undrifted": lambda: correlated_features(2000, rng),
+        "correlation 0.8 → 0.5": lambda: correlated_features(2000, rng, linked=0.5),
+        "correlation 0.8 → 0 (broken)": lambda: correlated_features(2000, rng, linked=0.0),
         "sub-population, 10% of rows": lambda: subpopulation(2000, rng, 0.10),
         "sub-population, 20% of rows": lambda: subpopulation(2000, rng, 0.20),
     }
@@ -69,7 +57,7 @@ def main() -> None:
             classifier += model.domain_classifier(window, tail=0.01).status == "alert"
             reconstruction += model.reconstruction(window, tail=0.01).status == "alert"
         print(f"| {name} | {classifier / args.windows:.0%} | {reconstruction / args.windows:.0%} |")
-    window = correlated(2000, rng)
+    window = correlated_features(2000, rng)
     for check in ("domain_classifier", "reconstruction"):
         getattr(model, check)(window)  # warm: imports and first-call set-up are not per window
         tracemalloc.start()

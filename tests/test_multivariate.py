@@ -6,20 +6,11 @@ import pytest
 
 import keel
 from keel.checks.multivariate import MultivariateReference
+from keel.scenario import correlated_features
 
 
 def _correlated(rows: int, seed: int, linked: float = 0.8) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=rows)
-    y = linked * x + np.sqrt(1 - linked**2) * rng.normal(size=rows)
-    return pd.DataFrame(
-        {
-            "x": x,
-            "y": y,
-            "z": rng.normal(size=rows),
-            "c": rng.choice(["a", "b", "c"], rows, p=[0.5, 0.3, 0.2]),
-        }
-    )
+    return correlated_features(rows, np.random.default_rng(seed), linked)
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,11 @@ the preset attaches to each column FAILs exactly when Evidently's
 `drift_detected` is True.
 """
 
-import json
 import os
 import sys
 import warnings
+
+from _verdict import write_verdict
 
 # Evidently only sends telemetry from its UI service, but opt out anyway.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -85,13 +86,7 @@ def main(argv):
         )
         return 1
 
-    out = {
-        "tool": "evidently",
-        "drifted_columns": sorted(drifted),
-        "columns_checked": len(column_of),
-    }
-    with open(out_path, "w") as fh:
-        json.dump(out, fh)
+    write_verdict(out_path, "evidently", drifted, len(column_of))
     return 0
 
 

@@ -30,10 +30,11 @@ Default mode (as specified for the benchmark):
     the analysis chunk, so they are conservative.
 """
 
-import json
 import os
 import sys
 import warnings
+
+from _verdict import write_verdict
 
 # Opt out of NannyML's usage analytics (segment) before importing it.
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
@@ -95,13 +96,7 @@ def main(argv):
             if bool(df[col].iloc[0]):
                 drifted.add(col[0])
 
-    out = {
-        "tool": "nannyml",
-        "drifted_columns": sorted(drifted),
-        "columns_checked": len(checked),
-    }
-    with open(out_path, "w") as fh:
-        json.dump(out, fh)
+    write_verdict(out_path, "nannyml", drifted, len(checked))
     return 0
 
 

@@ -4,12 +4,12 @@ A mean per numeric column and a distinct count per categorical one: the
 least any drift tool must do. Usage: python run_numpy_floor.py REF CUR OUT.json
 """
 
-import json
 import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from _verdict import write_verdict
 
 
 def summarize(path: str) -> dict:
@@ -27,11 +27,7 @@ def summarize(path: str) -> dict:
 def main() -> None:
     reference, current, out = sys.argv[1:4]
     summaries = [summarize(reference), summarize(current)]
-    with open(out, "w") as stream:
-        json.dump(
-            {"tool": "numpy floor", "drifted_columns": [], "columns_checked": len(summaries[0])},
-            stream,
-        )
+    write_verdict(out, "numpy floor", [], len(summaries[0]))
 
 
 if __name__ == "__main__":

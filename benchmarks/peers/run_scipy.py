@@ -4,13 +4,13 @@ Flags a column when its p-value is below 0.05, with no correction and no effect
 size: what many teams write first. Usage: python run_scipy.py REF CUR OUT.json
 """
 
-import json
 import sys
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from _verdict import write_verdict
 from scipy import stats
 
 
@@ -31,15 +31,7 @@ def main() -> None:
             p_value = stats.chi2_contingency(np.array(counts), correction=False).pvalue
         if p_value < 0.05:
             drifted.append(name)
-    with open(out, "w") as stream:
-        json.dump(
-            {
-                "tool": "scipy",
-                "drifted_columns": sorted(drifted),
-                "columns_checked": reference.num_columns,
-            },
-            stream,
-        )
+    write_verdict(out, "scipy", drifted, reference.num_columns)
 
 
 if __name__ == "__main__":

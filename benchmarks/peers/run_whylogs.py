@@ -18,10 +18,11 @@ Columns for which whylogs returns no score (None) are not counted as checked.
 whylogs needs NumPy < 2 for string columns; install it that way (see README.md).
 """
 
-import json
 import os
 import sys
 import warnings
+
+from _verdict import write_verdict
 
 # whylogs reads the analytics opt-out at import time; set it before importing.
 os.environ.setdefault("WHYLOGS_NO_ANALYTICS", "True")
@@ -60,13 +61,7 @@ def main(argv):
         if score.get("drift_category") == "DRIFT":
             drifted.add(column)
 
-    out = {
-        "tool": "whylogs",
-        "drifted_columns": sorted(drifted),
-        "columns_checked": len(checked),
-    }
-    with open(out_path, "w") as fh:
-        json.dump(out, fh)
+    write_verdict(out_path, "whylogs", drifted, len(checked))
     return 0
 
 

@@ -56,3 +56,6 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "details",
 )
 assert set(RESULT_COLUMNS) == {f.name for f in fields(Result)}
+
+#: What identifies a Result across runs: the same key with another value is a new revision.
+RESULT_KEY: tuple[str, ...] = RESULT_COLUMNS[:9]

@@ -27,9 +27,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 START = datetime(2026, 1, 1, tzinfo=UTC)  # a Thursday: 7-day windows from the epoch start here
 COUNTRIES = np.array(["DE", "FR", "ES", "IT", "NL", "PL"])
@@ -137,5 +141,29 @@ def _applications(
             "country": country,
             "device": device,
             "defaulted": label,
+        }
+    )
+
+
+def correlated_features(rows: int, rng: np.random.Generator, linked: float = 0.8) -> pd.DataFrame:
+    """x and y standard normal with correlation ``linked``, an independent z, a 3-category c.
+
+    Lowering ``linked`` breaks the correlation while every marginal stays the same: the
+    case only multivariate checks can see (their tests and ``benchmarks/``).
+
+    >>> frame = correlated_features(20_000, np.random.default_rng(0))
+    >>> round(float(frame["x"].corr(frame["y"])), 1), sorted(frame["c"].unique())
+    (0.8, ['a', 'b', 'c'])
+    """
+    import pandas as pd
+
+    x = rng.normal(size=rows)
+    y = linked * x + np.sqrt(1 - linked**2) * rng.normal(size=rows)
+    return pd.DataFrame(
+        {
+            "x": x,
+            "y": y,
+            "z": rng.normal(size=rows),
+            "c": rng.choice(["a", "b", "c"], rows, p=[0.5, 0.3, 0.2]),
         }
     )

@@ -40,21 +40,11 @@ from typing import Any
 import sqlalchemy as sa
 
 from keel.errors import KeelError
-from keel.result import RESULT_COLUMNS, Result
+from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
 SCHEMA_VERSION = 1
 DEFAULT_PATH = Path(".keel") / "keel.db"
-KEY = (
-    "monitor",
-    "model",
-    "model_version",
-    "segment",
-    "window_start",
-    "window_end",
-    "check",
-    "column",
-    "metric",
-)
+KEY = RESULT_KEY
 
 metadata = sa.MetaData()
 schema_version = sa.Table(
