@@ -6,11 +6,13 @@ import sys
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
 from keel.errors import ConfigError
-from keel.store.logs import LogWriter, compact, read_log, retain
+from keel.store.logs import LogWriter, compact, retain
+from keel.store.queries import read_log
 
 
 def _records(n, start=0, day="2026-03-01"):
@@ -148,11 +150,35 @@ def test_the_api_and_the_cli_take_logs_in(tmp_path, run_keel):
     )
     assert result.returncode == 1  # a rejected row is a finding
     assert "logged 19 labels for cli" in result.stdout and "1 rejected" in result.stdout
+    assert "19 labels have no prediction yet" in result.stdout
     assert read_log(tmp_path, "labels", "cli").num_rows == 19
 
 
+def test_a_record_of_another_model_is_rejected_and_an_unwatched_model_warned_of(
+    tmp_path, run_keel
+):
+    rows = _records(3)
+    rows[2]["model"] = "fraud"
+    for row in rows[:2]:
+        row["model"] = "loans"
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        assert log.append(rows) == 2
+    rejected = pq.read_table(next((tmp_path / "rejected").rglob("*.parquet")))
+    assert rejected["_rejected_because"].to_pylist() == [
+        "another model's record (this log is 'loans')"
+    ]
+    (tmp_path / "keel.yaml").write_text(
+        "monitors:\n  - {name: m, model: loans, baseline: b.keel, window: 1D}\n"
+    )
+    pd.DataFrame(_records(2)).to_parquet(tmp_path / "p.parquet")
+    result = run_keel("ingest", "predictions", "p.parquet", "--model", "churn", "--root", "logs")
+    assert result.returncode == 0
+    assert "no monitor in keel.yaml reads model 'churn'" in result.stderr
+    assert "monitors read: loans" in result.stderr
+
+
 def test_a_request_sent_twice_counts_once_the_latest_kept(tmp_path):
-    from keel.store.logs import duplicates_dropped
+    from keel.store.queries import duplicates_dropped
 
     with LogWriter(tmp_path, "predictions", "loans") as log:
         log.append(_records(5))
@@ -169,3 +195,59 @@ def test_a_request_sent_twice_counts_once_the_latest_kept(tmp_path):
         )
     )
     assert scores["r0"] == 0.9
+
+
+def test_labels_join_predictions_by_request_id_the_latest_label_winning(tmp_path):
+    from keel.store.queries import read_labelled
+
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(_records(4))
+    with LogWriter(tmp_path, "labels", "loans") as log:
+        log.append([{"request_id": "r1", "event_time": "2026-03-09", "label": 0}])
+    with LogWriter(tmp_path, "labels", "loans") as log:  # a correction, ingested later
+        log.append([{"request_id": "r1", "event_time": "2026-03-10", "label": 1}])
+    joined = read_labelled(tmp_path, "loans")
+    labels = dict(zip(joined["request_id"].to_pylist(), joined["label"].to_pylist(), strict=True))
+    assert labels == {"r0": None, "r1": 1, "r2": None, "r3": None}
+    assert {"label_time", "_label_ingested_at", "score"} <= set(joined.column_names)
+
+
+def test_labels_for_unknown_requests_are_kept_counted_and_matched_when_the_prediction_comes(
+    tmp_path,
+):
+    from keel.store.queries import read_labelled, unmatched_labels
+
+    with LogWriter(tmp_path, "labels", "loans") as log:
+        log.append([{"request_id": "r7", "event_time": "2026-03-09", "label": 1}])
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(_records(3))
+    assert unmatched_labels(tmp_path, "loans") == 1
+    with LogWriter(tmp_path, "predictions", "loans") as log:  # the prediction arrives late
+        log.append(_records(1, start=7))
+    assert unmatched_labels(tmp_path, "loans") == 0
+    joined = read_labelled(tmp_path, "loans")
+    assert joined.filter(pc.equal(joined["request_id"], "r7"))["label"].to_pylist() == [1]
+
+
+def test_a_time_range_reads_only_the_days_it_needs(tmp_path):
+    from keel.store.queries import log_files
+
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        for day in ("2026-03-01", "2026-03-02", "2026-03-03"):
+            log.append(_records(2, day=day, start=int(day[-1]) * 10))
+    files = log_files(
+        tmp_path,
+        "predictions",
+        "loans",
+        datetime(2026, 3, 2, tzinfo=UTC),
+        datetime(2026, 3, 3, tzinfo=UTC),
+    )
+    assert len(files) == 1 and "date=2026-03-02" in files[0]
+    window = read_log(
+        tmp_path,
+        "predictions",
+        "loans",
+        datetime(2026, 3, 2, tzinfo=UTC),
+        datetime(2026, 3, 2, 0, 1, tzinfo=UTC),
+    )
+    assert window["request_id"].to_pylist() == ["r20"]

@@ -275,6 +275,7 @@ def ingest_labels(
 def _ingest(data: str, kind: str, model: str, root: Path | None) -> None:
     from keel.data import open_source
     from keel.store.logs import LogWriter, log_root
+    from keel.store.queries import unmatched_labels
 
     source = open_source(data)
     accepted = 0
@@ -285,7 +286,27 @@ def _ingest(data: str, kind: str, model: str, root: Path | None) -> None:
         f"logged {accepted:,} {kind} for {model} in {log_root(root)}"
         + (f"; {writer.rejected:,} rejected (see rejected/)" if writer.rejected else "")
     )
+    if kind == "labels" and (waiting := unmatched_labels(log_root(root), model)):
+        out.print(f"{waiting:,} labels have no prediction yet (kept; they join when it arrives)")
+    _warn_if_unwatched(model)
     raise typer.Exit(EXIT_FOUND if writer.rejected else EXIT_OK)
+
+
+def _warn_if_unwatched(model: str, config: Path = Path("keel.yaml")) -> None:
+    """A model no monitor in ./keel.yaml reads is logged, and the user told so."""
+    if not config.is_file():
+        return
+    from keel.monitor import load_config
+
+    try:
+        watched = {monitor.model for monitor in load_config(config)}
+    except KeelError:
+        return  # `keel monitor run` reports a broken configuration; ingestion goes on
+    if model not in watched:
+        err.print(
+            f"warning: no monitor in {config} reads model {model!r} (monitors read: "
+            f"{', '.join(sorted(watched)) or 'none'}); its log is kept, nothing checks it yet"
+        )
 
 
 def pa_table(batch):

@@ -26,7 +26,8 @@ from keel.history import check_history
 from keel.monitor.config import MonitorConfig
 from keel.result import Result
 from keel.store import ResultStore
-from keel.store.logs import duplicates_dropped, log_root, read_log
+from keel.store.logs import log_root
+from keel.store.queries import duplicates_dropped, read_log, unmatched_labels
 from keel.windows import WindowSpec
 
 
@@ -41,26 +42,20 @@ def run_monitor(
     now = now or datetime.now(UTC)
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
-    data = _source(monitor)
-    duplicates = duplicates_dropped(data)
-    if duplicates:  # counted, and the latest record per request id is the one checked
-        store.log_event("monitor", "duplicate request ids", monitor.name, {"rows": duplicates})
-    if data.num_rows == 0:
-        return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": []}
     size = WindowSpec.parse(monitor.window).period_ns / 1e9
-    times = pc.cast(data.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
     closed_before = now.timestamp() - monitor.lateness_seconds
-    cutoff = int(closed_before // size * size)  # the end of the newest closed window
-    keep = pc.less(
-        times, pa.scalar(datetime.fromtimestamp(cutoff, UTC), pa.timestamp("us", tz="UTC"))
-    )
-    if since is not None:
-        keep = pc.and_(
-            keep, pc.greater_equal(times, pa.scalar(since, pa.timestamp("us", tz="UTC")))
-        )
-    data = data.filter(keep)
+    cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
+    data = _source(monitor, since, cutoff)
+    # Counted, not fatal: the latest record per request id is the one checked, and labels
+    # without a prediction stay in the label log until their prediction arrives.
+    seen = {
+        "duplicate_request_ids": duplicates_dropped(data),
+        "labels_without_prediction": (
+            unmatched_labels(log_root(monitor.logs), monitor.model) if _logged(monitor) else 0
+        ),
+    }
     if data.num_rows == 0:
-        return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": []}
+        return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": [], **seen}
     versions = (
         [v for v in pc.unique(data.column("model_version")).to_pylist()]
         if "model_version" in data.column_names
@@ -112,7 +107,7 @@ def run_monitor(
         "monitor",
         "backfill" if not alerting else "run",
         monitor.name,
-        {"written": written, "unchanged": unchanged, "run": run},
+        {"written": written, "unchanged": unchanged, "run": run, **seen},
     )
     return {
         "monitor": monitor.name,
@@ -120,6 +115,7 @@ def run_monitor(
         "written": written,
         "unchanged": unchanged,
         "alerting": sorted(set(alerting_windows)) if alerting else [],
+        **seen,
     }
 
 
@@ -235,14 +231,34 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
     return Baseline.load(monitor.baseline)
 
 
-def _source(monitor: MonitorConfig) -> pa.Table:
-    if monitor.source == "logs":
+def _logged(monitor: MonitorConfig) -> bool:
+    return monitor.source == "logs"
+
+
+def _source(monitor: MonitorConfig, since: datetime | None, cutoff: datetime) -> pa.Table:
+    """The rows of closed windows (from ``since``): a DuckDB query over the prediction log,
+    or a filtered read of a table or folder."""
+    if _logged(monitor):
         return read_log(
-            log_root(monitor.logs), "predictions", monitor.model, latest_per_request=True
+            log_root(monitor.logs),
+            "predictions",
+            monitor.model,
+            start=since,
+            end=cutoff,
+            latest_per_request=True,
         )
     from keel.data import open_source
 
-    return open_source(monitor.source).read_all()
+    data = open_source(monitor.source).read_all()
+    if data.num_rows == 0:
+        return data
+    times = pc.cast(data.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
+    keep = pc.less(times, pa.scalar(cutoff, pa.timestamp("us", tz="UTC")))
+    if since is not None:
+        keep = pc.and_(
+            keep, pc.greater_equal(times, pa.scalar(since, pa.timestamp("us", tz="UTC")))
+        )
+    return data.filter(keep)
 
 
 def dumps(result: dict) -> str:

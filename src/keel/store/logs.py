@@ -22,6 +22,7 @@ their reason, never dropped silently and never crashing the writer.
 ...     writer.append([{"request_id": "r1", "event_time": dt.datetime(2026, 1, 5, 12),
 ...                     "model_version": "3", "amount": 120.0, "score": 0.8}])
 1
+>>> from keel.store.queries import read_log
 >>> read_log(root, "predictions", "loans").column("request_id").to_pylist()
 ['r1']
 """
@@ -86,7 +87,7 @@ class LogWriter:
         if table.num_rows == 0:
             return 0
         table = _stamp(table)
-        accepted, rejected = _check(table)
+        accepted, rejected = _check(table, self.model)
         if rejected.num_rows:
             self.rejected += rejected.num_rows
             self._write(rejected, "rejected")
@@ -123,51 +124,6 @@ class LogWriter:
             part = table.filter(pc.equal(days, day))
             folder = self.root / kind / f"model={self.model}" / f"date={day}"
             _write_atomically(part, folder / f"part-{uuid.uuid4().hex}.parquet")
-
-
-def read_log(
-    root: str | Path,
-    kind: str,
-    model: str,
-    start: datetime | None = None,
-    end: datetime | None = None,
-    latest_per_request: bool = False,
-) -> pa.Table:
-    """All rows of a model's log, optionally with start <= event_time < end.
-
-    ``latest_per_request`` keeps one row per request id, the last ingested (a
-    record sent twice, or corrected, counts once); ``duplicates_dropped(table)``
-    then says how many rows that removed.
-    """
-    folder = Path(root) / kind / f"model={model}"
-    files = sorted(folder.rglob("part-*.parquet")) if folder.is_dir() else []
-    if not files:
-        return pa.table({})
-    table = pa.concat_tables([pq.read_table(f) for f in files], promote_options="permissive")
-    times = table.column("event_time")
-    keep = pc.is_valid(times)
-    if start is not None:
-        keep = pc.and_(keep, pc.greater_equal(times, pa.scalar(_utc(start), times.type)))
-    if end is not None:
-        keep = pc.and_(keep, pc.less(times, pa.scalar(_utc(end), times.type)))
-    table = table.filter(keep)
-    if latest_per_request and table.num_rows:
-        before = table.num_rows
-        order = table.sort_by([("request_id", "ascending"), ("_ingested_at", "descending")])
-        ids = order.column("request_id").combine_chunks()
-        first = pc.not_equal(ids.slice(1), ids.slice(0, len(ids) - 1)).fill_null(True)
-        keep_first = pa.concat_arrays([pa.array([True]), first])
-        table = order.filter(keep_first).sort_by([("event_time", "ascending")])
-        dropped = str(before - table.num_rows).encode()
-        table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), b"keel_duplicates_dropped": dropped}
-        )
-    return table
-
-
-def duplicates_dropped(table: pa.Table) -> int:
-    """How many duplicate request ids ``read_log(..., latest_per_request=True)`` removed."""
-    return int((table.schema.metadata or {}).get(b"keel_duplicates_dropped", b"0"))
 
 
 def compact(root: str | Path, kind: str, model: str) -> int:
@@ -230,8 +186,11 @@ def _stamp(table: pa.Table) -> pa.Table:
     return table
 
 
-def _check(table: pa.Table) -> tuple[pa.Table, pa.Table]:
-    """Rows with every required field, and the rest with a ``_rejected_because`` column."""
+def _check(table: pa.Table, model: str) -> tuple[pa.Table, pa.Table]:
+    """Rows with every required field, and the rest with a ``_rejected_because`` column.
+
+    A record that names its model (a ``model`` column) must name this log's model.
+    """
     missing_columns = [name for name in REQUIRED if name not in table.column_names]
     if missing_columns:
         reason = f"missing column(s) {', '.join(missing_columns)}"
@@ -245,13 +204,24 @@ def _check(table: pa.Table) -> tuple[pa.Table, pa.Table]:
         return table.slice(0, 0), table.append_column(
             "_rejected_because", pa.array([reason] * table.num_rows)
         )
-    valid = pc.and_(
-        pc.is_valid(table.column("request_id")), pc.is_valid(table.column("event_time"))
+    has_id = pc.is_valid(table.column("request_id"))
+    has_time = pc.is_valid(table.column("event_time"))
+    same_model = (
+        pc.fill_null(pc.equal(pc.cast(table.column("model"), pa.string()), model), False)
+        if "model" in table.column_names
+        else pa.array([True] * table.num_rows)
     )
+    valid = pc.and_(pc.and_(has_id, has_time), same_model)
     rejected = table.filter(pc.invert(valid))
     if rejected.num_rows:
         reasons = pc.if_else(
-            pc.is_valid(rejected.column("request_id")), "no event_time", "no request_id"
+            pc.invert(pc.is_valid(rejected.column("request_id"))),
+            "no request_id",
+            pc.if_else(
+                pc.invert(pc.is_valid(rejected.column("event_time"))),
+                "no event_time",
+                f"another model's record (this log is {model!r})",
+            ),
         )
         rejected = rejected.append_column("_rejected_because", reasons)
     return table.filter(valid), rejected

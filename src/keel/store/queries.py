@@ -1,0 +1,211 @@
+"""Reading the logs back: DuckDB queries over the Parquet partitions.
+
+The writer (``keel.store.logs``) lays files out as
+``ROOT/KIND/model=NAME/date=YYYY-MM-DD/part-*.parquet``. Reading picks the
+day folders a time range needs (the partition pruning is a look at folder
+names), then lets DuckDB filter by event time, keep the latest record per
+request id (a record sent twice, or corrected, counts once), and join labels
+to predictions by request id. Labels whose prediction has not arrived yet
+stay in the label log, are counted by ``unmatched_labels``, and join as soon
+as their prediction is logged: nothing is matched at write time, so nothing
+has to be re-matched later.
+
+>>> import tempfile, datetime as dt
+>>> from keel.store.logs import LogWriter
+>>> root = tempfile.mkdtemp()
+>>> with LogWriter(root, "predictions", model="loans") as writer:
+...     writer.append([{"request_id": r, "event_time": dt.datetime(2026, 1, 5, 12), "score": 0.8}
+...                    for r in ("a", "b")])
+2
+>>> with LogWriter(root, "labels", model="loans") as writer:
+...     writer.append([{"request_id": r, "event_time": dt.datetime(2026, 1, 9), "label": 1}
+...                    for r in ("a", "z")])
+2
+>>> joined = read_labelled(root, "loans")
+>>> sorted(zip(joined["request_id"].to_pylist(), joined["label"].to_pylist()))
+[('a', 1), ('b', None)]
+>>> unmatched_labels(root, "loans")
+1
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from keel.errors import DataError
+
+_DUPLICATES = b"keel_duplicates_dropped"
+
+
+def log_files(
+    root: str | Path,
+    kind: str,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> list[str]:
+    """The Parquet files of a model's log whose day can hold rows in [start, end)."""
+    folder = Path(root) / kind / f"model={model}"
+    if not folder.is_dir():
+        return []
+    first = _utc(start).strftime("%Y-%m-%d") if start else None
+    last = _utc(end - timedelta(microseconds=1)).strftime("%Y-%m-%d") if end else None
+    files = []
+    for day_folder in sorted(folder.glob("date=*")):
+        day = day_folder.name.removeprefix("date=")
+        if (first and day < first) or (last and day > last):
+            continue
+        files += [str(f) for f in sorted(day_folder.glob("part-*.parquet"))]
+    return files
+
+
+def read_log(
+    root: str | Path,
+    kind: str,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    latest_per_request: bool = False,
+) -> pa.Table:
+    """A model's log rows with start <= event_time < end, in event-time order.
+
+    ``latest_per_request`` keeps one row per request id, the last ingested;
+    ``duplicates_dropped(table)`` then says how many rows that removed.
+    """
+    files = log_files(root, kind, model, start, end)
+    if not files:
+        return pa.table({})
+    latest = (
+        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1"
+        if latest_per_request
+        else ""
+    )
+    count = (
+        ", count(*) OVER (PARTITION BY request_id) AS _keel_copies" if latest_per_request else ""
+    )
+    table = _query(
+        f"""
+        SELECT *{count} FROM read_parquet($files, union_by_name = true, hive_partitioning = false)
+        WHERE event_time IS NOT NULL {_time_filter(start, end)}
+        {latest}
+        ORDER BY event_time, request_id
+        """,
+        {"files": files, **_time_parameters(start, end)},
+        files,
+    )
+    if latest_per_request:
+        copies = table.column("_keel_copies")
+        dropped = int(pc.sum(copies).as_py() or 0) - table.num_rows
+        table = table.drop_columns(["_keel_copies"])
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), _DUPLICATES: str(dropped).encode()}
+        )
+    return table
+
+
+def duplicates_dropped(table: pa.Table) -> int:
+    """How many duplicate request ids ``read_log(..., latest_per_request=True)`` removed."""
+    return int((table.schema.metadata or {}).get(_DUPLICATES, b"0"))
+
+
+def read_labelled(
+    root: str | Path, model: str, start: datetime | None = None, end: datetime | None = None
+) -> pa.Table:
+    """Predictions in [start, end) (latest per request id) with their labels joined.
+
+    Label columns keep their names; the label's own event time becomes
+    ``label_time`` and its ingestion ``_label_ingested_at``. A prediction without
+    a label has nulls there. A label's latest record per request id wins.
+    """
+    predictions = log_files(root, "predictions", model, start, end)
+    if not predictions:
+        return pa.table({})
+    labels = log_files(root, "labels", model)
+    if not labels:
+        return read_log(root, "predictions", model, start, end, latest_per_request=True)
+    table = _query(
+        f"""
+        WITH p AS (
+            SELECT * FROM read_parquet($predictions, union_by_name = true,
+                                       hive_partitioning = false)
+            WHERE event_time IS NOT NULL {_time_filter(start, end)}
+            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+        ), l AS (
+            SELECT * RENAME (event_time AS label_time, _ingested_at AS _label_ingested_at)
+            FROM read_parquet($labels, union_by_name = true, hive_partitioning = false)
+            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+        )
+        SELECT p.*, l.* EXCLUDE (request_id)
+        FROM p LEFT JOIN l USING (request_id)
+        ORDER BY p.event_time, p.request_id
+        """,
+        {"predictions": predictions, "labels": labels, **_time_parameters(start, end)},
+        predictions + labels,
+    )
+    return table
+
+
+def unmatched_labels(root: str | Path, model: str) -> int:
+    """Labels whose request id has no logged prediction (yet): kept, and counted here."""
+    labels = log_files(root, "labels", model)
+    if not labels:
+        return 0
+    predictions = log_files(root, "predictions", model)
+    if not predictions:
+        return _count_distinct_ids(labels)
+    table = _query(
+        """
+        SELECT count(DISTINCT request_id) AS n
+        FROM read_parquet($labels, union_by_name = true, hive_partitioning = false) l
+        WHERE NOT EXISTS (
+            SELECT 1 FROM read_parquet($predictions, union_by_name = true,
+                                       hive_partitioning = false) p
+            WHERE p.request_id = l.request_id)
+        """,
+        {"labels": labels, "predictions": predictions},
+        labels + predictions,
+    )
+    return int(table.column("n")[0].as_py())
+
+
+def _count_distinct_ids(files: list[str]) -> int:
+    table = _query(
+        "SELECT count(DISTINCT request_id) AS n FROM read_parquet($files, "
+        "union_by_name = true, hive_partitioning = false)",
+        {"files": files},
+        files,
+    )
+    return int(table.column("n")[0].as_py())
+
+
+def _time_filter(start: datetime | None, end: datetime | None) -> str:
+    return ("AND event_time >= $start " if start else "") + ("AND event_time < $end" if end else "")
+
+
+def _time_parameters(start: datetime | None, end: datetime | None) -> dict:
+    return {
+        **({"start": _utc(start)} if start else {}),
+        **({"end": _utc(end)} if end else {}),
+    }
+
+
+def _query(sql: str, parameters: dict, files: list[str]) -> pa.Table:
+    import duckdb
+
+    connection = duckdb.connect()
+    try:
+        connection.execute("SET TimeZone = 'UTC'")
+        return connection.sql(sql, params=parameters).to_arrow_table()
+    except duckdb.Error as error:
+        where = files[0] if len(files) == 1 else f"{len(files)} files under {Path(files[0]).parent}"
+        raise DataError(f"cannot read the log ({where}): {error}") from error
+    finally:
+        connection.close()
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
