@@ -56,6 +56,9 @@ def test_a_run_checks_closed_windows_once_and_a_second_run_stores_nothing(setup)
     rows = status(store, "loans", windows=10)
     assert [r["status"] for r in rows][:4] == ["ok"] * 4
     assert set(store.latest()["model_version"]) == {"1"}
+    assert store.table("models")[["name", "version"]].values.tolist() == [["loans", "1"]]
+    assert store.table("monitors")["name"].tolist() == ["loans"]
+    assert len(store.table("baselines")) == 1
 
 
 def test_a_window_not_yet_closed_waits_for_its_lateness(setup):

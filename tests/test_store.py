@@ -104,6 +104,49 @@ def test_a_store_from_a_newer_keel_is_refused(url):
         ResultStore(url)
 
 
+def test_a_store_from_an_older_keel_is_migrated_and_keeps_its_results(url):
+    ResultStore(url).write([_row()])
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:  # back to what version 1 had
+        for name in ("keel_models", "keel_calibrations", "keel_monitors"):
+            connection.execute(sa.text(f"DROP TABLE {name}"))
+        connection.execute(sa.text("UPDATE keel_schema_version SET version = 1"))
+    engine.dispose()
+    store = ResultStore(url)
+    assert store.version == 2
+    assert store.latest(monitor="loans")["value"].tolist() == [0.3]
+    assert store.table("models").empty
+    migrated = store.events()
+    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 2"]
+
+
+def test_models_calibrations_and_monitors_are_registered_once_and_changes_logged(url):
+    from types import SimpleNamespace
+
+    store = ResultStore(url)
+    store.register_model("loans", "3", baseline="ab" * 32)
+    store.register_model("loans", "3")
+    store.register_model("loans", "4")
+    registered = store.table("models").sort_values("version")
+    assert registered["version"].tolist() == ["3", "4"]
+    assert (registered["last_seen"] >= registered["first_seen"]).all()
+    calibration = SimpleNamespace(
+        baseline_id="ab" * 32, window="7D", false_alarm_rate=0.01, reference_windows=25
+    )
+    store.register_calibration(calibration, "c.json")
+    store.register_calibration(calibration, "c.json")
+    assert store.table("calibrations")[["window", "reference_windows"]].values.tolist() == [
+        ["7D", 25]
+    ]
+    assert store.save_monitor("m", "loans", {"window": "7D"}) is True
+    assert store.save_monitor("m", "loans", {"window": "7D"}) is False
+    assert store.save_monitor("m", "loans", {"window": "1D"}) is True
+    actions = store.events()["action"].tolist()
+    assert actions == ["monitor declared", "monitor changed"]
+    with pytest.raises(StoreError, match="no table 'runs'"):
+        store.table("runs")
+
+
 def test_an_unreachable_server_is_a_clear_error_with_the_password_hidden():
     with pytest.raises(StoreError, match=r"cannot use the results store at .*:\*\*\*@127.0.0.1:1"):
         ResultStore("postgresql+psycopg://keel:secret@127.0.0.1:1/none?connect_timeout=2")

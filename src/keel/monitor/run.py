@@ -42,6 +42,7 @@ def run_monitor(
     now = now or datetime.now(UTC)
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
+    _register(store, monitor, baseline, calibration)
     size = WindowSpec.parse(monitor.window).period_ns / 1e9
     closed_before = now.timestamp() - monitor.lateness_seconds
     cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
@@ -68,6 +69,7 @@ def run_monitor(
     try:
         for version in versions:  # a deploy starts a new series, not "prediction drift"
             label = None if version is None else str(version)
+            store.register_model(monitor.model, label, baseline.fingerprint)
             part = (
                 data
                 if version is None
@@ -229,6 +231,16 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
     if not Path(monitor.baseline).is_file():
         raise ConfigError(f"monitor {monitor.name!r}: baseline file {monitor.baseline} is missing")
     return Baseline.load(monitor.baseline)
+
+
+def _register(
+    store: ResultStore, monitor: MonitorConfig, baseline: Baseline, calibration: Any
+) -> None:
+    """What the run uses goes into the store's registry: monitor, baseline, calibration."""
+    store.save_monitor(monitor.name, monitor.model, monitor.model_dump())
+    store.register_baseline(baseline, monitor.baseline)
+    if calibration is not None:
+        store.register_calibration(calibration, monitor.calibration)
 
 
 def _logged(monitor: MonitorConfig) -> bool:

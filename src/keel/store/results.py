@@ -1,4 +1,5 @@
-"""The results store: Results with revisions, runs and an append-only event log.
+"""The results store: Results with revisions, runs, an append-only event log, and the
+models, baselines, calibrations and monitors they belong to.
 
 One code path (SQLAlchemy Core) for a SQLite file, the default
 (``.keel/keel.db`` in the working folder, created on first use), and
@@ -12,8 +13,9 @@ computations); writing it with another status or a value or threshold that
 moved further stores a new revision, and ``latest``
 serves the newest while ``history`` keeps every one (labels arriving late
 revise performance results). A write is one transaction: a failure leaves
-nothing half-written. The schema is versioned; a database from a newer keel
-is refused instead of being misread.
+nothing half-written. The schema is versioned: an older database is migrated
+step by step (``MIGRATIONS``) when opened, and one from a newer keel is
+refused instead of being misread.
 
 >>> import tempfile, pathlib
 >>> from keel.result import Result
@@ -42,7 +44,7 @@ import sqlalchemy as sa
 from keel.errors import KeelError
 from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_PATH = Path(".keel") / "keel.db"
 KEY = RESULT_KEY
 
@@ -92,6 +94,42 @@ baselines = sa.Table(
     sa.Column("rows", sa.Integer),
     sa.Column("created_at", sa.String(40)),
 )
+models = sa.Table(
+    "keel_models",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.String(200), primary_key=True),
+    sa.Column("baseline", sa.String(64)),
+    sa.Column("first_seen", sa.String(40), nullable=False),
+    sa.Column("last_seen", sa.String(40), nullable=False),
+)
+calibrations = sa.Table(
+    "keel_calibrations",
+    metadata,
+    sa.Column("path", sa.String(1000), primary_key=True),
+    sa.Column("baseline", sa.String(64), nullable=False),
+    sa.Column("window", sa.String(40), nullable=False),
+    sa.Column("false_alarm_rate", sa.Float, nullable=False),
+    sa.Column("reference_windows", sa.Integer),
+    sa.Column("registered_at", sa.String(40), nullable=False),
+)
+monitors = sa.Table(
+    "keel_monitors",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("config", sa.Text, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+
+
+def _add_registry_tables(connection: sa.Connection) -> None:
+    for table in (models, calibrations, monitors):
+        table.create(connection, checkfirst=True)
+
+
+# Version N's step brings a version N-1 database to N; steps only add, never drop.
+MIGRATIONS = {2: _add_registry_tables}
 
 
 class StoreError(KeelError):
@@ -116,19 +154,43 @@ class ResultStore:
     def _migrate(self) -> None:
         try:
             with self.engine.begin() as connection:
-                metadata.create_all(connection)
-                version = connection.execute(sa.select(schema_version.c.version)).scalar()
+                found = sa.inspect(connection).has_table(schema_version.name)
+                version = (
+                    connection.execute(sa.select(schema_version.c.version)).scalar()
+                    if found
+                    else None
+                )
                 if version is None:
+                    metadata.create_all(connection)
+                    connection.execute(schema_version.delete())
                     connection.execute(schema_version.insert().values(version=SCHEMA_VERSION))
                 elif version > SCHEMA_VERSION:
                     raise StoreError(
                         f"{self.name}: the results store has schema version {version}, newer "
                         f"than this keel reads ({SCHEMA_VERSION}); upgrade keel"
                     )
+                elif version < SCHEMA_VERSION:
+                    for step in range(version + 1, SCHEMA_VERSION + 1):
+                        MIGRATIONS[step](connection)
+                    connection.execute(schema_version.update().values(version=SCHEMA_VERSION))
+                    connection.execute(
+                        events.insert().values(
+                            at=_now(),
+                            actor="keel",
+                            action="migrated the store",
+                            subject=f"{version} -> {SCHEMA_VERSION}",
+                            details="{}",
+                        )
+                    )
         except sa.exc.SQLAlchemyError as error:
             raise StoreError(
                 f"cannot use the results store at {self.name}: {_first_line(error)}"
             ) from error
+
+    @property
+    def version(self) -> int:
+        with self._connection() as connection:
+            return int(connection.execute(sa.select(schema_version.c.version)).scalar())
 
     def start_run(self, monitor: str | None = None, details: dict | None = None) -> int:
         with self._transaction() as connection:
@@ -257,6 +319,76 @@ class ResultStore:
                         created_at=baseline.created_at,
                     )
                 )
+
+    def register_model(self, name: str, version: str | None, baseline: str | None = None) -> None:
+        """Record that a model version was seen (first and last time, and its baseline)."""
+        version, now = version or "", _now()
+        with self._transaction() as connection:
+            key = (models.c.name == name) & (models.c.version == version)
+            if connection.execute(sa.select(models.c.name).where(key)).first() is None:
+                connection.execute(
+                    models.insert().values(
+                        name=name, version=version, baseline=baseline, first_seen=now, last_seen=now
+                    )
+                )
+            else:
+                connection.execute(models.update().where(key).values(last_seen=now))
+
+    def register_calibration(self, calibration: Any, path: str | Path) -> None:
+        """Index a calibration file: its baseline, window and false alarm rate."""
+        values = dict(
+            baseline=calibration.baseline_id,
+            window=calibration.window,
+            false_alarm_rate=calibration.false_alarm_rate,
+            reference_windows=calibration.reference_windows,
+            registered_at=_now(),
+        )
+        with self._transaction() as connection:
+            key = calibrations.c.path == str(path)
+            if connection.execute(sa.select(calibrations.c.path).where(key)).first() is None:
+                connection.execute(calibrations.insert().values(path=str(path), **values))
+            else:
+                connection.execute(calibrations.update().where(key).values(**values))
+
+    def save_monitor(self, name: str, model: str, config: dict) -> bool:
+        """Store a monitor's configuration; True (and an event) when it is new or changed."""
+        text = json.dumps(config, sort_keys=True, default=str)
+        with self._transaction() as connection:
+            key = monitors.c.name == name
+            stored = connection.execute(sa.select(monitors.c.config).where(key)).scalar()
+            if stored == text:
+                return False
+            values = dict(model=model, config=text, updated_at=_now())
+            if stored is None:
+                connection.execute(monitors.insert().values(name=name, **values))
+            else:
+                connection.execute(monitors.update().where(key).values(**values))
+            connection.execute(
+                events.insert().values(
+                    at=_now(),
+                    actor="keel",
+                    action="monitor declared" if stored is None else "monitor changed",
+                    subject=name,
+                    details=text,
+                )
+            )
+        return True
+
+    def table(self, name: str):
+        """One registry table as a DataFrame: models, baselines, calibrations or monitors."""
+        import pandas as pd
+
+        tables = {
+            "models": models,
+            "baselines": baselines,
+            "calibrations": calibrations,
+            "monitors": monitors,
+        }
+        if name not in tables:
+            raise StoreError(f"no table {name!r}; one of {sorted(tables)}")
+        with self._connection() as connection:
+            fetched = connection.execute(sa.select(tables[name])).mappings().all()
+        return pd.DataFrame([dict(r) for r in fetched], columns=list(tables[name].c.keys()))
 
     def _latest_by_key(self, connection, monitors, starts) -> dict[tuple, dict]:
         query = sa.select(results).where(
