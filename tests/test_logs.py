@@ -6,6 +6,7 @@ import sys
 from datetime import UTC, datetime
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
@@ -251,3 +252,20 @@ def test_a_time_range_reads_only_the_days_it_needs(tmp_path):
         datetime(2026, 3, 2, 0, 1, tzinfo=UTC),
     )
     assert window["request_id"].to_pylist() == ["r20"]
+
+
+def test_one_record_per_call_is_checked_at_once_and_an_unreadable_one_set_apart(tmp_path):
+    rows = _records(4)
+    rows[1]["event_time"] = "not a time"  # only Arrow can tell, at the flush
+    rows[2]["request_id"] = None  # told at once
+    with LogWriter(tmp_path, "predictions", "loans", flush_seconds=60) as log:
+        assert [log.append(row) for row in rows] == [1, 1, 0, 1]
+    assert log.rejected == 2
+    assert read_log(tmp_path, "predictions", "loans")["request_id"].to_pylist() == ["r0", "r3"]
+    rejected = pa.concat_tables(
+        [pq.read_table(f) for f in (tmp_path / "rejected").rglob("*.parquet")],
+        promote_options="permissive",
+    )
+    reasons = sorted(rejected["_rejected_because"].to_pylist())
+    assert reasons[0] == "no request_id" and reasons[1].startswith("unreadable record")
+    assert '"x": 1.0' in " ".join(rejected["_record"].to_pylist())

@@ -208,3 +208,62 @@ def test_serve_survives_a_failing_monitor_and_a_kill_repeating_no_window(tmp_pat
     failures = store.events()
     assert (failures["action"] == "run failed").any()  # the broken monitor, recorded
     assert "broken: failed:" in output and "baseline file nowhere.keel is missing" in output
+
+
+def test_from_a_trained_model_to_a_monitor_in_a_handful_of_commands(tmp_path, run_keel):
+    """The README's steps, as a user types them."""
+    import pyarrow.parquet as pq
+
+    scenario = generate(seed=5, training_weeks=20, week_rows=2000, production_weeks=6)
+    pq.write_table(scenario.training, tmp_path / "training.parquet")
+    pq.write_table(scenario.production().drop_columns(["defaulted"]), tmp_path / "served.parquet")
+    steps = [
+        (
+            "baseline",
+            "create",
+            "training.parquet",
+            "-o",
+            "loans.baseline",
+            "--target",
+            "defaulted",
+            "--id",
+            "application_id",
+            "--timestamp",
+            "event_time",
+        ),
+        ("baseline", "calibrate", "loans.baseline", "training.parquet", "--window", "7D"),
+        ("ingest", "predictions", "served.parquet", "--model", "loans", "--id", "application_id"),
+    ]
+    for step in steps:
+        done = run_keel(*step)
+        assert done.returncode == 0, (step, done.stdout, done.stderr)
+    assert (tmp_path / "loans.calibration-7D.json").is_file()
+    (tmp_path / "keel.yaml").write_text(
+        "monitors:\n"
+        "  - name: loans\n"
+        "    model: loans\n"
+        "    baseline: loans.baseline\n"
+        "    calibration: loans.calibration-7D.json\n"
+        "    window: 7D\n"
+        "    schedule: '0 * * * *'\n"
+    )
+    checked = run_keel("monitor", "run")
+    assert checked.returncode == 1, checked.stderr  # weeks 5 and 6 shift
+    assert "loans: 6 closed windows checked" in checked.stdout
+    shown = run_keel("monitor", "status")
+    assert shown.stdout.count("alert") >= 2 and shown.stdout.count(" ok ") >= 3, shown.stdout
+    store = ResultStore(f"sqlite:///{tmp_path / '.keel' / 'keel.db'}")
+    assert store.table("calibrations")["window"].tolist() == ["7D"]
+
+
+def test_an_unreachable_database_at_start_is_one_clear_line_and_exit_2(
+    setup, run_keel, monkeypatch
+):
+    folder, _, _ = setup
+    monkeypatch.setenv(
+        "KEEL_DATABASE_URL", "postgresql+psycopg://keel:secret@127.0.0.1:1/none?connect_timeout=2"
+    )
+    result = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
+    assert result.returncode == 2
+    assert "cannot use the results store at" in result.stderr and "secret" not in result.stderr
+    assert "Traceback" not in result.stderr

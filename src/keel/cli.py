@@ -236,6 +236,43 @@ def baseline_create(
     )
 
 
+@baseline_app.command("calibrate")
+def baseline_calibrate(
+    baseline_path: Annotated[Path, typer.Argument(help="Baseline file.")],
+    data: Annotated[str, typer.Argument(help="Its reference data, with event times.")],
+    window: Annotated[str, typer.Option(help="The monitor's window (1h, 1D, 7D).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Calibration file to write.")
+    ] = None,
+    false_alarm_rate: Annotated[
+        float, typer.Option(help="Share of quiet windows allowed to alert.")
+    ] = 0.01,
+    timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
+) -> None:
+    """Fit thresholds for a monitor's windows on the baseline's reference data."""
+    from keel.baseline import Baseline
+    from keel.calibration import Calibration
+    from keel.store import ResultStore
+
+    baseline = Baseline.load(baseline_path)
+    output = output or baseline_path.with_name(f"{baseline_path.stem}.calibration-{window}.json")
+    with _spinner(f"calibrating windows of {window}"):
+        calibration = Calibration.fit(
+            baseline, data, window, timestamp=timestamp, false_alarm_rate=false_alarm_rate
+        )
+    calibration.save(output)
+    ResultStore().register_calibration(calibration, output)
+    how = (
+        f"fallback ({calibration.fallback})"
+        if calibration.fallback
+        else f"{len(calibration.thresholds)} columns"
+    )
+    out.print(
+        f"calibrated {calibration.reference_windows} reference windows of {window} at a false "
+        f"alarm rate of {false_alarm_rate:g}: {how} → {output}"
+    )
+
+
 @baseline_app.command("show")
 def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) -> None:
     """Print a baseline's id, size and columns."""
@@ -252,14 +289,20 @@ def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) 
     out.print(table)
 
 
+IdColumn = Annotated[str, typer.Option("--id", help="The column holding the request id.")]
+TimeColumn = Annotated[str, typer.Option("--time", help="The column holding the event time.")]
+
+
 @ingest_app.command("predictions")
 def ingest_predictions(
     data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder, of predictions.")],
     model: Annotated[str, typer.Option(help="The model the predictions came from.")],
     root: Annotated[Path | None, typer.Option(help="Log folder (default .keel/logs).")] = None,
+    id_column: IdColumn = "request_id",
+    time_column: TimeColumn = "event_time",
 ) -> None:
     """Append prediction records (request_id, event_time, …) to the model's log."""
-    _ingest(data, "predictions", model, root)
+    _ingest(data, "predictions", model, root, {id_column: "request_id", time_column: "event_time"})
 
 
 @ingest_app.command("labels")
@@ -267,12 +310,14 @@ def ingest_labels(
     data: Annotated[str, typer.Argument(help="Parquet or CSV file, or a folder, of labels.")],
     model: Annotated[str, typer.Option(help="The model the labels are for.")],
     root: Annotated[Path | None, typer.Option(help="Log folder (default .keel/logs).")] = None,
+    id_column: IdColumn = "request_id",
+    time_column: TimeColumn = "event_time",
 ) -> None:
     """Append label records (request_id, event_time, label) to the model's log."""
-    _ingest(data, "labels", model, root)
+    _ingest(data, "labels", model, root, {id_column: "request_id", time_column: "event_time"})
 
 
-def _ingest(data: str, kind: str, model: str, root: Path | None) -> None:
+def _ingest(data: str, kind: str, model: str, root: Path | None, names: dict[str, str]) -> None:
     from keel.data import open_source
     from keel.store.logs import LogWriter, log_root
     from keel.store.queries import unmatched_labels
@@ -281,7 +326,9 @@ def _ingest(data: str, kind: str, model: str, root: Path | None) -> None:
     accepted = 0
     with LogWriter(log_root(root), kind, model) as writer:
         for batch in source.batches():
-            accepted += writer.append(pa_table(batch))
+            table = pa_table(batch)
+            renamed = [names.get(c, c) for c in table.column_names]
+            accepted += writer.append(table.rename_columns(renamed))
     out.print(
         f"logged {accepted:,} {kind} for {model} in {log_root(root)}"
         + (f"; {writer.rejected:,} rejected (see rejected/)" if writer.rejected else "")

@@ -70,6 +70,8 @@ class LogWriter:
         self.root, self.kind, self.model = Path(root), kind, model
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self._buffer: list[pa.Table] = []
+        self._records: list[dict] = []  # single records, converted to Arrow once per flush
+        self._refused: list[tuple[Any, str]] = []  # single records that failed the check
         self._buffered_rows = 0
         self._first_buffered: float | None = None
         self.rejected = 0
@@ -82,8 +84,36 @@ class LogWriter:
         self.close()
 
     def append(self, records: Any) -> int:
-        """Buffer rows (a list of dicts, a DataFrame or an Arrow table); returns rows accepted."""
-        table = _as_table(records)
+        """Buffer rows (one dict, a list of dicts, a DataFrame or an Arrow table).
+
+        Returns the rows accepted; the others go to ``rejected`` with their reason.
+        One record (a dict) is only looked at here and turned into Arrow with the
+        rest of its flush, so per-request logging costs microseconds; a record whose
+        values Arrow cannot read (an event time that is no time) is rejected then.
+        """
+        if isinstance(records, Mapping):
+            accepted = self._append_record(records)
+        else:
+            accepted = self._append_table(_as_table(records))
+        due = self._first_buffered is not None and (
+            time.monotonic() - self._first_buffered >= self.flush_seconds
+        )
+        if self._buffered_rows >= self.flush_rows or due:
+            self.flush()
+        return accepted
+
+    def _append_record(self, record: Mapping) -> int:
+        reason = _reason_to_refuse(record, self.model)
+        if reason:
+            self._refused.append((dict(record), reason))
+            self.rejected += 1
+        else:
+            self._records.append({**record, "_ingested_at": datetime.now(UTC)})
+        self._buffered_rows += 1
+        self._first_buffered = self._first_buffered or time.monotonic()
+        return 0 if reason else 1
+
+    def _append_table(self, table: pa.Table) -> int:
         if table.num_rows == 0:
             return 0
         table = _stamp(table)
@@ -95,16 +125,22 @@ class LogWriter:
             self._buffer.append(accepted)
             self._buffered_rows += accepted.num_rows
             self._first_buffered = self._first_buffered or time.monotonic()
-        due = self._first_buffered is not None and (
-            time.monotonic() - self._first_buffered >= self.flush_seconds
-        )
-        if self._buffered_rows >= self.flush_rows or due:
-            self.flush()
         return accepted.num_rows
 
     def flush(self) -> int:
         """Write everything buffered; returns the rows written."""
+        if self._records or self._refused:
+            records, refused = _records_table(self._records)
+            refused += self._refused
+            if refused:
+                self.rejected += len(refused) - len(self._refused)
+                self._write(_refused_table(refused), "rejected")
+            self._refused = []
+            if records.num_rows:
+                self._buffer.append(records)
+            self._records = []
         if not self._buffer:
+            self._buffered_rows, self._first_buffered = 0, None
             return 0
         table = pa.concat_tables(self._buffer, promote_options="permissive")
         # Cleared only once written: a failed write (a full or read-only disk) keeps the rows
@@ -159,8 +195,6 @@ def _as_table(records: Any) -> pa.Table:
         return records
     if hasattr(records, "columns") and type(records).__module__.startswith("pandas"):
         return pa.Table.from_pandas(records, preserve_index=False)
-    if isinstance(records, Mapping):
-        records = [records]
     if isinstance(records, Iterable):
         rows = list(records)
         return pa.Table.from_pylist(rows) if rows else pa.table({})
@@ -168,10 +202,16 @@ def _as_table(records: Any) -> pa.Table:
 
 
 def _stamp(table: pa.Table) -> pa.Table:
-    now = pa.scalar(datetime.now(UTC), pa.timestamp("us", tz="UTC"))
-    table = table.append_column(
-        "_ingested_at", pa.array([now.as_py()] * table.num_rows, pa.timestamp("us", tz="UTC"))
-    )
+    if "_ingested_at" in table.column_names:  # single records, stamped when appended
+        ingested = pc.cast(table.column("_ingested_at"), pa.timestamp("us", tz="UTC"))
+        table = table.set_column(
+            table.schema.get_field_index("_ingested_at"), "_ingested_at", ingested
+        )
+    else:
+        now = datetime.now(UTC)
+        table = table.append_column(
+            "_ingested_at", pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC"))
+        )
     if "event_time" in table.column_names:
         column = table.column("event_time")
         try:
@@ -225,6 +265,53 @@ def _check(table: pa.Table, model: str) -> tuple[pa.Table, pa.Table]:
         )
         rejected = rejected.append_column("_rejected_because", reasons)
     return table.filter(valid), rejected
+
+
+def _reason_to_refuse(record: Mapping, model: str) -> str | None:
+    """The same check as ``_check``, on one record."""
+    if record.get("request_id") is None:
+        return "no request_id"
+    if record.get("event_time") is None:
+        return "no event_time"
+    if "model" in record and str(record["model"]) != model:
+        return f"another model's record (this log is {model!r})"
+    return None
+
+
+def _records_table(records: list[dict]) -> tuple[pa.Table, list[tuple[Any, str]]]:
+    """Single records as one table; a record Arrow cannot read is set apart with the reason."""
+    if not records:
+        return pa.table({}), []
+    try:
+        return _stamp(pa.Table.from_pylist(records)), []
+    except (pa.ArrowException, DataError, TypeError, ValueError):
+        pass
+    tables, refused = [], []
+    for record in records:  # only when the batch failed: find the record that did
+        try:
+            tables.append(_stamp(pa.Table.from_pylist([record])))
+        except (pa.ArrowException, DataError, TypeError, ValueError) as error:
+            refused.append((record, f"unreadable record: {error}"))
+    if not tables:
+        return pa.table({}), refused
+    return pa.concat_tables(tables, promote_options="permissive"), refused
+
+
+def _refused_table(refused: list[tuple[Any, str]]) -> pa.Table:
+    """Refused records kept whole, as JSON, whatever their values' types."""
+    import json
+
+    return pa.table(
+        {
+            "request_id": pa.array(
+                [None if r.get("request_id") is None else str(r["request_id"]) for r, _ in refused],
+                pa.string(),
+            ),
+            "event_time": pa.nulls(len(refused), pa.timestamp("us", tz="UTC")),
+            "_record": [json.dumps(r, default=str) for r, _ in refused],
+            "_rejected_because": [reason for _, reason in refused],
+        }
+    )
 
 
 def _write_atomically(table: pa.Table, path: Path) -> None:

@@ -1,0 +1,141 @@
+"""Ingesting prediction records, then one monitor run over them.
+
+Run: python benchmarks/ingest_and_monitor.py [--rows 1000000] [--days 30]
+
+A prediction log of N records × 10 features (8 numeric, 2 categorical) plus a
+score, spread over the given number of days, is logged three ways into a fresh
+log folder each time:
+
+- per request: ``keel.log_predictions`` with one record per call (a sample of
+  20,000 calls; the rate is per record);
+- in batches of 1,000 records (a service flushing its own small buffers);
+- one Parquet file through ``keel ingest predictions``'s code path.
+
+Then a ``keel.yaml``-style monitor with daily windows runs over the batched
+log (DuckDB read, every closed window checked, Results stored in a SQLite
+file), and runs again (idempotent: nothing new to check). Prints each time,
+rows per second, and the number of files each way left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+import keel
+from keel.baseline import Baseline
+from keel.monitor import run_monitor
+from keel.monitor.config import MonitorConfig
+from keel.store import ResultStore
+from keel.store.logs import LogWriter
+
+
+def records(rows: int, days: int, seed: int, start: str) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    seconds = np.sort(rng.uniform(0, days * 86400, rows))
+    frame = pd.DataFrame(
+        {
+            "request_id": [f"{seed}-{i}" for i in range(rows)],
+            "event_time": pd.Timestamp(start, tz="UTC") + pd.to_timedelta(seconds, "s"),
+            "model_version": "1",
+        }
+    )
+    for index in range(8):
+        frame[f"n{index}"] = rng.normal(index, 1 + index / 4, rows)
+    frame["c0"] = rng.choice(list("abcdefgh"), rows)
+    frame["c1"] = rng.choice(["x", "y"], rows, p=[0.8, 0.2])
+    frame["score"] = 1 / (1 + np.exp(-frame["n0"]))
+    return frame
+
+
+def files(root: Path) -> int:
+    return sum(1 for _ in (root / "predictions").rglob("*.parquet"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="keel-ingest-"))
+    frame = records(args.rows, args.days, 2, "2026-02-01")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+
+    single = work / "single"
+    calls = min(20_000, args.rows)
+    dicts = frame.head(calls).to_dict("records")
+    started = time.perf_counter()
+    for record in dicts:
+        keel.log_predictions(record, model="bench", root=single)
+    from keel.store.logs import _OPEN
+
+    for writer in _OPEN.values():
+        writer.flush()
+    per_request = time.perf_counter() - started
+
+    batched = work / "batched"
+    started = time.perf_counter()
+    with LogWriter(batched, "predictions", "bench") as writer:
+        for offset in range(0, args.rows, 1000):
+            writer.append(table.slice(offset, 1000))
+    in_batches = time.perf_counter() - started
+
+    filed = work / "file"
+    pq.write_table(table, work / "served.parquet")
+    started = time.perf_counter()
+    source = keel.open_source(work / "served.parquet")
+    with LogWriter(filed, "predictions", "bench") as writer:
+        for batch in source.batches():
+            writer.append(pa.Table.from_batches([batch]))
+    from_file = time.perf_counter() - started
+
+    reference = records(args.rows // 5, args.days, 1, "2026-01-01").drop(columns=["request_id"])
+    Baseline.from_data(reference, timestamp="event_time", sample_size=1000).save(
+        work / "bench.baseline"
+    )
+    monitor = MonitorConfig(
+        name="bench", model="bench", baseline=str(work / "bench.baseline"), logs=str(batched),
+        window="1D",
+    )
+    store = ResultStore(f"sqlite:///{work / 'keel.db'}")
+    now = datetime(2026, 2, 1, tzinfo=UTC) + timedelta(days=args.days + 1)
+    started = time.perf_counter()
+    outcome = run_monitor(monitor, store, now=now)
+    first_run = time.perf_counter() - started
+    started = time.perf_counter()
+    again = run_monitor(monitor, store, now=now)
+    second_run = time.perf_counter() - started
+
+    print(f"{args.rows:,} prediction records × 10 features over {args.days} days")
+    print(
+        f"  per request ({calls:,} calls of 1 record): {calls / per_request:,.0f} records/s, "
+        f"{per_request / calls * 1e6:.0f} µs per call, {files(single)} files"
+    )
+    print(
+        f"  batches of 1,000:   {in_batches:6.2f} s  {args.rows / in_batches:,.0f} records/s, "
+        f"{files(batched)} files"
+    )
+    print(
+        f"  one Parquet file:   {from_file:6.2f} s  {args.rows / from_file:,.0f} records/s, "
+        f"{files(filed)} files"
+    )
+    print(
+        f"  monitor run:        {first_run:6.2f} s  {outcome['windows']} daily windows, "
+        f"{outcome['written']:,} results stored, {args.rows / first_run:,.0f} rows/s"
+    )
+    print(
+        f"  run again:          {second_run:6.2f} s  {again['windows']} windows, "
+        f"{again['written']} results stored"
+    )
+
+
+if __name__ == "__main__":
+    main()
