@@ -25,7 +25,7 @@ def test_results_carry_their_window_and_the_result_schema():
     frame = history.to_pandas()
     assert tuple(frame.columns) == RESULT_COLUMNS
     assert frame["window_start"].nunique() == 6
-    assert set(frame["check"]) == {"feature_drift", "quality"}
+    assert set(frame["check"]) == {"feature_drift", "quality", "diagnosis"}
     assert {"missing_share", "freshness_lag_seconds", "wasserstein", "psi"} <= set(frame["metric"])
 
 

@@ -108,16 +108,23 @@ def test_a_store_from_an_older_keel_is_migrated_and_keeps_its_results(url):
     ResultStore(url).write([_row()])
     engine = sa.create_engine(url)
     with engine.begin() as connection:  # back to what version 1 had
-        for name in ("keel_models", "keel_calibrations", "keel_monitors"):
+        for name in (
+            "keel_models",
+            "keel_calibrations",
+            "keel_monitors",
+            "keel_alerts",
+            "keel_silences",
+            "keel_notifications",
+        ):
             connection.execute(sa.text(f"DROP TABLE {name}"))
         connection.execute(sa.text("UPDATE keel_schema_version SET version = 1"))
     engine.dispose()
     store = ResultStore(url)
-    assert store.version == 2
+    assert store.version == 3
     assert store.latest(monitor="loans")["value"].tolist() == [0.3]
     assert store.table("models").empty
     migrated = store.events()
-    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 2"]
+    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 3"]
 
 
 def test_models_calibrations_and_monitors_are_registered_once_and_changes_logged(url):

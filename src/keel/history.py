@@ -38,6 +38,7 @@ from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide, compare
 from keel.checks.quality import column_checks, freshness_check, volume_check
 from keel.data import open_source
+from keel.diagnosis import Diagnosis, diagnose, surrogate_importance
 from keel.result import RESULT_COLUMNS, Result
 from keel.stats.verdict import DefaultRule
 from keel.windows import WindowSpec, cut
@@ -51,16 +52,17 @@ class WindowResult:
     complete: bool
     drift: DriftReport
     quality: list[Result] = field(default_factory=list)
+    diagnosis: Diagnosis | None = None
 
     @property
     def alert(self) -> bool:
         return self.drift.alert or any(r.status == "alert" for r in self.quality)
 
     def results(self) -> list[Result]:
-        return [
-            replace(r, window_start=self.start, window_end=self.end)
-            for r in [*self.drift.to_results(), *self.quality]
-        ]
+        checks = [*self.drift.to_results(), *self.quality]
+        if self.diagnosis is not None:
+            checks.append(self.diagnosis.to_result())
+        return [replace(r, window_start=self.start, window_end=self.end) for r in checks]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,7 +122,7 @@ class History:
         hits: dict[tuple[str, str, str], list[int]] = {}
         for index, window in enumerate(self.windows):
             for result in window.results():
-                if result.status == "alert":
+                if result.status == "alert" and result.check != "diagnosis":
                     key = (result.column or "(table)", result.check, result.metric)
                     hits.setdefault(key, []).append(index)
         lines = []
@@ -158,6 +160,7 @@ def check_history(
     incomplete: str = "keep",
     rule: DefaultRule | None = None,
     multivariate: bool = True,
+    importance: dict[str, float] | None = None,
 ) -> History:
     """Run every check on every window of ``data`` (see the module docstring).
 
@@ -168,6 +171,10 @@ def check_history(
     (``keel.checks.multivariate``) on each window's sample of 2,000 rows,
     when the baseline kept a reference sample; each uses a tail of a tenth of
     the false alarm rate, so together they add at most a fifth of it.
+
+    Each window ends with a diagnosis (``keel.diagnosis``); data drift is ranked
+    by drift × ``importance`` (feature → weight, from the model), or, without it,
+    by a surrogate's importance fitted on the baseline's sample.
     """
     from keel.compare import align_schema
 
@@ -233,7 +240,45 @@ def check_history(
         results.append(
             WindowResult(piece.start, piece.end, piece.rows, piece.complete, report, quality)
         )
+    _diagnose(results, baseline, importance)
     return History(baseline.id, spec.describe(), results, calibration)
+
+
+def _diagnose(
+    windows: list[WindowResult], baseline: Baseline, importance: dict[str, float] | None
+) -> None:
+    for window in windows:
+        window.diagnosis = diagnose(window.results(), importance)
+    if importance is None and any(w.diagnosis.verdict == "data drift" for w in windows):
+        importance = baseline_importance(baseline)  # fitted only when something drifted
+        for window in windows:
+            if window.diagnosis.verdict == "data drift":
+                window.diagnosis = diagnose(_without_diagnosis(window), importance)
+
+
+def _without_diagnosis(window: WindowResult) -> list[Result]:
+    return [r for r in window.results() if r.check != "diagnosis"]
+
+
+def baseline_importance(baseline: Baseline) -> dict[str, float] | None:
+    """A surrogate's feature importance for the model's output (score, else prediction,
+    else the target) on the baseline's sample; None when the sample cannot tell."""
+    sample = baseline.sample
+    if sample is None or sample.num_rows < 200:
+        return None
+    output = next(
+        (
+            spec.name
+            for role in ("score", "prediction", "target")
+            for spec in baseline.schema.by_role(role)
+            if spec.name in sample.column_names
+        ),
+        None,
+    )
+    features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
+    if output is None or not features:
+        return None
+    return surrogate_importance(sample, features, output) or None
 
 
 def _seconds(iso: str) -> float:

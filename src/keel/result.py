@@ -59,3 +59,34 @@ assert set(RESULT_COLUMNS) == {f.name for f in fields(Result)}
 
 #: What identifies a Result across runs: the same key with another value is a new revision.
 RESULT_KEY: tuple[str, ...] = RESULT_COLUMNS[:9]
+
+
+def stable_names() -> dict[str, set[str]]:
+    """Every check keel writes and the metrics it can carry: what alert rules may name.
+
+    >>> names = stable_names()
+    >>> "wasserstein" in names["feature_drift"], sorted(names["multivariate"])
+    (True, ['domain_auc', 'reconstruction_error'])
+    """
+    from keel.stats.methods import METHODS
+
+    drift = set(METHODS) | {f"{name}_p_value" for name in METHODS}
+    return {
+        "feature_drift": drift,
+        "prediction_drift": drift,
+        "target_drift": drift,
+        "quality": {
+            "missing_share",
+            "nonfinite_count",
+            "out_of_range_share",
+            "unit_change",
+            "unseen_share",
+            "vanished_categories",
+            "constant",
+            "volume",
+            "freshness_lag_seconds",
+        },
+        "multivariate": {"domain_auc", "reconstruction_error"},
+        "diagnosis": {"verdict"},
+        "window": {"rows", "newest_ingestion"},
+    }

@@ -10,6 +10,8 @@
         false_alarm_rate: 0.01
         calibration: keel-demo/baseline.calibration-7D.json   # optional
         schedule: "*/15 * * * *"          # cron, for keel monitor serve
+        importance: {income: 0.4, ...}    # optional: the model's, ranks the diagnosis
+        alerts: [...]                     # rules; see keel.alerts.config
 
 >>> text = "monitors:\\n  - name: m\\n    model: m\\n    baseline: b.keel\\n    window: 1D\\n"
 >>> [m.name for m in parse_config(text, "keel.yaml")]
@@ -22,8 +24,16 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
+from keel.alerts.config import AlertRule, ChannelConfig, rule_errors
 from keel.errors import ConfigError
 from keel.windows import WindowSpec
 
@@ -42,6 +52,14 @@ class MonitorConfig(BaseModel):
     timestamp: str = "event_time"
     logs: str | None = None
     schedule: str = "*/15 * * * *"
+    importance: dict[str, float] | None = None
+    alerts: list[AlertRule] = Field(default_factory=list)
+    _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
+
+    @property
+    def channels(self) -> dict[str, ChannelConfig]:
+        """The channels this monitor's alert rules name (declared at the top of keel.yaml)."""
+        return self._channels
 
     @field_validator("schedule")
     @classmethod
@@ -88,37 +106,74 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         raise ConfigError(f"{source}: not valid YAML ({error})") from error
     if not isinstance(payload, dict) or not isinstance(payload.get("monitors"), list):
         raise ConfigError(f"{source}: expected a top-level 'monitors:' list")
+    channels: dict[str, ChannelConfig] = {}
+    for index, entry in enumerate(payload.get("channels") or []):
+        try:
+            channel = ChannelConfig.model_validate(entry)
+        except ValidationError as error:
+            raise ConfigError(_explain(error, source, document, "channels", index)) from error
+        if channel.name in channels:
+            raise ConfigError(f"{source}: channel {channel.name!r} is declared twice")
+        channels[channel.name] = channel
     monitors, names = [], set()
     for index, entry in enumerate(payload["monitors"]):
         try:
             monitor = MonitorConfig.model_validate(entry)
         except (ValidationError, ConfigError) as error:
-            raise ConfigError(_explain(error, source, document, index)) from error
+            raise ConfigError(_explain(error, source, document, "monitors", index)) from error
         if monitor.name in names:
             raise ConfigError(f"{source}: monitor {monitor.name!r} is declared twice")
+        problems = rule_errors(monitor.alerts, channels)
+        if problems:
+            rule, problem = problems[0]
+            line = _line_of(document, "monitors", index, "alerts", rule)
+            where = f" (line {line})" if line else ""
+            raise ConfigError(f"{source}{where}: monitors[{index}].alerts.{rule}: {problem}")
+        monitor._channels = {
+            name: channels[name] for rule in monitor.alerts for name in rule.channels
+        }
         names.add(monitor.name)
         monitors.append(monitor)
     return monitors
 
 
-def _explain(error: Exception, source: str, document: Any, index: int) -> str:
+def _explain(error: Exception, source: str, document: Any, section: str, index: int) -> str:
     if not isinstance(error, ValidationError):
-        return f"{source}: monitors[{index}]: {error}"
+        return f"{source}: {section}[{index}]: {error}"
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    line = _line_of(document, index, first["loc"][0] if first["loc"] else None)
+    line = _line_of(document, section, index, *first["loc"])
     where = f" (line {line})" if line else ""
-    return f"{source}{where}: monitors[{index}].{key}: {first['msg']}"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{source}{where}: {section}[{index}]{'.' + key if key else ''}: {message}"
 
 
-def _line_of(document: Any, index: int, key: Any) -> int | None:
-    """The 1-based line of a monitor's key in the YAML, from the composed node's marks."""
+def _line_of(document: Any, section: str, index: int, *path: Any) -> int | None:
+    """The 1-based line of a key under ``section[index]`` in the YAML, from the composed
+    node's marks; the deepest part of ``path`` found."""
     try:
-        monitors = next(v for k, v in document.value if k.value == "monitors")
-        entry = monitors.value[index]
-        for name, _ in entry.value:
-            if name.value == key:
-                return name.start_mark.line + 1
-        return entry.start_mark.line + 1
+        items = next(v for k, v in document.value if k.value == section)
+        node = items.value[index]
     except (AttributeError, StopIteration, IndexError):
         return None
+    line = node.start_mark.line + 1
+    for part in path:
+        if isinstance(part, int) and hasattr(node, "value") and isinstance(node.value, list):
+            if part >= len(node.value) or isinstance(node.value[part], tuple):
+                break
+            node = node.value[part]
+        else:
+            match = next(
+                (
+                    (name, value)
+                    for name, value in getattr(node, "value", [])
+                    if isinstance(name, yaml.Node) and name.value == part
+                ),
+                None,
+            )
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+            continue
+        line = node.start_mark.line + 1
+    return line

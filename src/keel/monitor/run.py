@@ -85,6 +85,7 @@ def run_monitor(
                 timestamp=monitor.timestamp,
                 calibration=calibration,
                 false_alarm_rate=monitor.false_alarm_rate,
+                importance=monitor.importance,
             )
             windows = [w for w in history.windows if w.start in counts]  # not the gaps between
             rows = [
@@ -105,6 +106,9 @@ def run_monitor(
     except Exception:
         store.finish_run(run, "error")
         raise
+    from keel.alerts.engine import evaluate
+
+    transitions = evaluate(monitor, store, now=now, notify=alerting)
     store.log_event(
         "monitor",
         "backfill" if not alerting else "run",
@@ -117,6 +121,10 @@ def run_monitor(
         "written": written,
         "unchanged": unchanged,
         "alerting": sorted(set(alerting_windows)) if alerting else [],
+        "alerts": [
+            {"rule": t.rule, "state": t.state, "summary": t.summary, "notices": t.notices}
+            for t in transitions
+        ],
         **seen,
     }
 

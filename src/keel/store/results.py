@@ -44,7 +44,7 @@ import sqlalchemy as sa
 from keel.errors import KeelError
 from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 DEFAULT_PATH = Path(".keel") / "keel.db"
 KEY = RESULT_KEY
 
@@ -122,14 +122,67 @@ monitors = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
 )
 
+alerts = sa.Table(
+    "keel_alerts",
+    metadata,
+    sa.Column("id", sa.String(40), primary_key=True),
+    sa.Column("monitor", sa.String(200), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("model_version", sa.String(200), nullable=False),
+    sa.Column("segment", sa.String(400), nullable=False),
+    sa.Column("state", sa.String(20), nullable=False),
+    sa.Column("severity", sa.String(20), nullable=False),
+    sa.Column("first_window", sa.String(40), nullable=False),
+    sa.Column("last_window", sa.String(40), nullable=False),
+    sa.Column("revision", sa.Integer, nullable=False),
+    sa.Column("started_at", sa.String(40), nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+    sa.Column("resolved_at", sa.String(40)),
+    sa.Column("summary", sa.Text),
+    sa.Column("details", sa.Text),
+    sa.Index("keel_alerts_key", "monitor", "rule", "model_version", "segment"),
+)
+silences = sa.Table(
+    "keel_silences",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("monitor", sa.String(200), nullable=False),
+    sa.Column("rule", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("expires_at", sa.String(40), nullable=False),
+    sa.Column("created_by", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text),
+)
+notifications = sa.Table(
+    "keel_notifications",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(40), nullable=False),
+    sa.Column("channel", sa.String(200), nullable=False),
+    sa.Column("idempotency_key", sa.String(200), nullable=False),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", sa.String(40), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("sent_at", sa.String(40)),
+    sa.UniqueConstraint("idempotency_key", "channel", name="keel_notifications_once"),
+)
+
 
 def _add_registry_tables(connection: sa.Connection) -> None:
     for table in (models, calibrations, monitors):
         table.create(connection, checkfirst=True)
 
 
+def _add_alert_tables(connection: sa.Connection) -> None:
+    for table in (alerts, silences, notifications):
+        table.create(connection, checkfirst=True)
+
+
 # Version N's step brings a version N-1 database to N; steps only add, never drop.
-MIGRATIONS = {2: _add_registry_tables}
+MIGRATIONS = {2: _add_registry_tables, 3: _add_alert_tables}
 
 
 class StoreError(KeelError):

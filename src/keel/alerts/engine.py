@@ -1,0 +1,422 @@
+"""Alert states over stored Results: pending → firing → resolved, once each.
+
+After a monitor run, ``evaluate`` reads the monitor's latest Results and, per
+rule, model version and segment, finds how many of the newest windows in a
+row break the rule (the streak). A streak shorter than the rule's ``for`` is
+*pending*; as long as ``for`` or longer, *firing*; a firing alert whose
+newest window no longer breaks the rule is *resolved*. The state is stored
+(``keel_alerts``), so evaluating again (a second run, a restart) changes
+nothing and notifies nobody twice. An alert's id is derived from its first
+breaching window, so the same episode keeps the same id everywhere.
+
+Entering *firing* and *resolved* queues one notification per channel of the
+rule (``keel_notifications``), keyed by alert id + state + revision (the
+triggering Results' revision), which receivers can use to drop duplicates.
+A notification is not sent, but recorded with the reason, when a silence
+matches (``silence``), within the rule's cooldown after the previous
+episode fired, or when the run is a backfill.
+
+>>> from keel.alerts.config import AlertRule
+>>> rule = AlertRule.model_validate({"name": "r", "check": "feature_drift", "for": 2})
+>>> streak([True, False, True, True]), state_for(streak([True, False, True, True]), rule)
+(2, 'firing')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.alerts.config import AlertRule
+from keel.store.results import ResultStore, alerts, notifications, silences
+
+FIELDS = ("check", "column", "metric", "value", "threshold", "status", "revision")
+
+
+@dataclass
+class Transition:
+    """An alert that changed state in this evaluation, and what was done about it."""
+
+    alert_id: str
+    monitor: str
+    rule: str
+    state: str
+    previous: str | None
+    window_start: str
+    summary: str
+    payload: dict[str, Any] = field(default_factory=dict)
+    notices: dict[str, str] = field(default_factory=dict)  # channel -> queued/silenced/...
+
+
+def streak(breaches: list[bool]) -> int:
+    """How many of the newest windows in a row break the rule."""
+    count = 0
+    for breach in reversed(breaches):
+        if not breach:
+            break
+        count += 1
+    return count
+
+
+def state_for(run: int, rule: AlertRule) -> str:
+    if run >= rule.for_windows:
+        return "firing"
+    return "pending" if run else "inactive"
+
+
+def evaluate(
+    monitor: Any,
+    store: ResultStore,
+    now: datetime | None = None,
+    notify: bool = True,
+    report_url: str | None = None,
+) -> list[Transition]:
+    """Move the monitor's alerts to their new states; queue notifications for the changes."""
+    if not monitor.alerts:
+        return []
+    now = now or datetime.now(UTC)
+    frame = store.latest(monitor=monitor.name)
+    if frame.empty:
+        return []
+    frame = frame.assign(
+        model_version=frame["model_version"].fillna(""), segment=frame["segment"].fillna("")
+    )
+    transitions = []
+    for (version, segment), series in frame.groupby(["model_version", "segment"], sort=True):
+        windows = sorted(set(series["window_start"]))
+        for rule in monitor.alerts:
+            transition = _evaluate_rule(
+                monitor, rule, store, series, windows, version, segment, now, notify, report_url
+            )
+            if transition is not None:
+                transitions.append(transition)
+    return transitions
+
+
+def _evaluate_rule(
+    monitor, rule, store, series, windows, version, segment, now, notify, report_url
+) -> Transition | None:
+    matching = series[
+        [
+            rule.matches(check, metric, column)
+            for check, metric, column in zip(
+                series["check"], series["metric"], series["column"], strict=True
+            )
+        ]
+    ]  # a loop over this series' Results (tens per window), not over data rows
+    breaking = matching[
+        [
+            rule.breaches(_number(value), _number(threshold), status)
+            for value, threshold, status in zip(
+                matching["value"], matching["threshold"], matching["status"], strict=True
+            )
+        ]
+    ]
+    hit = set(breaking["window_start"])
+    run = streak([window in hit for window in windows])
+    state, newest = state_for(run, rule), windows[-1]
+    current = _current(store, monitor.name, rule.name, version, segment)
+    key = (monitor.name, rule.name, version, segment)
+    if state == "inactive":
+        if current is None or current["state"] in ("resolved", "cleared"):
+            return None
+        if current["state"] == "pending":
+            _update(store, current["id"], state="cleared", updated_at=_iso(now))
+            return None
+        triggering = breaking[breaking["window_start"] == newest]
+        return _move(
+            store, monitor, rule, key, current["id"], current, "resolved", newest,
+            current["first_window"], triggering, series, now, notify, report_url,
+        )
+    first = windows[-run]
+    alert_id = _alert_id(*key, first)
+    triggering = breaking[breaking["window_start"] == newest]
+    if current is not None and current["id"] == alert_id and current["state"] == state:
+        _update(  # the same episode, one more window: stored, nobody told again
+            store,
+            alert_id,
+            last_window=newest,
+            updated_at=_iso(now),
+            summary=_summary(rule, triggering, newest, state),
+        )
+        return None
+    if current is not None and current["id"] != alert_id and current["state"] == "firing":
+        _move(  # an older episode ended before this one began
+            store, monitor, rule, key, current["id"], current, "resolved", newest,
+            current["first_window"], triggering.iloc[0:0], series, now, notify, report_url,
+        )
+    previous = current if current is not None and current["id"] == alert_id else None
+    return _move(
+        store, monitor, rule, key, alert_id, previous, state, newest, first, triggering,
+        series, now, notify, report_url,
+    )
+
+
+def _move(
+    store, monitor, rule, key, alert_id, current, state, newest, first, triggering, series, now,
+    notify, report_url,
+) -> Transition:
+    revision = int(triggering["revision"].max()) if len(triggering) else 0
+    summary = _summary(rule, triggering, newest, state)
+    diagnosis = _diagnosis(series, newest)
+    results = [
+        {name: _plain(row[name]) for name in FIELDS} for _, row in triggering.iterrows()
+    ]
+    window_end = _window_end(series, newest)
+    payload = {
+        "version": "keel.alert/v1",
+        "alert_id": alert_id,
+        "state": state,
+        "previous_state": current["state"] if current is not None else None,
+        "idempotency_key": f"{alert_id}:{state}:{revision}",
+        "rule": rule.name,
+        "severity": rule.severity,
+        "monitor": monitor.name,
+        "model": monitor.model,
+        "model_version": key[2] or None,
+        "segment": key[3] or None,
+        "window": {"start": newest, "end": window_end},
+        "first_window": first,
+        "summary": summary,
+        "results": results,
+        "diagnosis": diagnosis,
+        "report_url": report_url,
+    }
+    values = dict(
+        state=state,
+        last_window=newest,
+        revision=revision,
+        updated_at=_iso(now),
+        summary=summary,
+        details=json.dumps(payload, default=str),
+    )
+    if state == "resolved":
+        values["resolved_at"] = _iso(now)
+    with store._transaction() as connection:
+        exists = connection.execute(sa.select(alerts.c.id).where(alerts.c.id == alert_id)).first()
+        if exists is None:
+            connection.execute(
+                alerts.insert().values(
+                    id=alert_id,
+                    monitor=key[0],
+                    rule=key[1],
+                    model_version=key[2],
+                    segment=key[3],
+                    severity=rule.severity,
+                    first_window=first,
+                    started_at=_iso(now),
+                    **values,
+                )
+            )
+        else:
+            connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
+    transition = Transition(
+        alert_id, monitor.name, rule.name, state,
+        current["state"] if current is not None else None, newest, summary, payload,
+    )
+    if state in ("firing", "resolved"):
+        reason = _withheld(store, rule, key, alert_id, state, now, notify)
+        for channel in rule.channels:
+            transition.notices[channel] = _queue(store, alert_id, channel, payload, reason, now)
+        store.log_event(
+            "alerts", f"alert {state}", f"{monitor.name}/{rule.name}",
+            {"alert_id": alert_id, "window": newest, "notices": transition.notices},
+        )
+    return transition
+
+
+def _withheld(store, rule, key, alert_id, state, now, notify) -> str | None:
+    """Why this notice is not to be sent, if it is not."""
+    if not notify:
+        return "backfill"
+    if silenced(store, key[0], key[1], now):
+        return "silenced"
+    if state == "firing" and rule.cooldown_seconds:
+        since = _iso(now - timedelta(seconds=rule.cooldown_seconds))
+        with store._connection() as connection:
+            earlier = connection.execute(
+                sa.select(alerts.c.id).where(
+                    (alerts.c.monitor == key[0])
+                    & (alerts.c.rule == key[1])
+                    & (alerts.c.model_version == key[2])
+                    & (alerts.c.segment == key[3])
+                    & (alerts.c.id != alert_id)
+                    & (alerts.c.started_at >= since)
+                    & (alerts.c.state.in_(["firing", "resolved"]))
+                )
+            ).first()
+        if earlier is not None:
+            return "cooldown"
+    return None
+
+
+def _queue(store, alert_id, channel, payload, reason, now) -> str:
+    status = reason or "queued"
+    with store._transaction() as connection:
+        done = connection.execute(
+            sa.select(notifications.c.status).where(
+                (notifications.c.idempotency_key == payload["idempotency_key"])
+                & (notifications.c.channel == channel)
+            )
+        ).scalar()
+        if done is not None:
+            return done
+        connection.execute(
+            notifications.insert().values(
+                alert_id=alert_id,
+                channel=channel,
+                idempotency_key=payload["idempotency_key"],
+                status=status,
+                attempts=0,
+                next_attempt_at=_iso(now),
+                payload=json.dumps(payload, default=str, sort_keys=True),
+                created_at=_iso(now),
+            )
+        )
+    return status
+
+
+def silence(
+    store: ResultStore,
+    monitor: str,
+    rule: str = "*",
+    hours: float = 2.0,
+    reason: str | None = None,
+    created_by: str = "cli",
+    now: datetime | None = None,
+) -> int:
+    """Silence a monitor's rule (or every rule: ``*``) for ``hours``; returns the silence id."""
+    now = now or datetime.now(UTC)
+    with store._transaction() as connection:
+        created = connection.execute(
+            silences.insert().values(
+                monitor=monitor,
+                rule=rule,
+                created_at=_iso(now),
+                expires_at=_iso(now + timedelta(hours=hours)),
+                created_by=created_by,
+                reason=reason,
+            )
+        )
+        number = int(created.inserted_primary_key[0])
+    store.log_event(created_by, "silence", f"{monitor}/{rule}", {"id": number, "hours": hours})
+    return number
+
+
+def silenced(store: ResultStore, monitor: str, rule: str, now: datetime) -> bool:
+    with store._connection() as connection:
+        return (
+            connection.execute(
+                sa.select(silences.c.id).where(
+                    silences.c.monitor.in_([monitor, "*"])
+                    & silences.c.rule.in_([rule, "*"])
+                    & (silences.c.expires_at > _iso(now))
+                )
+            ).first()
+            is not None
+        )
+
+
+def active(store: ResultStore, monitor: str | None = None, everything: bool = False):
+    """Alerts as a DataFrame: pending and firing ones (``everything``: resolved too)."""
+    import pandas as pd
+
+    query = sa.select(alerts).order_by(alerts.c.updated_at.desc())
+    if monitor:
+        query = query.where(alerts.c.monitor == monitor)
+    if not everything:
+        query = query.where(alerts.c.state.in_(["pending", "firing"]))
+    with store._connection() as connection:
+        rows = connection.execute(query).mappings().all()
+    return pd.DataFrame([dict(r) for r in rows], columns=list(alerts.c.keys()))
+
+
+def _current(store, monitor, rule, version, segment) -> dict | None:
+    with store._connection() as connection:
+        row = (
+            connection.execute(
+                sa.select(alerts)
+                .where(
+                    (alerts.c.monitor == monitor)
+                    & (alerts.c.rule == rule)
+                    & (alerts.c.model_version == version)
+                    & (alerts.c.segment == segment)
+                )
+                .order_by(alerts.c.first_window.desc(), alerts.c.started_at.desc())
+                .limit(1)
+            )
+            .mappings()
+            .first()
+        )
+    return dict(row) if row is not None else None
+
+
+def _update(store, alert_id: str, **values: Any) -> None:
+    with store._transaction() as connection:
+        connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
+
+
+def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
+    day = window[:10]
+    if state == "resolved":
+        return f"resolved: {rule.name} is quiet again in window {day}"
+    columns = [c for c in triggering["column"] if isinstance(c, str)]
+    if rule.check == "diagnosis":
+        verdicts = [d.get("verdict") for d in triggering["details"] if isinstance(d, dict)]
+        return f"{verdicts[0] if verdicts else 'diagnosis'} in window {day}"
+    what = {
+        "feature_drift": "features drifted",
+        "prediction_drift": "model outputs drifted",
+        "target_drift": "targets drifted",
+        "quality": "quality checks failed",
+        "multivariate": "multivariate checks alerted",
+    }.get(rule.check, f"{rule.check} results broke the rule")
+    count = len(set(columns)) or len(triggering)
+    if count == 1 and what.endswith("s drifted"):
+        what = what.replace("s drifted", " drifted")
+    named = f": {', '.join(sorted(set(columns))[:10])}" if columns else ""
+    pending = " (pending)" if state == "pending" else ""
+    return f"{count} {what} in window {day}{named}{pending}"
+
+
+def _diagnosis(series, window: str) -> dict | None:
+    rows = series[(series["check"] == "diagnosis") & (series["window_start"] == window)]
+    if rows.empty:
+        return None
+    details = rows.iloc[0]["details"]
+    return details if isinstance(details, dict) else None
+
+
+def _window_end(series, window: str) -> str | None:
+    ends = series[series["window_start"] == window]["window_end"].dropna()
+    return ends.iloc[0] if len(ends) else None
+
+
+def _alert_id(monitor: str, rule: str, version: str, segment: str, first: str) -> str:
+    text = "\x1f".join((monitor, rule, version, segment, first))
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _number(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if number != number else number
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
