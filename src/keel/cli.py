@@ -31,6 +31,8 @@ ingest_app = typer.Typer(help="Take prediction and label logs in.", no_args_is_h
 app.add_typer(ingest_app, name="ingest")
 monitor_app = typer.Typer(help="Run the monitors declared in keel.yaml.", no_args_is_help=True)
 app.add_typer(monitor_app, name="monitor")
+alerts_app = typer.Typer(help="What is firing, silences, deliveries.", no_args_is_help=True)
+app.add_typer(alerts_app, name="alerts")
 ConfigPath = Annotated[Path, typer.Option("--config", help="The monitors' configuration.")]
 
 
@@ -38,13 +40,22 @@ ConfigPath = Annotated[Path, typer.Option("--config", help="The monitors' config
 def monitor_run(
     name: Annotated[str | None, typer.Argument(help="One monitor (default: all).")] = None,
     config: ConfigPath = Path("keel.yaml"),
+    textfile: Annotated[
+        Path | None, typer.Option(help="Write Prometheus metrics here (textfile collector).")
+    ] = None,
+    pushgateway: Annotated[
+        str | None, typer.Option(help="Push Prometheus metrics to this Pushgateway URL.")
+    ] = None,
 ) -> None:
-    """Check every window that closed since the last run. Exit 1 when one alerts."""
+    """Check every window that closed since the last run, then send due alert notices.
+    Exit 1 when one alerts."""
+    from keel.alerts.delivery import deliver
     from keel.monitor import load_config, run_monitor
     from keel.store import ResultStore
 
     store, alerting = ResultStore(), False
-    for monitor in _monitors(load_config(config), name):
+    chosen = _monitors(load_config(config), name)
+    for monitor in chosen:
         outcome = run_monitor(monitor, store)
         alerting |= bool(outcome["alerting"])
         out.print(
@@ -52,7 +63,33 @@ def monitor_run(
             f"{outcome['written']:,} results stored ({outcome.get('unchanged', 0):,} "
             f"unchanged); alerting: {', '.join(outcome['alerting']) or 'none'}"
         )
+        for alert in outcome.get("alerts", []):
+            out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
+    channels = {key: c for m in chosen for key, c in m.channels.items()}
+    if channels:  # queued notices, this run's and any a channel refused before
+        sent = deliver(store, channels)
+        if sent["sent"] or sent["failed"]:
+            out.print(
+                f"notifications: {sent['sent']} sent, {sent['failed']} failed (kept, retried "
+                "at the next run)"
+            )
+    _export_metrics(store, textfile, pushgateway)
     raise typer.Exit(EXIT_FOUND if alerting else EXIT_OK)
+
+
+def _export_metrics(store, textfile: Path | None, pushgateway: str | None) -> None:
+    if textfile is None and pushgateway is None:
+        return
+    from keel.metrics import Metrics
+
+    metrics = Metrics(store, refresh=0)
+    if textfile is not None:
+        metrics.write_textfile(str(textfile))
+    if pushgateway is not None:
+        try:
+            metrics.push(pushgateway)
+        except OSError as error:  # the run itself is done and stored; say so, do not fail it
+            err.print(f"warning: could not push metrics to {pushgateway}: {error}")
 
 
 @monitor_app.command("backfill")
@@ -80,18 +117,34 @@ def monitor_backfill(
 
 
 @monitor_app.command("serve")
-def monitor_serve(config: ConfigPath = Path("keel.yaml")) -> None:
+def monitor_serve(
+    config: ConfigPath = Path("keel.yaml"),
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port (0: any free).")
+    ] = None,
+    metrics_address: Annotated[str, typer.Option(help="Address /metrics listens on.")] = (
+        "127.0.0.1"
+    ),
+) -> None:
     """Run the monitors on their schedules until stopped (SIGTERM or Ctrl-C)."""
     from keel.monitor import load_config
     from keel.monitor.serve import serve
     from keel.store import ResultStore
 
     monitors = load_config(config)
+    store, metrics = ResultStore(), None
+    if metrics_port is not None:
+        from keel.metrics import Metrics
+
+        metrics = Metrics(store)
+        server = metrics.serve(metrics_port, metrics_address)
+        host, port = server.server_address[:2]
+        out.print(f"metrics: http://{host}:{port}/metrics")
     out.print(
         f"serving {len(monitors)} monitors: "
         + ", ".join(f"{m.name} ({m.schedule})" for m in monitors)
     )
-    serve(monitors, ResultStore(), report=lambda line: out.print(line))
+    serve(monitors, store, report=lambda line: out.print(line), metrics=metrics)
 
 
 @monitor_app.command("status")
@@ -102,12 +155,64 @@ def monitor_status(
     from keel.monitor import status
     from keel.store import ResultStore
 
-    table = Table("monitor", "window", "status", "alerts")
+    table = Table("monitor", "window", "status", "diagnosis", "alerts")
     for row in status(ResultStore(), name):
         colour = {"alert": "bold red", "error": "red"}.get(row["status"], "")
         shown = f"[{colour}]{row['status']}[/]" if colour else row["status"]
-        table.add_row(row["monitor"], row["window_start"], shown, "; ".join(row["alerts"]))
+        table.add_row(
+            row["monitor"],
+            row["window_start"],
+            shown,
+            row.get("diagnosis") or "",
+            "; ".join(row["alerts"]),
+        )
     out.print(table)
+
+
+@alerts_app.command("list")
+def alerts_list(
+    monitor: Annotated[str | None, typer.Option(help="One monitor (default: all).")] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Resolved ones too.")] = False,
+) -> None:
+    """What is pending or firing, since when, and why; then notices a channel refused."""
+    from keel.alerts.delivery import queue
+    from keel.alerts.engine import active
+    from keel.store import ResultStore
+
+    store = ResultStore()
+    shown = active(store, monitor, everything)
+    table = Table("state", "severity", "monitor", "rule", "version", "since", "why")
+    for row in shown.itertuples(index=False):
+        table.add_row(
+            row.state, row.severity, row.monitor, row.rule, row.model_version or "-",
+            row.first_window[:10], row.summary or "",
+        )
+    out.print(table if len(shown) else "no alert pending or firing")
+    stuck = queue(store)
+    stuck = stuck[stuck["last_error"].notna() & (stuck["status"] != "sent")]
+    for row in stuck.itertuples(index=False):
+        out.print(
+            f"notice to {row.channel} {row.status} after {row.attempts} attempts: "
+            f"{row.last_error}"
+        )
+    raise typer.Exit(EXIT_FOUND if (shown["state"] == "firing").any() else EXIT_OK)
+
+
+@alerts_app.command("silence")
+def alerts_silence(
+    monitor: Annotated[str, typer.Argument(help="The monitor (* for every one).")],
+    rule: Annotated[str, typer.Option(help="One rule (default: every rule).")] = "*",
+    hours: Annotated[float, typer.Option("--hours", help="How long it lasts.")] = 2.0,
+    reason: Annotated[str | None, typer.Option(help="Why, for the event log.")] = None,
+) -> None:
+    """Stop notifications of a monitor's rule for a while (states still move)."""
+    import getpass
+
+    from keel.alerts.engine import silence
+    from keel.store import ResultStore
+
+    number = silence(ResultStore(), monitor, rule, hours, reason, created_by=getpass.getuser())
+    out.print(f"silence {number}: {monitor}/{rule} for {hours:g} h")
 
 
 def _monitors(monitors, name):

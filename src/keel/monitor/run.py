@@ -213,6 +213,8 @@ def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> 
     rank = {"insufficient_data": -1, "ok": 0, "warn": 2, "error": 3, "alert": 4}
     rows = []
     for (name, start), group in frame.groupby(["monitor", "window_start"]):
+        verdicts = group[group["check"] == "diagnosis"]
+        group = group[group["check"] != "diagnosis"]
         worst = max(group["status"], key=lambda s: rank.get(s, 0))
         alerts = group[group["status"] == "alert"]
         rows.append(
@@ -220,6 +222,9 @@ def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> 
                 "monitor": name,
                 "window_start": start,
                 "status": worst,
+                "diagnosis": next(
+                    (d.get("verdict") for d in verdicts["details"] if isinstance(d, dict)), None
+                ),
                 "alerts": sorted(
                     {
                         f"{c if isinstance(c, str) else 'table'}: {m}"

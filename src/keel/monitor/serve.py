@@ -8,6 +8,11 @@ next time; it never stops the others or the loop. SIGTERM and SIGINT stop it
 between runs. Schedules are cron expressions (five fields, or six with
 seconds last), read with croniter.
 
+Beside the schedule, a delivery thread sends queued alert notifications
+every few seconds (``keel.alerts.delivery``: a slow or broken channel holds
+only its own notices), and, given ``metrics``, ``/metrics`` is served for
+Prometheus (``keel.metrics``).
+
 >>> from keel.monitor.serve import next_times
 >>> next_times({"m": "0 * * * *"}, now=0.0)
 {'m': 3600.0}
@@ -40,6 +45,8 @@ def serve(
     stop: threading.Event | None = None,
     report: Callable[[str], None] = print,
     clock: Callable[[], float] = time.time,
+    metrics: Any = None,
+    deliver_every: float = 5.0,
 ) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT arrive, in the main thread)."""
     stop = stop or threading.Event()
@@ -48,23 +55,57 @@ def serve(
             signal.signal(number, lambda *_: stop.set())
     by_name = {m.name: m for m in monitors}
     schedules = {m.name: m.schedule for m in monitors}
+    channels = {name: c for m in monitors for name, c in m.channels.items()}
+    courier = threading.Thread(
+        target=_deliver_until,
+        args=(stop, store, channels, deliver_every, report, metrics),
+        name="keel-courier",
+        daemon=True,
+    )
+    courier.start()
     for monitor in monitors:  # catch up on whatever closed while nobody was watching
-        _run_safely(monitor, store, report)
+        _run_safely(monitor, store, report, metrics)
     due = next_times(schedules, clock())
     while not stop.is_set():
         name = min(due, key=due.get)
         if stop.wait(max(due[name] - clock(), 0.0)):
             break
-        _run_safely(by_name[name], store, report)
+        _run_safely(by_name[name], store, report, metrics)
         due[name] = next_times({name: schedules[name]}, clock())[name]
+    courier.join(timeout=deliver_every + 35)
 
 
-def _run_safely(monitor: MonitorConfig, store: Any, report: Callable[[str], None]) -> None:
+def _deliver_until(stop, store, channels, every, report, metrics) -> None:
+    """Send queued notices until stopped; a failing store or channel only waits a turn."""
+    from keel.alerts.delivery import deliver
+
+    def failed(channel: str, error: str) -> None:
+        report(f"delivery to {channel} failed (will retry): {error}")
+        if metrics is not None:
+            metrics.delivery_failures.labels(channel).inc()
+
+    while True:
+        try:
+            if channels:
+                deliver(store, channels, on_failure=failed)
+        except Exception as error:  # noqa: BLE001 - the courier outlives a bad turn
+            report(f"delivery failed: {error}")
+        if stop.wait(every):
+            return
+
+
+def _run_safely(
+    monitor: MonitorConfig, store: Any, report: Callable[[str], None], metrics: Any = None
+) -> None:
+    started = time.perf_counter()
     try:
         outcome = run_monitor(monitor, store)
+        if metrics is not None:
+            metrics.run_seconds.labels(monitor.name).observe(time.perf_counter() - started)
         report(
             f"{monitor.name}: {outcome['windows']} windows checked, "
             f"alerting: {', '.join(outcome['alerting']) or 'none'}"
+            + "".join(f"; alert {a['state']}: {a['summary']}" for a in outcome.get("alerts", []))
         )
     except Exception as error:  # noqa: BLE001 - one monitor failing must not stop the loop
         report(f"{monitor.name}: failed: {error}")
