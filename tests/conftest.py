@@ -119,52 +119,12 @@ def open_page(browser):
         page.close()
 
 
-class Receiver:
-    """A real local HTTP server that records what is POSTed to it and answers as told:
-    ``status`` (200), ``delay`` seconds before answering, or ``close`` the connection."""
-
-    def __init__(self) -> None:
-        import threading
-        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-        self.received: list[dict] = []
-        self.status, self.delay, self.close = 200, 0.0, False
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the http.server protocol
-                import time
-
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if receiver.close:
-                    self.close_connection = True
-                    self.connection.close()
-                    return
-                time.sleep(receiver.delay)
-                receiver.received.append({"headers": dict(self.headers), "body": body})
-                self.send_response(receiver.status)
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            do_PUT = do_POST  # noqa: N815 - a Pushgateway push is a PUT
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
 
 @pytest.fixture
 def receiver():
-    server = Receiver()
-    yield server
-    server.delay = 0.0
-    server.stop()
+    """A real local HTTP server recording what keel sends (see keel.alerts.receiver)."""
+    from keel.alerts.receiver import WebhookReceiver
+
+    with WebhookReceiver() as server:
+        yield server
+        server.delay = 0.0

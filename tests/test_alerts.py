@@ -157,9 +157,9 @@ def test_a_new_model_version_is_its_own_alert(store, receiver):
 def test_a_failing_or_hanging_channel_is_retried_later_and_never_blocks_another(
     store, receiver, tmp_path, monkeypatch
 ):
-    from tests.conftest import Receiver
+    from keel.alerts.receiver import WebhookReceiver
 
-    slow = Receiver()
+    slow = WebhookReceiver()
     slow.delay = 5.0  # longer than the channel's 1 s timeout
     try:
         other = (

@@ -1,4 +1,5 @@
 import json
+import re
 import subprocess
 import sys
 
@@ -23,9 +24,9 @@ def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(de
     _, result = demo_run
     assert result.returncode == 0, result.stderr
     lines = {
-        int(line.split()[1]): line
+        int(found.group(1)): line
         for line in result.stdout.splitlines()
-        if line.strip().startswith("week ")
+        if (found := re.match(r"\s*week (\d+) \(", line))
     }
     assert sorted(lines) == list(range(1, 12))
     for week in (1, 2, 3, 4):
@@ -97,8 +98,11 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
     assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])
 
 
-def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(demo_run, run_keel):
+def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(
+    demo_run, run_keel, monkeypatch
+):
     folder, result = demo_run
+    monkeypatch.setenv("KEEL_DEMO_WEBHOOK_SECRET", "any")  # keel.yaml names it; loading checks
     assert "keel monitor status" in result.stdout
     assert (folder / "keel.yaml").is_file() and (folder / ".keel" / "keel.db").is_file()
     assert list((folder / "logs" / "predictions" / "model=loans").glob("date=*"))
@@ -110,3 +114,20 @@ def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(demo_
     assert len(windows) == 11
     again = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
     assert "0 closed windows checked" in again.stdout  # the store already holds every week
+
+
+def test_the_demo_prints_each_alert_as_its_webhook_received_it_with_the_diagnosis(demo_run):
+    _, result = demo_run
+    notices = [line for line in result.stdout.splitlines() if "⇢ webhook" in line]
+    assert notices, result.stdout
+    first_week = min(int(line.split()[1]) for line in notices)
+    assert first_week == 5  # nothing during the quiet month
+    assert any(
+        "[FIRING] inputs-drifted" in line and "age, income" in line for line in notices
+    )
+    assert any("[FIRING] data-quality (critical)" in line for line in notices)
+    diagnoses = [line for line in result.stdout.splitlines() if "diagnosis:" in line]
+    assert len(diagnoses) == len(notices)
+    assert all(line.endswith("(signature verified)") for line in diagnoses)
+    assert any("diagnosis: data drift: income" in line for line in diagnoses)
+    assert any("diagnosis: pipeline fault: unit change in amount" in line for line in diagnoses)

@@ -104,7 +104,7 @@ def test_cron_users_get_the_metrics_as_a_textfile_or_on_a_pushgateway(
     folder, environment = project
     for name in ("KEEL_SERVE_SECRET", "KEEL_DATABASE_URL"):
         monkeypatch.setenv(name, environment[name])
-    gateway = receiver.url.removesuffix("/hook")
+    gateway = receiver.base_url
     result = run_keel(
         "monitor", "run", "--textfile", "keel.prom", "--pushgateway", gateway, cwd=folder
     )

@@ -132,7 +132,12 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         console.print(f"  week {number} ({window.start[:10]}): {sentence}")
         planted = set(scenario.changes.get(number, {}).get("columns", []))
         found_all &= columns == planted
-    run_the_loop(output, production, console)
+    run_the_loop(
+        output,
+        scenario,
+        [score(model, w).drop_columns(["defaulted"]) for w in scenario.weeks],
+        console,
+    )
     write_timeline_report(history, output / "reports" / "timeline.html")
     (output / "history.json").write_text(json.dumps(history.to_dict(), indent=2, default=str))
     for number in range(1, len(scenario.weeks) + 1):
@@ -151,43 +156,100 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     return found_all
 
 
-def run_the_loop(output: Path, production: Any, console: Console) -> None:
-    """The same weeks the unattended way: logged as they happen, then a monitor run."""
+DEMO_SECRET_ENV = "KEEL_DEMO_WEBHOOK_SECRET"
+
+
+def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Console) -> None:
+    """The same weeks the unattended way: each week's predictions logged as they happen, the
+    monitor run once the week has closed, and its alerts sent to a local webhook receiver
+    (started and stopped here), which prints each notice as it arrives."""
+    import os
+    import secrets
+    from datetime import timedelta
+
     from rich.table import Table
 
+    from keel.alerts.delivery import deliver
+    from keel.alerts.receiver import WebhookReceiver
     from keel.monitor.config import load_config
     from keel.monitor.run import run_monitor, status
     from keel.store import ResultStore
     from keel.store.logs import LogWriter
 
     logs = output / "logs"
-    log = production.rename_columns(
-        ["request_id" if name == "application_id" else name for name in production.column_names]
-    )
-    with LogWriter(logs, "predictions", "loans") as writer:
-        for batch in log.to_batches(max_chunksize=2_000):  # as the gateway would, batch by batch
-            writer.append(pa.Table.from_batches([batch]))
     calibration_path = output / "baseline.calibration-7D.json"
-    (output / "keel.yaml").write_text(
-        "monitors:\n  - name: loans\n    model: loans\n"
-        f"    baseline: {output / 'baseline.keel'}\n    logs: {logs}\n"
-        f"    window: 7D\n    allowed_lateness: 1D\n    false_alarm_rate: 0.001\n"
-        f"    calibration: {calibration_path}\n"
-    )
+    # The receiver and keel share a signing key through the environment, as in production.
+    secret = os.environ.setdefault(DEMO_SECRET_ENV, secrets.token_hex(16))
     # The default store of a keel command run in the demo's folder: `keel monitor status` there.
     (output / ".keel").mkdir(exist_ok=True)
     store = ResultStore(f"sqlite:///{output / '.keel' / 'keel.db'}")
-    outcome = run_monitor(load_config(output / "keel.yaml")[0], store)
+    console.print(
+        "[bold]the unattended loop[/]: each week logged as it happens, the monitor run when "
+        "the week closes, alerts signed and sent to a local webhook:"
+    )
+    with WebhookReceiver(secret=secret.encode()) as receiver:
+        (output / "keel.yaml").write_text(
+            "channels:\n"
+            f"  - name: team\n    type: webhook\n    url: {receiver.url}\n"
+            f"    secret_env: {DEMO_SECRET_ENV}\n"
+            "monitors:\n  - name: loans\n    model: loans\n"
+            f"    baseline: {output / 'baseline.keel'}\n    logs: {logs}\n"
+            f"    window: 7D\n    allowed_lateness: 1D\n    false_alarm_rate: 0.001\n"
+            f"    calibration: {calibration_path}\n"
+            "    alerts:\n"
+            "      - {name: inputs-drifted, check: feature_drift, severity: warning, "
+            "channels: [team]}\n"
+            "      - {name: outputs-drifted, check: prediction_drift, severity: warning, "
+            "channels: [team]}\n"
+            "      - {name: data-quality, check: quality, severity: critical, channels: [team]}\n"
+            "      - {name: joint-drift, check: multivariate, severity: warning, "
+            "channels: [team]}\n"
+        )
+        monitor = load_config(output / "keel.yaml")[0]
+        shown = 0
+        for number, week in enumerate(weeks, start=1):
+            log = week.rename_columns(
+                ["request_id" if c == "application_id" else c for c in week.column_names]
+            )
+            with LogWriter(logs, "predictions", "loans") as writer:
+                for batch in log.to_batches(max_chunksize=2_000):  # as a gateway would
+                    writer.append(pa.Table.from_batches([batch]))
+            closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
+            run_monitor(monitor, store, now=closed)
+            deliver(store, monitor.channels)
+            arrived = sorted(  # delivered in parallel: shown in a stable order
+                receiver.notices[shown:],
+                key=lambda n: (n["payload"]["state"] != "firing", n["payload"]["rule"]),
+            )
+            for notice in arrived:
+                console.print("  " + _describe_notice(number, notice), markup=False)
+            shown = len(receiver.notices)
     table = Table(
         "window",
         "status",
+        "diagnosis",
         "alerts",
-        title="keel monitor status (the same loop, "
-        f"unattended: {outcome['windows']} weekly windows from the prediction log)",
+        title=f"keel monitor status ({len(weeks)} weekly windows from the prediction log)",
     )
     for row in status(store, "loans", windows=20):
-        table.add_row(row["window_start"][:10], row["status"], "; ".join(row["alerts"][:3]))
+        table.add_row(
+            row["window_start"][:10],
+            row["status"],
+            row.get("diagnosis") or "",
+            "; ".join(row["alerts"][:3]),
+        )
     console.print(table)
+
+
+def _describe_notice(week: int, notice: dict) -> str:
+    payload = notice["payload"]
+    diagnosis = (payload.get("diagnosis") or {}).get("summary", "")
+    signed = "signature verified" if notice["verified"] else "SIGNATURE MISMATCH"
+    return (
+        f"week {week:>2} ⇢ webhook [{payload['state'].upper()}] {payload['rule']} "
+        f"({payload['severity']}): {payload['summary']}\n"
+        f"           diagnosis: {diagnosis} ({signed})"
+    )
 
 
 def describe_window(window: WindowResult) -> tuple[str, set[str]]:
