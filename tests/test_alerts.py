@@ -300,3 +300,17 @@ def test_a_channel_without_its_secret_is_refused_when_the_file_loads(monkeypatch
         parse_config(
             "channels:\n  - {name: hook, type: webhook, url: 'http://x'}\nmonitors: []\n", "k"
         )
+
+
+def test_a_rule_can_compare_with_the_calibrated_threshold_or_a_number():
+    from keel.alerts.config import AlertRule
+
+    calibrated = AlertRule.model_validate(
+        {"name": "r", "check": "multivariate", "metric": "domain_auc", "condition": "> calibrated"}
+    )
+    assert calibrated.breaches(0.61, 0.58, "ok") and not calibrated.breaches(0.55, 0.58, "alert")
+    assert not calibrated.breaches(None, 0.58, "alert")  # no value: nothing to compare
+    floor = AlertRule.model_validate({"name": "r", "check": "quality", "condition": "<= 0.7"})
+    assert floor.breaches(0.7, None, "ok") and not floor.breaches(0.71, None, "ok")
+    assert calibrated.matches("multivariate", "domain_auc", None)
+    assert not calibrated.matches("multivariate", "reconstruction_error", None)

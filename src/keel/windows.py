@@ -98,6 +98,17 @@ class WindowSpec:
 
 
 @dataclass
+def duration_seconds(text: str) -> float:
+    """A duration written like a window period ("90s", "6h", "1D"); "0" or "0h" is none.
+
+    >>> duration_seconds("6h"), duration_seconds("0")
+    (21600.0, 0.0)
+    """
+    if text in ("0", "0h"):
+        return 0.0
+    return WindowSpec.parse(text).period_ns / 1e9
+
+
 class Window:
     """One window: its key (ISO start and end for time windows, row offsets otherwise)."""
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from keel.windows import WindowSpec
+from keel.windows import duration_seconds
 
 _COMPARISONS = {
     ">": operator.gt,
@@ -74,8 +74,7 @@ class AlertRule(BaseModel):
     @field_validator("cooldown")
     @classmethod
     def _cooldown(cls, value: str) -> str:
-        if value not in ("0", "0h"):
-            WindowSpec.parse(value)
+        duration_seconds(value)
         return value
 
     @model_validator(mode="after")
@@ -96,9 +95,7 @@ class AlertRule(BaseModel):
 
     @property
     def cooldown_seconds(self) -> float:
-        if self.cooldown in ("0", "0h"):
-            return 0.0
-        return WindowSpec.parse(self.cooldown).period_ns / 1e9
+        return duration_seconds(self.cooldown)
 
     def matches(self, check: str, metric: str, column: str | None) -> bool:
         return (

@@ -35,7 +35,7 @@ from pydantic import (
 
 from keel.alerts.config import AlertRule, ChannelConfig, rule_errors
 from keel.errors import ConfigError
-from keel.windows import WindowSpec
+from keel.windows import WindowSpec, duration_seconds
 
 
 class MonitorConfig(BaseModel):
@@ -81,14 +81,12 @@ class MonitorConfig(BaseModel):
     @field_validator("allowed_lateness")
     @classmethod
     def _lateness(cls, value: str) -> str:
-        WindowSpec.parse(value if value not in ("0", "0h") else "1h")
+        duration_seconds(value)
         return value
 
     @property
     def lateness_seconds(self) -> float:
-        if self.allowed_lateness in ("0", "0h"):
-            return 0.0
-        return WindowSpec.parse(self.allowed_lateness).period_ns / 1e9
+        return duration_seconds(self.allowed_lateness)
 
 
 def load_config(path: str | Path = "keel.yaml") -> list[MonitorConfig]:
