@@ -97,7 +97,6 @@ class WindowSpec:
         return f"{self.rows} rows" if self.rows is not None else f"{self.count} windows"
 
 
-@dataclass
 def duration_seconds(text: str) -> float:
     """A duration written like a window period ("90s", "6h", "1D"); "0" or "0h" is none.
 
@@ -109,6 +108,7 @@ def duration_seconds(text: str) -> float:
     return WindowSpec.parse(text).period_ns / 1e9
 
 
+@dataclass
 class Window:
     """One window: its key (ISO start and end for time windows, row offsets otherwise)."""
 
