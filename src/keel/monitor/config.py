@@ -21,7 +21,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -36,6 +36,60 @@ from pydantic import (
 from keel.alerts.config import AlertRule, ChannelConfig, rule_errors
 from keel.errors import ConfigError
 from keel.windows import WindowSpec, duration_seconds
+
+
+class PerformanceConfig(BaseModel):
+    """Realized performance from the label log (see keel.checks.performance)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task: Literal["binary", "multiclass", "regression"]
+    label: str = "label"
+    score: str | None = "score"
+    prediction: str | None = "prediction"
+    classes: list[Any] | None = None
+    metrics: list[str] | None = None
+    min_labelled_share: float = Field(default=0.5, ge=0, le=1)
+    label_maturity: str | None = None
+    unlabelled_as: Any = 0
+    labels_expected_within: str | None = None
+
+    @field_validator("label_maturity", "labels_expected_within")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            duration_seconds(value)
+        return value
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, value: list[str] | None) -> list[str] | None:
+        from keel.result import stable_names
+
+        unknown = set(value or []) - stable_names()["performance"]
+        if unknown:
+            raise ValueError(
+                f"unknown metric(s) {sorted(unknown)}; valid: "
+                f"{', '.join(sorted(stable_names()['performance']))}"
+            )
+        return value
+
+    def spec(self) -> Any:
+        from keel.checks.performance import PerformanceSpec
+
+        return PerformanceSpec(
+            task=self.task,
+            label=self.label,
+            score=self.score,
+            prediction=self.prediction,
+            classes=self.classes,
+            metrics=tuple(self.metrics) if self.metrics else None,
+            min_labelled_share=self.min_labelled_share,
+            label_maturity_seconds=(
+                duration_seconds(self.label_maturity) if self.label_maturity else None
+            ),
+            unlabelled_as=self.unlabelled_as,
+        )
 
 
 class MonitorConfig(BaseModel):
@@ -53,6 +107,7 @@ class MonitorConfig(BaseModel):
     logs: str | None = None
     schedule: str = "*/15 * * * *"
     importance: dict[str, float] | None = None
+    performance: PerformanceConfig | None = None
     alerts: list[AlertRule] = Field(default_factory=list)
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
 

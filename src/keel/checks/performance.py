@@ -1,0 +1,247 @@
+"""Performance checks: a window's labelled predictions against the baseline's holdout metrics.
+
+``performance_results`` turns one window of predictions joined to their
+labels (``keel.store.queries.read_labelled``) into Results:
+
+- ``check: labels``: ``labelled_share`` (labelled rows / rows), the label
+  latency's median and 90th percentile (``label_latency_p50_seconds``,
+  ``..._p90_seconds``: label time − prediction time), and
+  ``labelled_subset_shift`` (the KS distance between the labelled rows' scores
+  and the unlabelled rows': early labels are often a biased subset, e.g.
+  confirmed frauds first), which warns when its p-value is below 0.01;
+- ``check: performance``: each realized metric (``keel.performance``) with its
+  interval, the labelled rows it rests on, and ``provisional`` while the
+  labelled share is below ``min_labelled_share``.
+
+The decision. A metric alerts when its whole interval lies on the worse side
+of the baseline's holdout value (its ``threshold``): the window is worse than
+the holdout beyond sampling noise. The interval's level is set so that a
+window whose true performance equals the holdout's alerts on any of the ``k``
+metrics checked with probability at most the monitor's false alarm rate
+(one-sided, Bonferroni: each at rate / k). A provisional metric never
+alerts (``warn`` at most): early labels are too few, and often biased.
+Without a holdout value the metric is reported, not judged.
+
+Label maturity: where the domain says an unlabelled prediction is a negative
+after some time (no chargeback after 60 days: not fraud), rows older than
+``label_maturity`` without a label take ``unlabelled_as``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from keel.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
+from keel.result import Result
+
+DEFAULT_METRICS = {
+    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "log_loss"),
+    "multiclass": ("accuracy", "precision", "recall", "f1", "log_loss"),
+    "regression": ("mae", "rmse", "r2", "mean_error"),
+}
+SUBSET_SHIFT_P = 0.01
+
+
+@dataclass
+class PerformanceSpec:
+    task: str  # binary, multiclass, regression
+    label: str = "label"
+    score: str | None = "score"
+    prediction: str | None = "prediction"
+    classes: list | None = None
+    metrics: tuple[str, ...] | None = None
+    min_labelled_share: float = 0.5
+    label_maturity_seconds: float | None = None
+    unlabelled_as: Any = 0
+
+    @property
+    def checked(self) -> tuple[str, ...]:
+        return tuple(self.metrics or DEFAULT_METRICS[self.task])
+
+
+def performance_results(
+    window: pa.Table,
+    spec: PerformanceSpec,
+    holdout: dict[str, float],
+    false_alarm_rate: float,
+    now: datetime,
+) -> list[Result]:
+    """The labels and performance Results of one window (see the module docstring)."""
+    rows = window.num_rows
+    labels = _matured(window, spec, now)
+    labelled = pc.is_valid(labels)
+    count = int(pc.sum(labelled).as_py() or 0)
+    share = count / rows if rows else 0.0
+    provisional = share < spec.min_labelled_share
+    results = [
+        Result(
+            "labels",
+            None,
+            "labelled_share",
+            share,
+            spec.min_labelled_share,
+            "ok" if not provisional else "warn",
+            {"labelled": count, "rows": rows},
+        ),
+        *_latency(window, labelled),
+    ]
+    shift = _subset_shift(window, spec, labelled)
+    if shift is not None:
+        results.append(shift)
+    if count == 0:
+        return results + [
+            Result(
+                "performance",
+                None,
+                name,
+                None,
+                holdout.get(name),
+                "insufficient_data",
+                {"reason": "no labelled rows yet", "provisional": True},
+            )
+            for name in spec.checked
+        ]
+    chosen = window.filter(labelled)
+    truth = labels.filter(labelled).to_numpy(zero_copy_only=False)
+    confidence = 1 - 2 * false_alarm_rate / max(len(spec.checked), 1)
+    metrics = _metrics(chosen, truth, spec, confidence)
+    for name in spec.checked:
+        metric = metrics.get(name)
+        if metric is None:
+            continue
+        reference = holdout.get(name)
+        status = metric.status
+        if status == "ok" and reference is not None and metric.value is not None:
+            worse = (
+                metric.upper < reference if name in HIGHER_IS_BETTER else metric.lower > reference
+            )
+            if name == "mean_error":  # a bias either way: the interval excludes the holdout's
+                worse = not (metric.lower <= reference <= metric.upper)
+            status = ("warn" if provisional else "alert") if worse else "ok"
+        results.append(
+            Result(
+                "performance",
+                None,
+                name,
+                metric.value,
+                reference,
+                status,
+                {
+                    "lower": metric.lower,
+                    "upper": metric.upper,
+                    "confidence": confidence,
+                    "labelled_rows": metric.rows,
+                    "labelled_share": share,
+                    "provisional": provisional,
+                    "method": metric.method,
+                    **({"reason": metric.reason} if metric.reason else {}),
+                },
+            )
+        )
+    return results
+
+
+def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confidence: float):
+    if spec.task == "regression":
+        predicted = chosen.column(spec.prediction).to_numpy(zero_copy_only=False)
+        return regression_metrics(truth, predicted, confidence=confidence)
+    scores = None
+    if spec.task == "binary" and spec.score and spec.score in chosen.column_names:
+        scores = chosen.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
+    elif spec.task == "multiclass" and spec.classes:
+        names = [f"{spec.score}_{c}" for c in spec.classes]
+        if all(n in chosen.column_names for n in names):
+            scores = np.column_stack(
+                [chosen.column(n).to_numpy(zero_copy_only=False) for n in names]
+            )
+    predicted = (
+        chosen.column(spec.prediction).to_numpy(zero_copy_only=False)
+        if spec.prediction and spec.prediction in chosen.column_names
+        else None
+    )
+    return classification_metrics(
+        truth, scores, predicted, classes=spec.classes, confidence=confidence
+    )
+
+
+def _matured(window: pa.Table, spec: PerformanceSpec, now: datetime) -> pa.Array:
+    if spec.label not in window.column_names:
+        return pa.nulls(window.num_rows)
+    labels = window.column(spec.label).combine_chunks()
+    if spec.label_maturity_seconds is None:
+        return labels
+    times = pc.cast(window.column("event_time"), pa.timestamp("us", tz="UTC")).combine_chunks()
+    cutoff = pa.scalar(
+        datetime.fromtimestamp(now.timestamp() - spec.label_maturity_seconds, tz=now.tzinfo),
+        pa.timestamp("us", tz="UTC"),
+    )
+    mature = pc.less(times, cutoff)
+    fill = pa.scalar(spec.unlabelled_as, labels.type if labels.type != pa.null() else None)
+    return pc.if_else(pc.and_(mature, pc.is_null(labels)), fill, labels)
+
+
+def _latency(window: pa.Table, labelled: pa.Array) -> list[Result]:
+    if "label_time" not in window.column_names:
+        return []
+    made = pc.cast(window.column("event_time"), pa.timestamp("us", tz="UTC"), safe=False)
+    came = pc.cast(window.column("label_time"), pa.timestamp("us", tz="UTC"), safe=False)
+    seconds = pc.divide(
+        pc.cast(pc.subtract(pc.cast(came, pa.int64()), pc.cast(made, pa.int64())), pa.float64()),
+        1e6,
+    )
+    values = seconds.to_numpy(zero_copy_only=False)
+    values = values[np.isfinite(values)]
+    if len(values) == 0:
+        return []
+    return [
+        Result(
+            "labels",
+            None,
+            f"label_latency_p{q}_seconds",
+            float(np.percentile(values, q)),
+            None,
+            "ok",
+            {"labelled": int(len(values))},
+        )
+        for q in (50, 90)
+    ]
+
+
+def _subset_shift(window: pa.Table, spec: PerformanceSpec, labelled: pa.Array) -> Result | None:
+    """Whether the labelled rows' scores look like the window's (KS): a biased subset warns."""
+    column = spec.score if spec.score in window.column_names else spec.prediction
+    if column is None or column not in window.column_names:
+        return None
+    values = window.column(column)
+    if not pa.types.is_floating(values.type) and not pa.types.is_integer(values.type):
+        return None
+    everything = values.to_numpy(zero_copy_only=False).astype(float)
+    mask = labelled.to_numpy(zero_copy_only=False).astype(bool)
+    if mask.sum() < 30 or mask.all():
+        return None
+    from scipy.stats import ks_2samp
+
+    test = ks_2samp(everything[mask], everything[~mask])
+    biased = test.pvalue < SUBSET_SHIFT_P
+    return Result(
+        "labels",
+        None,
+        "labelled_subset_shift",
+        float(test.statistic),
+        None,
+        "warn" if biased else "ok",
+        {
+            "p_value": float(test.pvalue),
+            "column": column,
+            "note": "the labelled rows' scores differ from the unlabelled rows': metrics on them "
+            "may not hold for the window"
+            if biased
+            else "",
+        },
+    )
