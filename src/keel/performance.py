@@ -145,6 +145,8 @@ def regression_metrics(
 def _binary(y_true, scores, predicted, classes, threshold, confidence, rng) -> dict[str, Metric]:
     # The positive class: the larger of two labels; with one label present, 1 for 0/1 labels.
     positive = classes[-1] if len(classes) == 2 or not set(classes) <= {0, 1} else 1
+    if len(classes) == 2:
+        _codes(y_true, classes, "label")  # a label of another type is an error, not a negative
     y = (y_true == positive).astype(np.int8)
     n = len(y)
     if n == 0:
@@ -274,17 +276,17 @@ def _ratio(top, bottom, zero=np.nan):
 
 def _codes(values: Any, classes: list, what: str) -> np.ndarray:
     """Each value's position in ``classes``; a value that is not a class is an error."""
-    values, known = np.asarray(values), np.asarray(classes)
-    order = np.argsort(known)
-    position = np.clip(np.searchsorted(known[order], values), 0, len(known) - 1)
-    found = known[order][position] == values
-    if not found.all():
-        strange = np.unique(values[~found])[:5].tolist()
+    import pandas as pd
+
+    values = np.asarray(values)
+    codes = pd.Index(classes).get_indexer(values)  # hashing: any mix of types
+    if (codes < 0).any():
+        strange = pd.unique(values[codes < 0])[:5].tolist()
         raise DataError(
-            f"{(~found).sum():,} rows have a {what} the model never produced: {strange} "
-            f"(classes: {classes})"
+            f"{int((codes < 0).sum()):,} rows have a {what} the model never produced: "
+            f"{strange} (classes: {classes})"
         )
-    return order[position]
+    return codes.astype(np.int64)
 
 
 def _classes(y_true, predicted) -> list:

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import KW_ONLY, asdict, dataclass, field, fields
 from typing import Any
 
 STATUSES = ("ok", "warn", "alert", "error", "insufficient_data")
@@ -22,6 +22,7 @@ class Result:
     value: float | None
     threshold: float | None
     status: str
+    _: KW_ONLY  # the rest by name: a dict passed seventh must not become the monitor
     monitor: str | None = None
     model: str | None = None
     model_version: str | None = None

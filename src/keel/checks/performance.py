@@ -30,13 +30,14 @@ after some time (no chargeback after 60 days: not fraud), rows older than
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from keel.errors import DataError
 from keel.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
 from keel.result import Result
 
@@ -87,7 +88,7 @@ def performance_results(
             share,
             spec.min_labelled_share,
             "ok" if not provisional else "warn",
-            {"labelled": count, "rows": rows},
+            details={"labelled": count, "rows": rows},
         ),
         *_latency(window, labelled),
     ]
@@ -103,14 +104,21 @@ def performance_results(
                 None,
                 holdout.get(name),
                 "insufficient_data",
-                {"reason": "no labelled rows yet", "provisional": True},
+                details={"reason": "no labelled rows yet", "provisional": True},
             )
             for name in spec.checked
         ]
     chosen = window.filter(labelled)
     truth = labels.filter(labelled).to_numpy(zero_copy_only=False)
     confidence = 1 - 2 * false_alarm_rate / max(len(spec.checked), 1)
-    metrics = _metrics(chosen, truth, spec, confidence)
+    try:
+        metrics = _metrics(chosen, truth, spec, confidence)
+    except (DataError, ValueError) as error:  # bad labels or scores: said, never a crash
+        return results + [
+            Result("performance", None, name, None, holdout.get(name), "error",
+                   details={"reason": str(error), "labelled_share": share})
+            for name in spec.checked
+        ]
     for name in spec.checked:
         metric = metrics.get(name)
         if metric is None:
@@ -132,7 +140,7 @@ def performance_results(
                 metric.value,
                 reference,
                 status,
-                {
+                details={
                     "lower": metric.lower,
                     "upper": metric.upper,
                     "confidence": confidence,
@@ -171,19 +179,23 @@ def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confide
 
 
 def _matured(window: pa.Table, spec: PerformanceSpec, now: datetime) -> pa.Array:
-    if spec.label not in window.column_names:
-        return pa.nulls(window.num_rows)
-    labels = window.column(spec.label).combine_chunks()
+    """The window's labels; with a maturity, old unlabelled rows take ``unlabelled_as``."""
+    fill = pa.scalar(spec.unlabelled_as)
+    if spec.label in window.column_names:
+        labels = window.column(spec.label).combine_chunks()
+        if labels.type == pa.null():
+            labels = pa.nulls(window.num_rows, fill.type)
+    else:  # no label has arrived for any row yet
+        labels = pa.nulls(window.num_rows, fill.type)
     if spec.label_maturity_seconds is None:
         return labels
     times = pc.cast(window.column("event_time"), pa.timestamp("us", tz="UTC")).combine_chunks()
     cutoff = pa.scalar(
-        datetime.fromtimestamp(now.timestamp() - spec.label_maturity_seconds, tz=now.tzinfo),
+        datetime.fromtimestamp(now.timestamp() - spec.label_maturity_seconds, tz=UTC),
         pa.timestamp("us", tz="UTC"),
     )
-    mature = pc.less(times, cutoff)
-    fill = pa.scalar(spec.unlabelled_as, labels.type if labels.type != pa.null() else None)
-    return pc.if_else(pc.and_(mature, pc.is_null(labels)), fill, labels)
+    mature = pc.and_(pc.less(times, cutoff), pc.is_null(labels))
+    return pc.if_else(mature, pc.cast(fill, labels.type), labels)
 
 
 def _latency(window: pa.Table, labelled: pa.Array) -> list[Result]:
@@ -207,7 +219,7 @@ def _latency(window: pa.Table, labelled: pa.Array) -> list[Result]:
             float(np.percentile(values, q)),
             None,
             "ok",
-            {"labelled": int(len(values))},
+            details={"labelled": int(len(values))},
         )
         for q in (50, 90)
     ]
@@ -236,7 +248,7 @@ def _subset_shift(window: pa.Table, spec: PerformanceSpec, labelled: pa.Array) -
         float(test.statistic),
         None,
         "warn" if biased else "ok",
-        {
+        details={
             "p_value": float(test.pvalue),
             "column": column,
             "note": "the labelled rows' scores differ from the unlabelled rows': metrics on them "

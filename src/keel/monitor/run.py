@@ -27,7 +27,7 @@ from keel.monitor.config import MonitorConfig
 from keel.result import Result
 from keel.store import ResultStore
 from keel.store.logs import log_root
-from keel.store.queries import duplicates_dropped, read_log, unmatched_labels
+from keel.store.queries import duplicates_dropped, read_labelled, read_log, unmatched_labels
 from keel.windows import WindowSpec
 
 
@@ -80,7 +80,7 @@ def run_monitor(
                 continue
             history = check_history(
                 baseline,
-                part,
+                _inputs(part, monitor, baseline),
                 monitor.window,
                 timestamp=monitor.timestamp,
                 calibration=calibration,
@@ -88,16 +88,25 @@ def run_monitor(
                 importance=monitor.importance,
             )
             windows = [w for w in history.windows if w.start in counts]  # not the gaps between
+            judged = _performance(part, windows, monitor, baseline, now)
             rows = [
                 replace(r, monitor=monitor.name, model=monitor.model, model_version=label)
                 for window in windows
-                for r in [*window.results(), *_window_results(window, counts[window.start])]
+                for r in [
+                    *window.results(),
+                    *judged.get(window.start, []),
+                    *_window_results(window, counts[window.start]),
+                ]
             ]
             history.windows = windows
             new, same = store.write(rows, run)
             written, unchanged = written + new, unchanged + same
             alerting_windows += [w.start for w in history.windows if w.alert]
             checked.update(w.start for w in history.windows)
+        freshness = _label_freshness(monitor, now, cutoff, size)
+        if freshness is not None:  # every run: labels can stop while no window changes
+            label = None if versions[-1] is None else str(versions[-1])
+            store.write([replace(freshness, model_version=label)], run)
         stored = store.history(monitor=monitor.name)
         revised = stored[(stored["run_id"] == run) & (stored["revision"] > 0)]
         for window in sorted(set(revised["window_start"])):  # late data changed these
@@ -131,11 +140,12 @@ def run_monitor(
 
 def _unchecked(
     data: pa.Table, monitor: MonitorConfig, store: ResultStore, version: str | None, size: float
-) -> tuple[pa.Table, dict[str, tuple[int, float]]]:
+) -> tuple[pa.Table, dict[str, dict[str, float]]]:
     """The rows of windows never checked, or changed since (late or corrected records).
 
     A window is known by its row count and its newest ingestion time: late rows change
-    the first, a corrected record (same request id, ingested again) the second.
+    the first, a corrected record (same request id, ingested again) the second; with
+    labels joined, by its labelled rows and newest label ingestion too.
     """
     import numpy as np
 
@@ -154,6 +164,19 @@ def _unchecked(
     starts, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     newest = np.full(len(starts), -np.inf)
     np.maximum.at(newest, inverse, ingested)
+    identity = {"rows": counts.astype(float), "newest_ingestion": newest}
+    if "_label_ingested_at" in data.column_names:  # labels arriving late revise a window too
+        labelled = pc.cast(
+            pc.cast(data.column("_label_ingested_at"), pa.timestamp("us", tz="UTC")), pa.int64()
+        )
+        came = pc.fill_null(labelled, 0).to_numpy(zero_copy_only=False) / 1e6
+        identity["labels"] = np.bincount(
+            inverse, weights=pc.is_valid(labelled).to_numpy(zero_copy_only=False).astype(float),
+            minlength=len(starts),
+        )
+        newest_label = np.zeros(len(starts))
+        np.maximum.at(newest_label, inverse, came)
+        identity["newest_label_ingestion"] = newest_label
     stored = store.latest(monitor=monitor.name, check="window")
     if version is not None and not stored.empty:
         stored = stored[stored["model_version"] == version]
@@ -163,21 +186,18 @@ def _unchecked(
             stored["window_start"], stored["metric"], stored["value"], strict=True
         )
     }
-    wanted: dict[str, tuple[int, float]] = {}
-    for key, count, latest in zip(starts.tolist(), counts.tolist(), newest.tolist(), strict=True):
+    wanted: dict[str, dict[str, float]] = {}
+    for index, key in enumerate(starts.tolist()):  # a loop over windows, not rows
         start = _iso(key * size)
-        same = (
-            known.get((start, "rows")) == count and known.get((start, "newest_ingestion")) == latest
-        )
-        if not same:
-            wanted[start] = (count, latest)
+        seen = {metric: float(values[index]) for metric, values in identity.items()}
+        if any(known.get((start, metric)) != value for metric, value in seen.items()):
+            wanted[start] = seen
     chosen = [k for k in starts.tolist() if _iso(k * size) in wanted]
     return data.filter(pa.array(np.isin(keys, chosen))), wanted
 
 
-def _window_results(window: Any, seen: tuple[int, float]) -> list[Result]:
-    """What identifies a checked window: its rows and its newest ingestion (epoch seconds)."""
-    rows, newest = seen
+def _window_results(window: Any, seen: dict[str, float]) -> list[Result]:
+    """What identifies a checked window: rows, newest ingestion (epoch seconds), labels."""
     return [
         Result(
             check="window",
@@ -189,7 +209,7 @@ def _window_results(window: Any, seen: tuple[int, float]) -> list[Result]:
             window_start=window.start,
             window_end=window.end,
         )
-        for metric, value in (("rows", rows), ("newest_ingestion", newest))
+        for metric, value in seen.items()
     ]
 
 
@@ -246,6 +266,81 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
     return Baseline.load(monitor.baseline)
 
 
+LABEL_COLUMNS = ("label_time", "_label_ingested_at")
+
+
+def _inputs(part: pa.Table, monitor: MonitorConfig, baseline: Baseline) -> pa.Table:
+    """What the drift checks read: the predictions, without the joined label columns
+    (unless the baseline knows the label column, as its target: then target drift too)."""
+    extra = [c for c in LABEL_COLUMNS if c in part.column_names]
+    label = monitor.performance.label if monitor.performance else None
+    if label and label in part.column_names and label not in baseline.schema:
+        extra.append(label)
+    return part.drop_columns(extra)
+
+
+def _performance(
+    part: pa.Table, windows: list, monitor: MonitorConfig, baseline: Baseline, now: datetime
+) -> dict[str, list[Result]]:
+    """Each window's labels and performance Results; its diagnosis sees them (concept drift)."""
+    if monitor.performance is None:
+        return {}
+    from keel.checks.performance import performance_results
+    from keel.diagnosis import diagnose
+
+    spec = monitor.performance.spec()
+    times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
+    judged = {}
+    for window in windows:  # a loop over windows; each is one vectorized filter
+        inside = pc.and_(
+            pc.greater_equal(times, pa.scalar(_moment(window.start), times.type)),
+            pc.less(times, pa.scalar(_moment(window.end), times.type)),
+        )
+        found = performance_results(
+            part.filter(inside), spec, baseline.metrics or {}, monitor.false_alarm_rate, now
+        )
+        judged[window.start] = [
+            replace(r, window_start=window.start, window_end=window.end) for r in found
+        ]
+        if window.diagnosis is not None and window.diagnosis.verdict == "healthy":
+            window.diagnosis = diagnose([*window.results(), *found])
+    return judged
+
+
+def _label_freshness(
+    monitor: MonitorConfig, now: datetime, cutoff: datetime, size: float
+) -> Result | None:
+    """Hours since the newest label arrived, on the newest closed window: labels that stop
+    coming are an alert of their own (a broken feedback pipeline), not a quiet metric."""
+    expected = monitor.performance.labels_expected_within if monitor.performance else None
+    if expected is None or not _logged(monitor):
+        return None
+    from keel.store.queries import newest_ingestion
+    from keel.windows import duration_seconds
+
+    newest = newest_ingestion(log_root(monitor.logs), "labels", monitor.model)
+    limit = duration_seconds(expected) / 3600
+    hours = (now - newest).total_seconds() / 3600 if newest else None
+    late = hours is None or hours > limit
+    return Result(
+        "labels",
+        None,
+        "hours_since_last_label",
+        None if hours is None else round(hours, 1),
+        limit,
+        "alert" if late else "ok",
+        details={"newest_label_ingested_at": str(newest) if newest else None},
+        monitor=monitor.name,
+        model=monitor.model,
+        window_start=_iso(cutoff.timestamp() - size),
+        window_end=_iso(cutoff.timestamp()),
+    )
+
+
+def _moment(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
 def _register(
     store: ResultStore, monitor: MonitorConfig, baseline: Baseline, calibration: Any
 ) -> None:
@@ -263,6 +358,8 @@ def _logged(monitor: MonitorConfig) -> bool:
 def _source(monitor: MonitorConfig, since: datetime | None, cutoff: datetime) -> pa.Table:
     """The rows of closed windows (from ``since``): a DuckDB query over the prediction log,
     or a filtered read of a table or folder."""
+    if _logged(monitor) and monitor.performance is not None:
+        return read_labelled(log_root(monitor.logs), monitor.model, start=since, end=cutoff)
     if _logged(monitor):
         return read_log(
             log_root(monitor.logs),

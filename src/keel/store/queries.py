@@ -172,6 +172,20 @@ def unmatched_labels(root: str | Path, model: str) -> int:
     return int(table.column("n")[0].as_py())
 
 
+def newest_ingestion(root: str | Path, kind: str, model: str) -> datetime | None:
+    """When the newest record of a model's log was ingested (None: the log is empty)."""
+    files = log_files(root, kind, model)
+    if not files:
+        return None
+    table = _query(
+        "SELECT max(_ingested_at) AS newest FROM read_parquet($files, union_by_name = true, "
+        "hive_partitioning = false)",
+        {"files": files},
+        files,
+    )
+    return table.column("newest")[0].as_py()
+
+
 def _count_distinct_ids(files: list[str]) -> int:
     table = _query(
         "SELECT count(DISTINCT request_id) AS n FROM read_parquet($files, "

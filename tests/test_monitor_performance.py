@@ -1,0 +1,183 @@
+"""Realized performance in the monitor: labels join late, revise windows, and tell concept drift."""
+
+from datetime import timedelta
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from keel.baseline import Baseline
+from keel.demo import score, train_model
+from keel.monitor.config import parse_config
+from keel.monitor.run import run_monitor
+from keel.scenario import generate
+from keel.store import ResultStore
+from keel.store.logs import LogWriter
+from keel.store.queries import read_labelled
+
+
+@pytest.fixture(scope="module")
+def world():
+    """Six production weeks with stable inputs; from week 5 the labels relate differently to
+    the inputs (a third of them flipped): concept drift, invisible to the drift checks."""
+    scenario = generate(seed=21, training_weeks=20, week_rows=3000, production_weeks=4)
+    model, metrics = train_model(scenario.training, seed=21)
+    baseline = Baseline.from_data(
+        score(model, scenario.training),
+        target="defaulted",
+        score="score",
+        prediction="prediction",
+        timestamp="event_time",
+        id="application_id",
+        metrics=metrics,
+        sample_size=2000,
+    )
+    weeks = [score(model, week) for week in scenario.weeks]
+    for number, source in ((5, weeks[0]), (6, weeks[1])):  # two more quiet weeks of inputs
+        moved = pc.add(source["event_time"], pa.scalar(timedelta(weeks=4)))
+        week = source.set_column(source.schema.get_field_index("event_time"), "event_time", moved)
+        ids = pc.binary_join_element_wise(week["application_id"], f"w{number}", "-")
+        week = week.set_column(0, "application_id", ids)
+        flip = np.random.default_rng(number).random(week.num_rows) < 1 / 3
+        labels = np.where(flip, 1 - week["defaulted"].to_numpy(), week["defaulted"].to_numpy())
+        weeks.append(
+            week.set_column(week.schema.get_field_index("defaulted"), "defaulted", pa.array(labels))
+        )
+    return scenario, baseline, weeks
+
+
+def _setup(tmp_path, world, extra=""):
+    scenario, baseline, weeks = world
+    baseline.save(tmp_path / "b.keel")
+    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
+        for week in weeks:
+            served = week.rename_columns(["request_id", *week.column_names[1:]])
+            writer.append(served.drop_columns(["defaulted"]))
+    monitor = parse_config(
+        "monitors:\n  - name: loans\n    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n"
+        "    window: 7D\n    false_alarm_rate: 0.01\n"
+        "    performance: {task: binary, label: defaulted, metrics: [roc_auc, accuracy]"
+        f"{extra}}}\n",
+        "keel.yaml",
+    )[0]
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    end = scenario.week_start(1) + timedelta(weeks=6, days=1)
+    return monitor, store, end
+
+
+def _label(tmp_path, weeks, share=1.0, delay=timedelta(days=3)):
+    with LogWriter(tmp_path / "logs", "labels", "loans") as writer:
+        for week in weeks:
+            rows = week.slice(0, int(week.num_rows * share))
+            writer.append(
+                pa.table(
+                    {
+                        "request_id": rows["application_id"],
+                        "event_time": pc.add(rows["event_time"], pa.scalar(delay)),
+                        "defaulted": rows["defaulted"],
+                    }
+                )
+            )
+
+
+def _performance(store, metric="roc_auc"):
+    frame = store.latest(monitor="loans", check="performance", metric=metric)
+    return frame.sort_values("window_start").reset_index(drop=True)
+
+
+def test_realized_metrics_equal_scikit_learns_on_each_windows_joined_rows(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world)
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end)
+    stored = _performance(store)
+    assert len(stored) == 6
+    joined = read_labelled(tmp_path / "logs", "loans")
+    first = joined.filter(
+        pc.less(
+            joined["event_time"], pa.scalar(world[0].week_start(2), pa.timestamp("us", tz="UTC"))
+        )
+    )
+    expected = roc_auc_score(first["defaulted"].to_numpy(), first["score"].to_numpy())
+    assert stored["value"].iloc[0] == pytest.approx(expected, abs=1e-12)
+    assert stored["details"].iloc[0]["lower"] < expected < stored["details"].iloc[0]["upper"]
+    assert stored["threshold"].iloc[0] == pytest.approx(world[1].metrics["roc_auc"])
+
+
+def test_concept_drift_alerts_on_performance_with_the_inputs_quiet(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world)
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end)
+    assert _performance(store)["status"].tolist() == ["ok"] * 4 + ["alert"] * 2
+    drift = store.latest(monitor="loans", check="feature_drift")
+    assert (drift["status"] != "alert").all()  # nothing in the inputs moved
+    verdicts = store.latest(monitor="loans", check="diagnosis").sort_values("window_start")
+    assert [d["verdict"] for d in verdicts["details"]] == ["healthy"] * 4 + ["concept drift"] * 2
+
+
+def test_labels_arriving_late_keep_a_window_provisional_then_revise_it(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world)
+    _label(tmp_path, world[2][:5])
+    _label(tmp_path, world[2][5:], share=0.3)  # the newest week: early labels only
+    run_monitor(monitor, store, now=end)
+    early = _performance(store).iloc[5]
+    assert early["details"]["provisional"] and early["status"] in ("ok", "warn")
+    share = store.latest(monitor="loans", check="labels", metric="labelled_share")
+    assert share.sort_values("window_start")["value"].iloc[5] == pytest.approx(0.3, abs=0.01)
+    _label(tmp_path, [world[2][5].slice(int(world[2][5].num_rows * 0.3))])
+    second = run_monitor(monitor, store, now=end + timedelta(hours=1))
+    assert second["windows"] == 1  # only the window whose labels changed
+    late = _performance(store).iloc[5]
+    assert late["revision"] == 1 and not late["details"]["provisional"]
+    assert late["status"] == "alert"
+    assert "revised window" in set(store.events()["action"])
+
+
+def test_mature_unlabelled_rows_count_as_negative_where_the_domain_says_so(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world, ", label_maturity: 7D, unlabelled_as: 0")
+    run_monitor(monitor, store, now=end + timedelta(days=30))  # no label ever came
+    share = store.latest(monitor="loans", check="labels", metric="labelled_share")
+    assert set(share["value"]) == {1.0}
+    accuracy = _performance(store, "accuracy")
+    assert (
+        accuracy["status"].notna().all()
+        and (accuracy["details"].map(lambda d: d["labelled_rows"]) > 0).all()
+    )
+
+
+def test_labels_that_stop_arriving_alert(tmp_path, world):
+    from datetime import UTC, datetime
+
+    monitor, store, _ = _setup(tmp_path, world, ", labels_expected_within: 2D")
+    _label(tmp_path, world[2][:2])  # ingested now, in wall-clock time
+    run_monitor(monitor, store, now=datetime.now(UTC) + timedelta(hours=1))
+
+    def stopped():
+        found = store.latest(monitor="loans", check="labels", metric="hours_since_last_label")
+        newest = found.sort_values("window_start").iloc[-1]  # on the newest closed window
+        return newest["status"], newest["value"]
+
+    assert stopped()[0] == "ok"
+    run_monitor(monitor, store, now=datetime.now(UTC) + timedelta(days=3))  # none since
+    status, hours = stopped()
+    assert status == "alert" and hours == pytest.approx(72, abs=0.5)
+
+
+def test_a_label_the_model_never_produced_is_an_error_result_not_a_crash(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world, ", classes: [0, 1]")
+    with LogWriter(tmp_path / "logs", "labels", "loans") as writer:
+        week = world[2][0]
+        writer.append(
+            pa.table(
+                {
+                    "request_id": week["application_id"],
+                    "event_time": week["event_time"],
+                    "defaulted": pa.array(["maybe"] * week.num_rows),
+                }
+            )
+        )
+    run_monitor(monitor, store, now=end)
+    first = _performance(store).iloc[0]
+    assert first["status"] == "error" and "never produced: ['maybe']" in first["details"]["reason"]
