@@ -269,3 +269,19 @@ def test_one_record_per_call_is_checked_at_once_and_an_unreadable_one_set_apart(
     reasons = sorted(rejected["_rejected_because"].to_pylist())
     assert reasons[0] == "no request_id" and reasons[1].startswith("unreadable record")
     assert '"x": 1.0' in " ".join(rejected["_record"].to_pylist())
+
+
+def test_a_column_in_both_logs_is_the_label_logs(tmp_path):
+    from keel.store.queries import read_labelled
+
+    rows = _records(2)
+    for row in rows:
+        row["label"] = 0  # a stale copy, logged with the prediction
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(rows)
+    with LogWriter(tmp_path, "labels", "loans") as log:
+        log.append([{"request_id": "r0", "event_time": "2026-03-09", "label": 1}])
+    joined = read_labelled(tmp_path, "loans")
+    assert joined.column_names.count("label") == 1
+    labels = dict(zip(joined["request_id"].to_pylist(), joined["label"].to_pylist(), strict=True))
+    assert labels == {"r0": 1, "r1": None}

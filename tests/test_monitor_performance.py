@@ -181,3 +181,105 @@ def test_a_label_the_model_never_produced_is_an_error_result_not_a_crash(tmp_pat
     run_monitor(monitor, store, now=end)
     first = _performance(store).iloc[0]
     assert first["status"] == "error" and "never produced: ['maybe']" in first["details"]["reason"]
+
+
+VALUE = "{tp: 500, fp: -50, fn: -1000, tn: 0}"
+CAUGHT = (
+    "sum(amount) FILTER (WHERE prediction = 1 AND defaulted = 1) "
+    "/ nullif(count(*) FILTER (WHERE prediction = 1), 0)"
+)
+
+
+def test_the_value_matrix_gives_value_per_window_and_per_1000_predictions(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world, f", value_matrix: {VALUE}")
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end)
+    per_1000 = store.latest(monitor="loans", check="kpi", metric="value_per_1000")
+    first = per_1000.sort_values("window_start").iloc[0]
+    week = world[2][0]
+    truth, guess = week["defaulted"].to_numpy(), week["prediction"].to_numpy()
+    by_hand = (
+        500 * ((truth == 1) & (guess == 1)).sum()
+        - 50 * ((truth == 0) & (guess == 1)).sum()
+        - 1000 * ((truth == 1) & (guess == 0)).sum()
+    ) / len(truth) * 1000
+    assert first["value"] == pytest.approx(by_hand)
+    assert first["details"]["lower"] < by_hand < first["details"]["upper"]
+
+
+def test_a_kpi_expression_is_evaluated_per_window_with_duckdb(tmp_path, world):
+    monitor, store, end = _setup(
+        tmp_path, world, "}\n    kpis:\n      - {name: caught_per_flag, expression: \""
+        + CAUGHT + "\", alert_below: 1.0"
+    )
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end)
+    kpi = store.latest(monitor="loans", check="kpi", metric="caught_per_flag")
+    first = kpi.sort_values("window_start").iloc[0]
+    week = world[2][0].to_pandas()
+    flagged = week[week["prediction"] == 1]
+    expected = flagged.loc[flagged["defaulted"] == 1, "amount"].sum() / len(flagged)
+    assert first["value"] == pytest.approx(expected)
+    assert first["status"] == "ok" and first["threshold"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("sum(amount", "not a valid expression"),
+        ("sum(amout)", 'Referenced column "amout" not found'),
+        ("amount * 2", "use an aggregate"),
+    ],
+)
+def test_a_broken_kpi_is_refused_when_the_configuration_loads(tmp_path, world, expression,
+                                                               message):
+    from keel.errors import ConfigError
+
+    world[1].save(tmp_path / "b.keel")
+    text = (
+        "monitors:\n  - name: loans\n    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    window: 7D\n"
+        "    performance: {task: binary, label: defaulted}\n"
+        f"    kpis:\n      - {{name: k, expression: \"{expression}\"}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"line 7\): monitors\[0\]\.kpis: KPI 'k'") as raised:
+        parse_config(text, "keel.yaml")
+    assert message in str(raised.value)
+
+
+def test_a_kpi_alert_reaches_a_webhook_with_the_concept_drift_diagnosis(
+    tmp_path, world, receiver, monkeypatch
+):
+    from keel.alerts.delivery import deliver
+
+    monkeypatch.setenv("KEEL_TEST_SECRET", "k")
+    scenario, baseline, weeks = world
+    baseline.metrics = {**baseline.metrics, "value_per_1000": 0.0}
+    try:
+        baseline.save(tmp_path / "b.keel")
+    finally:
+        baseline.metrics = {k: v for k, v in baseline.metrics.items() if k != "value_per_1000"}
+    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
+        for week in weeks:  # the label column logged with the prediction too: the label log's wins
+            writer.append(week.rename_columns(["request_id", *week.column_names[1:]]))
+    _label(tmp_path, weeks)
+    monitor = parse_config(
+        "channels:\n"
+        f"  - {{name: team, type: webhook, url: '{receiver.url}', secret_env: KEEL_TEST_SECRET}}\n"
+        "monitors:\n  - name: loans\n    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n    window: 7D\n"
+        f"    performance: {{task: binary, label: defaulted, metrics: [roc_auc], "
+        f"value_matrix: {VALUE}}}\n"
+        "    alerts:\n"
+        "      - {name: money, check: kpi, metric: value_per_1000, channels: [team]}\n",
+        "keel.yaml",
+    )[0]
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    run_monitor(monitor, store, now=scenario.week_start(1) + timedelta(weeks=6, days=1))
+    deliver(store, monitor.channels)
+    (notice,) = receiver.notices
+    body = notice["payload"]
+    assert body["rule"] == "money" and body["state"] == "firing"
+    assert [r["metric"] for r in body["results"]] == ["value_per_1000"]
+    assert body["diagnosis"]["verdict"] == "concept drift"
+    assert "value_per_1000" in body["diagnosis"]["summary"]

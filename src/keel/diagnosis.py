@@ -12,8 +12,8 @@ The rule, in order (the first that holds wins; docs/diagnosis.md explains why):
 3. **prediction drift without feature drift**: the outputs moved and the inputs
    did not: a changed model, or an input computed differently upstream in a way
    its distribution does not show.
-4. **concept drift**: realized performance fell beyond its uncertainty while the
-   inputs are stable (checks named ``performance``).
+4. **concept drift**: realized performance (or a KPI) fell beyond its uncertainty
+   while the inputs are stable (checks ``performance`` and ``kpi``).
 5. **healthy**.
 
 >>> from keel.result import Result
@@ -44,7 +44,7 @@ PIPELINE_METRICS = frozenset(
     {"missing_share", "nonfinite_count", "unit_change", "volume", "freshness_lag_seconds"}
 )
 INPUT_METRICS = frozenset({"unseen_share", "vanished_categories"})
-PERFORMANCE_CHECKS = frozenset({"performance"})
+PERFORMANCE_CHECKS = frozenset({"performance", "kpi"})
 
 
 @dataclass
@@ -126,15 +126,23 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
         )
     performance = [r for r in alerting if r.check in PERFORMANCE_CHECKS]
     if performance:
-        fallen = ", ".join(
-            f"{r.metric} {r.value:.3g} (threshold {r.threshold:.3g})" for r in performance
-        )
+        fallen = ", ".join(_fall(r) for r in performance)
         return Diagnosis(
             "concept drift",
-            f"concept drift: realized {fallen} with the inputs stable",
+            f"concept drift: {fallen}, with the inputs stable",
             [_cause(r) for r in performance],
         )
     return Diagnosis("healthy", "healthy: no check alerted", [])
+
+
+def _fall(result: Result) -> str:
+    """'roc_auc 0.53 vs 0.6 (-12%)': a realized metric or KPI against its threshold."""
+    if result.value is None:
+        return f"{result.metric} undefined"
+    if not result.threshold:
+        return f"{result.metric} {result.value:.3g}"
+    change = (result.value - result.threshold) / abs(result.threshold)
+    return f"{result.metric} {result.value:.3g} vs {result.threshold:.3g} ({change:+.0%})"
 
 
 def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[dict[str, Any]]:

@@ -112,5 +112,6 @@ def stable_names() -> dict[str, set[str]]:
             "labelled_subset_shift",
             "hours_since_last_label",
         },
+        "kpi": {"value", "value_per_1000"},  # and each monitor's own KPI names
         "window": {"rows", "newest_ingestion", "labels", "newest_label_ingestion"},
     }

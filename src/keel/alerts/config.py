@@ -86,7 +86,7 @@ class AlertRule(BaseModel):
             raise ValueError(
                 f"unknown check {self.check!r}; valid checks: {', '.join(sorted(names))}"
             )
-        if self.metric != "*" and self.metric not in names[self.check]:
+        if self.check != "kpi" and self.metric != "*" and self.metric not in names[self.check]:
             raise ValueError(
                 f"check {self.check!r} has no metric {self.metric!r}; valid metrics: "
                 f"{', '.join(sorted(names[self.check]))}"

@@ -60,6 +60,7 @@ class PerformanceSpec:
     min_labelled_share: float = 0.5
     label_maturity_seconds: float | None = None
     unlabelled_as: Any = 0
+    value_matrix: dict[str, float] | None = None
 
     @property
     def checked(self) -> tuple[str, ...]:
@@ -152,7 +153,26 @@ def performance_results(
                 },
             )
         )
+    if spec.value_matrix and spec.task == "binary":
+        results += _value(chosen, truth, spec, holdout, confidence, provisional)
     return results
+
+
+def _value(chosen, truth, spec, holdout, confidence, provisional) -> list[Result]:
+    from keel.checks.kpis import value_results
+
+    if spec.prediction and spec.prediction in chosen.column_names:
+        predicted = chosen.column(spec.prediction).to_numpy(zero_copy_only=False)
+    elif spec.score and spec.score in chosen.column_names:
+        predicted = (chosen.column(spec.score).to_numpy(zero_copy_only=False) >= 0.5).astype(int)
+    else:
+        return []
+    classes = spec.classes or sorted(set(np.unique(truth).tolist()) | {0, 1})
+    positive = classes[-1]
+    return value_results(
+        truth, predicted, positive, spec.value_matrix, holdout.get("value_per_1000"),
+        confidence, provisional,
+    )
 
 
 def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confidence: float):

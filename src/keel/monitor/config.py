@@ -53,6 +53,7 @@ class PerformanceConfig(BaseModel):
     label_maturity: str | None = None
     unlabelled_as: Any = 0
     labels_expected_within: str | None = None
+    value_matrix: dict[Literal["tp", "fp", "fn", "tn"], float] | None = None
 
     @field_validator("label_maturity", "labels_expected_within")
     @classmethod
@@ -89,7 +90,19 @@ class PerformanceConfig(BaseModel):
                 duration_seconds(self.label_maturity) if self.label_maturity else None
             ),
             unlabelled_as=self.unlabelled_as,
+            value_matrix=self.value_matrix,
         )
+
+
+class KpiConfig(BaseModel):
+    """A business KPI: a DuckDB aggregate over a window's rows (see keel.checks.kpis)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    expression: str = Field(min_length=1)
+    alert_below: float | None = None
+    alert_above: float | None = None
 
 
 class MonitorConfig(BaseModel):
@@ -108,6 +121,7 @@ class MonitorConfig(BaseModel):
     schedule: str = "*/15 * * * *"
     importance: dict[str, float] | None = None
     performance: PerformanceConfig | None = None
+    kpis: list[KpiConfig] = Field(default_factory=list)
     alerts: list[AlertRule] = Field(default_factory=list)
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
 
@@ -176,18 +190,81 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
             raise ConfigError(_explain(error, source, document, "monitors", index)) from error
         if monitor.name in names:
             raise ConfigError(f"{source}: monitor {monitor.name!r} is declared twice")
-        problems = rule_errors(monitor.alerts, channels)
+        problems = rule_errors(monitor.alerts, channels) + _kpi_rule_errors(monitor)
         if problems:
             rule, problem = problems[0]
             line = _line_of(document, "monitors", index, "alerts", rule)
             where = f" (line {line})" if line else ""
             raise ConfigError(f"{source}{where}: monitors[{index}].alerts.{rule}: {problem}")
+        try:
+            _validate_kpis(monitor)
+        except ConfigError as error:
+            line = _line_of(document, "monitors", index, "kpis")
+            where = f" (line {line})" if line else ""
+            raise ConfigError(f"{source}{where}: monitors[{index}].kpis: {error}") from error
         monitor._channels = {
             name: channels[name] for rule in monitor.alerts for name in rule.channels
         }
         names.add(monitor.name)
         monitors.append(monitor)
     return monitors
+
+
+def _kpi_rule_errors(monitor: MonitorConfig) -> list[tuple[int, str]]:
+    """Alert rules on KPIs name a KPI this monitor declares (or the value matrix's)."""
+    declared = {k.name for k in monitor.kpis}
+    if monitor.performance and monitor.performance.value_matrix:
+        declared |= {"value", "value_per_1000"}
+    return [
+        (index, f"alert rule {rule.name!r} names KPI {rule.metric!r}; declared KPIs: "
+                f"{', '.join(sorted(declared)) or 'none'}")
+        for index, rule in enumerate(monitor.alerts)
+        if rule.check == "kpi" and rule.metric != "*" and rule.metric not in declared
+    ]
+
+
+def _validate_kpis(monitor: MonitorConfig) -> None:
+    """Each KPI expression parses, names known columns and gives one value per window. The
+    columns are the baseline's (when its file is there) and the joined label's."""
+    if not monitor.kpis:
+        return
+    from keel.checks.kpis import validate_expression
+
+    columns = _window_columns(monitor)
+    for kpi in monitor.kpis:
+        validate_expression(kpi.name, kpi.expression, columns)
+
+
+def _window_columns(monitor: MonitorConfig) -> Any:
+    import pyarrow as pa
+
+    if not Path(monitor.baseline).is_file():
+        return None
+    from keel.baseline import Baseline
+
+    baseline = Baseline.load(monitor.baseline)
+    if baseline.sample is not None and baseline.sample.num_columns:
+        fields = list(baseline.sample.schema)
+    else:
+        kinds = {"numeric": pa.float64(), "datetime": pa.timestamp("us", tz="UTC")}
+        fields = [pa.field(c.name, kinds.get(c.kind, pa.string())) for c in baseline.schema.columns]
+    names = {f.name for f in fields}
+    label = monitor.performance.label if monitor.performance else None
+    if label and label not in names:
+        target = next((c.name for c in baseline.schema.by_role("target")), None)
+        typed = next((f.type for f in fields if f.name == target), pa.int64())
+        fields.append(pa.field(label, typed))
+    fields += [
+        pa.field(name, kind)
+        for name, kind in (
+            ("request_id", pa.string()),
+            ("event_time", pa.timestamp("us", tz="UTC")),
+            ("model_version", pa.string()),
+            ("label_time", pa.timestamp("us", tz="UTC")),
+        )
+        if name not in names
+    ]
+    return pa.schema(fields)
 
 
 def _explain(error: Exception, source: str, document: Any, section: str, index: int) -> str:

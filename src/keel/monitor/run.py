@@ -282,13 +282,14 @@ def _inputs(part: pa.Table, monitor: MonitorConfig, baseline: Baseline) -> pa.Ta
 def _performance(
     part: pa.Table, windows: list, monitor: MonitorConfig, baseline: Baseline, now: datetime
 ) -> dict[str, list[Result]]:
-    """Each window's labels and performance Results; its diagnosis sees them (concept drift)."""
-    if monitor.performance is None:
+    """Each window's labels, performance and KPI Results; its diagnosis sees them."""
+    if monitor.performance is None and not monitor.kpis:
         return {}
+    from keel.checks.kpis import kpi_result
     from keel.checks.performance import performance_results
     from keel.diagnosis import diagnose
 
-    spec = monitor.performance.spec()
+    spec = monitor.performance.spec() if monitor.performance else None
     times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
     judged = {}
     for window in windows:  # a loop over windows; each is one vectorized filter
@@ -296,9 +297,18 @@ def _performance(
             pc.greater_equal(times, pa.scalar(_moment(window.start), times.type)),
             pc.less(times, pa.scalar(_moment(window.end), times.type)),
         )
-        found = performance_results(
-            part.filter(inside), spec, baseline.metrics or {}, monitor.false_alarm_rate, now
+        rows = part.filter(inside)
+        found = (
+            performance_results(
+                rows, spec, baseline.metrics or {}, monitor.false_alarm_rate, now
+            )
+            if spec is not None
+            else []
         )
+        found += [
+            kpi_result(k.name, k.expression, rows, k.alert_below, k.alert_above)
+            for k in monitor.kpis
+        ]
         judged[window.start] = [
             replace(r, window_start=window.start, window_end=window.end) for r in found
         ]
@@ -358,7 +368,7 @@ def _logged(monitor: MonitorConfig) -> bool:
 def _source(monitor: MonitorConfig, since: datetime | None, cutoff: datetime) -> pa.Table:
     """The rows of closed windows (from ``since``): a DuckDB query over the prediction log,
     or a filtered read of a table or folder."""
-    if _logged(monitor) and monitor.performance is not None:
+    if _logged(monitor) and (monitor.performance is not None or monitor.kpis):
         return read_labelled(log_root(monitor.logs), monitor.model, start=since, end=cutoff)
     if _logged(monitor):
         return read_log(

@@ -119,7 +119,8 @@ def read_labelled(
 
     Label columns keep their names; the label's own event time becomes
     ``label_time`` and its ingestion ``_label_ingested_at``. A prediction without
-    a label has nulls there. A label's latest record per request id wins.
+    a label has nulls there. A label's latest record per request id wins, and a
+    column in both logs is the label log's.
     """
     predictions = log_files(root, "predictions", model, start, end)
     if not predictions:
@@ -127,10 +128,17 @@ def read_labelled(
     labels = log_files(root, "labels", model)
     if not labels:
         return read_log(root, "predictions", model, start, end, latest_per_request=True)
+    import pyarrow.parquet as pq
+
+    label_columns = {name for file in labels for name in pq.read_schema(file).names}
+    both = sorted(label_columns - {"request_id", "event_time", "_ingested_at"})
+    kept = (  # every prediction column but those the label log also has
+        f"COLUMNS(lambda c: c NOT IN ({', '.join(_literal(c) for c in both)}))" if both else "*"
+    )
     table = _query(
         f"""
         WITH p AS (
-            SELECT * FROM read_parquet($predictions, union_by_name = true,
+            SELECT {kept} FROM read_parquet($predictions, union_by_name = true,
                                        hive_partitioning = false)
             WHERE event_time IS NOT NULL {_time_filter(start, end)}
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
@@ -194,6 +202,10 @@ def _count_distinct_ids(files: list[str]) -> int:
         files,
     )
     return int(table.column("n")[0].as_py())
+
+
+def _literal(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
 
 
 def _time_filter(start: datetime | None, end: datetime | None) -> str:
