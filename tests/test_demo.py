@@ -28,8 +28,8 @@ def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(de
         for line in result.stdout.splitlines()
         if (found := re.match(r"\s*week (\d+) \(", line))
     }
-    assert sorted(lines) == list(range(1, 12))
-    for week in (1, 2, 3, 4):
+    assert sorted(lines) == list(range(1, 15))
+    for week in (1, 2, 3, 4, 12, 13, 14):  # 13 and 14: concept drift, invisible in the inputs
         assert lines[week].endswith(": quiet"), lines[week]
     assert "covariate shift in age, income" in lines[5] and "covariate shift" in lines[6]
     assert "upstream unit change in amount — values 100× the reference" in lines[7]
@@ -44,12 +44,12 @@ def test_the_demo_writes_reports_a_history_and_a_baseline_with_the_models_metric
     from keel.baseline import Baseline
 
     folder, _ = demo_run
-    for week in range(1, 12):
+    for week in range(1, 15):
         assert (folder / "reports" / f"week_{week}.html").stat().st_size < 300_000
     timeline = (folder / "reports" / "timeline.html").read_text()
-    assert "Alerts in 7 of 11 windows" in timeline
+    assert "Alerts in 7 of 14 windows" in timeline
     history = json.loads((folder / "history.json").read_text())
-    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 7
+    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 7 + [False] * 3
     baseline = Baseline.load(folder / "baseline.keel")
     assert 0.5 < baseline.metrics["roc_auc"] <= 1.0
     roles = {c.name: c.role for c in baseline.schema.columns}
@@ -93,7 +93,7 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
     )
     assert result.returncode == 1, result.stderr
     windows = json.loads((folder / "windows.json").read_text())["windows"]
-    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 7
+    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 7 + [False] * 3
     assert windows[4]["drifted_columns"] == ["age", "income"]
     assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])
 
@@ -111,7 +111,7 @@ def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(
     windows = ResultStore(f"sqlite:///{folder / '.keel' / 'keel.db'}").latest(
         check="window", metric="rows"
     )
-    assert len(windows) == 11
+    assert len(windows) == 14
     again = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
     assert "0 closed windows checked" in again.stdout  # the store already holds every week
 
@@ -131,3 +131,17 @@ def test_the_demo_prints_each_alert_as_its_webhook_received_it_with_the_diagnosi
     assert all(line.endswith("(signature verified)") for line in diagnoses)
     assert any("diagnosis: data drift: income" in line for line in diagnoses)
     assert any("diagnosis: pipeline fault: unit change in amount" in line for line in diagnoses)
+
+
+def test_the_demo_tells_the_concept_drift_once_the_labels_have_come(demo_run):
+    _, result = demo_run
+    lines = result.stdout.splitlines()
+    money = [i for i, line in enumerate(lines) if "[FIRING] money" in line]
+    performance = [i for i, line in enumerate(lines) if "[FIRING] realized-performance" in line]
+    assert money and performance
+    last = lines[performance[-1]]
+    assert "window 2026-09-24" in last or "window 2026-10-01" in last  # weeks 13 and 14
+    assert "diagnosis: concept drift: roc_auc" in lines[performance[-1] + 1]
+    assert "with the inputs stable" in lines[performance[-1] + 1]
+    assert "value_per_1000" in lines[money[-1]]
+    assert any("labels still arriving" in line for line in lines)

@@ -63,9 +63,21 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
     metrics = {
         "roc_auc": float(roc_auc_score(holdout["defaulted"], scores)),
         "accuracy": float(accuracy_score(holdout["defaulted"], scores >= 0.5)),
+        "value_per_1000": value_per_1000(holdout["defaulted"].to_numpy(), scores >= 0.5),
         "holdout_rows": float(len(holdout)),
     }
     return model, metrics
+
+
+#: What each outcome is worth to the lender, in euros: a declined defaulter costs nothing,
+#: a declined good customer loses the margin, an approved defaulter loses the loan's value.
+VALUE_MATRIX = {"tp": 0.0, "fp": -400.0, "fn": -3000.0, "tn": 400.0}
+
+
+def value_per_1000(defaulted: np.ndarray, declined: np.ndarray) -> float:
+    from keel.checks.kpis import outcome_values
+
+    return float(outcome_values(defaulted == 1, declined, VALUE_MATRIX).mean() * 1000)
 
 
 def score(model: Any, table: pa.Table) -> pa.Table:
@@ -81,7 +93,7 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     started = time.perf_counter()
     for folder in (output, output / "production", output / "reports"):
         folder.mkdir(parents=True, exist_ok=True)
-    scenario = generate(seed=seed)
+    scenario = generate(seed=seed, production_weeks=14)
     model, metrics = train_model(scenario.training, seed=seed)
     training = score(model, scenario.training)
     pq.write_table(training, output / "training.parquet")
@@ -132,12 +144,7 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         console.print(f"  week {number} ({window.start[:10]}): {sentence}")
         planted = set(scenario.changes.get(number, {}).get("columns", []))
         found_all &= columns == planted
-    run_the_loop(
-        output,
-        scenario,
-        [score(model, w).drop_columns(["defaulted"]) for w in scenario.weeks],
-        console,
-    )
+    run_the_loop(output, scenario, [score(model, week) for week in scenario.weeks], console)
     write_timeline_report(history, output / "reports" / "timeline.html")
     (output / "history.json").write_text(json.dumps(history.to_dict(), indent=2, default=str))
     for number in range(1, len(scenario.weeks) + 1):
@@ -204,23 +211,45 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "      - {name: data-quality, check: quality, severity: critical, channels: [team]}\n"
             "      - {name: joint-drift, check: multivariate, severity: warning, "
             "channels: [team]}\n"
+            "      - {name: realized-performance, check: performance, severity: critical, "
+            "channels: [team]}\n"
+            "      - {name: money, check: kpi, metric: value_per_1000, severity: critical, "
+            "channels: [team]}\n"
+            "    performance:\n"
+            "      task: binary\n      label: defaulted\n"
+            "      metrics: [roc_auc, accuracy]\n      min_labelled_share: 0.9\n"
+            f"      value_matrix: {json.dumps(VALUE_MATRIX)}\n"
         )
         monitor = load_config(output / "keel.yaml")[0]
         shown = 0
-        for number, week in enumerate(weeks, start=1):
-            log = week.rename_columns(
-                ["request_id" if c == "application_id" else c for c in week.column_names]
-            )
-            with LogWriter(logs, "predictions", "loans") as writer:
-                for batch in log.to_batches(max_chunksize=2_000):  # as a gateway would
-                    writer.append(pa.Table.from_batches([batch]))
+        # Labels come late: 30% of a week's outcomes a week after it (the riskiest
+        # applications are followed up first, a biased subset), the rest three weeks after.
+        steps = len(weeks) + 3
+        for number in range(1, steps + 1):
+            if number <= len(weeks):
+                log = (
+                    weeks[number - 1]
+                    .rename_columns(
+                        [
+                            "request_id" if c == "application_id" else c
+                            for c in weeks[0].column_names
+                        ]
+                    )
+                    .drop_columns(["defaulted"])
+                )
+                with LogWriter(logs, "predictions", "loans") as writer:
+                    for batch in log.to_batches(max_chunksize=2_000):  # as a gateway would
+                        writer.append(pa.Table.from_batches([batch]))
             closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
+            _log_labels(logs, weeks, number, closed)
             run_monitor(monitor, store, now=closed)
             deliver(store, monitor.channels)
             arrived = sorted(  # delivered in parallel: shown in a stable order
                 receiver.notices[shown:],
                 key=lambda n: (n["payload"]["state"] != "firing", n["payload"]["rule"]),
             )
+            if number > len(weeks) and arrived:
+                console.print(f"  (week {number}: no new predictions; labels still arriving)")
             for notice in arrived:
                 console.print("  " + _describe_notice(number, notice), markup=False)
             shown = len(receiver.notices)
@@ -239,6 +268,36 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "; ".join(row["alerts"][:3]),
         )
     console.print(table)
+
+
+def _log_labels(logs: Path, weeks: list[pa.Table], now: int, closed: Any) -> None:
+    """The labels known by the end of week ``now``: early ones of the last week, the rest of
+    the week three weeks back."""
+    import pyarrow.compute as pc
+
+    from keel.store.logs import LogWriter
+
+    arriving = []
+    if 1 <= now - 1 <= len(weeks):
+        week = weeks[now - 2]
+        order = pc.sort_indices(week, [("score", "descending")])
+        arriving.append(week.take(order).slice(0, int(0.3 * week.num_rows)))
+    if 1 <= now - 3 <= len(weeks):
+        week = weeks[now - 4]
+        order = pc.sort_indices(week, [("score", "descending")])
+        arriving.append(week.take(order).slice(int(0.3 * week.num_rows)))
+    with LogWriter(logs, "labels", "loans") as writer:
+        for rows in arriving:
+            when = pa.array([closed] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+            writer.append(
+                pa.table(
+                    {
+                        "request_id": rows["application_id"],
+                        "event_time": when,
+                        "defaulted": rows["defaulted"],
+                    }
+                )
+            )
 
 
 def _describe_notice(week: int, notice: dict) -> str:

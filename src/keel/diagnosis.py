@@ -16,7 +16,7 @@ The rule, in order (the first that holds wins; docs/diagnosis.md explains why):
    while the inputs are stable (checks ``performance`` and ``kpi``).
 5. **healthy**.
 
->>> from keel.result import Result
+>>> from keel.result import Result, readable
 >>> moved = Result(check="feature_drift", column="income", metric="wasserstein", value=0.4,
 ...                threshold=0.1, status="alert")
 >>> diagnose([moved]).verdict
@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from keel.result import Result
+from keel.result import Result, readable
 
 VERDICTS = (
     "healthy",
@@ -140,9 +140,12 @@ def _fall(result: Result) -> str:
     if result.value is None:
         return f"{result.metric} undefined"
     if not result.threshold:
-        return f"{result.metric} {result.value:.3g}"
+        return f"{result.metric} {readable(result.value, 3)}"
     change = (result.value - result.threshold) / abs(result.threshold)
-    return f"{result.metric} {result.value:.3g} vs {result.threshold:.3g} ({change:+.0%})"
+    return (
+        f"{result.metric} {readable(result.value, 3)} vs {readable(result.threshold, 3)} "
+        f"({change:+.0%})"
+    )
 
 
 def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[dict[str, Any]]:
@@ -153,11 +156,7 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
     for result in inputs:
         cause = _cause(result)
         threshold = result.threshold or 0.0
-        drift = (
-            abs(result.value) / threshold
-            if result.value is not None and threshold > 0
-            else 1.0
-        )
+        drift = abs(result.value) / threshold if result.value is not None and threshold > 0 else 1.0
         weight = weights.get(result.column) if weights else None
         cause["drift"] = float(drift)
         cause["importance"] = None if weight is None else float(weight / total)

@@ -188,9 +188,7 @@ def check_history(
         calibration = Calibration.fit(baseline, reference, window, timestamp, false_alarm_rate)
     model = None
     if multivariate and baseline.sample is not None and baseline.sample.num_rows >= 200:
-        from keel.checks.multivariate import MultivariateReference
-
-        model = MultivariateReference.fit(baseline.sample, baseline.schema)
+        model = _fitted(baseline, "multivariate", _multivariate_reference)
     if calibration is not None:
         calibration.check_fits(baseline.id, spec.describe())
     windows = cut(
@@ -250,10 +248,31 @@ def _diagnose(
     for window in windows:
         window.diagnosis = diagnose(window.results(), importance)
     if importance is None and any(w.diagnosis.verdict == "data drift" for w in windows):
-        importance = baseline_importance(baseline)  # fitted only when something drifted
+        # fitted only when something drifted, once per baseline in a process
+        importance = _fitted(baseline, "importance", baseline_importance)
         for window in windows:
             if window.diagnosis.verdict == "data drift":
                 window.diagnosis = diagnose(_without_diagnosis(window), importance)
+
+
+_FITTED: dict[tuple[str, str], Any] = {}
+
+
+def _fitted(baseline: Baseline, what: str, fit: Any) -> Any:
+    """What is fitted on a baseline's sample, once per baseline and process: a monitor that
+    runs every few minutes (``keel monitor serve``) does not refit it every run."""
+    key = (baseline.fingerprint, what)
+    if key not in _FITTED:
+        if len(_FITTED) >= 16:  # a few baselines at a time; drop the oldest
+            _FITTED.pop(next(iter(_FITTED)))
+        _FITTED[key] = fit(baseline)
+    return _FITTED[key]
+
+
+def _multivariate_reference(baseline: Baseline) -> Any:
+    from keel.checks.multivariate import MultivariateReference
+
+    return MultivariateReference.fit(baseline.sample, baseline.schema)
 
 
 def _without_diagnosis(window: WindowResult) -> list[Result]:

@@ -75,21 +75,24 @@ def classification_metrics(
     threshold: float = 0.5,
     confidence: float = 0.95,
     seed: int = 0,
+    only: Any = None,
 ) -> dict[str, Metric]:
     """Metrics of a classifier. Binary: ``scores`` is the positive class's probability
     (the positive class is the larger of two labels); multiclass: one column per class
     in ``classes`` order. ``predicted`` defaults to the score over ``threshold``
-    (binary) or the class of the largest score."""
+    (binary) or the class of the largest score. ``only`` (names) skips the bootstrapped
+    metrics not named there, the costly ones."""
     y_true = np.asarray(y_true)
     rng = np.random.default_rng(seed)
+    wanted = None if only is None else set(only)
     classes = list(classes) if classes is not None else _classes(y_true, predicted)
     if len(classes) <= 2:
-        return _binary(y_true, scores, predicted, classes, threshold, confidence, rng)
-    return _multiclass(y_true, scores, predicted, classes, confidence, rng)
+        return _binary(y_true, scores, predicted, classes, threshold, confidence, rng, wanted)
+    return _multiclass(y_true, scores, predicted, classes, confidence, rng, wanted)
 
 
 def regression_metrics(
-    y_true: Any, predicted: Any, confidence: float = 0.95, seed: int = 0
+    y_true: Any, predicted: Any, confidence: float = 0.95, seed: int = 0, only: Any = None
 ) -> dict[str, Metric]:
     """MAE, RMSE, MAPE, R² and mean error (prediction − truth: positive is over-predicting)."""
     y = np.asarray(y_true, dtype=float)
@@ -129,7 +132,7 @@ def regression_metrics(
         out["mape"] = _undefined("mape", n, "fewer than 2 rows with a non-zero truth")
     if np.ptp(y) == 0:
         out["r2"] = _undefined("r2", n, "the truth is constant in these rows")
-    else:
+    elif only is None or "r2" in only:
 
         def r2(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
             truth, error = y[rows], errors[rows]
@@ -142,7 +145,9 @@ def regression_metrics(
     return out
 
 
-def _binary(y_true, scores, predicted, classes, threshold, confidence, rng) -> dict[str, Metric]:
+def _binary(
+    y_true, scores, predicted, classes, threshold, confidence, rng, wanted=None
+) -> dict[str, Metric]:
     # The positive class: the larger of two labels; with one label present, 1 for 0/1 labels.
     positive = classes[-1] if len(classes) == 2 or not set(classes) <= {0, 1} else 1
     if len(classes) == 2:
@@ -186,13 +191,15 @@ def _binary(y_true, scores, predicted, classes, threshold, confidence, rng) -> d
             out[name] = _undefined(name, n, reason)
     else:
         out["roc_auc"] = _delong(y, s, confidence)
+    if y.min() != y.max() and (wanted is None or "pr_auc" in wanted):
         out["pr_auc"] = _bootstrap(
             "pr_auc", lambda w, r: _average_precision(y[r], s[r], w), n, confidence, rng
         )
     out["log_loss"] = _t_interval("log_loss", _log_losses(y, s), confidence)
-    out["ece"] = _bootstrap(
-        "ece", lambda w, r: _calibration_error(y[r], s[r], w), n, confidence, rng
-    )
+    if wanted is None or "ece" in wanted:
+        out["ece"] = _bootstrap(
+            "ece", lambda w, r: _calibration_error(y[r], s[r], w), n, confidence, rng
+        )
     return out
 
 
@@ -209,7 +216,9 @@ _BINARY = (
 )
 
 
-def _multiclass(y_true, scores, predicted, classes, confidence, rng) -> dict[str, Metric]:
+def _multiclass(
+    y_true, scores, predicted, classes, confidence, rng, wanted=None
+) -> dict[str, Metric]:
     n, k = len(y_true), len(classes)
     truth = _codes(y_true, classes, "label")
     if scores is not None:
@@ -241,7 +250,7 @@ def _multiclass(y_true, scores, predicted, classes, confidence, rng) -> dict[str
         present = np.unique(truth)
         if len(present) < 2:
             out["roc_auc"] = _undefined("roc_auc", n, "only one class in these rows")
-        else:
+        elif wanted is None or "roc_auc" in wanted:
             onehot = np.eye(k)[truth]
 
             def auc(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:

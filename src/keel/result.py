@@ -62,6 +62,17 @@ assert set(RESULT_COLUMNS) == {f.name for f in fields(Result)}
 RESULT_KEY: tuple[str, ...] = RESULT_COLUMNS[:9]
 
 
+def readable(value: float | None, digits: int = 4) -> str:
+    """A value as people read it: thousands separated when large, a few digits otherwise.
+
+    >>> readable(-242700.0), readable(0.52151), readable(None)
+    ('-242,700', '0.5215', '-')
+    """
+    if value is None or value != value:
+        return "-"
+    return f"{value:,.0f}" if abs(value) >= 10_000 else f"{value:.{digits}g}"
+
+
 def stable_names() -> dict[str, set[str]]:
     """Every check keel writes and the metrics it can carry: what alert rules may name.
 

@@ -49,6 +49,10 @@ CHANGES = {
     9: {"kind": "null spike", "columns": ["income"], "share": 0.25},
     10: {"kind": "new category", "columns": ["device"], "value": "smart-tv", "share": 0.12},
     11: {"kind": "broken correlation", "columns": ["amount", "income"]},
+    # Week 12 is quiet again. Then the same inputs with a new relationship to the label:
+    # only realized performance can see it.
+    13: {"kind": "concept drift", "columns": []},
+    14: {"kind": "concept drift", "columns": []},
 }
 
 
@@ -117,8 +121,11 @@ def _applications(
     tenure = rng.poisson(30, rows)
     country = rng.choice(COUNTRIES, rows, p=COUNTRY_SHARES)
     device = rng.choice(DEVICES, rows, p=DEVICE_SHARES)
-    # Default risk rises with the amount relative to income and falls with age and tenure.
+    # Default risk rises with the amount relative to income and falls with age and tenure;
+    # after a concept drift, it follows the device instead, and the amount far less.
     logit = -2.2 + 2.0 * (amount / income) - 0.02 * (age - 40) - 0.01 * (tenure - 30)
+    if kind == "concept drift":
+        logit = -2.45 + 0.5 * (amount / income) + 1.3 * (device == "mobile") - 0.01 * (tenure - 30)
     label = (rng.random(rows) < 1 / (1 + np.exp(-logit))).astype(np.int8)
     if kind == "unit change":
         amount = amount * change["factor"]

@@ -1,8 +1,10 @@
 """Alert states over stored Results: pending → firing → resolved, once each.
 
 After a monitor run, ``evaluate`` reads the monitor's latest Results and, per
-rule, model version and segment, finds how many of the newest windows in a
-row break the rule (the streak). A streak shorter than the rule's ``for`` is
+rule, model version and segment, finds how many of the newest decided windows
+in a row break the rule (the streak). A window is decided for a rule when one
+of its matching Results is neither ``insufficient_data`` nor provisional (a
+performance Result still waiting for its labels). A streak shorter than the rule's ``for`` is
 *pending*; as long as ``for`` or longer, *firing*; a firing alert whose
 newest window no longer breaks the rule is *resolved*. The state is stored
 (``keel_alerts``), so evaluating again (a second run, a restart) changes
@@ -30,9 +32,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import sqlalchemy as sa
 
 from keel.alerts.config import AlertRule
+from keel.result import readable
 from keel.store.results import ResultStore, alerts, notifications, silences
 
 FIELDS = ("check", "column", "metric", "value", "threshold", "status", "revision")
@@ -88,10 +92,9 @@ def evaluate(
     )
     transitions = []
     for (version, segment), series in frame.groupby(["model_version", "segment"], sort=True):
-        windows = sorted(set(series["window_start"]))
         for rule in monitor.alerts:
             transition = _evaluate_rule(
-                monitor, rule, store, series, windows, version, segment, now, notify, report_url
+                monitor, rule, store, series, version, segment, now, notify, report_url
             )
             if transition is not None:
                 transitions.append(transition)
@@ -99,25 +102,46 @@ def evaluate(
 
 
 def _evaluate_rule(
-    monitor, rule, store, series, windows, version, segment, now, notify, report_url
+    monitor, rule, store, series, version, segment, now, notify, report_url
 ) -> Transition | None:
     matching = series[
-        [
-            rule.matches(check, metric, column)
-            for check, metric, column in zip(
-                series["check"], series["metric"], series["column"], strict=True
-            )
-        ]
+        np.array(
+            [
+                rule.matches(check, metric, column)
+                for check, metric, column in zip(
+                    series["check"], series["metric"], series["column"], strict=True
+                )
+            ],
+            dtype=bool,
+        )
     ]  # a loop over this series' Results (tens per window), not over data rows
     breaking = matching[
-        [
-            rule.breaches(_number(value), _number(threshold), status)
-            for value, threshold, status in zip(
-                matching["value"], matching["threshold"], matching["status"], strict=True
-            )
-        ]
+        np.array(
+            [
+                rule.breaches(_number(value), _number(threshold), status)
+                for value, threshold, status in zip(
+                    matching["value"], matching["threshold"], matching["status"], strict=True
+                )
+            ],
+            dtype=bool,
+        )
     ]
-    hit = set(breaking["window_start"])
+    # Only windows whose matching Results are decided count: a performance Result waiting
+    # for labels (provisional, or insufficient data) neither breaks the rule nor clears it,
+    # so an alert can fire on an older window once its labels have come in.
+    decided = matching[
+        np.array(
+            [
+                status != "insufficient_data" and not (isinstance(d, dict) and d.get("provisional"))
+                for status, d in zip(matching["status"], matching["details"], strict=True)
+            ],
+            dtype=bool,
+        )
+    ]
+    windows = sorted(set(decided["window_start"]))
+    if not windows:
+        return None
+    hit = set(breaking["window_start"]) & set(windows)
     run = streak([window in hit for window in windows])
     state, newest = state_for(run, rule), windows[-1]
     current = _current(store, monitor.name, rule.name, version, segment)
@@ -130,8 +154,20 @@ def _evaluate_rule(
             return None
         triggering = breaking[breaking["window_start"] == newest]
         return _move(
-            store, monitor, rule, key, current["id"], current, "resolved", newest,
-            current["first_window"], triggering, series, now, notify, report_url,
+            store,
+            monitor,
+            rule,
+            key,
+            current["id"],
+            current,
+            "resolved",
+            newest,
+            current["first_window"],
+            triggering,
+            series,
+            now,
+            notify,
+            report_url,
         )
     first = windows[-run]
     alert_id = _alert_id(*key, first)
@@ -147,26 +183,60 @@ def _evaluate_rule(
         return None
     if current is not None and current["id"] != alert_id and current["state"] == "firing":
         _move(  # an older episode ended before this one began
-            store, monitor, rule, key, current["id"], current, "resolved", newest,
-            current["first_window"], triggering.iloc[0:0], series, now, notify, report_url,
+            store,
+            monitor,
+            rule,
+            key,
+            current["id"],
+            current,
+            "resolved",
+            newest,
+            current["first_window"],
+            triggering.iloc[0:0],
+            series,
+            now,
+            notify,
+            report_url,
         )
     previous = current if current is not None and current["id"] == alert_id else None
     return _move(
-        store, monitor, rule, key, alert_id, previous, state, newest, first, triggering,
-        series, now, notify, report_url,
+        store,
+        monitor,
+        rule,
+        key,
+        alert_id,
+        previous,
+        state,
+        newest,
+        first,
+        triggering,
+        series,
+        now,
+        notify,
+        report_url,
     )
 
 
 def _move(
-    store, monitor, rule, key, alert_id, current, state, newest, first, triggering, series, now,
-    notify, report_url,
+    store,
+    monitor,
+    rule,
+    key,
+    alert_id,
+    current,
+    state,
+    newest,
+    first,
+    triggering,
+    series,
+    now,
+    notify,
+    report_url,
 ) -> Transition:
     revision = int(triggering["revision"].max()) if len(triggering) else 0
     summary = _summary(rule, triggering, newest, state)
     diagnosis = _diagnosis(series, newest)
-    results = [
-        {name: _plain(row[name]) for name in FIELDS} for _, row in triggering.iterrows()
-    ]
+    results = [{name: _plain(row[name]) for name in FIELDS} for _, row in triggering.iterrows()]
     window_end = _window_end(series, newest)
     payload = {
         "version": "keel.alert/v1",
@@ -216,15 +286,23 @@ def _move(
         else:
             connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
     transition = Transition(
-        alert_id, monitor.name, rule.name, state,
-        current["state"] if current is not None else None, newest, summary, payload,
+        alert_id,
+        monitor.name,
+        rule.name,
+        state,
+        current["state"] if current is not None else None,
+        newest,
+        summary,
+        payload,
     )
     if state in ("firing", "resolved"):
         reason = _withheld(store, rule, key, alert_id, state, now, notify)
         for channel in rule.channels:
             transition.notices[channel] = _queue(store, alert_id, channel, payload, reason, now)
         store.log_event(
-            "alerts", f"alert {state}", f"{monitor.name}/{rule.name}",
+            "alerts",
+            f"alert {state}",
+            f"{monitor.name}/{rule.name}",
             {"alert_id": alert_id, "window": newest, "notices": transition.notices},
         )
     return transition
@@ -366,9 +444,25 @@ def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
     if state == "resolved":
         return f"resolved: {rule.name} is quiet again in window {day}"
     columns = [c for c in triggering["column"] if isinstance(c, str)]
+    pending = " (pending)" if state == "pending" else ""
     if rule.check == "diagnosis":
         verdicts = [d.get("verdict") for d in triggering["details"] if isinstance(d, dict)]
-        return f"{verdicts[0] if verdicts else 'diagnosis'} in window {day}"
+        return f"{verdicts[0] if verdicts else 'diagnosis'} in window {day}{pending}"
+    if rule.check in ("performance", "kpi", "labels"):  # named by metric, with the values
+        what = {
+            "performance": "realized metrics worse than the holdout",
+            "kpi": "KPIs past their threshold",
+            "labels": "label checks alerted",
+        }[rule.check]
+        values = ", ".join(
+            f"{metric} {readable(value)}"
+            + (f" vs {readable(threshold)}" if threshold == threshold else "")
+            for metric, value, threshold in zip(
+                triggering["metric"], triggering["value"], triggering["threshold"], strict=True
+            )
+            if value == value and value is not None
+        )
+        return f"{what} in window {day}: {values}{pending}"
     what = {
         "feature_drift": "features drifted",
         "prediction_drift": "model outputs drifted",
@@ -380,7 +474,6 @@ def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
     if count == 1 and what.endswith("s drifted"):
         what = what.replace("s drifted", " drifted")
     named = f": {', '.join(sorted(set(columns))[:10])}" if columns else ""
-    pending = " (pending)" if state == "pending" else ""
     return f"{count} {what} in window {day}{named}{pending}"
 
 

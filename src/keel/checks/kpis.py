@@ -109,6 +109,20 @@ def kpi_result(
                   details={"expression": expression, "rows": rows.num_rows})
 
 
+def outcome_values(actual: np.ndarray, guessed: np.ndarray, matrix: dict[str, float]):
+    """Each row's worth under the value matrix (``actual``, ``guessed``: positive or not).
+
+    >>> outcome_values(np.array([True, False]), np.array([True, True]), {"tp": 5, "fp": -1})
+    array([ 5., -1.])
+    """
+    actual, guessed = np.asarray(actual, bool), np.asarray(guessed, bool)
+    return np.select(
+        [actual & guessed, ~actual & guessed, actual & ~guessed],
+        [matrix.get("tp", 0.0), matrix.get("fp", 0.0), matrix.get("fn", 0.0)],
+        default=matrix.get("tn", 0.0),
+    ).astype(float)
+
+
 def value_results(
     truth: np.ndarray,
     predicted: np.ndarray,
@@ -127,11 +141,7 @@ def value_results(
             for name in ("value", "value_per_1000")
         ]
     actual, guessed = truth == positive, predicted == positive
-    per_row = np.select(
-        [actual & guessed, ~actual & guessed, actual & ~guessed],
-        [matrix.get("tp", 0.0), matrix.get("fp", 0.0), matrix.get("fn", 0.0)],
-        default=matrix.get("tn", 0.0),
-    )
+    per_row = outcome_values(actual, guessed, matrix)
     mean = per_row.mean()
     half = stats.t.ppf(0.5 + confidence / 2, n - 1) * per_row.std(ddof=1) / np.sqrt(n)
     lower, upper = 1000 * (mean - half), 1000 * (mean + half)

@@ -178,7 +178,7 @@ def _value(chosen, truth, spec, holdout, confidence, provisional) -> list[Result
 def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confidence: float):
     if spec.task == "regression":
         predicted = chosen.column(spec.prediction).to_numpy(zero_copy_only=False)
-        return regression_metrics(truth, predicted, confidence=confidence)
+        return regression_metrics(truth, predicted, confidence=confidence, only=spec.checked)
     scores = None
     if spec.task == "binary" and spec.score and spec.score in chosen.column_names:
         scores = chosen.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
@@ -194,7 +194,7 @@ def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confide
         else None
     )
     return classification_metrics(
-        truth, scores, predicted, classes=spec.classes, confidence=confidence
+        truth, scores, predicted, classes=spec.classes, confidence=confidence, only=spec.checked
     )
 
 

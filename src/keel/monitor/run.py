@@ -11,7 +11,7 @@ a date, without alerting. A model version is a dimension of every Result.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -78,16 +78,7 @@ def run_monitor(
             part, counts = _unchecked(part, monitor, store, label, size)
             if part.num_rows == 0:
                 continue
-            history = check_history(
-                baseline,
-                _inputs(part, monitor, baseline),
-                monitor.window,
-                timestamp=monitor.timestamp,
-                calibration=calibration,
-                false_alarm_rate=monitor.false_alarm_rate,
-                importance=monitor.importance,
-            )
-            windows = [w for w in history.windows if w.start in counts]  # not the gaps between
+            windows = _checked_windows(part, counts, monitor, baseline, calibration, store, label)
             judged = _performance(part, windows, monitor, baseline, now)
             rows = [
                 replace(r, monitor=monitor.name, model=monitor.model, model_version=label)
@@ -98,11 +89,10 @@ def run_monitor(
                     *_window_results(window, counts[window.start]),
                 ]
             ]
-            history.windows = windows
             new, same = store.write(rows, run)
             written, unchanged = written + new, unchanged + same
-            alerting_windows += [w.start for w in history.windows if w.alert]
-            checked.update(w.start for w in history.windows)
+            alerting_windows += [w.start for w in windows if w.alert]
+            checked.update(w.start for w in windows)
         freshness = _label_freshness(monitor, now, cutoff, size)
         if freshness is not None:  # every run: labels can stop while no window changes
             label = None if versions[-1] is None else str(versions[-1])
@@ -171,7 +161,8 @@ def _unchecked(
         )
         came = pc.fill_null(labelled, 0).to_numpy(zero_copy_only=False) / 1e6
         identity["labels"] = np.bincount(
-            inverse, weights=pc.is_valid(labelled).to_numpy(zero_copy_only=False).astype(float),
+            inverse,
+            weights=pc.is_valid(labelled).to_numpy(zero_copy_only=False).astype(float),
             minlength=len(starts),
         )
         newest_label = np.zeros(len(starts))
@@ -267,14 +258,129 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
 
 
 LABEL_COLUMNS = ("label_time", "_label_ingested_at")
+PREDICTION_IDENTITY = ("rows", "newest_ingestion")
+JUDGED_LATER = frozenset({"performance", "labels", "kpi", "diagnosis", "window"})
+
+
+def _checked_windows(part, counts, monitor, baseline, calibration, store, version) -> list:
+    """Every check on the windows whose predictions changed; the windows where only labels
+    arrived keep their stored drift and quality Results (recomputing them would give the
+    same answer, at the cost of the multivariate models) and get new performance ones."""
+    known = store.latest(monitor=monitor.name, check="window")
+    if version is not None and not known.empty:
+        known = known[known["model_version"] == version]
+    stored = {
+        (start, metric): value
+        for start, metric, value in zip(
+            known["window_start"], known["metric"], known["value"], strict=True
+        )
+    }
+    relabelled = {
+        start
+        for start, seen in counts.items()
+        if all(stored.get((start, m)) == seen.get(m) for m in PREDICTION_IDENTITY)
+    }
+    windows: list = []
+    fresh = [start for start in counts if start not in relabelled]
+    if fresh:
+        history = check_history(
+            baseline,
+            _inputs(_rows_of(part, fresh, monitor), monitor, baseline),
+            monitor.window,
+            timestamp=monitor.timestamp,
+            calibration=calibration,
+            false_alarm_rate=monitor.false_alarm_rate,
+            importance=monitor.importance,
+        )
+        windows += [w for w in history.windows if w.start in fresh]  # not the gaps between
+    if relabelled:
+        windows += _revisits(store, monitor, version, sorted(relabelled))
+    return sorted(windows, key=lambda w: w.start)
+
+
+def _rows_of(part: pa.Table, starts: list[str], monitor: MonitorConfig) -> pa.Table:
+    """The rows of the windows starting at ``starts``."""
+    size = WindowSpec.parse(monitor.window).period_ns / 1e9
+    times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
+    keep = None
+    for start in starts:  # a loop over windows; each one vectorized comparison
+        begin = _moment(start)
+        inside = pc.and_(
+            pc.greater_equal(times, pa.scalar(begin, times.type)),
+            pc.less(
+                times, pa.scalar(datetime.fromtimestamp(begin.timestamp() + size, UTC), times.type)
+            ),
+        )
+        keep = inside if keep is None else pc.or_(keep, inside)
+    return part.filter(keep)
+
+
+@dataclass
+class _Revisit:
+    """A window checked before, whose labels changed: its stored Results, to be judged again."""
+
+    start: str
+    end: str
+    stored: list[Result]
+    diagnosis: Any
+
+    @property
+    def alert(self) -> bool:
+        return any(r.status == "alert" for r in self.stored)
+
+    def results(self) -> list[Result]:
+        extra = [self.diagnosis.to_result()] if self.diagnosis is not None else []
+        return [
+            replace(r, window_start=self.start, window_end=self.end) for r in [*self.stored, *extra]
+        ]
+
+
+def _revisits(store, monitor, version, starts: list[str]) -> list[_Revisit]:
+    from keel.diagnosis import Diagnosis
+
+    frame = store.latest(monitor=monitor.name)
+    if version is not None and not frame.empty:
+        frame = frame[frame["model_version"] == version]
+    revisits = []
+    for start in starts:  # a loop over windows
+        rows = frame[frame["window_start"] == start]
+        stored = [
+            Result(
+                r["check"],
+                r["column"],
+                r["metric"],
+                _number(r["value"]),
+                _number(r["threshold"]),
+                r["status"],
+                details=r["details"] or {},
+            )
+            for r in rows.to_dict("records")
+            if r["check"] not in JUDGED_LATER
+        ]
+        verdicts = [r["details"] for r in rows.to_dict("records") if r["check"] == "diagnosis"]
+        diagnosis = (
+            Diagnosis(verdicts[0]["verdict"], verdicts[0]["summary"], verdicts[0]["causes"])
+            if verdicts and verdicts[0].get("verdict")
+            else None
+        )
+        if diagnosis is not None and diagnosis.verdict == "concept drift":
+            diagnosis = Diagnosis("healthy", "healthy: no check alerted", [])  # judged anew
+        end = rows["window_end"].dropna().iloc[0] if rows["window_end"].notna().any() else start
+        revisits.append(_Revisit(start, end, stored, diagnosis))
+    return revisits
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None or value != value else float(value)
 
 
 def _inputs(part: pa.Table, monitor: MonitorConfig, baseline: Baseline) -> pa.Table:
-    """What the drift checks read: the predictions, without the joined label columns
-    (unless the baseline knows the label column, as its target: then target drift too)."""
+    """What the drift and quality checks read: the predictions without the joined labels.
+    Labels arrive late and partly (a biased subset first): the performance checks judge
+    them; as a drift or missing-value input they would raise false alarms."""
     extra = [c for c in LABEL_COLUMNS if c in part.column_names]
     label = monitor.performance.label if monitor.performance else None
-    if label and label in part.column_names and label not in baseline.schema:
+    if label and label in part.column_names:
         extra.append(label)
     return part.drop_columns(extra)
 
@@ -299,9 +405,7 @@ def _performance(
         )
         rows = part.filter(inside)
         found = (
-            performance_results(
-                rows, spec, baseline.metrics or {}, monitor.false_alarm_rate, now
-            )
+            performance_results(rows, spec, baseline.metrics or {}, monitor.false_alarm_rate, now)
             if spec is not None
             else []
         )

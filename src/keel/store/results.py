@@ -9,8 +9,9 @@ A Result is identified by its key: monitor, model, model version, segment,
 window start and end, check, column and metric. Writing the same Result
 again stores nothing (a monitor run twice is idempotent; values within 0.1%
 count as the same, since sketch-based statistics vary that much between two
-computations); writing it with another status or a value or threshold that
-moved further stores a new revision, and ``latest``
+computations; a window's identity, ``check: window``, compares exactly); writing
+it with another status or a value or threshold that moved further stores a new
+revision, and ``latest``
 serves the newest while ``history`` keeps every one (labels arriving late
 revise performance results). A write is one transaction: a failure leaves
 nothing half-written. The schema is versioned: an older database is migrated
@@ -508,6 +509,8 @@ def _record(row: Result, run_id: int | None) -> dict[str, Any]:
 
 
 def _same(previous: dict, row: Result) -> bool:
+    if row.check == "window":  # a window's identity (rows, ingestion times) is exact
+        return previous["value"] == row.value and previous["status"] == row.status
     return (
         previous["status"] == row.status
         and _close(previous["value"], row.value)
