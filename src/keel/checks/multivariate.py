@@ -178,6 +178,7 @@ class MultivariateReference:
             status="alert" if value > threshold else "ok",
             details={
                 "rows": len(rows),
+                "tail": tail,
                 "components": int(self.pca.n_components_),
                 "reference_mean": self.null_mean,
                 "top_columns": top,
@@ -239,6 +240,7 @@ class MultivariateReference:
             status="alert" if auc > threshold else "ok",
             details={
                 "rows_per_side": size,
+                "tail": tail,
                 "null_sd": float(spread),
                 "fold_auc_sd": float(np.std(fold_aucs, ddof=1)),
                 "top_columns": top,

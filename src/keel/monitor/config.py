@@ -31,6 +31,7 @@ from pydantic import (
     PrivateAttr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from keel.alerts.config import AlertRule, ChannelConfig, rule_errors
@@ -105,6 +106,22 @@ class KpiConfig(BaseModel):
     alert_above: float | None = None
 
 
+class SegmentConfig(BaseModel):
+    """Checks per slice: a column's values or an expression's (see keel.segments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    column: str | None = None
+    expression: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SegmentConfig:
+        if (self.column is None) == (self.expression is None):
+            raise ValueError("a segment has a column or an expression (one of them)")
+        return self
+
+
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -122,6 +139,9 @@ class MonitorConfig(BaseModel):
     importance: dict[str, float] | None = None
     performance: PerformanceConfig | None = None
     kpis: list[KpiConfig] = Field(default_factory=list)
+    segments: list[SegmentConfig] = Field(default_factory=list)
+    max_segments: int = Field(default=20, ge=1, le=500)
+    min_segment_rows: int = Field(default=100, ge=1)
     alerts: list[AlertRule] = Field(default_factory=list)
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
 
@@ -199,9 +219,10 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         try:
             _validate_kpis(monitor)
         except ConfigError as error:
-            line = _line_of(document, "monitors", index, "kpis")
+            section = "segments" if str(error).startswith("segment") else "kpis"
+            line = _line_of(document, "monitors", index, section)
             where = f" (line {line})" if line else ""
-            raise ConfigError(f"{source}{where}: monitors[{index}].kpis: {error}") from error
+            raise ConfigError(f"{source}{where}: monitors[{index}].{section}: {error}") from error
         monitor._channels = {
             name: channels[name] for rule in monitor.alerts for name in rule.channels
         }
@@ -224,15 +245,20 @@ def _kpi_rule_errors(monitor: MonitorConfig) -> list[tuple[int, str]]:
 
 
 def _validate_kpis(monitor: MonitorConfig) -> None:
-    """Each KPI expression parses, names known columns and gives one value per window. The
-    columns are the baseline's (when its file is there) and the joined label's."""
-    if not monitor.kpis:
+    """Each KPI expression parses, names known columns and gives one value per window, and
+    each segment expression parses and names known columns. The columns are the baseline's
+    (when its file is there) and the joined label's."""
+    expressions = [s for s in monitor.segments if s.expression]
+    if not monitor.kpis and not expressions:
         return
     from keel.checks.kpis import validate_expression
+    from keel.segments import validate_segment
 
     columns = _window_columns(monitor)
     for kpi in monitor.kpis:
         validate_expression(kpi.name, kpi.expression, columns)
+    for segment in expressions:
+        validate_segment(segment.name, segment.expression, columns)
 
 
 def _window_columns(monitor: MonitorConfig) -> Any:

@@ -25,6 +25,8 @@ from keel.errors import ConfigError
 from keel.history import check_history
 from keel.monitor.config import MonitorConfig
 from keel.result import Result
+from keel.segments import segment_rate
+from keel.stats.verdict import DefaultRule
 from keel.store import ResultStore
 from keel.store.logs import log_root
 from keel.store.queries import duplicates_dropped, read_labelled, read_log, unmatched_labels
@@ -75,24 +77,45 @@ def run_monitor(
                 if version is None
                 else data.filter(pc.equal(data.column("model_version"), version))
             )
-            part, counts = _unchecked(part, monitor, store, label, size)
-            if part.num_rows == 0:
-                continue
-            windows = _checked_windows(part, counts, monitor, baseline, calibration, store, label)
-            judged = _performance(part, windows, monitor, baseline, now)
-            rows = [
-                replace(r, monitor=monitor.name, model=monitor.model, model_version=label)
-                for window in windows
-                for r in [
-                    *window.results(),
-                    *judged.get(window.start, []),
-                    *_window_results(window, counts[window.start]),
+            series = _series(part, monitor, baseline, calibration)
+            rate = segment_rate(monitor.false_alarm_rate, len(series) - 1)
+            for segment, rows_of_series, reference, thresholds in series:
+                rows_of_series, counts = _unchecked(
+                    rows_of_series, monitor, store, label, size, segment
+                )
+                if rows_of_series.num_rows == 0:
+                    continue
+                windows = _checked_windows(
+                    rows_of_series,
+                    counts,
+                    monitor,
+                    reference,
+                    thresholds,
+                    store,
+                    label,
+                    segment,
+                    rate,
+                )
+                judged = _performance(rows_of_series, windows, monitor, reference, now, rate)
+                rows = [
+                    replace(
+                        r,
+                        monitor=monitor.name,
+                        model=monitor.model,
+                        model_version=label,
+                        segment=segment,
+                    )
+                    for window in windows
+                    for r in [
+                        *window.results(),
+                        *judged.get(window.start, []),
+                        *_window_results(window, counts[window.start]),
+                    ]
                 ]
-            ]
-            new, same = store.write(rows, run)
-            written, unchanged = written + new, unchanged + same
-            alerting_windows += [w.start for w in windows if w.alert]
-            checked.update(w.start for w in windows)
+                new, same = store.write(rows, run)
+                written, unchanged = written + new, unchanged + same
+                alerting_windows += [w.start for w in windows if w.alert]
+                checked.update(w.start for w in windows)
         freshness = _label_freshness(monitor, now, cutoff, size)
         if freshness is not None:  # every run: labels can stop while no window changes
             label = None if versions[-1] is None else str(versions[-1])
@@ -129,7 +152,12 @@ def run_monitor(
 
 
 def _unchecked(
-    data: pa.Table, monitor: MonitorConfig, store: ResultStore, version: str | None, size: float
+    data: pa.Table,
+    monitor: MonitorConfig,
+    store: ResultStore,
+    version: str | None,
+    size: float,
+    segment: str | None = None,
 ) -> tuple[pa.Table, dict[str, dict[str, float]]]:
     """The rows of windows never checked, or changed since (late or corrected records).
 
@@ -168,9 +196,7 @@ def _unchecked(
         newest_label = np.zeros(len(starts))
         np.maximum.at(newest_label, inverse, came)
         identity["newest_label_ingestion"] = newest_label
-    stored = store.latest(monitor=monitor.name, check="window")
-    if version is not None and not stored.empty:
-        stored = stored[stored["model_version"] == version]
+    stored = _of_series(store.latest(monitor=monitor.name, check="window"), version, segment)
     known = {
         (start, metric): value
         for start, metric, value in zip(
@@ -262,13 +288,48 @@ PREDICTION_IDENTITY = ("rows", "newest_ingestion")
 JUDGED_LATER = frozenset({"performance", "labels", "kpi", "diagnosis", "window"})
 
 
-def _checked_windows(part, counts, monitor, baseline, calibration, store, version) -> list:
+def _series(part: pa.Table, monitor: MonitorConfig, baseline: Baseline, calibration: Any):
+    """The whole, then each segment: (label, rows, reference baseline, calibration). A
+    segment is judged against the baseline's sample rows of that segment, uncalibrated
+    (its windows are smaller than the calibrated ones)."""
+    from keel.segments import segment_baseline, split
+
+    series = [(None, part, baseline, calibration)]
+    for spec in monitor.segments:
+        for label, rows in split(
+            part,
+            spec.name,
+            spec.column,
+            spec.expression,
+            monitor.max_segments,
+            monitor.min_segment_rows,
+        ):
+            value = label.split("=", 1)[1]
+            reference = _fitted_segment(baseline, spec, value, segment_baseline)
+            if reference is not None:
+                series.append((label, rows, reference, None))
+    return series
+
+
+_SEGMENT_BASELINES: dict[tuple, Any] = {}
+
+
+def _fitted_segment(baseline, spec, value, build) -> Any:
+    key = (baseline.fingerprint, spec.name, spec.column, spec.expression, value)
+    if key not in _SEGMENT_BASELINES:
+        if len(_SEGMENT_BASELINES) > 256:
+            _SEGMENT_BASELINES.pop(next(iter(_SEGMENT_BASELINES)))
+        _SEGMENT_BASELINES[key] = build(baseline, spec.column, spec.expression, value)
+    return _SEGMENT_BASELINES[key]
+
+
+def _checked_windows(
+    part, counts, monitor, baseline, calibration, store, version, segment=None, rate=None
+) -> list:
     """Every check on the windows whose predictions changed; the windows where only labels
     arrived keep their stored drift and quality Results (recomputing them would give the
     same answer, at the cost of the multivariate models) and get new performance ones."""
-    known = store.latest(monitor=monitor.name, check="window")
-    if version is not None and not known.empty:
-        known = known[known["model_version"] == version]
+    known = _of_series(store.latest(monitor=monitor.name, check="window"), version, segment)
     stored = {
         (start, metric): value
         for start, metric, value in zip(
@@ -289,12 +350,14 @@ def _checked_windows(part, counts, monitor, baseline, calibration, store, versio
             monitor.window,
             timestamp=monitor.timestamp,
             calibration=calibration,
-            false_alarm_rate=monitor.false_alarm_rate,
+            false_alarm_rate=rate or monitor.false_alarm_rate,
             importance=monitor.importance,
+            # a segment's share of the budget also lowers the one-off rule's test level
+            rule=DefaultRule(alpha=rate) if segment is not None and rate else None,
         )
         windows += [w for w in history.windows if w.start in fresh]  # not the gaps between
     if relabelled:
-        windows += _revisits(store, monitor, version, sorted(relabelled))
+        windows += _revisits(store, monitor, version, segment, sorted(relabelled))
     return sorted(windows, key=lambda w: w.start)
 
 
@@ -335,12 +398,19 @@ class _Revisit:
         ]
 
 
-def _revisits(store, monitor, version, starts: list[str]) -> list[_Revisit]:
+def _of_series(frame, version: str | None, segment: str | None):
+    """The rows of one series: a model version (None: logs without versions) and segment."""
+    if frame.empty:
+        return frame
+    if version is not None:
+        frame = frame[frame["model_version"] == version]
+    return frame[frame["segment"].fillna("") == (segment or "")]
+
+
+def _revisits(store, monitor, version, segment, starts: list[str]) -> list[_Revisit]:
     from keel.diagnosis import Diagnosis
 
-    frame = store.latest(monitor=monitor.name)
-    if version is not None and not frame.empty:
-        frame = frame[frame["model_version"] == version]
+    frame = _of_series(store.latest(monitor=monitor.name), version, segment)
     revisits = []
     for start in starts:  # a loop over windows
         rows = frame[frame["window_start"] == start]
@@ -386,7 +456,12 @@ def _inputs(part: pa.Table, monitor: MonitorConfig, baseline: Baseline) -> pa.Ta
 
 
 def _performance(
-    part: pa.Table, windows: list, monitor: MonitorConfig, baseline: Baseline, now: datetime
+    part: pa.Table,
+    windows: list,
+    monitor: MonitorConfig,
+    baseline: Baseline,
+    now: datetime,
+    rate: float | None = None,
 ) -> dict[str, list[Result]]:
     """Each window's labels, performance and KPI Results; its diagnosis sees them."""
     if monitor.performance is None and not monitor.kpis:
@@ -405,7 +480,9 @@ def _performance(
         )
         rows = part.filter(inside)
         found = (
-            performance_results(rows, spec, baseline.metrics or {}, monitor.false_alarm_rate, now)
+            performance_results(
+                rows, spec, baseline.metrics or {}, rate or monitor.false_alarm_rate, now
+            )
             if spec is not None
             else []
         )
