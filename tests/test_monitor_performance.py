@@ -283,3 +283,26 @@ def test_a_kpi_alert_reaches_a_webhook_with_the_concept_drift_diagnosis(
     assert [r["metric"] for r in body["results"]] == ["value_per_1000"]
     assert body["diagnosis"]["verdict"] == "concept drift"
     assert "value_per_1000" in body["diagnosis"]["summary"]
+
+
+def test_the_monitor_report_shows_bands_warnings_and_the_diagnosis_in_a_browser(
+    tmp_path, world, open_page, run_keel, monkeypatch
+):
+    monitor, store, end = _setup(tmp_path, world, f", value_matrix: {VALUE}")
+    _label(tmp_path, world[2][:5])
+    _label(tmp_path, world[2][5:], share=0.3)  # the newest week: the riskiest 30% only
+    run_monitor(monitor, store, now=end)
+    monkeypatch.setenv("KEEL_DATABASE_URL", f"sqlite:///{tmp_path / 'keel.db'}")
+    made = run_keel("monitor", "report", "loans", "-o", "report.html")
+    assert made.returncode == 0, made.stderr
+    page, errors = open_page(tmp_path / "report.html")
+    assert errors == []
+    rows = page.locator("section.series").first.locator("table.windows tbody tr")
+    assert rows.count() == 6
+    texts = rows.all_inner_texts()
+    assert "concept drift: roc_auc" in texts[4]
+    assert "metrics provisional" in texts[5]
+    titles = page.locator(".chart h3").all_inner_texts()
+    assert any(t.startswith("realized roc_auc") and "holdout" in t for t in titles)
+    assert any(t.startswith("KPI value_per_1000") for t in titles)
+    assert page.locator(".chart svg").count() == len(titles)

@@ -169,6 +169,19 @@ def monitor_status(
     out.print(table)
 
 
+@monitor_app.command("report")
+def monitor_report(
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file.")] = None,
+) -> None:
+    """One HTML page of a monitor's windows: statuses, diagnoses, metrics with bands, alerts."""
+    from keel.report.monitor import write_monitor_report
+    from keel.store import ResultStore
+
+    path = write_monitor_report(ResultStore(), name, output or Path(f"keel-report-{name}.html"))
+    out.print(f"report: {path}")
+
+
 @alerts_app.command("list")
 def alerts_list(
     monitor: Annotated[str | None, typer.Option(help="One monitor (default: all).")] = None,

@@ -156,3 +156,58 @@ def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any
             },
         ],
     }
+
+
+def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """A realized metric across windows: its interval as a band, its value, the holdout's
+    value (dashed), alerting windows in red and provisional ones hollow.
+
+    ``points``: ``{"window", "value", "lower", "upper", "threshold", "alert",
+    "provisional"}`` each.
+
+    >>> band_spec([{"window": "2026-01-01", "value": 0.8, "lower": 0.7, "upper": 0.9,
+    ...             "threshold": 0.85, "alert": False, "provisional": True}])["layer"][0]["mark"]
+    {'type': 'area', 'opacity': 0.25, 'color': '#8a94a6'}
+    """
+    x = {"field": "window", "type": "temporal", "title": None}
+    y = {"field": "value", "type": "quantitative", "title": None, "scale": {"zero": False}}
+    return {
+        "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
+        "width": 520,
+        "height": 120,
+        "config": _CONFIG,
+        "data": {"values": points},
+        "layer": [
+            {
+                "mark": {"type": "area", "opacity": 0.25, "color": SIDE_COLORS["reference"]},
+                "encoding": {
+                    "x": x,
+                    "y": {"field": "lower", "type": "quantitative", "scale": {"zero": False}},
+                    "y2": {"field": "upper"},
+                },
+            },
+            {
+                "mark": {"type": "line", "color": SIDE_COLORS["reference"], "strokeDash": [4, 3]},
+                "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
+            },
+            {
+                "mark": {"type": "line", "color": "#1f2430", "strokeWidth": 1.5},
+                "encoding": {"x": x, "y": y},
+            },
+            {
+                "mark": {"type": "point", "size": 40, "color": "#1f2430"},
+                "transform": [{"filter": "datum.provisional"}],
+                "encoding": {"x": x, "y": y},
+            },
+            {
+                "mark": {
+                    "type": "point",
+                    "filled": True,
+                    "size": 40,
+                    "color": SIDE_COLORS["current"],
+                },
+                "transform": [{"filter": "datum.alert"}],
+                "encoding": {"x": x, "y": y},
+            },
+        ],
+    }
