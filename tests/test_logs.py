@@ -210,6 +210,9 @@ def test_labels_join_predictions_by_request_id_the_latest_label_winning(tmp_path
     joined = read_labelled(tmp_path, "loans")
     labels = dict(zip(joined["request_id"].to_pylist(), joined["label"].to_pylist(), strict=True))
     assert labels == {"r0": None, "r1": 1, "r2": None, "r3": None}
+    from keel.store.queries import duplicate_labels
+
+    assert duplicate_labels(joined) == 1  # the first label of r1, set aside and counted
     assert {"label_time", "_label_ingested_at", "score"} <= set(joined.column_names)
 
 

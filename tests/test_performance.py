@@ -81,8 +81,11 @@ def test_multiclass_metrics_equal_scikit_learns_with_macro_averaging():
     got = classification_metrics(y, scores, classes=["a", "b", "c"])
     guess = np.array(["a", "b", "c"])[scores.argmax(axis=1)]
     assert got["accuracy"].value == pytest.approx(sk.accuracy_score(y, guess))
-    for name, fn in (("precision", sk.precision_score), ("recall", sk.recall_score),
-                     ("f1", sk.f1_score)):
+    for name, fn in (
+        ("precision", sk.precision_score),
+        ("recall", sk.recall_score),
+        ("f1", sk.f1_score),
+    ):
         assert got[name].value == pytest.approx(fn(y, guess, average="macro")), name
         assert got[name].lower < got[name].value < got[name].upper
     assert got["roc_auc"].value == pytest.approx(
@@ -121,4 +124,15 @@ def test_a_label_the_model_never_produced_is_a_clear_error():
     with pytest.raises(DataError, match=r"1 rows have a label the model never produced: \['z'\]"):
         classification_metrics(
             np.array(["a", "b", "c", "z"]), np.full((4, 3), 1 / 3), classes=["a", "b", "c"]
+        )
+
+
+def test_scores_that_are_not_probabilities_are_refused_with_a_suggestion():
+    with pytest.raises(DataError, match=r"2 scores are not probabilities .* apply a sigmoid"):
+        classification_metrics(np.array([0, 1, 1]), np.array([-0.5, 0.3, 2.0]))
+    with pytest.raises(DataError, match="1 rows' per-class scores do not sum to 1"):
+        classification_metrics(
+            np.array(["a", "b"]),
+            np.array([[0.5, 0.3, 0.2], [0.5, 0.5, 0.5]]),
+            classes=["a", "b", "c"],
         )

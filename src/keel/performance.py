@@ -83,6 +83,8 @@ def classification_metrics(
     (binary) or the class of the largest score. ``only`` (names) skips the bootstrapped
     metrics not named there, the costly ones."""
     y_true = np.asarray(y_true)
+    if scores is not None:
+        _check_probabilities(np.asarray(scores, dtype=float))
     rng = np.random.default_rng(seed)
     wanted = None if only is None else set(only)
     classes = list(classes) if classes is not None else _classes(y_true, predicted)
@@ -281,6 +283,23 @@ def _macro_f1(m: np.ndarray) -> np.ndarray:
 def _ratio(top, bottom, zero=np.nan):
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(bottom > 0, top / np.maximum(bottom, 1), zero)
+
+
+def _check_probabilities(scores: np.ndarray) -> None:
+    """Scores must be probabilities: in [0, 1], and per-class scores summing to 1."""
+    outside = int((~np.isfinite(scores) | (scores < 0) | (scores > 1)).sum())
+    if outside:
+        raise DataError(
+            f"{outside:,} scores are not probabilities (outside [0, 1] or not finite): log the "
+            "predicted probability, or apply a sigmoid (softmax for classes) to margins or logits"
+        )
+    if scores.ndim == 2 and len(scores):
+        off = int((np.abs(scores.sum(axis=1) - 1) > 1e-3).sum())
+        if off:
+            raise DataError(
+                f"{off:,} rows' per-class scores do not sum to 1 (within 0.001): log the "
+                "softmax of the model's outputs"
+            )
 
 
 def _codes(values: Any, classes: list, what: str) -> np.ndarray:

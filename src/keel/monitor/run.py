@@ -29,7 +29,13 @@ from keel.segments import segment_rate
 from keel.stats.verdict import DefaultRule
 from keel.store import ResultStore
 from keel.store.logs import log_root
-from keel.store.queries import duplicates_dropped, read_labelled, read_log, unmatched_labels
+from keel.store.queries import (
+    duplicate_labels,
+    duplicates_dropped,
+    read_labelled,
+    read_log,
+    unmatched_labels,
+)
 from keel.windows import WindowSpec
 
 
@@ -53,6 +59,7 @@ def run_monitor(
     # without a prediction stay in the label log until their prediction arrives.
     seen = {
         "duplicate_request_ids": duplicates_dropped(data),
+        "duplicate_labels": duplicate_labels(data),
         "labels_without_prediction": (
             unmatched_labels(log_root(monitor.logs), monitor.model) if _logged(monitor) else 0
         ),

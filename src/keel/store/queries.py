@@ -39,6 +39,7 @@ import pyarrow.compute as pc
 from keel.errors import DataError
 
 _DUPLICATES = b"keel_duplicates_dropped"
+_DUPLICATE_LABELS = b"keel_duplicate_labels"
 
 
 def log_files(
@@ -154,7 +155,24 @@ def read_labelled(
         {"predictions": predictions, "labels": labels, **_time_parameters(start, end)},
         predictions + labels,
     )
-    return table
+    repeated = (
+        _query(  # a request labelled twice: the latest label wins, and it is counted
+            "SELECT count(*) - count(DISTINCT request_id) AS n FROM read_parquet($labels, "
+            "union_by_name = true, hive_partitioning = false)",
+            {"labels": labels},
+            labels,
+        )
+        .column("n")[0]
+        .as_py()
+    )
+    return table.replace_schema_metadata(
+        {**(table.schema.metadata or {}), _DUPLICATE_LABELS: str(int(repeated or 0)).encode()}
+    )
+
+
+def duplicate_labels(table: pa.Table) -> int:
+    """How many labels ``read_labelled`` set aside because a later one came for the request."""
+    return int((table.schema.metadata or {}).get(_DUPLICATE_LABELS, b"0"))
 
 
 def unmatched_labels(root: str | Path, model: str) -> int:
