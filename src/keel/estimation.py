@@ -1,0 +1,406 @@
+"""Performance before labels arrive: expected metrics from the model's own confidence.
+
+**Classifiers** (``ConfidenceEstimator``, binary). On the labelled reference,
+keel checks whether the scores are calibrated: it compares, by 5-fold
+cross-validated Brier score, the raw scores, an isotonic fit and a sigmoid
+(Platt) fit, and keeps the best. In a window, each row's calibrated
+probability ``p`` is the chance its label is positive; with the model's
+decisions fixed (score ≥ threshold), the expected confusion matrix is
+
+    TP = Σ p·[decided 1]   FP = Σ (1−p)·[decided 1]
+    FN = Σ p·[decided 0]   TN = Σ (1−p)·[decided 0]
+
+and accuracy, precision, recall, specificity, F1 and the value matrix follow
+from it; ROC AUC from the expected pairs (a positive above a negative). The
+band is the range the *realized* metric would take if labels were drawn from
+those probabilities: 400 label draws, percentile interval. It is the
+sampling uncertainty; calibration error is not in it.
+
+**Regressors** (``LossEstimator``). Two gradient-boosting models learn, on the
+reference, each row's absolute and squared error from its features and
+prediction; a window's estimated MAE is the mean predicted absolute error,
+RMSE the root of the mean predicted squared error, MAPE the mean predicted
+absolute error over |prediction|. Bands assume each row's error is normal
+with its predicted variance.
+
+**What estimation cannot see.** It sees the inputs move into regions where
+the model is less (or more) sure or accurate. It cannot see concept drift
+(the same inputs, a new relationship to the label): nothing it looks at
+changes, so the estimate stays flat while the realized metric falls. And in
+regions the reference never covered, the calibration is extrapolated:
+``reliability`` flags such windows (``unreliable`` when more than 10% of the
+window's scores, or of its rows' predicted losses, fall outside the
+reference's central 99%).
+
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> scores = rng.uniform(size=5000)
+>>> labels = (rng.uniform(size=5000) < scores).astype(int)  # calibrated by construction
+>>> estimator = ConfidenceEstimator.fit(scores, labels)
+>>> estimator.calibration
+'none'
+>>> round(estimator.estimate(np.repeat([0.9, 0.8, 0.2], 20))["accuracy"].value, 3)
+0.833
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from keel.errors import DataError
+from keel.performance import Metric, _check_probabilities
+
+DRAWS = 400
+MIN_ROWS = 50
+OUTSIDE_SHARE = 0.10
+
+
+@dataclass
+class ConfidenceEstimator:
+    """Expected binary-classifier metrics from calibrated scores (see the module docstring)."""
+
+    calibration: str  # none, isotonic or sigmoid
+    model: Any
+    threshold: float
+    score_range: tuple[float, float]
+    brier: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(
+        cls, scores: Any, labels: Any, threshold: float = 0.5, seed: int = 0
+    ) -> ConfidenceEstimator:
+        scores = np.asarray(scores, dtype=float)
+        labels = np.asarray(labels)
+        if len(scores) != len(labels):
+            raise DataError(f"{len(scores):,} scores but {len(labels):,} labels")
+        _check_probabilities(scores)
+        classes = np.unique(labels)
+        if len(classes) != 2:
+            raise DataError(
+                f"the reference has {len(classes)} label class(es) {classes.tolist()[:5]}: "
+                "estimating a binary classifier's performance needs labelled rows of both"
+            )
+        y = (labels == classes[-1]).astype(float)
+        brier = _cross_validated_brier(scores, y, seed)
+        choice = min(brier, key=brier.get)
+        model = _calibrator(choice).fit(_column(scores), y) if choice != "none" else None
+        low, high = np.quantile(scores, [0.005, 0.995])
+        return cls(choice, model, threshold, (float(low), float(high)), brier)
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        if self.model is None:
+            return scores
+        if self.calibration == "isotonic":
+            return self.model.predict(scores)
+        return self.model.predict_proba(_column(scores))[:, 1]
+
+    def estimate(
+        self,
+        scores: Any,
+        value_matrix: dict[str, float] | None = None,
+        confidence: float = 0.95,
+        seed: int = 0,
+    ) -> dict[str, Metric]:
+        """Expected metrics of a window, each with the band a realized value would fall in."""
+        scores = np.asarray(scores, dtype=float)
+        _check_probabilities(scores)
+        n = len(scores)
+        names = ["accuracy", "precision", "recall", "specificity", "f1", "roc_auc"]
+        if value_matrix:
+            names.append("value_per_1000")
+        if n < MIN_ROWS:
+            return {
+                name: Metric(
+                    name,
+                    None,
+                    None,
+                    None,
+                    n,
+                    "confidence-based",
+                    "insufficient_data",
+                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
+                )
+                for name in names
+            }
+        p = np.clip(self.probabilities(scores), 0.0, 1.0)
+        decided = scores >= self.threshold
+        expected = _metrics_from(p[None, :], decided, scores, value_matrix)  # expectations
+        rng = np.random.default_rng(seed)
+        draws = rng.random((DRAWS, n)) < p  # labels as the calibrated model expects them
+        drawn = _metrics_from(draws.astype(float), decided, scores, value_matrix)
+        tail = (1 - confidence) / 2 * 100
+        out = {}
+        for name in names:
+            value = float(expected[name][0])
+            finite = drawn[name][np.isfinite(drawn[name])]
+            low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (None,) * 2
+            out[name] = Metric(
+                name,
+                value if np.isfinite(value) else None,
+                None if low is None else float(low),
+                None if high is None else float(high),
+                n,
+                f"confidence-based ({self.calibration} calibration)",
+            )
+        return out
+
+    def reliability(self, scores: Any) -> dict[str, Any]:
+        """Whether the window stays where the reference taught the calibration."""
+        scores = np.asarray(scores, dtype=float)
+        low, high = self.score_range
+        outside = float(((scores < low) | (scores > high)).mean()) if len(scores) else 0.0
+        return {
+            "reliable": outside <= OUTSIDE_SHARE,
+            "outside_reference_share": outside,
+            "reason": None
+            if outside <= OUTSIDE_SHARE
+            else f"{outside:.0%} of scores outside the reference's central 99%",
+        }
+
+
+def _metrics_from(
+    labels: np.ndarray, decided: np.ndarray, scores: np.ndarray, matrix: dict | None
+) -> dict[str, np.ndarray]:
+    """Metrics for each row of ``labels`` (probabilities or 0/1 draws), decisions fixed."""
+    yes = decided.astype(float)
+    tp = labels @ yes
+    fn = labels.sum(axis=1) - tp
+    fp = yes.sum() - tp
+    tn = len(yes) - tp - fn - fp
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {
+            "accuracy": (tp + tn) / len(yes),
+            "precision": tp / (tp + fp),
+            "recall": tp / (tp + fn),
+            "specificity": tn / (tn + fp),
+            "f1": 2 * tp / (2 * tp + fp + fn),
+        }
+        # AUC from midranks: the pairs where a positive's score is above a negative's.
+        ranks = stats.rankdata(scores)
+        positives = labels.sum(axis=1)
+        negatives = len(yes) - positives
+        out["roc_auc"] = (labels @ ranks - positives * (positives + 1) / 2) / (
+            positives * negatives
+        )
+    if labels.shape[0] == 1 and np.any((labels > 0) & (labels < 1)):
+        out["roc_auc"] = np.array([_expected_auc(labels[0], scores)])
+    if matrix:
+        worth = (
+            matrix.get("tp", 0.0) * tp
+            + matrix.get("fp", 0.0) * fp
+            + matrix.get("fn", 0.0) * fn
+            + matrix.get("tn", 0.0) * tn
+        )
+        out["value_per_1000"] = worth / len(yes) * 1000
+    return out
+
+
+def _expected_auc(p: np.ndarray, scores: np.ndarray) -> float:
+    """E[positive-above-negative pairs] / E[pairs], ties half, a row never paired with itself."""
+    order = np.argsort(scores, kind="mergesort")
+    p, s = p[order], scores[order]
+    negatives = 1 - p
+    below = np.cumsum(negatives) - negatives
+    first = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    group = np.repeat(np.arange(len(first)), np.diff(np.r_[first, len(s)]))
+    start = np.take(below, first)[group]  # negatives strictly below the tie group
+    tied = np.add.reduceat(negatives, first)[group] - negatives  # others in the tie group
+    pairs = p.sum() * negatives.sum() - (p * negatives).sum()
+    return float((p * (start + tied / 2)).sum() / pairs) if pairs > 0 else float("nan")
+
+
+def _cross_validated_brier(scores: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
+    errors = {"none": [], "isotonic": [], "sigmoid": []}
+    for train, test in folds.split(scores, y):
+        errors["none"].append(np.mean((scores[test] - y[test]) ** 2))
+        for name in ("isotonic", "sigmoid"):
+            fitted = _calibrator(name).fit(_column(scores[train]), y[train])
+            predicted = (
+                fitted.predict(scores[test])
+                if name == "isotonic"
+                else fitted.predict_proba(_column(scores[test]))[:, 1]
+            )
+            errors[name].append(np.mean((predicted - y[test]) ** 2))
+    # Keep the raw scores unless a fit is clearly better: a tie goes to the simplest.
+    result = {name: float(np.mean(values)) for name, values in errors.items()}
+    for name in ("isotonic", "sigmoid"):
+        if result[name] > result["none"] * 0.995:
+            result[name] = result[name] + 1.0  # not clearly better: never chosen
+    return result
+
+
+def _calibrator(name: str) -> Any:
+    if name == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        return _Isotonic(IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0))
+    from sklearn.linear_model import LogisticRegression
+
+    return _Sigmoid(LogisticRegression(C=1e6))
+
+
+class _Isotonic:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Isotonic:
+        self.model.fit(x[:, 0], y)
+        return self
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict(np.ravel(x))
+
+
+class _Sigmoid:
+    """Platt scaling on the score's log-odds."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> _Sigmoid:
+        self.model.fit(_logit(x), y)
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(_logit(x))
+
+
+def _logit(x: np.ndarray) -> np.ndarray:
+    clipped = np.clip(x, 1e-6, 1 - 1e-6)
+    return np.log(clipped / (1 - clipped))
+
+
+def _column(values: np.ndarray) -> np.ndarray:
+    return np.asarray(values, dtype=float).reshape(-1, 1)
+
+
+@dataclass
+class LossEstimator:
+    """Expected regression errors from learned loss models (see the module docstring)."""
+
+    absolute: Any
+    squared: Any
+    features: list[str]
+    loss_range: tuple[float, float]
+    categories: dict[str, list] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, frame: Any, features: list[str], prediction: str, truth: str, seed: int = 0):
+        import pandas as pd
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
+        missing = [c for c in [*features, prediction, truth] if c not in frame.columns]
+        if missing:
+            raise DataError(f"the reference has no column(s) {missing}")
+        frame = frame.dropna(subset=[truth, prediction])
+        if len(frame) < 200:
+            raise DataError(f"{len(frame)} labelled reference rows: at least 200 are needed")
+        categories = {
+            name: sorted(frame[name].dropna().astype(str).unique().tolist())
+            for name in features
+            if not pd.api.types.is_numeric_dtype(frame[name])
+        }
+        inputs = _inputs(frame, features, prediction, categories)
+        error = frame[prediction].to_numpy(float) - frame[truth].to_numpy(float)
+
+        def learner() -> Any:
+            return HistGradientBoostingRegressor(
+                max_iter=200, learning_rate=0.05, early_stopping=True, random_state=seed
+            )
+
+        absolute = learner().fit(inputs, np.abs(error))
+        squared = learner().fit(inputs, error**2)
+        predicted = np.maximum(absolute.predict(inputs), 0)
+        low, high = np.quantile(predicted, [0.005, 0.995])
+        return cls(absolute, squared, list(features), (float(low), float(high)), categories)
+
+    def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
+        import pandas as pd
+
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
+        n = len(frame)
+        if n < MIN_ROWS:
+            return {
+                name: Metric(
+                    name,
+                    None,
+                    None,
+                    None,
+                    n,
+                    "loss model",
+                    "insufficient_data",
+                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
+                )
+                for name in ("mae", "rmse", "mape")
+            }
+        inputs = _inputs(frame, self.features, prediction, self.categories)
+        absolute = np.maximum(self.absolute.predict(inputs), 0)
+        squared = np.maximum(self.squared.predict(inputs), absolute**2)
+        z = stats.norm.ppf(0.5 + confidence / 2)
+        mae = absolute.mean()
+        mae_half = z * np.sqrt(np.maximum(squared - absolute**2, 0).sum()) / n
+        mse = squared.mean()
+        mse_half = z * np.sqrt((2 * squared**2).sum()) / n  # var(e²) = 2σ⁴ for normal errors
+        denominator = np.abs(frame[prediction].to_numpy(float))
+        usable = denominator > 0
+        mape = (absolute[usable] / denominator[usable]).mean() if usable.any() else np.nan
+        return {
+            "mae": Metric(
+                "mae", float(mae), float(mae - mae_half), float(mae + mae_half), n, "loss model"
+            ),
+            "rmse": Metric(
+                "rmse",
+                float(np.sqrt(mse)),
+                float(np.sqrt(max(mse - mse_half, 0))),
+                float(np.sqrt(mse + mse_half)),
+                n,
+                "loss model",
+            ),
+            "mape": Metric(
+                "mape",
+                float(mape) if np.isfinite(mape) else None,
+                None,
+                None,
+                n,
+                "loss model over |prediction|; no band",
+            ),
+        }
+
+    def reliability(self, frame: Any, prediction: str) -> dict[str, Any]:
+        import pandas as pd
+
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
+        if len(frame) == 0:
+            return {"reliable": False, "outside_reference_share": 0.0, "reason": "no rows"}
+        losses = np.maximum(
+            self.absolute.predict(_inputs(frame, self.features, prediction, self.categories)), 0
+        )
+        low, high = self.loss_range
+        outside = float(((losses < low) | (losses > high)).mean())
+        return {
+            "reliable": outside <= OUTSIDE_SHARE,
+            "outside_reference_share": outside,
+            "reason": None
+            if outside <= OUTSIDE_SHARE
+            else f"{outside:.0%} of rows' expected losses outside the reference's central 99%",
+        }
+
+
+def _inputs(frame: Any, features: list[str], prediction: str, categories: dict) -> Any:
+    """Numbers for the loss models: categories coded as the reference coded them (a value
+    the reference never had is missing, which gradient boosting handles)."""
+    import pandas as pd
+
+    inputs = frame[[*features, prediction]].copy()
+    for name, known in categories.items():
+        codes = pd.Categorical(inputs[name].astype(str), categories=known).codes.astype(float)
+        inputs[name] = np.where(codes < 0, np.nan, codes)
+    return inputs.to_numpy(dtype=float)

@@ -1,0 +1,134 @@
+"""Estimated performance: by hand on calibrated scores, honest bands, and its blind spot."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import accuracy_score, roc_auc_score
+
+from keel.errors import DataError
+from keel.estimation import ConfidenceEstimator, LossEstimator
+
+
+def _population(n, rng, shift=0.0, concept=False):
+    """x ~ N(shift, 1); the true P(y=1|x) = sigmoid(2x), the model's score = that probability
+    (a calibrated model). A concept drift flips the relationship for half the space."""
+    x = rng.normal(shift, 1.0, n)
+    truth = 1 / (1 + np.exp(-2 * x))
+    if concept:
+        truth = np.where(x > 0, 1 - truth, truth)
+    y = (rng.random(n) < truth).astype(int)
+    score = 1 / (1 + np.exp(-2 * x))
+    return score, y
+
+
+@pytest.fixture(scope="module")
+def estimator():
+    score, y = _population(20_000, np.random.default_rng(0))
+    return ConfidenceEstimator.fit(score, y)
+
+
+def test_the_expected_confusion_matrix_is_the_sum_of_probabilities_by_hand(estimator):
+    assert estimator.calibration == "none"  # the scores are calibrated: left as they are
+    scores = np.repeat([0.9, 0.7, 0.4, 0.1], [20, 20, 20, 20])
+    got = estimator.estimate(scores)
+    tp, fp = 20 * 0.9 + 20 * 0.7, 20 * 0.1 + 20 * 0.3  # decided 1 at score >= 0.5
+    fn, tn = 20 * 0.4 + 20 * 0.1, 20 * 0.6 + 20 * 0.9
+    assert got["accuracy"].value == pytest.approx((tp + tn) / 80)
+    assert got["precision"].value == pytest.approx(tp / (tp + fp))
+    assert got["recall"].value == pytest.approx(tp / (tp + fn))
+    assert got["specificity"].value == pytest.approx(tn / (tn + fp))
+    assert got["f1"].value == pytest.approx(2 * tp / (2 * tp + fp + fn))
+    # AUC: expected positive-above-negative pairs over expected pairs, ties half
+    p = scores
+    pairs = sum(
+        p[i]
+        * (1 - p[j])
+        * (1.0 if scores[i] > scores[j] else 0.5 if scores[i] == scores[j] else 0.0)
+        for i in range(80)
+        for j in range(80)
+        if i != j
+    )
+    total = p.sum() * (1 - p).sum() - (p * (1 - p)).sum()
+    assert got["roc_auc"].value == pytest.approx(pairs / total)
+
+
+def test_miscalibrated_scores_are_calibrated_first():
+    rng = np.random.default_rng(1)
+    score, y = _population(20_000, rng)
+    squashed = score**3  # same ranking, far too low
+    fitted = ConfidenceEstimator.fit(squashed, y)
+    assert fitted.calibration in ("isotonic", "sigmoid")
+    assert fitted.brier[fitted.calibration] < fitted.brier["none"]
+    window_score, window_y = _population(5000, rng, shift=0.5)
+    estimate = fitted.estimate(window_score**3)["accuracy"]
+    realized = accuracy_score(window_y, window_score**3 >= 0.5)
+    assert estimate.lower <= realized <= estimate.upper
+
+
+def test_the_band_covers_the_realized_value_as_stated_under_covariate_shift(estimator):
+    rng = np.random.default_rng(2)
+    covered = {"accuracy": 0, "roc_auc": 0}
+    for index in range(100):
+        score, y = _population(2000, rng, shift=-1.0 + index / 50)  # shifts both ways
+        got = estimator.estimate(score)
+        realized = {"accuracy": accuracy_score(y, score >= 0.5), "roc_auc": roc_auc_score(y, score)}
+        for name in covered:
+            covered[name] += got[name].lower <= realized[name] <= got[name].upper
+    assert 88 <= covered["accuracy"] <= 100 and 88 <= covered["roc_auc"] <= 100, covered
+
+
+def test_estimation_is_blind_to_concept_drift_and_says_so_by_staying_flat(estimator):
+    rng = np.random.default_rng(3)
+    quiet_score, quiet_y = _population(5000, rng)
+    drift_score, drift_y = _population(5000, rng, concept=True)
+    quiet, drifted = estimator.estimate(quiet_score), estimator.estimate(drift_score)
+    assert drifted["accuracy"].value == pytest.approx(quiet["accuracy"].value, abs=0.02)
+    realized = accuracy_score(drift_y, drift_score >= 0.5)
+    assert realized < drifted["accuracy"].lower - 0.1  # the estimate misses the fall entirely
+
+
+def test_a_window_outside_the_reference_is_flagged_unreliable(estimator):
+    rng = np.random.default_rng(4)
+    near, _ = _population(2000, rng, shift=0.2)
+    far, _ = _population(2000, rng, shift=4.0)  # scores piled at 1, beyond the reference
+    assert estimator.reliability(near)["reliable"]
+    flagged = estimator.reliability(far)
+    assert not flagged["reliable"] and "outside the reference" in flagged["reason"]
+
+
+def test_bad_references_and_small_windows_say_what_is_wrong(estimator):
+    with pytest.raises(DataError, match="1 label class"):
+        ConfidenceEstimator.fit(np.full(100, 0.3), np.zeros(100))
+    with pytest.raises(DataError, match="not probabilities .* sigmoid"):
+        ConfidenceEstimator.fit(np.linspace(-2, 2, 100), np.arange(100) % 2)
+    small = estimator.estimate(np.full(10, 0.7))["accuracy"]
+    assert small.status == "insufficient_data" and "fewer than 50" in small.reason
+
+
+def _regression(n, rng, shift=0.0):
+    x = rng.normal(shift, 1.0, n)
+    kind = rng.choice(["a", "b"], n)
+    noise = 0.2 + np.abs(x)  # errors grow away from 0
+    y = 3 * x + rng.normal(0, noise)
+    return pd.DataFrame({"x": x, "kind": kind, "prediction": 3 * x, "y": y})
+
+
+def test_the_loss_model_estimates_mae_and_rmse_under_covariate_shift():
+    rng = np.random.default_rng(5)
+    reference = _regression(20_000, rng, shift=0.0)
+    estimator = LossEstimator.fit(reference, ["x", "kind"], "prediction", "y")
+    for shift in (0.0, 0.8):  # the shifted window is where errors are larger
+        window = _regression(3000, rng, shift=shift)
+        got = estimator.estimate(window, "prediction")
+        error = window["prediction"] - window["y"]
+        assert got["mae"].lower <= np.abs(error).mean() <= got["mae"].upper, shift
+        assert got["rmse"].lower <= np.sqrt((error**2).mean()) <= got["rmse"].upper, shift
+    calm = estimator.estimate(_regression(3000, rng), "prediction")["mae"].value
+    shifted = estimator.estimate(_regression(3000, rng, shift=0.8), "prediction")["mae"].value
+    assert shifted > calm * 1.2
+
+
+def test_the_loss_model_needs_labelled_reference_rows():
+    frame = pd.DataFrame({"x": [1.0] * 10, "prediction": [1.0] * 10, "y": [1.0] * 10})
+    with pytest.raises(DataError, match="10 labelled reference rows: at least 200"):
+        LossEstimator.fit(frame, ["x"], "prediction", "y")
