@@ -3,6 +3,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from keel.scenario import generate
@@ -122,9 +123,7 @@ def test_the_demo_prints_each_alert_as_its_webhook_received_it_with_the_diagnosi
     assert notices, result.stdout
     first_week = min(int(line.split()[1]) for line in notices)
     assert first_week == 5  # nothing during the quiet month
-    assert any(
-        "[FIRING] inputs-drifted" in line and "age, income" in line for line in notices
-    )
+    assert any("[FIRING] inputs-drifted" in line and "age, income" in line for line in notices)
     assert any("[FIRING] data-quality (critical)" in line for line in notices)
     diagnoses = [line for line in result.stdout.splitlines() if "diagnosis:" in line]
     assert len(diagnoses) == len(notices)
@@ -145,3 +144,23 @@ def test_the_demo_tells_the_concept_drift_once_the_labels_have_come(demo_run):
     assert "with the inputs stable" in lines[performance[-1] + 1]
     assert "value_per_1000" in lines[money[-1]]
     assert any("labels still arriving" in line for line in lines)
+
+
+def test_the_demo_shows_estimation_flat_through_the_concept_drift(demo_run):
+    _, result = demo_run
+    rows = {
+        int(found.group(2)): (float(found.group(3)), float(found.group(4)))
+        for line in result.stdout.splitlines()
+        if (
+            found := re.match(
+                r"\s*(\S+) \(week\s+(\d+)\): estimated ([\d.]+), realized ([\d.]+)", line
+            )
+        )
+    }
+    assert sorted(rows) == list(range(1, 15))
+    quiet = np.mean([rows[week][0] for week in (1, 2, 3, 4)])
+    for week in (13, 14):
+        estimated, realized = rows[week]
+        assert abs(estimated - quiet) < 0.03 and realized < estimated - 0.05
+    assert "cannot see concept drift" in result.stdout
+    assert "(unreliable:" in result.stdout  # the unit change weeks

@@ -133,6 +133,10 @@ def test_labels_arriving_late_keep_a_window_provisional_then_revise_it(tmp_path,
     assert late["revision"] == 1 and not late["details"]["provisional"]
     assert late["status"] == "alert"
     assert "revised window" in set(store.events()["action"])
+    from keel.result import RESULT_KEY
+
+    everything = store.history(monitor="loans")  # a revisit stores nothing twice
+    assert not everything.duplicated([*RESULT_KEY, "revision"]).any()
 
 
 def test_mature_unlabelled_rows_count_as_negative_where_the_domain_says_so(tmp_path, world):
@@ -306,3 +310,19 @@ def test_the_monitor_report_shows_bands_warnings_and_the_diagnosis_in_a_browser(
     assert any(t.startswith("realized roc_auc") and "holdout" in t for t in titles)
     assert any(t.startswith("KPI value_per_1000") for t in titles)
     assert page.locator(".chart svg").count() == len(titles)
+
+
+def test_performance_is_estimated_before_labels_and_is_blind_to_concept_drift(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world)
+    run_monitor(monitor, store, now=end)  # no label yet
+    estimated = store.latest(monitor="loans", check="estimated_performance", metric="roc_auc")
+    estimated = estimated.sort_values("window_start")
+    assert len(estimated) == 6 and estimated["value"].notna().all()
+    assert all(d["reliable"] for d in estimated["details"])  # the inputs never left the reference
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end + timedelta(hours=1))
+    realized = _performance(store)
+    assert realized["status"].tolist()[4:] == ["alert", "alert"]  # the concept drift
+    values = estimated["value"].to_numpy()
+    assert np.abs(values[4:] - values[:4].mean()).max() < 0.03  # the estimate stays flat
+    assert (estimated["status"] != "alert").all()

@@ -213,3 +213,10 @@ def test_a_windows_identity_is_compared_exactly_not_within_the_tolerance(url):
                    monitor="loans", window_start="2026-01-01")  # a day later: 0.005% apart
     assert store.write([later]) == (1, 0)
     assert store.latest(monitor="loans")["value"].tolist() == [1_795_655_531.0]
+
+
+def test_a_key_read_back_as_nan_is_the_same_key_as_null(url):
+    store = ResultStore(url)
+    store.write([_row(column=None)])
+    assert store.write([_row(column=float("nan"))]) == (0, 1)
+    assert len(store.history(monitor="loans")) == 1

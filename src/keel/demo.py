@@ -211,6 +211,8 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "      - {name: data-quality, check: quality, severity: critical, channels: [team]}\n"
             "      - {name: joint-drift, check: multivariate, severity: warning, "
             "channels: [team]}\n"
+            "      - {name: estimated-performance, check: estimated_performance, metric: roc_auc,"
+            " severity: warning, channels: [team]}\n"
             "      - {name: realized-performance, check: performance, severity: critical, "
             "channels: [team]}\n"
             "      - {name: money, check: kpi, metric: value_per_1000, severity: critical, "
@@ -253,6 +255,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             for notice in arrived:
                 console.print("  " + _describe_notice(number, notice), markup=False)
             shown = len(receiver.notices)
+    _tell_estimation(store, console)
     table = Table(
         "window",
         "status",
@@ -268,6 +271,35 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "; ".join(row["alerts"][:3]),
         )
     console.print(table)
+
+
+def _tell_estimation(store: Any, console: Console) -> None:
+    """Estimated against realized ROC AUC, week by week: what estimation sees and what not."""
+    latest = store.latest(monitor="loans")
+    auc = latest[latest["metric"] == "roc_auc"]
+    estimated = auc[auc["check"] == "estimated_performance"].set_index("window_start")
+    realized = auc[auc["check"] == "performance"].set_index("window_start")
+    if estimated.empty or realized.empty:
+        return
+    holdout = realized["threshold"].dropna().iloc[0]
+    console.print(
+        "ROC AUC by week: estimated from the scores when the week closed, realized once its "
+        f"labels came (holdout {holdout:.3f})"
+    )
+    for number, start in enumerate(sorted(estimated.index), start=1):
+        guess, details = estimated.loc[start, "value"], estimated.loc[start, "details"]
+        flag = "" if details.get("reliable", True) else f"  (unreliable: {details['reason']})"
+        known = realized["value"].get(start)
+        console.print(
+            f"  {start[:10]} (week {number:>2}): estimated {guess:.3f}, realized "
+            f"{'-' if known is None else f'{known:.3f}'}{flag}"
+        )
+    console.print(
+        "Estimation follows the inputs: it is flagged unreliable where the scores leave the "
+        "reference (the unit change), and it cannot see concept drift (weeks 13-14): the same "
+        "inputs with a new relationship to the label leave the estimate flat while the "
+        "realized AUC falls. Only labels reveal it."
+    )
 
 
 def _log_labels(logs: Path, weeks: list[pa.Table], now: int, closed: Any) -> None:

@@ -116,7 +116,12 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             )
         if outputs:
             summary += f"; model outputs moved ({', '.join(r.column for r in outputs)})"
-        return Diagnosis("data drift", summary, ranked + [_cause(r) for r in outputs])
+        hurt = [r for r in alerting if r.check == "estimated_performance"]
+        if hurt:  # the inputs moved where the model is less sure: it is costing performance
+            summary += "; estimated " + ", ".join(_fall(r) for r in hurt) + (
+                ": data drift hurting the model"
+            )
+        return Diagnosis("data drift", summary, ranked + [_cause(r) for r in outputs + hurt])
     if outputs:
         return Diagnosis(
             "prediction drift without feature drift",

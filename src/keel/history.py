@@ -188,7 +188,7 @@ def check_history(
         calibration = Calibration.fit(baseline, reference, window, timestamp, false_alarm_rate)
     model = None
     if multivariate and baseline.sample is not None and baseline.sample.num_rows >= 200:
-        model = _fitted(baseline, "multivariate", _multivariate_reference)
+        model = fitted_once(baseline, "multivariate", _multivariate_reference)
     if calibration is not None:
         calibration.check_fits(baseline.id, spec.describe())
     windows = cut(
@@ -249,7 +249,7 @@ def _diagnose(
         window.diagnosis = diagnose(window.results(), importance)
     if importance is None and any(w.diagnosis.verdict == "data drift" for w in windows):
         # fitted only when something drifted, once per baseline in a process
-        importance = _fitted(baseline, "importance", baseline_importance)
+        importance = fitted_once(baseline, "importance", baseline_importance)
         for window in windows:
             if window.diagnosis.verdict == "data drift":
                 window.diagnosis = diagnose(_without_diagnosis(window), importance)
@@ -258,7 +258,7 @@ def _diagnose(
 _FITTED: dict[tuple[str, str], Any] = {}
 
 
-def _fitted(baseline: Baseline, what: str, fit: Any) -> Any:
+def fitted_once(baseline: Baseline, what: str, fit: Any) -> Any:
     """What is fitted on a baseline's sample, once per baseline and process: a monitor that
     runs every few minutes (``keel monitor serve``) does not refit it every run."""
     key = (baseline.fingerprint, what)

@@ -116,6 +116,16 @@ def stable_names() -> dict[str, set[str]]:
             "r2",
             "mean_error",
         },
+        "estimated_performance": {
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "roc_auc",
+            "value_per_1000",
+            "mae",
+            "rmse",
+        },
         "labels": {
             "labelled_share",
             "label_latency_p50_seconds",

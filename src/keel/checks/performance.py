@@ -61,6 +61,7 @@ class PerformanceSpec:
     label_maturity_seconds: float | None = None
     unlabelled_as: Any = 0
     value_matrix: dict[str, float] | None = None
+    estimate: bool = True
 
     @property
     def checked(self) -> tuple[str, ...]:

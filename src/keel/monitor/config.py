@@ -55,6 +55,7 @@ class PerformanceConfig(BaseModel):
     unlabelled_as: Any = 0
     labels_expected_within: str | None = None
     value_matrix: dict[Literal["tp", "fp", "fn", "tn"], float] | None = None
+    estimate: bool = True
 
     @field_validator("label_maturity", "labels_expected_within")
     @classmethod
@@ -92,6 +93,7 @@ class PerformanceConfig(BaseModel):
             ),
             unlabelled_as=self.unlabelled_as,
             value_matrix=self.value_matrix,
+            estimate=self.estimate,
         )
 
 

@@ -292,7 +292,9 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
 
 LABEL_COLUMNS = ("label_time", "_label_ingested_at")
 PREDICTION_IDENTITY = ("rows", "newest_ingestion")
-JUDGED_LATER = frozenset({"performance", "labels", "kpi", "diagnosis", "window"})
+JUDGED_LATER = frozenset(
+    {"performance", "estimated_performance", "labels", "kpi", "diagnosis", "window"}
+)
 
 
 def _series(part: pa.Table, monitor: MonitorConfig, baseline: Baseline, calibration: Any):
@@ -424,7 +426,7 @@ def _revisits(store, monitor, version, segment, starts: list[str]) -> list[_Revi
         stored = [
             Result(
                 r["check"],
-                r["column"],
+                r["column"] if isinstance(r["column"], str) else None,
                 r["metric"],
                 _number(r["value"]),
                 _number(r["threshold"]),
@@ -473,11 +475,22 @@ def _performance(
     """Each window's labels, performance and KPI Results; its diagnosis sees them."""
     if monitor.performance is None and not monitor.kpis:
         return {}
+    from keel.checks.estimated import estimated_results
     from keel.checks.kpis import kpi_result
     from keel.checks.performance import performance_results
     from keel.diagnosis import diagnose
 
     spec = monitor.performance.spec() if monitor.performance else None
+    estimator = None
+    if spec is not None and spec.estimate:
+        from keel.checks.estimated import fit_estimator
+        from keel.history import fitted_once
+
+        estimator = fitted_once(
+            baseline,
+            f"estimator:{spec.task}:{spec.score}:{spec.prediction}",
+            lambda b: fit_estimator(b, spec),
+        )
     times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
     judged = {}
     for window in windows:  # a loop over windows; each is one vectorized filter
@@ -497,6 +510,15 @@ def _performance(
             kpi_result(k.name, k.expression, rows, k.alert_below, k.alert_above)
             for k in monitor.kpis
         ]
+        if spec is not None and spec.estimate:  # before the labels: what the inputs imply
+            found += estimated_results(
+                rows,
+                estimator,
+                spec,
+                baseline.metrics or {},
+                rate or monitor.false_alarm_rate,
+                spec.value_matrix,
+            )
         judged[window.start] = [
             replace(r, window_start=window.start, window_end=window.end) for r in found
         ]

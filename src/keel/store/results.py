@@ -293,6 +293,7 @@ class ResultStore:
             )
             written, unchanged, inserts = 0, 0, []
             for row in rows:
+                row = _without_nan_keys(row)
                 key = tuple(getattr(row, name) for name in KEY)
                 previous = latest.get(key)
                 if previous is not None and _same(previous, row):
@@ -506,6 +507,16 @@ def _record(row: Result, run_id: int | None) -> dict[str, Any]:
         created_at=_now(),
     )
     return record
+
+
+def _without_nan_keys(row: Result) -> Result:
+    """A key field read back through pandas may be NaN where the store has NULL: the same."""
+    blanks = {
+        name: None
+        for name in KEY
+        if isinstance(getattr(row, name), float) and getattr(row, name) != getattr(row, name)
+    }
+    return replace(row, **blanks) if blanks else row
 
 
 def _same(previous: dict, row: Result) -> bool:

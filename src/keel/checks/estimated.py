@@ -1,0 +1,135 @@
+"""Estimated performance as checks: every window, before its labels, with a reliability flag.
+
+``fit_estimator`` learns from the baseline's labelled sample (the score or
+prediction with the target, kept by ``Baseline.from_data``):
+``keel.estimation.ConfidenceEstimator`` for binary classifiers,
+``LossEstimator`` for regressors. ``estimated_results`` gives a window's
+``check: estimated_performance`` Results, named like the realized ones, with
+the band a realized value would fall in (``details.lower``/``upper``) and
+the reliability. They are judged like realized metrics: an alert when the
+whole band is on the worse side of the holdout value, at the level that
+shares the monitor's false alarm rate across the metrics. An unreliable
+estimate (the window outside what the reference covered) is reported with
+status ``warn`` and its reason, and never alerts: a confident wrong number
+is worse than none.
+
+Estimation cannot see concept drift: see ``keel.estimation``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from keel.performance import HIGHER_IS_BETTER
+from keel.result import Result
+
+ESTIMATED = {
+    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    "regression": ("mae", "rmse"),
+}
+
+
+def fit_estimator(baseline: Any, spec: Any) -> Any:
+    """The estimator for this baseline and task, or None when its sample cannot teach one
+    (no target, no score, one class); the reason is then the Results' ``reason``."""
+    from keel.errors import DataError
+    from keel.estimation import ConfidenceEstimator, LossEstimator
+
+    sample = baseline.sample
+    target = next((c.name for c in baseline.schema.by_role("target")), None)
+    if sample is None or target is None or target not in sample.column_names:
+        return None
+    try:
+        if spec.task == "binary" and spec.score in sample.column_names:
+            scores = sample.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
+            labels = sample.column(target).to_numpy(zero_copy_only=False)
+            keep = np.isfinite(scores) & ~_missing(labels)
+            return ConfidenceEstimator.fit(scores[keep], labels[keep])
+        if spec.task == "regression" and spec.prediction in sample.column_names:
+            features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
+            return LossEstimator.fit(sample, features, spec.prediction, target)
+    except DataError:
+        return None
+    return None
+
+
+def estimated_results(
+    window: pa.Table,
+    estimator: Any,
+    spec: Any,
+    holdout: dict[str, float],
+    false_alarm_rate: float,
+    value_matrix: dict[str, float] | None = None,
+) -> list[Result]:
+    names = list(ESTIMATED.get(spec.task, ()))
+    if estimator is None or not names:
+        return [
+            Result(
+                "estimated_performance",
+                None,
+                name,
+                None,
+                holdout.get(name),
+                "insufficient_data",
+                details={
+                    "reason": "no labelled reference sample with "
+                    "the score (or prediction) and the target"
+                },
+            )
+            for name in names
+        ]
+    if value_matrix and spec.task == "binary":
+        names.append("value_per_1000")
+    confidence = 1 - 2 * false_alarm_rate / max(len(names), 1)
+    if spec.task == "binary":
+        scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
+        scores = scores[np.isfinite(scores)]
+        estimates = estimator.estimate(scores, value_matrix, confidence)
+        reliability = estimator.reliability(scores)
+    else:
+        frame = window.to_pandas()
+        estimates = estimator.estimate(frame, spec.prediction, confidence)
+        reliability = estimator.reliability(frame, spec.prediction)
+    results = []
+    for name in names:
+        metric = estimates[name]
+        reference = holdout.get(name)
+        status = metric.status
+        if status == "ok" and not reliability["reliable"]:
+            status = "warn"
+        elif status == "ok" and reference is not None and metric.lower is not None:
+            worse = (
+                metric.upper < reference
+                if name in HIGHER_IS_BETTER or name == "value_per_1000"
+                else metric.lower > reference
+            )
+            status = "alert" if worse else "ok"
+        results.append(
+            Result(
+                "estimated_performance",
+                None,
+                name,
+                metric.value,
+                reference,
+                status,
+                details={
+                    "lower": metric.lower,
+                    "upper": metric.upper,
+                    "confidence": confidence,
+                    "rows": metric.rows,
+                    "method": metric.method,
+                    **reliability,
+                    **({"reason": metric.reason} if metric.reason else {}),
+                },
+            )
+        )
+    return results
+
+
+def _missing(values: np.ndarray) -> np.ndarray:
+    import pandas as pd
+
+    return np.asarray(pd.isna(values), dtype=bool)
