@@ -307,7 +307,8 @@ def test_the_monitor_report_shows_bands_warnings_and_the_diagnosis_in_a_browser(
     assert "concept drift: roc_auc" in texts[4]
     assert "metrics provisional" in texts[5]
     titles = page.locator(".chart h3").all_inner_texts()
-    assert any(t.startswith("realized roc_auc") and "holdout" in t for t in titles)
+    assert any(t.startswith("performance roc_auc") and "holdout" in t for t in titles)
+    assert page.locator(".chart svg").first.inner_html().count("estimated") >= 1  # both lines
     assert any(t.startswith("KPI value_per_1000") for t in titles)
     assert page.locator(".chart svg").count() == len(titles)
 

@@ -158,19 +158,30 @@ def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any
     }
 
 
-def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """A realized metric across windows: its interval as a band, its value, the holdout's
-    value (dashed), alerting windows in red and provisional ones hollow.
+SERIES_COLORS = {"realized": "#1f2430", "estimated": "#2563eb"}
 
-    ``points``: ``{"window", "value", "lower", "upper", "threshold", "alert",
+
+def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metrics across windows, each series (realized, estimated) with its interval as a
+    band; the holdout's value dashed; alerting windows red, provisional ones hollow.
+
+    ``points``: ``{"window", "series", "value", "lower", "upper", "threshold", "alert",
     "provisional"}`` each.
 
-    >>> band_spec([{"window": "2026-01-01", "value": 0.8, "lower": 0.7, "upper": 0.9,
-    ...             "threshold": 0.85, "alert": False, "provisional": True}])["layer"][0]["mark"]
-    {'type': 'area', 'opacity': 0.25, 'color': '#8a94a6'}
+    >>> spec = band_spec([{"window": "2026-01-01", "series": "estimated", "value": 0.8,
+    ...                    "lower": 0.7, "upper": 0.9, "threshold": 0.85, "alert": False,
+    ...                    "provisional": False}])
+    >>> spec["layer"][0]["mark"]["type"], spec["layer"][0]["encoding"]["color"]["field"]
+    ('area', 'series')
     """
     x = {"field": "window", "type": "temporal", "title": None}
     y = {"field": "value", "type": "quantitative", "title": None, "scale": {"zero": False}}
+    color = {
+        "field": "series",
+        "type": "nominal",
+        "scale": {"domain": list(SERIES_COLORS), "range": list(SERIES_COLORS.values())},
+        "legend": {"orient": "top", "title": None},
+    }
     return {
         "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
         "width": 520,
@@ -179,11 +190,12 @@ def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
         "data": {"values": points},
         "layer": [
             {
-                "mark": {"type": "area", "opacity": 0.25, "color": SIDE_COLORS["reference"]},
+                "mark": {"type": "area", "opacity": 0.18},
                 "encoding": {
                     "x": x,
                     "y": {"field": "lower", "type": "quantitative", "scale": {"zero": False}},
                     "y2": {"field": "upper"},
+                    "color": color,
                 },
             },
             {
@@ -191,13 +203,13 @@ def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
                 "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
             },
             {
-                "mark": {"type": "line", "color": "#1f2430", "strokeWidth": 1.5},
-                "encoding": {"x": x, "y": y},
+                "mark": {"type": "line", "strokeWidth": 1.5},
+                "encoding": {"x": x, "y": y, "color": color},
             },
             {
-                "mark": {"type": "point", "size": 40, "color": "#1f2430"},
+                "mark": {"type": "point", "size": 40},
                 "transform": [{"filter": "datum.provisional"}],
-                "encoding": {"x": x, "y": y},
+                "encoding": {"x": x, "y": y, "color": color},
             },
             {
                 "mark": {

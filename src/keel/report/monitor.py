@@ -57,8 +57,10 @@ def monitor_report_html(store: Any, monitor: str) -> str:
 def _section(name: str, frame: Any) -> dict[str, Any]:
     windows = []
     for start, rows in frame.groupby("window_start", sort=True):
-        by = {(c, m): r for c, m, r in zip(rows["check"], rows["metric"],
-                                            rows.to_dict("records"), strict=True)}
+        by = {
+            (c, m): r
+            for c, m, r in zip(rows["check"], rows["metric"], rows.to_dict("records"), strict=True)
+        }
         diagnosis = by.get(("diagnosis", "verdict"), {}).get("details") or {}
         share = by.get(("labels", "labelled_share"))
         subset = by.get(("labels", "labelled_subset_shift"))
@@ -91,15 +93,19 @@ def _section(name: str, frame: Any) -> dict[str, Any]:
 
 
 def _judged_charts(frame: Any) -> list[dict[str, Any]]:
+    """Realized metrics with their estimated twins on one chart; KPIs on their own."""
     charts = []
-    judged = frame[frame["check"].isin(JUDGED)]
-    for (check, metric), rows in sorted(judged.groupby(["check", "metric"])):
+    judged = frame[frame["check"].isin((*JUDGED, "estimated_performance"))]
+    kinds = {"performance": "performance", "estimated_performance": "performance", "kpi": "kpi"}
+    keyed = judged.assign(kind=judged["check"].map(kinds))
+    for (kind, metric), rows in sorted(keyed.groupby(["kind", "metric"])):
         points = []
         for r in rows.sort_values("window_start").to_dict("records"):
             details = r["details"] if isinstance(r["details"], dict) else {}
             points.append(
                 {
                     "window": r["window_start"],
+                    "series": "estimated" if r["check"] == "estimated_performance" else "realized",
                     "value": _finite(r["value"]),
                     "lower": _finite(details.get("lower")),
                     "upper": _finite(details.get("upper")),
@@ -110,11 +116,12 @@ def _judged_charts(frame: Any) -> list[dict[str, Any]]:
             )
         if not any(p["value"] is not None for p in points):
             continue
-        latest = next(p for p in reversed(points) if p["value"] is not None)
+        known = [p for p in points if p["value"] is not None]
+        latest = max(known, key=lambda p: (p["window"], p["series"] == "realized"))
+        label = "performance" if kind == "performance" else "KPI"
         charts.append(
             {
-                "title": f"{'realized' if check == 'performance' else 'KPI'} {metric}: "
-                f"{readable(latest['value'])}"
+                "title": f"{label} {metric}: {latest['series']} {readable(latest['value'])}"
                 + (
                     f" (holdout {readable(latest['threshold'])})"
                     if latest["threshold"] is not None
@@ -129,7 +136,7 @@ def _judged_charts(frame: Any) -> list[dict[str, Any]]:
 
 def _alerting_charts(frame: Any) -> list[dict[str, Any]]:
     charts = []
-    others = frame[~frame["check"].isin((*JUDGED, "diagnosis", "labels"))]
+    others = frame[~frame["check"].isin((*JUDGED, "estimated_performance", "diagnosis", "labels"))]
     for (check, column, metric), rows in others.groupby(
         ["check", others["column"].fillna("(table)"), "metric"]
     ):
