@@ -132,3 +132,74 @@ def test_the_loss_model_needs_labelled_reference_rows():
     frame = pd.DataFrame({"x": [1.0] * 10, "prediction": [1.0] * 10, "y": [1.0] * 10})
     with pytest.raises(DataError, match="10 labelled reference rows: at least 200"):
         LossEstimator.fit(frame, ["x"], "prediction", "y")
+
+
+def _multiclass(n, rng, concentration=(1.0, 1.0, 1.0)):
+    scores = rng.dirichlet(concentration, n)  # calibrated: the label is drawn from the scores
+    labels = (rng.random(n)[:, None] > np.cumsum(scores, axis=1)).sum(axis=1)
+    return scores, np.array(["a", "b", "c"])[np.minimum(labels, 2)]
+
+
+def test_the_multiclass_expected_confusion_matrix_by_hand():
+    from keel.estimation import MulticlassEstimator
+
+    rng = np.random.default_rng(6)
+    estimator = MulticlassEstimator.fit(*_multiclass(20_000, rng), ["a", "b", "c"])
+    assert estimator.calibration == "none"
+    rows = np.repeat([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.3, 0.5]], 30, axis=0)
+    got = estimator.estimate(rows)
+    matrix = np.array([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3], [0.2, 0.3, 0.5]]).T * 30  # truth×decided
+    assert got["accuracy"].value == pytest.approx(np.trace(matrix) / 90)
+    precision = np.mean(np.diag(matrix) / matrix.sum(axis=0))
+    recall = np.mean(np.diag(matrix) / matrix.sum(axis=1))
+    assert got["precision"].value == pytest.approx(precision)
+    assert got["recall"].value == pytest.approx(recall)
+
+
+def test_multiclass_bands_cover_the_realized_values_under_shift():
+    from sklearn.metrics import f1_score
+
+    from keel.estimation import MulticlassEstimator
+
+    rng = np.random.default_rng(7)
+    estimator = MulticlassEstimator.fit(*_multiclass(20_000, rng), ["a", "b", "c"])
+    covered = {"accuracy": 0, "f1": 0}
+    for index in range(60):
+        concentration = (1.0 + index / 20, 1.0, 1.0 + index / 40)  # drifting class balance
+        scores, labels = _multiclass(2000, rng, concentration)
+        decided = np.array(["a", "b", "c"])[scores.argmax(axis=1)]
+        got = estimator.estimate(scores)
+        realized = {
+            "accuracy": accuracy_score(labels, decided),
+            "f1": f1_score(labels, decided, average="macro"),
+        }
+        for name in covered:
+            covered[name] += got[name].lower <= realized[name] <= got[name].upper
+    assert covered["accuracy"] >= 53 and covered["f1"] >= 53, covered  # 95% bands, ≥ 88%
+
+
+def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass():
+    import pyarrow as pa
+
+    from keel.baseline import Baseline
+    from keel.checks.estimated import estimated_results, fit_estimator
+    from keel.checks.performance import PerformanceSpec
+
+    rng = np.random.default_rng(8)
+    reference = _regression(5000, rng)
+    baseline = Baseline.from_data(reference, target="y", prediction="prediction", sample_size=5000)
+    spec = PerformanceSpec(task="regression", label="y", prediction="prediction", score=None)
+    estimator = fit_estimator(baseline, spec)
+    shifted = pa.Table.from_pandas(_regression(3000, rng, shift=1.0))
+    found = {r.metric: r for r in estimated_results(shifted, estimator, spec, {"mae": 0.5}, 0.01)}
+    assert set(found) == {"mae", "rmse"} and found["mae"].status == "alert"  # errors grew
+
+    scores, labels = _multiclass(5000, rng)
+    frame = pd.DataFrame({f"score_{c}": scores[:, i] for i, c in enumerate("abc")})
+    frame["label"] = labels
+    baseline = Baseline.from_data(frame, target="label", sample_size=5000)
+    spec = PerformanceSpec(task="multiclass", label="label", score="score", classes=list("abc"))
+    window = pa.Table.from_pandas(frame.head(1000))
+    found = estimated_results(window, fit_estimator(baseline, spec), spec, {}, 0.01)
+    assert [r.metric for r in found] == ["accuracy", "precision", "recall", "f1"]
+    assert all(r.value is not None and r.status == "ok" for r in found)

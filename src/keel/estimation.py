@@ -404,3 +404,162 @@ def _inputs(frame: Any, features: list[str], prediction: str, categories: dict) 
         codes = pd.Categorical(inputs[name].astype(str), categories=known).codes.astype(float)
         inputs[name] = np.where(codes < 0, np.nan, codes)
     return inputs.to_numpy(dtype=float)
+
+
+@dataclass
+class MulticlassEstimator:
+    """Expected multiclass metrics (macro averages) from calibrated per-class scores.
+
+    Each class's scores are calibrated one-vs-rest (isotonic, kept only when the
+    cross-validated multiclass Brier score improves) and the rows renormalized; the
+    expected confusion matrix is C[true t, decided j] = Σ P[row, t] over rows decided j
+    (the class of the largest raw score); bands come from label draws, as for binary.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> scores = rng.dirichlet([1, 1, 1], 6000)
+    >>> labels = np.array(["a", "b", "c"])[[rng.choice(3, p=p) for p in scores[:50]] * 120]
+    >>> MulticlassEstimator.fit(scores, labels, ["a", "b", "c"]).classes
+    ['a', 'b', 'c']
+    """
+
+    classes: list
+    calibrators: list | None
+    confidence_range: tuple[float, float]
+    brier: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, scores: Any, labels: Any, classes: list, seed: int = 0) -> MulticlassEstimator:
+        from keel.performance import _codes
+
+        scores = np.asarray(scores, dtype=float)
+        _check_probabilities(scores)
+        truth = _codes(labels, classes, "label")
+        present = np.unique(truth)
+        if len(present) < 2:
+            raise DataError(
+                f"the reference has {len(present)} label class(es): estimating needs several"
+            )
+        onehot = np.eye(len(classes))[truth]
+        raw = float(np.mean(((scores - onehot) ** 2).sum(axis=1)))
+        calibrated = _cross_validated_multiclass(scores, onehot, seed)
+        use = calibrated < raw * 0.995
+        calibrators = (
+            [
+                _calibrator("isotonic").fit(_column(scores[:, c]), onehot[:, c])
+                for c in range(len(classes))
+            ]
+            if use
+            else None
+        )
+        top = scores.max(axis=1)
+        low, high = np.quantile(top, [0.005, 0.995])
+        return cls(
+            list(classes),
+            calibrators,
+            (float(low), float(high)),
+            {"none": raw, "isotonic": calibrated},
+        )
+
+    @property
+    def calibration(self) -> str:
+        return "none" if self.calibrators is None else "isotonic"
+
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        if self.calibrators is None:
+            return scores
+        fitted = np.column_stack([c.predict(scores[:, i]) for i, c in enumerate(self.calibrators)])
+        total = fitted.sum(axis=1, keepdims=True)
+        return np.where(total > 0, fitted / np.where(total > 0, total, 1), scores)
+
+    def estimate(self, scores: Any, confidence: float = 0.95, seed: int = 0) -> dict[str, Metric]:
+        scores = np.asarray(scores, dtype=float)
+        _check_probabilities(scores)
+        n, k = scores.shape
+        names = ("accuracy", "precision", "recall", "f1")
+        if n < MIN_ROWS:
+            return {
+                name: Metric(
+                    name,
+                    None,
+                    None,
+                    None,
+                    n,
+                    "confidence-based",
+                    "insufficient_data",
+                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
+                )
+                for name in names
+            }
+        p = self.probabilities(scores)
+        decided = np.eye(k)[scores.argmax(axis=1)]  # n × k
+        expected = _multiclass_from(p.T @ decided)  # k × k: truth × decided
+        rng = np.random.default_rng(seed)
+        cumulative = np.cumsum(p, axis=1)
+        drawn_labels = (rng.random((DRAWS, n))[..., None] > cumulative[None]).sum(axis=2)
+        drawn_labels = np.minimum(drawn_labels, k - 1)
+        matrices = np.stack(
+            [np.eye(k)[labels].T @ decided for labels in drawn_labels]
+        )  # a loop over draws (400), each a matrix product over rows
+        drawn = _multiclass_from(matrices)
+        tail = (1 - confidence) / 2 * 100
+        out = {}
+        for name in names:
+            low, high = np.percentile(drawn[name][np.isfinite(drawn[name])], [tail, 100 - tail])
+            out[name] = Metric(
+                name,
+                float(expected[name]),
+                float(low),
+                float(high),
+                n,
+                f"confidence-based, macro ({self.calibration} calibration)",
+            )
+        return out
+
+    def reliability(self, scores: Any) -> dict[str, Any]:
+        top = np.asarray(scores, dtype=float).max(axis=1)
+        low, high = self.confidence_range
+        outside = float(((top < low) | (top > high)).mean()) if len(top) else 0.0
+        return {
+            "reliable": outside <= OUTSIDE_SHARE,
+            "outside_reference_share": outside,
+            "reason": None
+            if outside <= OUTSIDE_SHARE
+            else f"{outside:.0%} of top-class scores outside the reference's central 99%",
+        }
+
+
+def _multiclass_from(matrix: np.ndarray) -> dict[str, np.ndarray]:
+    """Accuracy and macro precision, recall, F1 of (stacks of) confusion matrices."""
+    m = matrix if matrix.ndim == 3 else matrix[None]
+    diagonal = np.diagonal(m, axis1=-2, axis2=-1)
+    truth, decided = m.sum(axis=-1), m.sum(axis=-2)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = {
+            "accuracy": diagonal.sum(axis=-1) / m.sum(axis=(-2, -1)),
+            "precision": np.nanmean(np.where(decided > 0, diagonal / decided, np.nan), axis=-1),
+            "recall": np.nanmean(np.where(truth > 0, diagonal / truth, np.nan), axis=-1),
+            "f1": np.mean(
+                np.where(truth + decided > 0, 2 * diagonal / (truth + decided), 0.0), axis=-1
+            ),
+        }
+    return out if matrix.ndim == 3 else {name: values[0] for name, values in out.items()}
+
+
+def _cross_validated_multiclass(scores: np.ndarray, onehot: np.ndarray, seed: int) -> float:
+    from sklearn.model_selection import KFold
+
+    errors = []
+    for train, test in KFold(5, shuffle=True, random_state=seed).split(scores):
+        fitted = np.column_stack(
+            [
+                _calibrator("isotonic")
+                .fit(_column(scores[train, c]), onehot[train, c])
+                .predict(scores[test, c])
+                for c in range(onehot.shape[1])
+            ]
+        )
+        total = fitted.sum(axis=1, keepdims=True)
+        fitted = np.where(total > 0, fitted / np.where(total > 0, total, 1), scores[test])
+        errors.append(np.mean(((fitted - onehot[test]) ** 2).sum(axis=1)))
+    return float(np.mean(errors))

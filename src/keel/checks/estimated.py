@@ -28,6 +28,7 @@ from keel.result import Result
 
 ESTIMATED = {
     "binary": ("accuracy", "precision", "recall", "f1", "roc_auc"),
+    "multiclass": ("accuracy", "precision", "recall", "f1"),
     "regression": ("mae", "rmse"),
 }
 
@@ -36,7 +37,7 @@ def fit_estimator(baseline: Any, spec: Any) -> Any:
     """The estimator for this baseline and task, or None when its sample cannot teach one
     (no target, no score, one class); the reason is then the Results' ``reason``."""
     from keel.errors import DataError
-    from keel.estimation import ConfidenceEstimator, LossEstimator
+    from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
 
     sample = baseline.sample
     target = next((c.name for c in baseline.schema.by_role("target")), None)
@@ -48,6 +49,14 @@ def fit_estimator(baseline: Any, spec: Any) -> Any:
             labels = sample.column(target).to_numpy(zero_copy_only=False)
             keep = np.isfinite(scores) & ~_missing(labels)
             return ConfidenceEstimator.fit(scores[keep], labels[keep])
+        columns = [f"{spec.score}_{c}" for c in spec.classes or []]
+        if spec.task == "multiclass" and columns and set(columns) <= set(sample.column_names):
+            scores = np.column_stack(
+                [sample.column(c).to_numpy(zero_copy_only=False) for c in columns]
+            ).astype(float)
+            labels = sample.column(target).to_numpy(zero_copy_only=False)
+            keep = np.isfinite(scores).all(axis=1) & ~_missing(labels)
+            return MulticlassEstimator.fit(scores[keep], labels[keep], list(spec.classes))
         if spec.task == "regression" and spec.prediction in sample.column_names:
             features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
             return LossEstimator.fit(sample, features, spec.prediction, target)
@@ -88,6 +97,16 @@ def estimated_results(
         scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
         scores = scores[np.isfinite(scores)]
         estimates = estimator.estimate(scores, value_matrix, confidence)
+        reliability = estimator.reliability(scores)
+    elif spec.task == "multiclass":
+        scores = np.column_stack(
+            [
+                window.column(f"{spec.score}_{c}").to_numpy(zero_copy_only=False)
+                for c in spec.classes
+            ]
+        ).astype(float)
+        scores = scores[np.isfinite(scores).all(axis=1)]
+        estimates = estimator.estimate(scores, confidence)
         reliability = estimator.reliability(scores)
     else:
         frame = window.to_pandas()
