@@ -16,15 +16,23 @@ the labels):
 
 Printed per scenario and metric: the mean realized and estimated values, the
 mean absolute error of the estimate, how often the band covers the realized
-value (95% bands), and how often the reliability flag fired.
+value (95% bands), and how often the reliability flag fired. Where NannyML is
+installed in its side environment (``benchmarks/peers/README.md``; or
+``--nannyml PYTHON``), its CBPE estimates the same windows from the same
+holdout (``benchmarks/peers/run_nannyml_cbpe.py``) and gets the same columns.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
@@ -47,54 +55,119 @@ def inputs(rng: np.random.Generator, rows: int, scenario: str, strength: float) 
     return x
 
 
+NANNYML = Path("/opt/keel-peers/nannyml/bin/python")
+SCENARIOS = ("quiet", "shift that hurts", "shift that helps", "concept drift")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--windows", type=int, default=40)
     parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--nannyml", type=Path, default=NANNYML)
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     train = rng.normal(size=(20_000, 2))
     model = LogisticRegression().fit(train, rng.random(20_000) < truth(train))
     holdout = rng.normal(size=(20_000, 2))
+    holdout_scores = model.predict_proba(holdout)[:, 1]
+    holdout_labels = rng.random(20_000) < truth(holdout)
     started = time.perf_counter()
-    estimator = ConfidenceEstimator.fit(
-        model.predict_proba(holdout)[:, 1], rng.random(20_000) < truth(holdout)
-    )
-    print(f"calibration chosen by cross-validated Brier: {estimator.calibration}")
-    print(
-        f"{'scenario':<18} {'metric':<9} {'realized':>8} {'estimated':>9} {'MAE':>6} "
-        f"{'covered':>8} {'unreliable':>10}"
-    )
-    for scenario in ("quiet", "shift that hurts", "shift that helps", "concept drift"):
-        found = {"accuracy": [], "roc_auc": []}
-        flagged = 0
+    estimator = ConfidenceEstimator.fit(holdout_scores, holdout_labels)
+    rows, windows = [], []
+    for scenario in SCENARIOS:
         for index in range(args.windows):
-            strength = (index + 1) / args.windows
-            x = inputs(rng, args.rows, scenario, strength)
+            x = inputs(rng, args.rows, scenario, (index + 1) / args.windows)
             labels = rng.random(args.rows) < truth(x, concept=scenario == "concept drift")
             scores = model.predict_proba(x)[:, 1]
             estimate = estimator.estimate(scores)
-            flagged += not estimator.reliability(scores)["reliable"]
+            key = f"{scenario}/{index:03d}"
+            windows.append(
+                pd.DataFrame(
+                    {"window": key, "score": scores, "prediction": (scores >= 0.5).astype(int)}
+                )
+            )
             realized = {
                 "accuracy": accuracy_score(labels, scores >= 0.5),
                 "roc_auc": roc_auc_score(labels, scores),
             }
-            for name in found:
-                metric = estimate[name]
-                found[name].append(
-                    (realized[name], metric.value, metric.lower <= realized[name] <= metric.upper)
+            unreliable = not estimator.reliability(scores)["reliable"]
+            for name in realized:
+                m = estimate[name]
+                rows.append(
+                    (scenario, name, key, realized[name], m.value, m.lower, m.upper, unreliable)
                 )
-        for name, rows in found.items():
-            real, guess, covered = np.array(rows, dtype=float).T
-            print(
-                f"{scenario:<18} {name:<9} {real.mean():8.3f} {guess.mean():9.3f} "
-                f"{np.abs(real - guess).mean():6.3f} {covered.mean():8.0%} "
-                f"{flagged / args.windows:10.0%}"
-            )
-    print(
-        f"({args.windows} windows of {args.rows:,} rows per scenario; "
-        f"{time.perf_counter() - started:.1f} s)"
+    elapsed = time.perf_counter() - started
+    found = pd.DataFrame(
+        rows,
+        columns=[
+            "scenario",
+            "metric",
+            "window",
+            "realized",
+            "keel",
+            "keel_lower",
+            "keel_upper",
+            "unreliable",
+        ],
     )
+    peer = _nannyml(args.nannyml, holdout_scores, holdout_labels, windows)
+    print(f"calibration chosen by cross-validated Brier: {estimator.calibration}")
+    header = (
+        f"{'scenario':<18} {'metric':<9} {'realized':>8} {'keel':>6} {'MAE':>6} "
+        f"{'covered':>8} {'unreliable':>10}"
+    )
+    if peer is not None:
+        header += f" {'NannyML':>8} {'MAE':>6} {'covered':>8}"
+    print(header)
+    for (scenario, name), part in found.groupby(["scenario", "metric"], sort=False):
+        covered = (part["keel_lower"] <= part["realized"]) & (
+            part["realized"] <= part["keel_upper"]
+        )
+        line = (
+            f"{scenario:<18} {name:<9} {part['realized'].mean():8.3f} {part['keel'].mean():6.3f} "
+            f"{(part['realized'] - part['keel']).abs().mean():6.3f} {covered.mean():8.0%} "
+            f"{part['unreliable'].mean():10.0%}"
+        )
+        if peer is not None:
+            theirs = np.array([peer[w][name]["value"] for w in part["window"]])
+            low = np.array([peer[w][name]["lower"] for w in part["window"]])
+            high = np.array([peer[w][name]["upper"] for w in part["window"]])
+            real = part["realized"].to_numpy()
+            line += (
+                f" {theirs.mean():8.3f} {np.abs(real - theirs).mean():6.3f} "
+                f"{((low <= real) & (real <= high)).mean():8.0%}"
+            )
+        print(line)
+    print(
+        f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
+        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
+        + ")"
+    )
+
+
+def _nannyml(python: Path, scores, labels, windows) -> dict | None:
+    """NannyML's CBPE on the same holdout and windows, in its own environment."""
+    if not python.exists():
+        return None
+    folder = Path(tempfile.mkdtemp(prefix="keel-study-"))
+    pd.DataFrame(
+        {"score": scores, "prediction": (scores >= 0.5).astype(int), "label": labels.astype(int)}
+    ).to_parquet(folder / "reference.parquet")
+    pd.concat(windows).to_parquet(folder / "windows.parquet")
+    script = Path(__file__).parent / "peers" / "run_nannyml_cbpe.py"
+    started = time.perf_counter()
+    subprocess.run(
+        [
+            str(python),
+            str(script),
+            str(folder / "reference.parquet"),
+            str(folder / "windows.parquet"),
+            str(folder / "out.json"),
+        ],
+        check=True,
+    )
+    print(f"NannyML CBPE: {time.perf_counter() - started:.1f} s (a separate process)")
+    return json.loads((folder / "out.json").read_text())["windows"]
 
 
 if __name__ == "__main__":
