@@ -54,7 +54,7 @@ def run_monitor(
     size = WindowSpec.parse(monitor.window).period_ns / 1e9
     closed_before = now.timestamp() - monitor.lateness_seconds
     cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
-    data = _source(monitor, since, cutoff)
+    data = _changed_source(monitor, store, since, cutoff, size)
     # Counted, not fatal: the latest record per request id is the one checked, and labels
     # without a prediction stay in the label log until their prediction arrives.
     seen = {
@@ -64,7 +64,13 @@ def run_monitor(
             unmatched_labels(log_root(monitor.logs), monitor.model) if _logged(monitor) else 0
         ),
     }
-    if data.num_rows == 0:
+    if data.num_rows == 0:  # nothing new closed, nothing changed: only the label clock
+        freshness = _label_freshness(monitor, now, cutoff, size)
+        if freshness is not None:
+            store.write([freshness])
+            from keel.alerts.engine import evaluate
+
+            evaluate(monitor, store, now=now, notify=alerting)
         return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": [], **seen}
     versions = (
         [v for v in pc.unique(data.column("model_version")).to_pylist()]
@@ -569,6 +575,55 @@ def _register(
     store.register_baseline(baseline, monitor.baseline)
     if calibration is not None:
         store.register_calibration(calibration, monitor.calibration)
+
+
+def _changed_source(
+    monitor: MonitorConfig,
+    store: ResultStore,
+    since: datetime | None,
+    cutoff: datetime,
+    size: float,
+) -> pa.Table:
+    """The rows of the windows that may need checking. For a prediction log, a first query
+    reads only ids and times to find the windows whose rows, ingestion or labels changed
+    since the store last saw them; only their rows are then read. A table or folder
+    source is read whole."""
+    if not _logged(monitor):
+        return _source(monitor, since, cutoff)
+    from keel.store.queries import window_summaries
+
+    summaries = window_summaries(
+        log_root(monitor.logs),
+        monitor.model,
+        size,
+        since,
+        cutoff,
+        with_labels=monitor.performance is not None or bool(monitor.kpis),
+    )
+    known = _stored_summaries(store, monitor.name)
+    changed = sorted(
+        start
+        for start, seen in summaries.items()
+        if any(known.get((start, metric)) != value for metric, value in seen.items())
+    )
+    if not changed:
+        return pa.table({})
+    first = _moment(changed[0])
+    last = datetime.fromtimestamp(_moment(changed[-1]).timestamp() + size, UTC)
+    return _source(monitor, first, last)
+
+
+def _stored_summaries(store: ResultStore, monitor: str) -> dict[tuple[str, str], float]:
+    """The stored window identities, added up over model versions (the whole, no segment)."""
+    stored = store.latest(monitor=monitor, check="window")
+    if stored.empty:
+        return {}
+    stored = stored[stored["segment"].isna()]
+    summed = {}
+    for (start, metric), values in stored.groupby(["window_start", "metric"])["value"]:
+        combine = sum if metric in ("rows", "labels") else max
+        summed[(start, metric)] = float(combine(values))
+    return summed
 
 
 def _logged(monitor: MonitorConfig) -> bool:

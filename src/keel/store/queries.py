@@ -198,6 +198,69 @@ def unmatched_labels(root: str | Path, model: str) -> int:
     return int(table.column("n")[0].as_py())
 
 
+def window_summaries(
+    root: str | Path,
+    model: str,
+    size_seconds: float,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    with_labels: bool = False,
+) -> dict[str, dict[str, float]]:
+    """Per window (epoch-aligned, ``size_seconds`` long, keyed by its ISO start): rows (one
+    per request id), newest ingestion (epoch seconds) and, ``with_labels``, labelled rows
+    and newest label ingestion. Reads only the id and time columns: a cheap way to learn
+    which windows changed before reading any of their rows."""
+    predictions = log_files(root, "predictions", model, start, end)
+    if not predictions:
+        return {}
+    labels = log_files(root, "labels", model) if with_labels else []
+    size_us = int(size_seconds * 1_000_000)
+    label_join = (
+        """LEFT JOIN (
+            SELECT request_id, max(_ingested_at) AS _label_ingested_at
+            FROM read_parquet($labels, union_by_name = true, hive_partitioning = false)
+            GROUP BY request_id
+        ) l USING (request_id)"""
+        if labels
+        else ""
+    )
+    label_columns = (
+        ", count(l._label_ingested_at) AS labels, "
+        "coalesce(max(epoch_us(l._label_ingested_at)), 0) AS newest_label"
+        if labels
+        else ""
+    )
+    table = _query(
+        f"""
+        WITH p AS (
+            SELECT request_id, event_time, _ingested_at
+            FROM read_parquet($predictions, union_by_name = true, hive_partitioning = false)
+            WHERE event_time IS NOT NULL {_time_filter(start, end)}
+            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+        )
+        SELECT (epoch_us(event_time) // {size_us}) AS k, count(*) AS rows,
+               max(epoch_us(_ingested_at)) AS newest{label_columns}
+        FROM p {label_join.replace("l USING", "l USING") if labels else ""}
+        GROUP BY k ORDER BY k
+        """,
+        {
+            "predictions": predictions,
+            **({"labels": labels} if labels else {}),
+            **_time_parameters(start, end),
+        },
+        predictions + labels,
+    )
+    found = {}
+    for row in table.to_pylist():  # one row per window
+        begin = datetime.fromtimestamp(row["k"] * size_us / 1e6, UTC)
+        summary = {"rows": float(row["rows"]), "newest_ingestion": row["newest"] / 1e6}
+        if labels:
+            summary["labels"] = float(row["labels"])
+            summary["newest_label_ingestion"] = row["newest_label"] / 1e6
+        found[begin.isoformat().replace("+00:00", "Z")] = summary
+    return found
+
+
 def newest_ingestion(root: str | Path, kind: str, model: str) -> datetime | None:
     """When the newest record of a model's log was ingested (None: the log is empty)."""
     files = log_files(root, kind, model)
