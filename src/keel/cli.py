@@ -197,16 +197,20 @@ def alerts_list(
     table = Table("state", "severity", "monitor", "rule", "version", "since", "why")
     for row in shown.itertuples(index=False):
         table.add_row(
-            row.state, row.severity, row.monitor, row.rule, row.model_version or "-",
-            row.first_window[:10], row.summary or "",
+            row.state,
+            row.severity,
+            row.monitor,
+            row.rule,
+            row.model_version or "-",
+            row.first_window[:10],
+            row.summary or "",
         )
     out.print(table if len(shown) else "no alert pending or firing")
     stuck = queue(store)
     stuck = stuck[stuck["last_error"].notna() & (stuck["status"] != "sent")]
     for row in stuck.itertuples(index=False):
         out.print(
-            f"notice to {row.channel} {row.status} after {row.attempts} attempts: "
-            f"{row.last_error}"
+            f"notice to {row.channel} {row.status} after {row.attempts} attempts: {row.last_error}"
         )
     raise typer.Exit(EXIT_FOUND if (shown["state"] == "firing").any() else EXIT_OK)
 

@@ -118,8 +118,10 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             summary += f"; model outputs moved ({', '.join(r.column for r in outputs)})"
         hurt = [r for r in alerting if r.check == "estimated_performance"]
         if hurt:  # the inputs moved where the model is less sure: it is costing performance
-            summary += "; estimated " + ", ".join(_fall(r) for r in hurt) + (
-                ": data drift hurting the model"
+            summary += (
+                "; estimated "
+                + ", ".join(_fall(r) for r in hurt)
+                + (": data drift hurting the model")
             )
         return Diagnosis("data drift", summary, ranked + [_cause(r) for r in outputs + hurt])
     if outputs:

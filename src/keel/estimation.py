@@ -113,19 +113,7 @@ class ConfidenceEstimator:
         if value_matrix:
             names.append("value_per_1000")
         if n < MIN_ROWS:
-            return {
-                name: Metric(
-                    name,
-                    None,
-                    None,
-                    None,
-                    n,
-                    "confidence-based",
-                    "insufficient_data",
-                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
-                )
-                for name in names
-            }
+            return _too_few(names, n, "confidence-based")
         p = np.clip(self.probabilities(scores), 0.0, 1.0)
         decided = scores >= self.threshold
         expected = _metrics_from(p[None, :], decided, scores, value_matrix)  # expectations
@@ -160,6 +148,15 @@ class ConfidenceEstimator:
             if outside <= OUTSIDE_SHARE
             else f"{outside:.0%} of scores outside the reference's central 99%",
         }
+
+
+def _too_few(names: Any, rows: int, method: str) -> dict[str, Metric]:
+    """Every metric ``insufficient_data``: too few rows for a stable estimate."""
+    reason = f"{rows} rows: fewer than {MIN_ROWS} for a stable estimate"
+    return {
+        name: Metric(name, None, None, None, rows, method, "insufficient_data", reason)
+        for name in names
+    }
 
 
 def _metrics_from(
@@ -328,19 +325,7 @@ class LossEstimator:
         frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
         n = len(frame)
         if n < MIN_ROWS:
-            return {
-                name: Metric(
-                    name,
-                    None,
-                    None,
-                    None,
-                    n,
-                    "loss model",
-                    "insufficient_data",
-                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
-                )
-                for name in ("mae", "rmse", "mape")
-            }
+            return _too_few(("mae", "rmse", "mape"), n, "loss model")
         inputs = _inputs(frame, self.features, prediction, self.categories)
         absolute = np.maximum(self.absolute.predict(inputs), 0)
         squared = np.maximum(self.squared.predict(inputs), absolute**2)
@@ -478,19 +463,7 @@ class MulticlassEstimator:
         n, k = scores.shape
         names = ("accuracy", "precision", "recall", "f1")
         if n < MIN_ROWS:
-            return {
-                name: Metric(
-                    name,
-                    None,
-                    None,
-                    None,
-                    n,
-                    "confidence-based",
-                    "insufficient_data",
-                    f"{n} rows: fewer than {MIN_ROWS} for a stable estimate",
-                )
-                for name in names
-            }
+            return _too_few(names, n, "confidence-based")
         p = self.probabilities(scores)
         decided = np.eye(k)[scores.argmax(axis=1)]  # n × k
         expected = _multiclass_from(p.T @ decided)  # k × k: truth × decided

@@ -106,7 +106,10 @@ class _StoreCollector:
         with self.store._connection() as connection:
             for monitor, rule, severity, state, count in connection.execute(
                 sa.select(
-                    alerts.c.monitor, alerts.c.rule, alerts.c.severity, alerts.c.state,
+                    alerts.c.monitor,
+                    alerts.c.rule,
+                    alerts.c.severity,
+                    alerts.c.state,
                     sa.func.count(),
                 )
                 .where(alerts.c.state.in_(["pending", "firing"]))
@@ -114,8 +117,9 @@ class _StoreCollector:
             ):
                 firing.add_metric([monitor, rule, severity, state], float(count))
             for channel, state, count in connection.execute(
-                sa.select(notifications.c.channel, notifications.c.status, sa.func.count())
-                .group_by(notifications.c.channel, notifications.c.status)
+                sa.select(
+                    notifications.c.channel, notifications.c.status, sa.func.count()
+                ).group_by(notifications.c.channel, notifications.c.status)
             ):
                 notices.add_metric([channel, state], float(count))
         return [firing, notices]
@@ -126,7 +130,8 @@ class _StoreCollector:
         from keel.store.results import runs
 
         family = GaugeMetricFamily(
-            "keel_last_run_duration_seconds", "How long each monitor's last run took",
+            "keel_last_run_duration_seconds",
+            "How long each monitor's last run took",
             labels=("monitor",),
         )
         newest = (

@@ -52,6 +52,20 @@ HIGHER_IS_BETTER = frozenset(
 )
 
 
+def worse_than(name: str, metric: Any, reference: float) -> bool:
+    """Whether a metric's whole interval is on the worse side of a reference value (for the
+    bias, ``mean_error``: whether the interval leaves it out, either way).
+
+    >>> worse_than("roc_auc", Metric("roc_auc", 0.7, 0.65, 0.75, 100, "delong"), 0.8)
+    True
+    """
+    if name == "mean_error":
+        return not (metric.lower <= reference <= metric.upper)
+    if name in HIGHER_IS_BETTER or name == "value_per_1000":
+        return metric.upper < reference
+    return metric.lower > reference
+
+
 @dataclass(frozen=True)
 class Metric:
     name: str

@@ -134,8 +134,10 @@ def email_text(payload: dict[str, Any]) -> tuple[str, str]:
 def send_email(channel: ChannelConfig, payload: dict[str, Any]) -> None:
     subject, text = email_text(payload)
     message = EmailMessage()
-    message["Subject"], message["From"], message["To"] = subject, channel.sender, ", ".join(
-        channel.to
+    message["Subject"], message["From"], message["To"] = (
+        subject,
+        channel.sender,
+        ", ".join(channel.to),
     )
     message["X-Keel-Idempotency-Key"] = str(payload.get("idempotency_key", ""))
     message.set_content(text)

@@ -76,8 +76,14 @@ def deliver(
         else:
             error = future.exception()
         if error is None:
-            _record(store, notice["id"], status="sent", sent_at=_iso(now), last_error=None,
-                    attempts=notice["attempts"] + 1)
+            _record(
+                store,
+                notice["id"],
+                status="sent",
+                sent_at=_iso(now),
+                last_error=None,
+                attempts=notice["attempts"] + 1,
+            )
             counts["sent"] += 1
             continue
         attempts = notice["attempts"] + 1

@@ -146,13 +146,9 @@ def _evaluate_rule(
     state, newest = state_for(run, rule), windows[-1]
     current = _current(store, monitor.name, rule.name, version, segment)
     key = (monitor.name, rule.name, version, segment)
-    if state == "inactive":
-        if current is None or current["state"] in ("resolved", "cleared"):
-            return None
-        if current["state"] == "pending":
-            _update(store, current["id"], state="cleared", updated_at=_iso(now))
-            return None
-        triggering = breaking[breaking["window_start"] == newest]
+
+    def resolve(triggering) -> Transition:
+        """The current episode, resolved at the newest window."""
         return _move(
             store,
             monitor,
@@ -169,6 +165,14 @@ def _evaluate_rule(
             notify,
             report_url,
         )
+
+    if state == "inactive":
+        if current is None or current["state"] in ("resolved", "cleared"):
+            return None
+        if current["state"] == "pending":
+            _update(store, current["id"], state="cleared", updated_at=_iso(now))
+            return None
+        return resolve(breaking[breaking["window_start"] == newest])
     first = windows[-run]
     alert_id = _alert_id(*key, first)
     triggering = breaking[breaking["window_start"] == newest]
@@ -182,22 +186,7 @@ def _evaluate_rule(
         )
         return None
     if current is not None and current["id"] != alert_id and current["state"] == "firing":
-        _move(  # an older episode ended before this one began
-            store,
-            monitor,
-            rule,
-            key,
-            current["id"],
-            current,
-            "resolved",
-            newest,
-            current["first_window"],
-            triggering.iloc[0:0],
-            series,
-            now,
-            notify,
-            report_url,
-        )
+        resolve(triggering.iloc[0:0])  # an older episode ended before this one began
     previous = current if current is not None and current["id"] == alert_id else None
     return _move(
         store,

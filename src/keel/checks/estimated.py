@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from keel.performance import HIGHER_IS_BETTER
+from keel.performance import worse_than
 from keel.result import Result
 
 ESTIMATED = {
@@ -120,11 +120,7 @@ def estimated_results(
         if status == "ok" and not reliability["reliable"]:
             status = "warn"
         elif status == "ok" and reference is not None and metric.lower is not None:
-            worse = (
-                metric.upper < reference
-                if name in HIGHER_IS_BETTER or name == "value_per_1000"
-                else metric.lower > reference
-            )
+            worse = worse_than(name, metric, reference)
             status = "alert" if worse else "ok"
         results.append(
             Result(

@@ -94,8 +94,15 @@ def kpi_result(
     try:
         value = kpi_value(expression, rows)
     except (duckdb.Error, ConfigError) as error:  # said in the Result; never a crash
-        return Result("kpi", None, name, None, alert_below or alert_above, "error",
-                      details={"reason": _first_line(error), "expression": expression})
+        return Result(
+            "kpi",
+            None,
+            name,
+            None,
+            alert_below or alert_above,
+            "error",
+            details={"reason": _first_line(error), "expression": expression},
+        )
     threshold = alert_below if alert_below is not None else alert_above
     if value is None:
         status = "insufficient_data"
@@ -105,8 +112,15 @@ def kpi_result(
         status = "alert"
     else:
         status = "ok"
-    return Result("kpi", None, name, value, threshold, status,
-                  details={"expression": expression, "rows": rows.num_rows})
+    return Result(
+        "kpi",
+        None,
+        name,
+        value,
+        threshold,
+        status,
+        details={"expression": expression, "rows": rows.num_rows},
+    )
 
 
 def outcome_values(actual: np.ndarray, guessed: np.ndarray, matrix: dict[str, float]):
@@ -136,8 +150,15 @@ def value_results(
     n = len(truth)
     if n < 2:
         return [
-            Result("kpi", None, name, None, None, "insufficient_data",
-                   details={"reason": "fewer than 2 labelled rows"})
+            Result(
+                "kpi",
+                None,
+                name,
+                None,
+                None,
+                "insufficient_data",
+                details={"reason": "fewer than 2 labelled rows"},
+            )
             for name in ("value", "value_per_1000")
         ]
     actual, guessed = truth == positive, predicted == positive
@@ -157,11 +178,30 @@ def value_results(
         )
     }
     return [
-        Result("kpi", None, "value", float(per_row.sum()), None, "ok",
-               details={"outcomes": counts, "matrix": matrix, "labelled_rows": n}),
-        Result("kpi", None, "value_per_1000", float(1000 * mean), holdout_per_1000, status,
-               details={"lower": float(lower), "upper": float(upper), "confidence": confidence,
-                        "labelled_rows": n, "provisional": provisional}),
+        Result(
+            "kpi",
+            None,
+            "value",
+            float(per_row.sum()),
+            None,
+            "ok",
+            details={"outcomes": counts, "matrix": matrix, "labelled_rows": n},
+        ),
+        Result(
+            "kpi",
+            None,
+            "value_per_1000",
+            float(1000 * mean),
+            holdout_per_1000,
+            status,
+            details={
+                "lower": float(lower),
+                "upper": float(upper),
+                "confidence": confidence,
+                "labelled_rows": n,
+                "provisional": provisional,
+            },
+        ),
     ]
 
 

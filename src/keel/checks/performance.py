@@ -38,7 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from keel.errors import DataError
-from keel.performance import HIGHER_IS_BETTER, classification_metrics, regression_metrics
+from keel.performance import classification_metrics, regression_metrics, worse_than
 from keel.result import Result
 
 DEFAULT_METRICS = {
@@ -117,8 +117,15 @@ def performance_results(
         metrics = _metrics(chosen, truth, spec, confidence)
     except (DataError, ValueError) as error:  # bad labels or scores: said, never a crash
         return results + [
-            Result("performance", None, name, None, holdout.get(name), "error",
-                   details={"reason": str(error), "labelled_share": share})
+            Result(
+                "performance",
+                None,
+                name,
+                None,
+                holdout.get(name),
+                "error",
+                details={"reason": str(error), "labelled_share": share},
+            )
             for name in spec.checked
         ]
     for name in spec.checked:
@@ -128,11 +135,7 @@ def performance_results(
         reference = holdout.get(name)
         status = metric.status
         if status == "ok" and reference is not None and metric.value is not None:
-            worse = (
-                metric.upper < reference if name in HIGHER_IS_BETTER else metric.lower > reference
-            )
-            if name == "mean_error":  # a bias either way: the interval excludes the holdout's
-                worse = not (metric.lower <= reference <= metric.upper)
+            worse = worse_than(name, metric, reference)
             status = ("warn" if provisional else "alert") if worse else "ok"
         results.append(
             Result(
@@ -171,8 +174,13 @@ def _value(chosen, truth, spec, holdout, confidence, provisional) -> list[Result
     classes = spec.classes or sorted(set(np.unique(truth).tolist()) | {0, 1})
     positive = classes[-1]
     return value_results(
-        truth, predicted, positive, spec.value_matrix, holdout.get("value_per_1000"),
-        confidence, provisional,
+        truth,
+        predicted,
+        positive,
+        spec.value_matrix,
+        holdout.get("value_per_1000"),
+        confidence,
+        provisional,
     )
 
 

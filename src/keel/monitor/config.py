@@ -239,8 +239,11 @@ def _kpi_rule_errors(monitor: MonitorConfig) -> list[tuple[int, str]]:
     if monitor.performance and monitor.performance.value_matrix:
         declared |= {"value", "value_per_1000"}
     return [
-        (index, f"alert rule {rule.name!r} names KPI {rule.metric!r}; declared KPIs: "
-                f"{', '.join(sorted(declared)) or 'none'}")
+        (
+            index,
+            f"alert rule {rule.name!r} names KPI {rule.metric!r}; declared KPIs: "
+            f"{', '.join(sorted(declared)) or 'none'}",
+        )
         for index, rule in enumerate(monitor.alerts)
         if rule.check == "kpi" and rule.metric != "*" and rule.metric not in declared
     ]
