@@ -146,21 +146,34 @@ def test_the_demo_tells_the_concept_drift_once_the_labels_have_come(demo_run):
     assert any("labels still arriving" in line for line in lines)
 
 
-def test_the_demo_shows_estimation_flat_through_the_concept_drift(demo_run):
+def test_the_demo_shows_estimation_warning_early_and_flat_through_the_concept_drift(demo_run):
     _, result = demo_run
+    lines = result.stdout.splitlines()
     rows = {
-        int(found.group(2)): (float(found.group(3)), float(found.group(4)))
-        for line in result.stdout.splitlines()
+        int(found.group(1)): (float(found.group(2)), float(found.group(3)))
+        for line in lines
         if (
             found := re.match(
-                r"\s*(\S+) \(week\s+(\d+)\): estimated ([\d.]+), realized ([\d.]+)", line
+                r"\s*\S+ \(week\s+(\d+)\): estimated ([\d.]+) /.*realized ([\d.]+) /", line
             )
         )
     }
     assert sorted(rows) == list(range(1, 15))
     quiet = np.mean([rows[week][0] for week in (1, 2, 3, 4)])
-    for week in (13, 14):
+    for week in (5, 6):  # the covariate shift: estimated close to what the labels later say
         estimated, realized = rows[week]
-        assert abs(estimated - quiet) < 0.03 and realized < estimated - 0.05
+        assert estimated < quiet - 0.03 and abs(estimated - realized) < 0.03
+    for week in (13, 14):  # the concept drift: the estimate stays flat, the realized falls
+        estimated, realized = rows[week]
+        assert abs(estimated - quiet) < 0.01 and realized < estimated - 0.02
+    early = [i for i, line in enumerate(lines) if "[FIRING] estimated-performance" in line]
+    confirmed = [
+        line
+        for line in lines
+        if "[FIRING] realized-performance" in line and "window 2026-07-30" in line
+    ]
+    assert early and lines[early[0]].strip().startswith("week  5")
+    assert "data drift hurting the model" in lines[early[0] + 1]
+    assert confirmed and int(confirmed[0].split()[1]) >= 8  # three weeks later, from labels
     assert "cannot see concept drift" in result.stdout
     assert "(unreliable:" in result.stdout  # the unit change weeks

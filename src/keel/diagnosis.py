@@ -116,14 +116,9 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             )
         if outputs:
             summary += f"; model outputs moved ({', '.join(r.column for r in outputs)})"
-        hurt = [r for r in alerting if r.check == "estimated_performance"]
-        if hurt:  # the inputs moved where the model is less sure: it is costing performance
-            summary += (
-                "; estimated "
-                + ", ".join(_fall(r) for r in hurt)
-                + (": data drift hurting the model")
-            )
-        return Diagnosis("data drift", summary, ranked + [_cause(r) for r in outputs + hurt])
+        return with_estimates(
+            Diagnosis("data drift", summary, ranked + [_cause(r) for r in outputs]), alerting
+        )
     if outputs:
         return Diagnosis(
             "prediction drift without feature drift",
@@ -140,6 +135,27 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             [_cause(r) for r in performance],
         )
     return Diagnosis("healthy", "healthy: no check alerted", [])
+
+
+def with_estimates(diagnosis: Diagnosis, results: Iterable[Result]) -> Diagnosis:
+    """Data drift whose estimated performance fell says so: the drift is costing the model.
+
+    >>> drifted = Diagnosis("data drift", "data drift: income", [])
+    >>> fell = Result("estimated_performance", None, "accuracy", 0.79, 0.85, "alert")
+    >>> with_estimates(drifted, [fell]).summary
+    'data drift: income; estimated accuracy 0.79 vs 0.85 (-7%): data drift hurting the model'
+    """
+    hurt = [r for r in results if r.check == "estimated_performance" and r.status == "alert"]
+    if diagnosis.verdict != "data drift" or not hurt or "hurting the model" in diagnosis.summary:
+        return diagnosis
+    return Diagnosis(
+        diagnosis.verdict,
+        diagnosis.summary
+        + "; estimated "
+        + ", ".join(_fall(r) for r in hurt)
+        + ": data drift hurting the model",
+        diagnosis.causes + [_cause(r) for r in hurt],
+    )
 
 
 def _fall(result: Result) -> str:

@@ -109,10 +109,10 @@ def _applications(
     change: dict | None = None,
 ) -> pa.Table:
     kind = (change or {}).get("kind")
-    shifted = kind == "covariate shift"
-    age = np.clip(rng.normal(40 + 8.0 * shifted, 11, rows), 18, 90).round()
+    shifted = kind == "covariate shift"  # younger applicants with lower incomes: riskier
+    age = np.clip(rng.normal(40 - 8.0 * shifted, 11, rows), 18, 90).round()
     income_noise = rng.normal(size=rows)
-    income = np.exp(np.log(42_000 * (1.5 if shifted else 1.0)) + 0.45 * income_noise).round(-2)
+    income = np.exp(np.log(42_000 * (0.6 if shifted else 1.0)) + 0.45 * income_noise).round(-2)
     # Richer applicants ask for more: the amount's noise follows the income's (r = 0.7),
     # unless the join is broken and it follows nothing.
     linked = 0.0 if kind == "broken correlation" else 0.7

@@ -437,9 +437,10 @@ def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
     if rule.check == "diagnosis":
         verdicts = [d.get("verdict") for d in triggering["details"] if isinstance(d, dict)]
         return f"{verdicts[0] if verdicts else 'diagnosis'} in window {day}{pending}"
-    if rule.check in ("performance", "kpi", "labels"):  # named by metric, with the values
+    if rule.check in ("performance", "estimated_performance", "kpi", "labels"):  # by metric
         what = {
             "performance": "realized metrics worse than the holdout",
+            "estimated_performance": "estimated metrics worse than the holdout",
             "kpi": "KPIs past their threshold",
             "labels": "label checks alerted",
         }[rule.check]

@@ -484,7 +484,7 @@ def _performance(
     from keel.checks.estimated import estimated_results
     from keel.checks.kpis import kpi_result
     from keel.checks.performance import performance_results
-    from keel.diagnosis import diagnose
+    from keel.diagnosis import diagnose, with_estimates
 
     spec = monitor.performance.spec() if monitor.performance else None
     estimator = None
@@ -530,6 +530,8 @@ def _performance(
         ]
         if window.diagnosis is not None and window.diagnosis.verdict == "healthy":
             window.diagnosis = diagnose([*window.results(), *found])
+        elif window.diagnosis is not None:  # data drift that the estimate says is costly
+            window.diagnosis = with_estimates(window.diagnosis, found)
     return judged
 
 
