@@ -461,7 +461,7 @@ class MulticlassEstimator:
         scores = np.asarray(scores, dtype=float)
         _check_probabilities(scores)
         n, k = scores.shape
-        names = ("accuracy", "precision", "recall", "f1")
+        names = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
         if n < MIN_ROWS:
             return _too_few(names, n, "confidence-based")
         p = self.probabilities(scores)
@@ -475,6 +475,18 @@ class MulticlassEstimator:
             [np.eye(k)[labels].T @ decided for labels in drawn_labels]
         )  # a loop over draws (400), each a matrix product over rows
         drawn = _multiclass_from(matrices)
+        # One-vs-rest macro ROC AUC: expected per class, and per draw from its midranks.
+        expected["roc_auc"] = np.mean([_expected_auc(p[:, c], scores[:, c]) for c in range(k)])
+        per_class = []
+        for c in range(k):  # a loop over classes; each vectorized over draws and rows
+            positives = (drawn_labels == c).astype(float)
+            ranks = stats.rankdata(scores[:, c])
+            count = positives.sum(axis=1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                per_class.append(
+                    (positives @ ranks - count * (count + 1) / 2) / (count * (n - count))
+                )
+        drawn["roc_auc"] = np.nanmean(np.stack(per_class), axis=0)
         tail = (1 - confidence) / 2 * 100
         out = {}
         for name in names:
@@ -503,15 +515,25 @@ class MulticlassEstimator:
 
 
 def _multiclass_from(matrix: np.ndarray) -> dict[str, np.ndarray]:
-    """Accuracy and macro precision, recall, F1 of (stacks of) confusion matrices."""
+    """Accuracy and macro precision, recall, specificity (one-vs-rest: the true negatives of
+    each class over its negatives), F1 of (stacks of) confusion matrices."""
     m = matrix if matrix.ndim == 3 else matrix[None]
     diagonal = np.diagonal(m, axis1=-2, axis2=-1)
     truth, decided = m.sum(axis=-1), m.sum(axis=-2)
+    total = m.sum(axis=(-2, -1))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {
             "accuracy": diagonal.sum(axis=-1) / m.sum(axis=(-2, -1)),
             "precision": np.nanmean(np.where(decided > 0, diagonal / decided, np.nan), axis=-1),
             "recall": np.nanmean(np.where(truth > 0, diagonal / truth, np.nan), axis=-1),
+            "specificity": np.nanmean(
+                np.where(
+                    total[..., None] - truth > 0,
+                    (total[..., None] - truth - decided + diagonal) / (total[..., None] - truth),
+                    np.nan,
+                ),
+                axis=-1,
+            ),
             "f1": np.mean(
                 np.where(truth + decided > 0, 2 * diagonal / (truth + decided), 0.0), axis=-1
             ),

@@ -117,6 +117,7 @@ def stable_names() -> dict[str, set[str]]:
             "mean_error",
         },
         "estimated_performance": {
+            "specificity",
             "accuracy",
             "precision",
             "recall",

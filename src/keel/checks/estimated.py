@@ -27,8 +27,8 @@ from keel.performance import worse_than
 from keel.result import Result
 
 ESTIMATED = {
-    "binary": ("accuracy", "precision", "recall", "f1", "roc_auc"),
-    "multiclass": ("accuracy", "precision", "recall", "f1"),
+    "binary": ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"),
+    "multiclass": ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"),
     "regression": ("mae", "rmse"),
 }
 
