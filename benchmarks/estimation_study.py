@@ -14,6 +14,11 @@ the labels):
 - shift that helps: the inputs move away from it;
 - concept drift: the same inputs, a new relationship to the label.
 
+The same four scenarios for a regressor (keel's ``LossEstimator`` against
+NannyML's DLE): y = 3x + noise whose spread grows with |x|, the model predicts
+3x; the shift that hurts moves x outward, the one that helps inward, and the
+concept drift makes y = 2x + noise.
+
 Printed per scenario and metric: the mean realized and estimated values, the
 mean absolute error of the estimate, how often the band covers the realized
 value (95% bands), and how often the reliability flag fired. Where NannyML is
@@ -36,7 +41,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from keel.estimation import ConfidenceEstimator
+from keel.estimation import ConfidenceEstimator, LossEstimator
 
 
 def truth(x: np.ndarray, concept: bool = False) -> np.ndarray:
@@ -112,6 +117,16 @@ def main() -> None:
     )
     peer = _nannyml(args.nannyml, holdout_scores, holdout_labels, windows)
     print(f"calibration chosen by cross-validated Brier: {estimator.calibration}")
+    _table(found, peer)
+    print(
+        f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
+        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
+        + ")"
+    )
+    regression(args, rng)
+
+
+def _table(found: pd.DataFrame, peer: dict | None) -> None:
     header = (
         f"{'scenario':<18} {'metric':<9} {'realized':>8} {'keel':>6} {'MAE':>6} "
         f"{'covered':>8} {'unreliable':>10}"
@@ -138,11 +153,75 @@ def main() -> None:
                 f"{((low <= real) & (real <= high)).mean():8.0%}"
             )
         print(line)
-    print(
-        f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
-        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
-        + ")"
+
+
+def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.DataFrame:
+    x = rng.normal(size=rows)
+    if scenario == "shift that hurts":
+        x = x * (1 + 0.8 * strength)
+    if scenario == "shift that helps":
+        x = x * (1 - 0.6 * strength)
+    slope = 2.0 if scenario == "concept drift" else 3.0
+    y = slope * x + rng.normal(0, 0.2 + np.abs(x))
+    return pd.DataFrame({"x": x, "prediction": 3 * x, "y": y})
+
+
+def regression(args, rng) -> None:
+    holdout = regression_window(rng, 20_000, "quiet", 0.0)
+    started = time.perf_counter()
+    estimator = LossEstimator.fit(holdout, ["x"], "prediction", "y")
+    rows, windows = [], []
+    for scenario in SCENARIOS:
+        for index in range(args.windows):
+            frame = regression_window(rng, args.rows, scenario, (index + 1) / args.windows)
+            key = f"{scenario}/{index:03d}"
+            windows.append(frame[["x", "prediction"]].assign(window=key))
+            estimate = estimator.estimate(frame, "prediction")
+            error = frame["prediction"] - frame["y"]
+            realized = {"mae": error.abs().mean(), "rmse": np.sqrt((error**2).mean())}
+            unreliable = not estimator.reliability(frame, "prediction")["reliable"]
+            for name in realized:
+                m = estimate[name]
+                rows.append(
+                    (scenario, name, key, realized[name], m.value, m.lower, m.upper, unreliable)
+                )
+    elapsed = time.perf_counter() - started
+    found = pd.DataFrame(
+        rows,
+        columns=[
+            "scenario",
+            "metric",
+            "window",
+            "realized",
+            "keel",
+            "keel_lower",
+            "keel_upper",
+            "unreliable",
+        ],
     )
+    peer = None
+    if args.nannyml.exists():
+        folder = Path(tempfile.mkdtemp(prefix="keel-study-"))
+        holdout.to_parquet(folder / "reference.parquet")
+        pd.concat(windows).to_parquet(folder / "windows.parquet")
+        script = Path(__file__).parent / "peers" / "run_nannyml_dle.py"
+        began = time.perf_counter()
+        subprocess.run(
+            [
+                str(args.nannyml),
+                str(script),
+                str(folder / "reference.parquet"),
+                str(folder / "windows.parquet"),
+                str(folder / "out.json"),
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,  # LightGBM talks on stdout
+        )
+        print(f"NannyML DLE: {time.perf_counter() - began:.1f} s (a separate process)")
+        peer = json.loads((folder / "out.json").read_text())["windows"]
+    print("regressor (loss models):")
+    _table(found, peer)
+    print(f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s)")
 
 
 def _nannyml(python: Path, scores, labels, windows) -> dict | None:

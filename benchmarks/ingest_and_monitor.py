@@ -102,7 +102,10 @@ def main() -> None:
         work / "bench.baseline"
     )
     monitor = MonitorConfig(
-        name="bench", model="bench", baseline=str(work / "bench.baseline"), logs=str(batched),
+        name="bench",
+        model="bench",
+        baseline=str(work / "bench.baseline"),
+        logs=str(batched),
         window="1D",
     )
     store = ResultStore(f"sqlite:///{work / 'keel.db'}")

@@ -214,3 +214,11 @@ def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass()
         "roc_auc",
     ]
     assert all(r.value is not None and r.status == "ok" for r in found)
+
+
+def test_a_regression_window_beyond_the_reference_inputs_is_unreliable():
+    rng = np.random.default_rng(9)
+    estimator = LossEstimator.fit(_regression(5000, rng), ["x", "kind"], "prediction", "y")
+    assert estimator.reliability(_regression(2000, rng), "prediction")["reliable"]
+    far = estimator.reliability(_regression(2000, rng, shift=4.0), "prediction")
+    assert not far["reliable"] and far["outside_reference_share"] > 0.5

@@ -21,7 +21,9 @@ reference, each row's absolute and squared error from its features and
 prediction; a window's estimated MAE is the mean predicted absolute error,
 RMSE the root of the mean predicted squared error, MAPE the mean predicted
 absolute error over |prediction|. Bands assume each row's error is normal
-with its predicted variance.
+with its predicted variance. A loss model cannot extrapolate: a window whose
+inputs (or predictions) leave the reference's central 99.8% on more than 10% of
+rows is flagged unreliable.
 
 **What estimation cannot see.** It sees the inputs move into regions where
 the model is less (or more) sure or accurate. It cannot see concept drift
@@ -29,8 +31,8 @@ the model is less (or more) sure or accurate. It cannot see concept drift
 changes, so the estimate stays flat while the realized metric falls. And in
 regions the reference never covered, the calibration is extrapolated:
 ``reliability`` flags such windows (``unreliable`` when more than 10% of the
-window's scores, or of its rows' predicted losses, fall outside the
-reference's central 99%).
+window's scores fall outside the reference's central 99%, or, for regressors,
+more than 10% of its rows have an input outside the reference's central 99.8%).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -285,7 +287,7 @@ class LossEstimator:
     absolute: Any
     squared: Any
     features: list[str]
-    loss_range: tuple[float, float]
+    input_range: Any  # (2, inputs): each input's 0.1% and 99.9% quantiles on the reference
     categories: dict[str, list] = field(default_factory=dict)
 
     @classmethod
@@ -315,9 +317,10 @@ class LossEstimator:
 
         absolute = learner().fit(inputs, np.abs(error))
         squared = learner().fit(inputs, error**2)
-        predicted = np.maximum(absolute.predict(inputs), 0)
-        low, high = np.quantile(predicted, [0.005, 0.995])
-        return cls(absolute, squared, list(features), (float(low), float(high)), categories)
+        # Trees do not extrapolate: beyond the reference's inputs a loss model repeats its
+        # edge, so reliability looks at the inputs themselves, not at the predicted losses.
+        input_range = np.nanquantile(inputs, [0.001, 0.999], axis=0)
+        return cls(absolute, squared, list(features), input_range, categories)
 
     def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
         import pandas as pd
@@ -365,17 +368,18 @@ class LossEstimator:
         frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
         if len(frame) == 0:
             return {"reliable": False, "outside_reference_share": 0.0, "reason": "no rows"}
-        losses = np.maximum(
-            self.absolute.predict(_inputs(frame, self.features, prediction, self.categories)), 0
-        )
-        low, high = self.loss_range
-        outside = float(((losses < low) | (losses > high)).mean())
+        inputs = _inputs(frame, self.features, prediction, self.categories)
+        low, high = self.input_range
+        with np.errstate(invalid="ignore"):
+            beyond = (inputs < low) | (inputs > high) | (np.isnan(inputs) & ~np.isnan(low))
+        outside = float(beyond.any(axis=1).mean())
         return {
             "reliable": outside <= OUTSIDE_SHARE,
             "outside_reference_share": outside,
             "reason": None
             if outside <= OUTSIDE_SHARE
-            else f"{outside:.0%} of rows' expected losses outside the reference's central 99%",
+            else f"{outside:.0%} of rows have an input (or prediction) outside the reference's "
+            "central 99.8%",
         }
 
 
