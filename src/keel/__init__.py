@@ -39,6 +39,16 @@ _EXPORTS = {
     "log_predictions": "keel.store.logs",
     "log_labels": "keel.store.logs",
     "ResultStore": "keel.store",
+    "MonitorConfig": "keel.monitor.config",
+    "load_config": "keel.monitor.config",
+    "run_monitor": "keel.monitor.run",
+    "diagnose": "keel.diagnosis",
+    "classification_metrics": "keel.performance",
+    "regression_metrics": "keel.performance",
+    "ConfidenceEstimator": "keel.estimation",
+    "MulticlassEstimator": "keel.estimation",
+    "LossEstimator": "keel.estimation",
+    "read_labelled": "keel.store.queries",
 }
 
 __all__ = [
@@ -58,11 +68,21 @@ __all__ = [
     "ResultStore",
     "Schema",
     "SchemaError",
+    "ConfidenceEstimator",
+    "LossEstimator",
+    "MonitorConfig",
+    "MulticlassEstimator",
     "check_history",
+    "classification_metrics",
+    "diagnose",
     "drift",
     "log_labels",
     "log_predictions",
+    "load_config",
     "open_source",
+    "read_labelled",
+    "regression_metrics",
+    "run_monitor",
 ]
 
 if TYPE_CHECKING:
@@ -71,13 +91,19 @@ if TYPE_CHECKING:
     from keel.checks.drift import ColumnDrift, DriftReport
     from keel.compare import drift
     from keel.data import open_source
+    from keel.diagnosis import diagnose
     from keel.errors import ConfigError, DataError, FormatError, KeelError, SchemaError
+    from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
     from keel.history import History, check_history
+    from keel.monitor.config import MonitorConfig, load_config
+    from keel.monitor.run import run_monitor
+    from keel.performance import classification_metrics, regression_metrics
     from keel.profile import Profile
     from keel.schema import ColumnSpec, Schema
     from keel.stats.verdict import DefaultRule
     from keel.store import ResultStore
     from keel.store.logs import log_labels, log_predictions
+    from keel.store.queries import read_labelled
     from keel.windows import WindowSpec
 
 
