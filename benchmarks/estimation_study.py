@@ -24,7 +24,8 @@ mean absolute error of the estimate, how often the band covers the realized
 value (95% bands), and how often the reliability flag fired. Where NannyML is
 installed in its side environment (``benchmarks/peers/README.md``; or
 ``--nannyml PYTHON``), its CBPE estimates the same windows from the same
-holdout (``benchmarks/peers/run_nannyml_cbpe.py``) and gets the same columns.
+holdout (``benchmarks/peers/run_nannyml_estimation.py``), and its DLE the
+regressor's, and each gets the same columns.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ import json
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -64,95 +67,45 @@ NANNYML = Path("/opt/keel-peers/nannyml/bin/python")
 SCENARIOS = ("quiet", "shift that hurts", "shift that helps", "concept drift")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--windows", type=int, default=40)
-    parser.add_argument("--rows", type=int, default=2000)
-    parser.add_argument("--nannyml", type=Path, default=NANNYML)
-    args = parser.parse_args()
-    rng = np.random.default_rng(0)
+@dataclass
+class Case:
+    """One kind of model in the study: what NannyML fits on, how a window is drawn (the
+    rows both tools see, and the realized metrics), and keel's estimate of a window."""
+
+    title: str
+    peer: str  # NannyML's estimator: cbpe or dle
+    reference: pd.DataFrame
+    draw: Callable[[np.random.Generator, int, str, float], tuple[pd.DataFrame, dict]]
+    estimate: Callable[[pd.DataFrame], tuple[dict, bool]]  # metrics, unreliable
+
+
+def classifier(rng: np.random.Generator) -> Case:
     train = rng.normal(size=(20_000, 2))
     model = LogisticRegression().fit(train, rng.random(20_000) < truth(train))
     holdout = rng.normal(size=(20_000, 2))
-    holdout_scores = model.predict_proba(holdout)[:, 1]
-    holdout_labels = rng.random(20_000) < truth(holdout)
-    started = time.perf_counter()
-    estimator = ConfidenceEstimator.fit(holdout_scores, holdout_labels)
-    rows, windows = [], []
-    for scenario in SCENARIOS:
-        for index in range(args.windows):
-            x = inputs(rng, args.rows, scenario, (index + 1) / args.windows)
-            labels = rng.random(args.rows) < truth(x, concept=scenario == "concept drift")
-            scores = model.predict_proba(x)[:, 1]
-            estimate = estimator.estimate(scores)
-            key = f"{scenario}/{index:03d}"
-            windows.append(
-                pd.DataFrame(
-                    {"window": key, "score": scores, "prediction": (scores >= 0.5).astype(int)}
-                )
-            )
-            realized = {
-                "accuracy": accuracy_score(labels, scores >= 0.5),
-                "roc_auc": roc_auc_score(labels, scores),
-            }
-            unreliable = not estimator.reliability(scores)["reliable"]
-            for name in realized:
-                m = estimate[name]
-                rows.append(
-                    (scenario, name, key, realized[name], m.value, m.lower, m.upper, unreliable)
-                )
-    elapsed = time.perf_counter() - started
-    found = pd.DataFrame(
-        rows,
-        columns=[
-            "scenario",
-            "metric",
-            "window",
-            "realized",
-            "keel",
-            "keel_lower",
-            "keel_upper",
-            "unreliable",
-        ],
-    )
-    peer = _nannyml(args.nannyml, holdout_scores, holdout_labels, windows)
-    print(f"calibration chosen by cross-validated Brier: {estimator.calibration}")
-    _table(found, peer)
-    print(
-        f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
-        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
-        + ")"
-    )
-    regression(args, rng)
+    scores = model.predict_proba(holdout)[:, 1]
+    labels = rng.random(20_000) < truth(holdout)
+    estimator = ConfidenceEstimator.fit(scores, labels)
 
+    def draw(rng, rows, scenario, strength):
+        x = inputs(rng, rows, scenario, strength)
+        labels = rng.random(rows) < truth(x, concept=scenario == "concept drift")
+        scores = model.predict_proba(x)[:, 1]
+        frame = pd.DataFrame({"score": scores, "prediction": (scores >= 0.5).astype(int)})
+        return frame, {
+            "accuracy": accuracy_score(labels, scores >= 0.5),
+            "roc_auc": roc_auc_score(labels, scores),
+        }
 
-def _table(found: pd.DataFrame, peer: dict | None) -> None:
-    header = (
-        f"{'scenario':<18} {'metric':<9} {'realized':>8} {'keel':>6} {'MAE':>6} "
-        f"{'covered':>8} {'unreliable':>10}"
+    def estimate(frame):
+        scores = frame["score"].to_numpy()
+        return estimator.estimate(scores), not estimator.reliability(scores)["reliable"]
+
+    reference = pd.DataFrame(
+        {"score": scores, "prediction": (scores >= 0.5).astype(int), "label": labels.astype(int)}
     )
-    if peer is not None:
-        header += f" {'NannyML':>8} {'MAE':>6} {'covered':>8}"
-    print(header)
-    for (scenario, name), part in found.groupby(["scenario", "metric"], sort=False):
-        covered = (part["keel_lower"] <= part["realized"]) & (
-            part["realized"] <= part["keel_upper"]
-        )
-        line = (
-            f"{scenario:<18} {name:<9} {part['realized'].mean():8.3f} {part['keel'].mean():6.3f} "
-            f"{(part['realized'] - part['keel']).abs().mean():6.3f} {covered.mean():8.0%} "
-            f"{part['unreliable'].mean():10.0%}"
-        )
-        if peer is not None:
-            theirs = np.array([peer[w][name]["value"] for w in part["window"]])
-            low = np.array([peer[w][name]["lower"] for w in part["window"]])
-            high = np.array([peer[w][name]["upper"] for w in part["window"]])
-            real = part["realized"].to_numpy()
-            line += (
-                f" {theirs.mean():8.3f} {np.abs(real - theirs).mean():6.3f} "
-                f"{((low <= real) & (real <= high)).mean():8.0%}"
-            )
-        print(line)
+    title = f"classifier (confidence-based; calibration chosen: {estimator.calibration})"
+    return Case(title, "cbpe", reference, draw, estimate)
 
 
 def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.DataFrame:
@@ -166,25 +119,47 @@ def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.Data
     return pd.DataFrame({"x": x, "prediction": 3 * x, "y": y})
 
 
-def regression(args, rng) -> None:
+def regressor(rng: np.random.Generator) -> Case:
     holdout = regression_window(rng, 20_000, "quiet", 0.0)
-    started = time.perf_counter()
     estimator = LossEstimator.fit(holdout, ["x"], "prediction", "y")
+
+    def draw(rng, rows, scenario, strength):
+        frame = regression_window(rng, rows, scenario, strength)
+        error = frame["prediction"] - frame["y"]
+        realized = {"mae": error.abs().mean(), "rmse": np.sqrt((error**2).mean())}
+        return frame[["x", "prediction"]], realized
+
+    def estimate(frame):
+        unreliable = not estimator.reliability(frame, "prediction")["reliable"]
+        return estimator.estimate(frame, "prediction"), unreliable
+
+    return Case("regressor (loss models)", "dle", holdout, draw, estimate)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--windows", type=int, default=40)
+    parser.add_argument("--rows", type=int, default=2000)
+    parser.add_argument("--nannyml", type=Path, default=NANNYML)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    for make in (classifier, regressor):
+        study(make(rng), args, rng)
+
+
+def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> None:
+    """Every scenario's windows through keel (and NannyML, where installed); one table."""
     rows, windows = [], []
+    started = time.perf_counter()
     for scenario in SCENARIOS:
         for index in range(args.windows):
-            frame = regression_window(rng, args.rows, scenario, (index + 1) / args.windows)
+            frame, realized = case.draw(rng, args.rows, scenario, (index + 1) / args.windows)
             key = f"{scenario}/{index:03d}"
-            windows.append(frame[["x", "prediction"]].assign(window=key))
-            estimate = estimator.estimate(frame, "prediction")
-            error = frame["prediction"] - frame["y"]
-            realized = {"mae": error.abs().mean(), "rmse": np.sqrt((error**2).mean())}
-            unreliable = not estimator.reliability(frame, "prediction")["reliable"]
-            for name in realized:
+            windows.append(frame.assign(window=key))
+            estimate, unreliable = case.estimate(frame)
+            for name, value in realized.items():
                 m = estimate[name]
-                rows.append(
-                    (scenario, name, key, realized[name], m.value, m.lower, m.upper, unreliable)
-                )
+                rows.append((scenario, name, key, value, m.value, m.lower, m.upper, unreliable))
     elapsed = time.perf_counter() - started
     found = pd.DataFrame(
         rows,
@@ -199,53 +174,67 @@ def regression(args, rng) -> None:
             "unreliable",
         ],
     )
-    peer = None
-    if args.nannyml.exists():
-        folder = Path(tempfile.mkdtemp(prefix="keel-study-"))
-        holdout.to_parquet(folder / "reference.parquet")
-        pd.concat(windows).to_parquet(folder / "windows.parquet")
-        script = Path(__file__).parent / "peers" / "run_nannyml_dle.py"
-        began = time.perf_counter()
-        subprocess.run(
-            [
-                str(args.nannyml),
-                str(script),
-                str(folder / "reference.parquet"),
-                str(folder / "windows.parquet"),
-                str(folder / "out.json"),
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,  # LightGBM talks on stdout
-        )
-        print(f"NannyML DLE: {time.perf_counter() - began:.1f} s (a separate process)")
-        peer = json.loads((folder / "out.json").read_text())["windows"]
-    print("regressor (loss models):")
+    peer = _nannyml(args.nannyml, case.peer, case.reference, windows)
+    print(case.title)
     _table(found, peer)
-    print(f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s)")
+    print(
+        f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
+        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
+        + ")"
+    )
 
 
-def _nannyml(python: Path, scores, labels, windows) -> dict | None:
-    """NannyML's CBPE on the same holdout and windows, in its own environment."""
+def _table(found: pd.DataFrame, peer: dict | None) -> None:
+    header = (
+        f"{'scenario':<18} {'metric':<9} {'realized':>8} {'keel':>6} {'MAE':>6} "
+        f"{'covered':>8} {'unreliable':>10}"
+    )
+    if peer is not None:
+        header += f" {'NannyML':>8} {'MAE':>6} {'covered':>8}"
+    print(header)
+    for (scenario, name), part in found.groupby(["scenario", "metric"], sort=False):
+        real = part["realized"].to_numpy()
+        covered = (part["keel_lower"] <= real) & (real <= part["keel_upper"])
+        line = (
+            f"{scenario:<18} {name:<9} {real.mean():8.3f} {part['keel'].mean():6.3f} "
+            f"{np.abs(real - part['keel']).mean():6.3f} {covered.mean():8.0%} "
+            f"{part['unreliable'].mean():10.0%}"
+        )
+        if peer is not None:
+            theirs, low, high = (
+                np.array([peer[w][name][field] for w in part["window"]])
+                for field in ("value", "lower", "upper")
+            )
+            line += (
+                f" {theirs.mean():8.3f} {np.abs(real - theirs).mean():6.3f} "
+                f"{((low <= real) & (real <= high)).mean():8.0%}"
+            )
+        print(line)
+
+
+def _nannyml(python: Path, kind: str, reference: pd.DataFrame, windows) -> dict | None:
+    """NannyML's estimate of the same windows from the same reference, in its own
+    environment (``benchmarks/peers/run_nannyml_estimation.py``)."""
     if not python.exists():
         return None
     folder = Path(tempfile.mkdtemp(prefix="keel-study-"))
-    pd.DataFrame(
-        {"score": scores, "prediction": (scores >= 0.5).astype(int), "label": labels.astype(int)}
-    ).to_parquet(folder / "reference.parquet")
+    reference.to_parquet(folder / "reference.parquet")
     pd.concat(windows).to_parquet(folder / "windows.parquet")
-    script = Path(__file__).parent / "peers" / "run_nannyml_cbpe.py"
+    script = Path(__file__).parent / "peers" / "run_nannyml_estimation.py"
     started = time.perf_counter()
     subprocess.run(
         [
             str(python),
             str(script),
+            kind,
             str(folder / "reference.parquet"),
             str(folder / "windows.parquet"),
             str(folder / "out.json"),
         ],
         check=True,
+        stdout=subprocess.DEVNULL,  # LightGBM (inside DLE) talks on stdout
     )
-    print(f"NannyML CBPE: {time.perf_counter() - started:.1f} s (a separate process)")
+    print(f"NannyML {kind.upper()}: {time.perf_counter() - started:.1f} s (a separate process)")
     return json.loads((folder / "out.json").read_text())["windows"]
 
 

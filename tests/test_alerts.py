@@ -44,7 +44,11 @@ def _window(store, day, drifted, version="1"):
     start = START + timedelta(days=day)
     rows = [
         Result(
-            "feature_drift", column, "wasserstein", 0.4 if column in drifted else 0.01, 0.1,
+            "feature_drift",
+            column,
+            "wasserstein",
+            0.4 if column in drifted else 0.01,
+            0.1,
             "alert" if column in drifted else "ok",
         )
         for column in COLUMNS
@@ -52,7 +56,9 @@ def _window(store, day, drifted, version="1"):
     rows.append(diagnose(rows).to_result())
     rows.append(Result("window", None, "rows", 1000.0, None, "ok"))
     stamp = dict(
-        monitor="loans", model="loans", model_version=version,
+        monitor="loans",
+        model="loans",
+        model_version=version,
         window_start=start.isoformat().replace("+00:00", "Z"),
         window_end=(start + timedelta(days=1)).isoformat().replace("+00:00", "Z"),
     )
@@ -212,9 +218,7 @@ def test_slack_gets_a_readable_message_with_blocks(store, receiver, monkeypatch)
     assert "*Diagnosis* data drift: income" in sections
 
 
-def test_email_goes_through_a_real_smtp_server_and_a_refused_login_is_recorded(
-    store, monkeypatch
-):
+def test_email_goes_through_a_real_smtp_server_and_a_refused_login_is_recorded(store, monkeypatch):
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 

@@ -3,8 +3,7 @@
 from datetime import timedelta
 
 import keel
-from keel.scenario import generate
-from keel.store.logs import LogWriter
+from keel.scenario import ROLES, generate, log_weeks
 
 
 def test_every_exported_name_resolves():
@@ -14,16 +13,10 @@ def test_every_exported_name_resolves():
 
 def test_a_monitor_declared_in_python_runs_like_one_from_keel_yaml(tmp_path):
     scenario = generate(seed=2, training_weeks=20, week_rows=1000, production_weeks=2)
-    keel.Baseline.from_data(
-        scenario.training,
-        timestamp="event_time",
-        id="application_id",
-        target="defaulted",
-        sample_size=0,
-    ).save(tmp_path / "loans.baseline")
-    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
-        for week in scenario.weeks:
-            writer.append(week.rename_columns(["request_id", *week.column_names[1:]]))
+    keel.Baseline.from_data(scenario.training, **ROLES, sample_size=0).save(
+        tmp_path / "loans.baseline"
+    )
+    log_weeks(tmp_path / "logs", scenario.weeks)
     monitor = keel.MonitorConfig(
         name="loans",
         model="loans",

@@ -11,7 +11,7 @@ from keel.demo import score, train_model
 from keel.diagnosis import diagnose, surrogate_importance
 from keel.history import baseline_importance, check_history
 from keel.result import Result
-from keel.scenario import generate
+from keel.scenario import SCORED_ROLES, generate
 
 
 @pytest.fixture(scope="module")
@@ -19,15 +19,7 @@ def weeks():
     scenario = generate(seed=11, training_weeks=22, week_rows=4000)
     model, _ = train_model(scenario.training, seed=11)
     training = score(model, scenario.training)
-    baseline = Baseline.from_data(
-        training,
-        target="defaulted",
-        score="score",
-        prediction="prediction",
-        timestamp="event_time",
-        id="application_id",
-        sample_size=5000,
-    )
+    baseline = Baseline.from_data(training, **SCORED_ROLES, sample_size=5000)
     calibration = Calibration.fit(baseline, training, "7D", false_alarm_rate=0.001)
     production = score(model, scenario.production()).drop_columns(["defaulted"])
     history = check_history(

@@ -155,9 +155,7 @@ def test_the_api_and_the_cli_take_logs_in(tmp_path, run_keel):
     assert read_log(tmp_path, "labels", "cli").num_rows == 19
 
 
-def test_a_record_of_another_model_is_rejected_and_an_unwatched_model_warned_of(
-    tmp_path, run_keel
-):
+def test_a_record_of_another_model_is_rejected_and_an_unwatched_model_warned_of(tmp_path, run_keel):
     rows = _records(3)
     rows[2]["model"] = "fraud"
     for row in rows[:2]:

@@ -13,8 +13,7 @@ import urllib.request
 import pytest
 
 from keel.baseline import Baseline
-from keel.scenario import generate
-from keel.store.logs import LogWriter
+from keel.scenario import ROLES, generate, log_weeks
 
 SECRET = "serve-secret"
 
@@ -24,17 +23,8 @@ def project(tmp_path, receiver):
     """A model's baseline, six logged weeks (weeks 5 and 6 shifted), and a keel.yaml with a
     rule that sends to the test's webhook receiver."""
     scenario = generate(seed=8, training_weeks=20, week_rows=1500, production_weeks=6)
-    Baseline.from_data(
-        scenario.training,
-        timestamp="event_time",
-        id="application_id",
-        target="defaulted",
-        sample_size=2000,
-    ).save(tmp_path / "b.keel")
-    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
-        for week in scenario.weeks:
-            table = week.rename_columns(["request_id", *week.column_names[1:]])
-            writer.append(table.drop_columns(["defaulted"]))
+    Baseline.from_data(scenario.training, **ROLES, sample_size=2000).save(tmp_path / "b.keel")
+    log_weeks(tmp_path / "logs", scenario.weeks)
     (tmp_path / "keel.yaml").write_text(
         "channels:\n"
         f"  - {{name: team, type: webhook, url: '{receiver.url}', secret_env: KEEL_SERVE_SECRET}}\n"

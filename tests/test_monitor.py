@@ -8,29 +8,16 @@ from keel.baseline import Baseline
 from keel.errors import ConfigError
 from keel.monitor import load_config, run_monitor, status
 from keel.monitor.config import parse_config
-from keel.scenario import generate
+from keel.scenario import ROLES, generate, log_weeks
 from keel.store import ResultStore
-from keel.store.logs import LogWriter
 
 
 @pytest.fixture
 def setup(tmp_path):
     scenario = generate(seed=3, training_weeks=20, week_rows=2000, production_weeks=6)
-    baseline = Baseline.from_data(
-        scenario.training,
-        timestamp="event_time",
-        id="application_id",
-        target="defaulted",
-        sample_size=0,
-    )
-    baseline.save(tmp_path / "b.keel")
+    Baseline.from_data(scenario.training, **ROLES, sample_size=0).save(tmp_path / "b.keel")
     log = tmp_path / "logs"
-    with LogWriter(log, "predictions", "loans") as writer:
-        for week in scenario.weeks:
-            table = week.rename_columns(["request_id", *week.column_names[1:]]).drop_columns(
-                ["defaulted"]
-            )
-            writer.append(table.append_column("model_version", [["1"] * table.num_rows]))
+    log_weeks(log, scenario.weeks, version="1")
     (tmp_path / "keel.yaml").write_text(
         "monitors:\n"
         "  - name: loans\n"
@@ -75,10 +62,8 @@ def test_late_data_revises_its_window_and_the_event_log_says_so(setup):
     store = ResultStore(f"sqlite:///{folder / 'keel.db'}")
     run_monitor(monitor, store, now=end + timedelta(days=2))
     late = scenario.weeks[1].slice(0, 1500)
-    late = late.rename_columns(["request_id", *late.column_names[1:]]).drop_columns(["defaulted"])
     late = late.set_column(2, "age", [[90.0] * late.num_rows])  # arrives late, and odd
-    with LogWriter(folder / "logs", "predictions", "loans") as writer:
-        writer.append(late.append_column("model_version", [["1"] * late.num_rows]))
+    log_weeks(folder / "logs", [late], version="1")
     run_monitor(monitor, store, now=end + timedelta(days=3))
     revised = store.events()
     week_two = scenario.week_start(2).strftime("%Y-%m-%dT00:00:00Z")
@@ -134,21 +119,10 @@ def test_serve_survives_a_failing_monitor_and_a_kill_repeating_no_window(tmp_pat
     import sys
 
     scenario = generate(seed=4, training_weeks=20, week_rows=1000, production_weeks=7)
-    Baseline.from_data(
-        scenario.training,
-        timestamp="event_time",
-        id="application_id",
-        target="defaulted",
-        sample_size=0,
-    ).save(tmp_path / "b.keel")
+    Baseline.from_data(scenario.training, **ROLES, sample_size=0).save(tmp_path / "b.keel")
 
     def log(weeks):
-        with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
-            for week in weeks:
-                table = week.rename_columns(["request_id", *week.column_names[1:]]).drop_columns(
-                    ["defaulted"]
-                )
-                writer.append(table)
+        log_weeks(tmp_path / "logs", weeks)
 
     log(scenario.weeks[:6])
     (tmp_path / "keel.yaml").write_text(

@@ -12,9 +12,8 @@ from keel.baseline import Baseline
 from keel.demo import score, train_model
 from keel.monitor.config import parse_config
 from keel.monitor.run import run_monitor
-from keel.scenario import generate
+from keel.scenario import SCORED_ROLES, generate, log_labels_of, log_weeks
 from keel.store import ResultStore
-from keel.store.logs import LogWriter
 from keel.store.queries import read_labelled
 
 
@@ -25,14 +24,7 @@ def world():
     scenario = generate(seed=21, training_weeks=20, week_rows=3000, production_weeks=4)
     model, metrics = train_model(scenario.training, seed=21)
     baseline = Baseline.from_data(
-        score(model, scenario.training),
-        target="defaulted",
-        score="score",
-        prediction="prediction",
-        timestamp="event_time",
-        id="application_id",
-        metrics=metrics,
-        sample_size=2000,
+        score(model, scenario.training), **SCORED_ROLES, metrics=metrics, sample_size=2000
     )
     weeks = [score(model, week) for week in scenario.weeks]
     for number, source in ((5, weeks[0]), (6, weeks[1])):  # two more quiet weeks of inputs
@@ -51,10 +43,7 @@ def world():
 def _setup(tmp_path, world, extra=""):
     scenario, baseline, weeks = world
     baseline.save(tmp_path / "b.keel")
-    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
-        for week in weeks:
-            served = week.rename_columns(["request_id", *week.column_names[1:]])
-            writer.append(served.drop_columns(["defaulted"]))
+    log_weeks(tmp_path / "logs", weeks)
     monitor = parse_config(
         "monitors:\n  - name: loans\n    model: loans\n"
         f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n"
@@ -69,18 +58,9 @@ def _setup(tmp_path, world, extra=""):
 
 
 def _label(tmp_path, weeks, share=1.0, delay=timedelta(days=3)):
-    with LogWriter(tmp_path / "logs", "labels", "loans") as writer:
-        for week in weeks:
-            rows = week.slice(0, int(week.num_rows * share))
-            writer.append(
-                pa.table(
-                    {
-                        "request_id": rows["application_id"],
-                        "event_time": pc.add(rows["event_time"], pa.scalar(delay)),
-                        "defaulted": rows["defaulted"],
-                    }
-                )
-            )
+    for week in weeks:
+        rows = week.slice(0, int(week.num_rows * share))
+        log_labels_of(tmp_path / "logs", rows, pc.add(rows["event_time"], pa.scalar(delay)))
 
 
 def _performance(store, metric="roc_auc"):
@@ -171,17 +151,9 @@ def test_labels_that_stop_arriving_alert(tmp_path, world):
 
 def test_a_label_the_model_never_produced_is_an_error_result_not_a_crash(tmp_path, world):
     monitor, store, end = _setup(tmp_path, world, ", classes: [0, 1]")
-    with LogWriter(tmp_path / "logs", "labels", "loans") as writer:
-        week = world[2][0]
-        writer.append(
-            pa.table(
-                {
-                    "request_id": week["application_id"],
-                    "event_time": week["event_time"],
-                    "defaulted": pa.array(["maybe"] * week.num_rows),
-                }
-            )
-        )
+    week = world[2][0]
+    strange = pa.array(["maybe"] * week.num_rows)
+    log_labels_of(tmp_path / "logs", week.set_column(8, "defaulted", strange), week["event_time"])
     run_monitor(monitor, store, now=end)
     first = _performance(store).iloc[0]
     assert first["status"] == "error" and "never produced: ['maybe']" in first["details"]["reason"]
@@ -203,18 +175,25 @@ def test_the_value_matrix_gives_value_per_window_and_per_1000_predictions(tmp_pa
     week = world[2][0]
     truth, guess = week["defaulted"].to_numpy(), week["prediction"].to_numpy()
     by_hand = (
-        500 * ((truth == 1) & (guess == 1)).sum()
-        - 50 * ((truth == 0) & (guess == 1)).sum()
-        - 1000 * ((truth == 1) & (guess == 0)).sum()
-    ) / len(truth) * 1000
+        (
+            500 * ((truth == 1) & (guess == 1)).sum()
+            - 50 * ((truth == 0) & (guess == 1)).sum()
+            - 1000 * ((truth == 1) & (guess == 0)).sum()
+        )
+        / len(truth)
+        * 1000
+    )
     assert first["value"] == pytest.approx(by_hand)
     assert first["details"]["lower"] < by_hand < first["details"]["upper"]
 
 
 def test_a_kpi_expression_is_evaluated_per_window_with_duckdb(tmp_path, world):
     monitor, store, end = _setup(
-        tmp_path, world, "}\n    kpis:\n      - {name: caught_per_flag, expression: \""
-        + CAUGHT + "\", alert_below: 1.0"
+        tmp_path,
+        world,
+        '}\n    kpis:\n      - {name: caught_per_flag, expression: "'
+        + CAUGHT
+        + '", alert_below: 1.0',
     )
     _label(tmp_path, world[2])
     run_monitor(monitor, store, now=end)
@@ -235,8 +214,7 @@ def test_a_kpi_expression_is_evaluated_per_window_with_duckdb(tmp_path, world):
         ("amount * 2", "use an aggregate"),
     ],
 )
-def test_a_broken_kpi_is_refused_when_the_configuration_loads(tmp_path, world, expression,
-                                                               message):
+def test_a_broken_kpi_is_refused_when_the_configuration_loads(tmp_path, world, expression, message):
     from keel.errors import ConfigError
 
     world[1].save(tmp_path / "b.keel")
@@ -244,7 +222,7 @@ def test_a_broken_kpi_is_refused_when_the_configuration_loads(tmp_path, world, e
         "monitors:\n  - name: loans\n    model: loans\n"
         f"    baseline: {tmp_path / 'b.keel'}\n    window: 7D\n"
         "    performance: {task: binary, label: defaulted}\n"
-        f"    kpis:\n      - {{name: k, expression: \"{expression}\"}}\n"
+        f'    kpis:\n      - {{name: k, expression: "{expression}"}}\n'
     )
     with pytest.raises(ConfigError, match=r"line 7\): monitors\[0\]\.kpis: KPI 'k'") as raised:
         parse_config(text, "keel.yaml")
@@ -263,9 +241,8 @@ def test_a_kpi_alert_reaches_a_webhook_with_the_concept_drift_diagnosis(
         baseline.save(tmp_path / "b.keel")
     finally:
         baseline.metrics = {k: v for k, v in baseline.metrics.items() if k != "value_per_1000"}
-    with LogWriter(tmp_path / "logs", "predictions", "loans") as writer:
-        for week in weeks:  # the label column logged with the prediction too: the label log's wins
-            writer.append(week.rename_columns(["request_id", *week.column_names[1:]]))
+    # the label column logged with the predictions too: the label log's wins
+    log_weeks(tmp_path / "logs", weeks, keep_labels=True)
     _label(tmp_path, weeks)
     monitor = parse_config(
         "channels:\n"

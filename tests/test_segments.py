@@ -11,10 +11,9 @@ from keel.baseline import Baseline
 from keel.errors import ConfigError
 from keel.monitor.config import parse_config
 from keel.monitor.run import run_monitor
-from keel.scenario import generate
+from keel.scenario import ROLES, generate, log_weeks
 from keel.segments import segment_values, split
 from keel.store import ResultStore
-from keel.store.logs import LogWriter
 
 
 @pytest.fixture(scope="module")
@@ -23,21 +22,12 @@ def shifted_in_france(tmp_path_factory):
     in a quarter of the rows that the whole sees diluted and the segment sees plainly."""
     folder = tmp_path_factory.mktemp("segments")
     scenario = generate(seed=31, training_weeks=20, week_rows=4000, production_weeks=4)
-    Baseline.from_data(
-        scenario.training,
-        timestamp="event_time",
-        id="application_id",
-        target="defaulted",
-        sample_size=10_000,
-    ).save(folder / "b.keel")
+    Baseline.from_data(scenario.training, **ROLES, sample_size=10_000).save(folder / "b.keel")
     last = scenario.weeks[3]
     french = pc.equal(last["country"], "FR")
     income = pc.if_else(french, pc.multiply(last["income"], 1.6), last["income"])
     weeks = [*scenario.weeks[:3], last.set_column(3, "income", income)]
-    with LogWriter(folder / "logs", "predictions", "loans") as writer:
-        for week in weeks:
-            served = week.rename_columns(["request_id", *week.column_names[1:]])
-            writer.append(served.drop_columns(["defaulted"]))
+    log_weeks(folder / "logs", weeks)
     monitor = parse_config(
         "monitors:\n  - name: loans\n    model: loans\n"
         f"    baseline: {folder / 'b.keel'}\n    logs: {folder / 'logs'}\n    window: 7D\n"

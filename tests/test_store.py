@@ -206,11 +206,27 @@ def test_a_locked_database_is_retried_then_written(tmp_path):
 
 def test_a_windows_identity_is_compared_exactly_not_within_the_tolerance(url):
     store = ResultStore(url)
-    seen = Result("window", None, "newest_ingestion", 1_795_569_131.0, None, "ok",
-                  monitor="loans", window_start="2026-01-01")
+    seen = Result(
+        "window",
+        None,
+        "newest_ingestion",
+        1_795_569_131.0,
+        None,
+        "ok",
+        monitor="loans",
+        window_start="2026-01-01",
+    )
     store.write([seen])
-    later = Result("window", None, "newest_ingestion", 1_795_569_131.0 + 86_400, None, "ok",
-                   monitor="loans", window_start="2026-01-01")  # a day later: 0.005% apart
+    later = Result(
+        "window",
+        None,
+        "newest_ingestion",
+        1_795_569_131.0 + 86_400,
+        None,
+        "ok",
+        monitor="loans",
+        window_start="2026-01-01",
+    )  # a day later: 0.005% apart
     assert store.write([later]) == (1, 0)
     assert store.latest(monitor="loans")["value"].tolist() == [1_795_655_531.0]
 

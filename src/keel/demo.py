@@ -27,7 +27,7 @@ from keel.compare import drift
 from keel.history import WindowResult, check_history
 from keel.report import write_drift_report
 from keel.report.timeline import write_timeline_report
-from keel.scenario import FEATURES, generate
+from keel.scenario import FEATURES, SCORED_ROLES, generate, log_labels_of, log_weeks
 
 NUMERIC_FEATURES = ["age", "income", "amount", "tenure_months"]
 CATEGORICAL_FEATURES = ["country", "device"]
@@ -112,11 +112,7 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     )
     baseline = Baseline.from_data(
         output / "training.parquet",
-        target="defaulted",
-        score="score",
-        prediction="prediction",
-        timestamp="event_time",
-        id="application_id",
+        **SCORED_ROLES,
         metrics=metrics,
         lineage={"model": "HistGradientBoostingClassifier", "seed": seed},
     )
@@ -181,7 +177,6 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
     from keel.monitor.config import load_config
     from keel.monitor.run import run_monitor, status
     from keel.store import ResultStore
-    from keel.store.logs import LogWriter
 
     logs = output / "logs"
     calibration_path = output / "baseline.calibration-7D.json"
@@ -229,19 +224,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
         steps = len(weeks) + 3
         for number in range(1, steps + 1):
             if number <= len(weeks):
-                log = (
-                    weeks[number - 1]
-                    .rename_columns(
-                        [
-                            "request_id" if c == "application_id" else c
-                            for c in weeks[0].column_names
-                        ]
-                    )
-                    .drop_columns(["defaulted"])
-                )
-                with LogWriter(logs, "predictions", "loans") as writer:
-                    for batch in log.to_batches(max_chunksize=2_000):  # as a gateway would
-                        writer.append(pa.Table.from_batches([batch]))
+                log_weeks(logs, [weeks[number - 1]])
             closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
             _log_labels(logs, weeks, number, closed)
             run_monitor(monitor, store, now=closed)
@@ -317,8 +300,6 @@ def _log_labels(logs: Path, weeks: list[pa.Table], now: int, closed: Any) -> Non
     the week three weeks back."""
     import pyarrow.compute as pc
 
-    from keel.store.logs import LogWriter
-
     arriving = []
     if 1 <= now - 1 <= len(weeks):
         week = weeks[now - 2]
@@ -328,18 +309,8 @@ def _log_labels(logs: Path, weeks: list[pa.Table], now: int, closed: Any) -> Non
         week = weeks[now - 4]
         order = pc.sort_indices(week, [("score", "descending")])
         arriving.append(week.take(order).slice(int(0.3 * week.num_rows)))
-    with LogWriter(logs, "labels", "loans") as writer:
-        for rows in arriving:
-            when = pa.array([closed] * rows.num_rows, pa.timestamp("us", tz="UTC"))
-            writer.append(
-                pa.table(
-                    {
-                        "request_id": rows["application_id"],
-                        "event_time": when,
-                        "defaulted": rows["defaulted"],
-                    }
-                )
-            )
+    for rows in arriving:
+        log_labels_of(logs, rows, closed)
 
 
 def _describe_notice(week: int, notice: dict) -> str:

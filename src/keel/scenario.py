@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -54,6 +54,58 @@ CHANGES = {
     13: {"kind": "concept drift", "columns": []},
     14: {"kind": "concept drift", "columns": []},
 }
+
+
+#: The scenario's columns by role, as ``Baseline.from_data`` takes them.
+ROLES = {"target": "defaulted", "timestamp": "event_time", "id": "application_id"}
+#: ... and with a model's outputs (``keel.demo.score``) added.
+SCORED_ROLES = {**ROLES, "score": "score", "prediction": "prediction"}
+
+
+def log_weeks(
+    root: Any,
+    weeks: list[pa.Table],
+    model: str = "loans",
+    keep_labels: bool = False,
+    version: str | None = None,
+) -> None:
+    """Write weeks to a model's prediction log as a service would: the application id is
+    the request id, the label (``defaulted``) is left out unless ``keep_labels``, and
+    ``version`` (if given) is each record's ``model_version``."""
+    from keel.store.logs import LogWriter
+
+    with LogWriter(root, "predictions", model) as writer:
+        for week in weeks:
+            served = week.rename_columns(
+                ["request_id" if c == ROLES["id"] else c for c in week.column_names]
+            )
+            if not keep_labels and ROLES["target"] in served.column_names:
+                served = served.drop_columns([ROLES["target"]])
+            if version is not None:
+                served = served.append_column(
+                    "model_version", pa.array([version] * served.num_rows)
+                )
+            for batch in served.to_batches(max_chunksize=2_000):  # as a gateway would
+                writer.append(pa.Table.from_batches([batch]))
+
+
+def log_labels_of(root: Any, rows: pa.Table, arrived: Any, model: str = "loans") -> None:
+    """Write the labels of some scenario rows to the label log, as they arrive: ``arrived``
+    is the label's event time (one time, or one per row)."""
+    from keel.store.logs import LogWriter
+
+    if not isinstance(arrived, pa.Array | pa.ChunkedArray):
+        arrived = pa.array([arrived] * rows.num_rows, pa.timestamp("us", tz="UTC"))
+    with LogWriter(root, "labels", model) as writer:
+        writer.append(
+            pa.table(
+                {
+                    "request_id": rows[ROLES["id"]],
+                    "event_time": arrived,
+                    ROLES["target"]: rows[ROLES["target"]],
+                }
+            )
+        )
 
 
 @dataclass
