@@ -18,12 +18,13 @@ Estimation cannot see concept drift: see ``keel.estimation``.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
-from keel.performance import worse_than
+from keel.checks.performance import judged, unjudged
 from keel.result import Result
 
 ESTIMATED = {
@@ -75,21 +76,13 @@ def estimated_results(
 ) -> list[Result]:
     names = list(ESTIMATED.get(spec.task, ()))
     if estimator is None or not names:
-        return [
-            Result(
-                "estimated_performance",
-                None,
-                name,
-                None,
-                holdout.get(name),
-                "insufficient_data",
-                details={
-                    "reason": "no labelled reference sample with "
-                    "the score (or prediction) and the target"
-                },
-            )
-            for name in names
-        ]
+        return unjudged(
+            "estimated_performance",
+            names,
+            holdout,
+            "insufficient_data",
+            reason="no labelled reference sample with the score (or prediction) and the target",
+        )
     if value_matrix and spec.task == "binary":
         names.append("value_per_1000")
     confidence = 1 - 2 * false_alarm_rate / max(len(names), 1)
@@ -112,36 +105,16 @@ def estimated_results(
         frame = window.to_pandas()
         estimates = estimator.estimate(frame, spec.prediction, confidence)
         reliability = estimator.reliability(frame, spec.prediction)
-    results = []
-    for name in names:
-        metric = estimates[name]
-        reference = holdout.get(name)
-        status = metric.status
-        if status == "ok" and not reliability["reliable"]:
-            status = "warn"
-        elif status == "ok" and reference is not None and metric.lower is not None:
-            worse = worse_than(name, metric, reference)
-            status = "alert" if worse else "ok"
-        results.append(
-            Result(
-                "estimated_performance",
-                None,
-                name,
-                metric.value,
-                reference,
-                status,
-                details={
-                    "lower": metric.lower,
-                    "upper": metric.upper,
-                    "confidence": confidence,
-                    "rows": metric.rows,
-                    "method": metric.method,
-                    **reliability,
-                    **({"reason": metric.reason} if metric.reason else {}),
-                },
-            )
+    results = [
+        judged(
+            "estimated_performance", estimates[name], holdout.get(name), confidence, **reliability
         )
-    return results
+        for name in names
+    ]
+    if reliability["reliable"]:
+        return results
+    # Outside what the reference covered: reported, never alerting.
+    return [replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results]
 
 
 def _missing(values: np.ndarray) -> np.ndarray:

@@ -98,68 +98,86 @@ def performance_results(
     if shift is not None:
         results.append(shift)
     if count == 0:
-        return results + [
-            Result(
-                "performance",
-                None,
-                name,
-                None,
-                holdout.get(name),
-                "insufficient_data",
-                details={"reason": "no labelled rows yet", "provisional": True},
-            )
-            for name in spec.checked
-        ]
+        return results + unjudged(
+            "performance",
+            spec.checked,
+            holdout,
+            "insufficient_data",
+            reason="no labelled rows yet",
+            provisional=True,
+        )
     chosen = window.filter(labelled)
     truth = labels.filter(labelled).to_numpy(zero_copy_only=False)
     confidence = 1 - 2 * false_alarm_rate / max(len(spec.checked), 1)
     try:
         metrics = _metrics(chosen, truth, spec, confidence)
     except (DataError, ValueError) as error:  # bad labels or scores: said, never a crash
-        return results + [
-            Result(
-                "performance",
-                None,
-                name,
-                None,
-                holdout.get(name),
-                "error",
-                details={"reason": str(error), "labelled_share": share},
-            )
-            for name in spec.checked
-        ]
-    for name in spec.checked:
-        metric = metrics.get(name)
-        if metric is None:
-            continue
-        reference = holdout.get(name)
-        status = metric.status
-        if status == "ok" and reference is not None and metric.value is not None:
-            worse = worse_than(name, metric, reference)
-            status = ("warn" if provisional else "alert") if worse else "ok"
-        results.append(
-            Result(
-                "performance",
-                None,
-                name,
-                metric.value,
-                reference,
-                status,
-                details={
-                    "lower": metric.lower,
-                    "upper": metric.upper,
-                    "confidence": confidence,
-                    "labelled_rows": metric.rows,
-                    "labelled_share": share,
-                    "provisional": provisional,
-                    "method": metric.method,
-                    **({"reason": metric.reason} if metric.reason else {}),
-                },
-            )
+        return results + unjudged(
+            "performance",
+            spec.checked,
+            holdout,
+            "error",
+            reason=str(error),
+            labelled_share=share,
         )
+    results += [
+        judged(
+            "performance",
+            metrics[name],
+            holdout.get(name),
+            confidence,
+            worse="warn" if provisional else "alert",  # early labels never alert
+            labelled_rows=metrics[name].rows,
+            labelled_share=share,
+            provisional=provisional,
+        )
+        for name in spec.checked
+        if name in metrics
+    ]
     if spec.value_matrix and spec.task == "binary":
         results += _value(chosen, truth, spec, holdout, confidence, provisional)
     return results
+
+
+def judged(
+    check: str,
+    metric: Any,
+    reference: float | None,
+    confidence: float,
+    worse: str = "alert",
+    **details: Any,
+) -> Result:
+    """A metric with its interval as a Result, judged against a reference value: status
+    ``worse`` when the whole interval is on the worse side of it (``worse_than``)."""
+    status = metric.status
+    if status == "ok" and None not in (reference, metric.value, metric.lower, metric.upper):
+        status = worse if worse_than(metric.name, metric, reference) else "ok"
+    return Result(
+        check,
+        None,
+        metric.name,
+        metric.value,
+        reference,
+        status,
+        details={
+            "lower": metric.lower,
+            "upper": metric.upper,
+            "confidence": confidence,
+            "method": metric.method,
+            **details,
+            **({"reason": metric.reason} if metric.reason else {}),
+        },
+    )
+
+
+def unjudged(
+    check: str, names: Any, holdout: dict[str, float], status: str, **details: Any
+) -> list[Result]:
+    """The same verdict for every metric, when none can be computed (no labels, bad data)."""
+    return [
+        Result(check, None, name, None, holdout.get(name), status, details=dict(details))
+        for name in names
+    ]
 
 
 def _value(chosen, truth, spec, holdout, confidence, provisional) -> list[Result]:
