@@ -92,14 +92,9 @@ def segment_rate(false_alarm_rate: float, segments: int) -> float:
 
 def validate_segment(name: str, expression: str, columns: pa.Schema | None) -> None:
     """A segment expression parses and names known columns (checked when keel.yaml loads)."""
-    import duckdb
+    from keel.checks.kpis import check_syntax
 
-    if ";" in expression:
-        raise ConfigError(f"segment {name!r}: one expression, not statements ({expression!r})")
-    try:
-        duckdb.extract_statements(f"SELECT ({expression}) FROM window_rows")
-    except duckdb.Error as error:
-        raise ConfigError(f"segment {name!r}: not a valid expression: {error}") from error
+    check_syntax(f"segment {name!r}", expression)
     if columns is not None:
         try:
             segment_values(columns.empty_table(), expression=expression)

@@ -147,23 +147,18 @@ def _evaluate_rule(
     current = _current(store, monitor.name, rule.name, version, segment)
     key = (monitor.name, rule.name, version, segment)
 
+    context = _Context(store, monitor, rule, key, series, now, notify, report_url)
+
     def resolve(triggering) -> Transition:
         """The current episode, resolved at the newest window."""
         return _move(
-            store,
-            monitor,
-            rule,
-            key,
+            context,
             current["id"],
             current,
             "resolved",
             newest,
             current["first_window"],
             triggering,
-            series,
-            now,
-            notify,
-            report_url,
         )
 
     if state == "inactive":
@@ -188,40 +183,27 @@ def _evaluate_rule(
     if current is not None and current["id"] != alert_id and current["state"] == "firing":
         resolve(triggering.iloc[0:0])  # an older episode ended before this one began
     previous = current if current is not None and current["id"] == alert_id else None
-    return _move(
-        store,
-        monitor,
-        rule,
-        key,
-        alert_id,
-        previous,
-        state,
-        newest,
-        first,
-        triggering,
-        series,
-        now,
-        notify,
-        report_url,
-    )
+    return _move(context, alert_id, previous, state, newest, first, triggering)
 
 
-def _move(
-    store,
-    monitor,
-    rule,
-    key,
-    alert_id,
-    current,
-    state,
-    newest,
-    first,
-    triggering,
-    series,
-    now,
-    notify,
-    report_url,
-) -> Transition:
+@dataclass
+class _Context:
+    """What one rule's evaluation works with, for one model version and segment."""
+
+    store: ResultStore
+    monitor: Any
+    rule: AlertRule
+    key: tuple[str, str, str, str]  # monitor, rule, model version, segment
+    series: Any  # the series' latest Results
+    now: datetime
+    notify: bool
+    report_url: str | None
+
+
+def _move(context: _Context, alert_id, current, state, newest, first, triggering) -> Transition:
+    """Store the alert in its new state; queue its notices when it fires or resolves."""
+    store, monitor, rule, key = context.store, context.monitor, context.rule, context.key
+    series, now, report_url = context.series, context.now, context.report_url
     revision = int(triggering["revision"].max()) if len(triggering) else 0
     summary = _summary(rule, triggering, newest, state)
     diagnosis = _diagnosis(series, newest)
@@ -285,7 +267,7 @@ def _move(
         payload,
     )
     if state in ("firing", "resolved"):
-        reason = _withheld(store, rule, key, alert_id, state, now, notify)
+        reason = _withheld(store, rule, key, alert_id, state, now, context.notify)
         for channel in rule.channels:
             transition.notices[channel] = _queue(store, alert_id, channel, payload, reason, now)
         store.log_event(

@@ -54,17 +54,31 @@ def kpi_value(expression: str, rows: pa.Table) -> float | None:
     return None if found is None else float(found)
 
 
+def check_syntax(label: str, expression: str) -> None:
+    """One SQL expression that DuckDB parses, or a ConfigError starting with ``label``.
+
+    >>> try:
+    ...     check_syntax("KPI 'k'", "sum(amount")
+    ... except ConfigError as error:
+    ...     print(str(error)[:35])
+    KPI 'k': not a valid expression: Pa
+    """
+    import duckdb
+
+    if ";" in expression:
+        raise ConfigError(f"{label}: one expression, not statements ({expression!r})")
+    try:
+        duckdb.extract_statements(f"SELECT ({expression}) AS value FROM window_rows")
+    except duckdb.Error as error:
+        raise ConfigError(f"{label}: not a valid expression: {_first_line(error)}") from error
+
+
 def validate_expression(name: str, expression: str, columns: pa.Schema | None) -> None:
     """Refuse an expression that does not parse, names an unknown column, or is not an
     aggregate (one value per window). Without ``columns``, only the syntax is checked."""
     import duckdb
 
-    if ";" in expression:
-        raise ConfigError(f"KPI {name!r}: one expression, not statements ({expression!r})")
-    try:
-        duckdb.extract_statements(f"SELECT ({expression}) AS value FROM window_rows")
-    except duckdb.Error as error:
-        raise ConfigError(f"KPI {name!r}: not a valid expression: {_first_line(error)}") from error
+    check_syntax(f"KPI {name!r}", expression)
     if columns is None:
         return
     try:

@@ -120,6 +120,23 @@ def render_svg(spec: dict[str, Any]) -> str:
     return _REDUNDANT.sub("", _LONG_DECIMAL.sub(r"\1", svg))
 
 
+def _threshold_layer(x: dict[str, Any]) -> dict[str, Any]:
+    """The threshold (or the holdout's value) across windows, dashed."""
+    return {
+        "mark": {"type": "line", "color": SIDE_COLORS["reference"], "strokeDash": [4, 3]},
+        "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
+    }
+
+
+def _alert_layer(x: dict[str, Any], y: dict[str, Any]) -> dict[str, Any]:
+    """Alerting windows as filled red points."""
+    return {
+        "mark": {"type": "point", "filled": True, "size": 40, "color": SIDE_COLORS["current"]},
+        "transform": [{"filter": "datum.alert"}],
+        "encoding": {"x": x, "y": y},
+    }
+
+
 def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any]:
     """A metric across windows: its value, its threshold (dashed), alerting windows in red.
 
@@ -133,10 +150,7 @@ def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any
         "config": _CONFIG,
         "data": {"values": points},
         "layer": [
-            {
-                "mark": {"type": "line", "color": SIDE_COLORS["reference"], "strokeDash": [4, 3]},
-                "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
-            },
+            _threshold_layer(x),
             {
                 "mark": {"type": "line", "color": "#1f2430", "strokeWidth": 1.5},
                 "encoding": {
@@ -144,16 +158,7 @@ def timeline_spec(points: list[dict[str, Any]], temporal: bool) -> dict[str, Any
                     "y": {"field": "value", "type": "quantitative", "title": None},
                 },
             },
-            {
-                "mark": {
-                    "type": "point",
-                    "filled": True,
-                    "size": 40,
-                    "color": SIDE_COLORS["current"],
-                },
-                "transform": [{"filter": "datum.alert"}],
-                "encoding": {"x": x, "y": {"field": "value", "type": "quantitative"}},
-            },
+            _alert_layer(x, {"field": "value", "type": "quantitative"}),
         ],
     }
 
@@ -198,10 +203,7 @@ def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
                     "color": color,
                 },
             },
-            {
-                "mark": {"type": "line", "color": SIDE_COLORS["reference"], "strokeDash": [4, 3]},
-                "encoding": {"x": x, "y": {"field": "threshold", "type": "quantitative"}},
-            },
+            _threshold_layer(x),
             {
                 "mark": {"type": "line", "strokeWidth": 1.5},
                 "encoding": {"x": x, "y": y, "color": color},
@@ -211,15 +213,6 @@ def band_spec(points: list[dict[str, Any]]) -> dict[str, Any]:
                 "transform": [{"filter": "datum.provisional"}],
                 "encoding": {"x": x, "y": y, "color": color},
             },
-            {
-                "mark": {
-                    "type": "point",
-                    "filled": True,
-                    "size": 40,
-                    "color": SIDE_COLORS["current"],
-                },
-                "transform": [{"filter": "datum.alert"}],
-                "encoding": {"x": x, "y": y},
-            },
+            _alert_layer(x, y),
         ],
     }
