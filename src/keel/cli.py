@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
@@ -779,19 +778,33 @@ def main() -> None:
         err.print("aborted")
         sys.exit(EXIT_ERROR)
     except Exception as error:  # noqa: BLE001 - the last line of defence, never exit 1
-        import click
-
-        if isinstance(error, click.ClickException):
+        if _is_usage_error(error):
+            # A mistyped command or option: Typer's parser (Click's, vendored by Typer ≥ 0.26)
+            # explains it itself; it is a usage error, never a finding.
             error.show()
             sys.exit(EXIT_ERROR)
-        log = Path(tempfile.gettempdir()) / "keel-error.log"
-        log.write_text(traceback.format_exc())
-        err.print(
-            f"[red]error:[/] unexpected {type(error).__name__}: {error} (details in {log})",
-            highlight=False,
-        )
-        sys.exit(EXIT_ERROR)
+        sys.exit(_unexpected(error))
 
+
+def _is_usage_error(error: Exception) -> bool:
+    """True for the parser's own errors, whichever Click (installed or vendored) raised them."""
+    return callable(getattr(error, "show", None)) and any(
+        kind.__name__ == "ClickException" for kind in type(error).__mro__
+    )
+
+
+def _unexpected(error: Exception) -> int:
+    """One line on stderr, the traceback in the per-user error log; exit code 2."""
+    from keel.errorlog import write_error_log
+
+    try:
+        where = f"details in {write_error_log(traceback.format_exc())}"
+    except OSError as log_error:
+        where = f"no error log written: {log_error}"
+    err.print(
+        f"[red]error:[/] unexpected {type(error).__name__}: {error} ({where})", highlight=False
+    )
+    return EXIT_ERROR
 
 if __name__ == "__main__":
     main()
