@@ -806,5 +806,6 @@ def _unexpected(error: Exception) -> int:
     )
     return EXIT_ERROR
 
+
 if __name__ == "__main__":
     main()
