@@ -165,9 +165,7 @@ def test_where_the_data_truly_starts_and_ends_can_be_given():
     )
     assert [(w.rows, w.partial, w.complete) for w in inside] == [(6, False, True)]
     # A log that began at 06:00 that day: the window is partial at its start only.
-    began = cut(
-        day, WindowSpec.parse("1D"), timestamp="ts", data_end="2026-03-04T00:00:00+00:00"
-    )
+    began = cut(day, WindowSpec.parse("1D"), timestamp="ts", data_end="2026-03-04T00:00:00+00:00")
     assert [(w.partial, w.complete) for w in began] == [(True, True)]
 
 

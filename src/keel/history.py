@@ -36,10 +36,11 @@ import pyarrow as pa
 from keel.baseline import Baseline
 from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide, compare
-from keel.checks.quality import column_checks, freshness_check, volume_check
+from keel.checks.quality import column_checks, freshness_check, partial_volume, volume_check
 from keel.data import open_source
 from keel.diagnosis import Diagnosis, diagnose, surrogate_importance
 from keel.result import RESULT_COLUMNS, Result
+from keel.seeds import derive_seed
 from keel.stats.verdict import DefaultRule
 from keel.windows import WindowSpec, cut
 
@@ -53,6 +54,7 @@ class WindowResult:
     drift: DriftReport
     quality: list[Result] = field(default_factory=list)
     diagnosis: Diagnosis | None = None
+    partial: bool = False  # the data starts or ends inside the window: never judged on volume
 
     @property
     def alert(self) -> bool:
@@ -62,7 +64,16 @@ class WindowResult:
         checks = [*self.drift.to_results(), *self.quality]
         if self.diagnosis is not None:
             checks.append(self.diagnosis.to_result())
-        return [replace(r, window_start=self.start, window_end=self.end) for r in checks]
+        marked = {"partial": True} if self.partial else {}
+        return [
+            replace(
+                r,
+                window_start=self.start,
+                window_end=self.end,
+                details={**(r.details or {}), **marked},
+            )
+            for r in checks
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -70,6 +81,7 @@ class WindowResult:
             "end": self.end,
             "rows": self.rows,
             "complete": self.complete,
+            "partial": self.partial,
             "drift": self.drift.drift,
             "alert": self.alert,
             "drifted_columns": self.drift.dataset["drifted_columns"],
@@ -161,6 +173,8 @@ def check_history(
     rule: DefaultRule | None = None,
     multivariate: bool = True,
     importance: dict[str, float] | None = None,
+    data_start: Any = None,
+    data_end: Any = None,
 ) -> History:
     """Run every check on every window of ``data`` (see the module docstring).
 
@@ -175,6 +189,13 @@ def check_history(
     Each window ends with a diagnosis (``keel.diagnosis``); data drift is ranked
     by drift × ``importance`` (feature → weight, from the model), or, without it,
     by a surrogate's importance fitted on the baseline's sample.
+
+    A window the data starts or ends inside is partial (``keel.windows``): its Results carry
+    ``details.partial``, and its volume is not judged (``insufficient_data``). When ``data`` is a
+    part of a longer log, ``data_start`` and ``data_end`` say where the log starts and ends.
+    Every random step (each window's row sample, the domain classifier) is seeded from the
+    baseline's id, the window's start and its purpose (``keel.seeds``): the same window of the
+    same data gets the same answer in every process, whichever windows are checked with it.
     """
     from keel.compare import align_schema
 
@@ -198,6 +219,9 @@ def check_history(
         timestamp,
         baseline.bin_edges,
         sample_size=2_000 if model is not None else 0,
+        sample_seed=lambda start: derive_seed(baseline.id, start, "window_sample"),
+        data_start=data_start,
+        data_end=data_end,
     )
     reference_side = ProfileSide(baseline.profile, f"baseline {baseline.id}")
     results = []
@@ -217,9 +241,12 @@ def check_history(
             if spec_column.role in ("id", "timestamp", "ignored"):
                 continue
             quality.extend(column_checks(name, spec_column.kind, mine, theirs))
-        # A partial window (the data ends or starts inside it) is short of rows and of recent
-        # events by construction: volume and freshness judge whole windows only.
-        if calibration is not None and calibration.volume and piece.complete:
+        # A partial window (the data ends or starts inside it) is short of rows by
+        # construction: volume judges whole windows only; freshness, those the data does not
+        # end inside.
+        if calibration is not None and calibration.volume and piece.partial:
+            quality.append(partial_volume(piece.rows, calibration.volume["mean_rows"]))
+        elif calibration is not None and calibration.volume:
             quality.append(
                 volume_check(
                     piece.rows, calibration.volume["mean_rows"], calibration.volume["std_rows"]
@@ -233,10 +260,24 @@ def check_history(
             )
         if model is not None:
             sample = piece.sample if piece.sample is not None else pa.table({})
-            quality.append(model.domain_classifier(sample, tail=false_alarm_rate / 10))
+            quality.append(
+                model.domain_classifier(
+                    sample,
+                    tail=false_alarm_rate / 10,
+                    seed=derive_seed(baseline.id, piece.start, "domain_classifier"),
+                )
+            )
             quality.append(model.reconstruction(sample, tail=false_alarm_rate / 10))
         results.append(
-            WindowResult(piece.start, piece.end, piece.rows, piece.complete, report, quality)
+            WindowResult(
+                piece.start,
+                piece.end,
+                piece.rows,
+                piece.complete,
+                report,
+                quality,
+                partial=piece.partial,
+            )
         )
     _diagnose(results, baseline, importance)
     return History(baseline.id, spec.describe(), results, calibration)
@@ -272,7 +313,9 @@ def fitted_once(baseline: Baseline, what: str, fit: Any) -> Any:
 def _multivariate_reference(baseline: Baseline) -> Any:
     from keel.checks.multivariate import MultivariateReference
 
-    return MultivariateReference.fit(baseline.sample, baseline.schema)
+    return MultivariateReference.fit(
+        baseline.sample, baseline.schema, seed=derive_seed(baseline.id, "reference", "multivariate")
+    )
 
 
 def _without_diagnosis(window: WindowResult) -> list[Result]:
@@ -297,7 +340,8 @@ def baseline_importance(baseline: Baseline) -> dict[str, float] | None:
     features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
     if output is None or not features:
         return None
-    return surrogate_importance(sample, features, output) or None
+    seed = derive_seed(baseline.id, "reference", "surrogate_importance")
+    return surrogate_importance(sample, features, output, seed=seed) or None
 
 
 def _seconds(iso: str) -> float:

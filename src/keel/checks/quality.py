@@ -23,7 +23,8 @@ default that a person can reason about:
   values, where the reference had several (warn).
 * ``volume``: rows in the window against the reference's rows per window
   (needs a Calibration): alert outside mean ± max(4 standard deviations,
-  half the mean); an empty window always alerts.
+  half the mean); an empty window always alerts. A partial window (the data
+  starts or ends inside it) is never judged on volume: ``insufficient_data``.
 * ``freshness_lag_seconds``: time from the newest event in the window to the
   window's end; alert when the newest event leaves more than half the window
   uncovered.
@@ -102,6 +103,22 @@ def volume_check(rows: int, mean_rows: float, std_rows: float) -> Result:
         high if rows > mean_rows else low,
         status,
         {"expected_rows": mean_rows, "allowed_deviation": allowed},
+    )
+
+
+def partial_volume(rows: int, mean_rows: float) -> Result:
+    """The volume of a partial window (the data starts or ends inside it): not judged."""
+    return _result(
+        "volume",
+        None,
+        float(rows),
+        None,
+        "insufficient_data",
+        {
+            "expected_rows": mean_rows,
+            "partial": True,
+            "reason": "the data starts or ends inside this window: its volume is not judged",
+        },
     )
 
 
