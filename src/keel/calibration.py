@@ -33,6 +33,7 @@ the calibration records the reason and checks fall back to the one-off rule.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,11 @@ class Calibration:
         estimators = {"wasserstein": pearson3_threshold}
         for column, (statistic, values) in statistics.items():
             fit = estimators.get(statistic, scaled_chi2_threshold)
-            calibration.thresholds[column] = fit(values, per_column) | {"statistic": statistic}
+            calibration.thresholds[column] = (
+                fit(values, per_column)
+                | {"statistic": statistic}
+                | {"spread": threshold_spread(fit, values, per_column, (baseline.id, column))}
+            )
         return calibration
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,16 +155,32 @@ class Calibration:
 def window_statistics(
     baseline: Any, windows: list, leave_one_out: bool
 ) -> dict[str, tuple[str, np.ndarray]]:
-    """Each column's effect statistic (name, values) per window against the rest (or all)."""
-    from keel.checks.drift import ProfileSide, compare
+    """Each column's effect statistic (name, values) per window against the rest (or all).
+
+    Leaving one out, a numeric column whose windows are all profiled exactly is
+    computed from the values themselves (``exact_wasserstein_loo``); other
+    columns compare profiles, merged without the window.
+    """
+    from keel.checks.drift import ProfileSide, compare, compared_columns
+    from keel.stats.verdict import DefaultRule
 
     profiles = [w.profile for w in windows]
-    if leave_one_out:
-        prefixes = _running_merges(profiles)
-        suffixes = _running_merges(profiles[::-1])[::-1]
     values: dict[str, list[float]] = {}
     statistic_of: dict[str, str] = {}
+    exact: dict[str, np.ndarray] = {}
+    if leave_one_out and profiles:
+        kinds = compared_columns(profiles[0].schema)
+        for column, kind in kinds.items():
+            parts = _exact_values(profiles, column) if kind == "numeric" else None
+            if parts is not None:
+                exact[column] = exact_wasserstein_loo(parts)
+                statistic_of[column] = DefaultRule().effect_for("numeric")
+        profiles = [_without(p, exact) for p in profiles]
+        prefixes = _running_merges(profiles)
+        suffixes = _running_merges(profiles[::-1])[::-1]
     for index, window in enumerate(profiles):
+        if not window.columns:
+            break
         if leave_one_out:
             parts = [
                 p
@@ -179,10 +200,109 @@ def window_statistics(
             if column.effect_size is not None and np.isfinite(column.effect_size):
                 values.setdefault(column.column, []).append(float(column.effect_size))
                 statistic_of[column.column] = column.effect_method
-    return {
+    out = {
         column: (statistic_of[column], np.array(v))
         for column, v in values.items()
         if len(v) == len(profiles)
+    }
+    for column, statistics in exact.items():
+        if np.isfinite(statistics).all():
+            out[column] = (statistic_of[column], statistics)
+    return dict(sorted(out.items()))
+
+
+#: Above this many (windows × distinct values) a column is calibrated on its profiles instead.
+EXACT_BUDGET = 400_000_000
+
+
+def _exact_values(profiles: list, column: str) -> list[np.ndarray] | None:
+    """Each window's sorted finite values of ``column``, if every window kept them all."""
+    sketches = [p.columns[column].sketch for p in profiles]
+    if not all(s.is_exact for s in sketches):
+        return None
+    parts = [s.weighted()[0] for s in sketches]
+    if len(parts) * sum(len(p) for p in parts) > EXACT_BUDGET:
+        return None
+    return parts
+
+
+def exact_wasserstein_loo(parts: list[np.ndarray]) -> np.ndarray:
+    """W₁(window i, all other windows) over the others' standard deviation, for every i.
+
+    Exact on the values (no sketch): the rest's CDF is (N·F_all − nᵢ·Fᵢ)/(N − nᵢ),
+    so |F_rest − Fᵢ| = N·|F_all − Fᵢ|/(N − nᵢ) on the grid of all values. NaN for an
+    empty window; a constant rest gives 0 if nothing moved, else infinity (as
+    ``keel.stats.wasserstein`` does).
+
+    >>> import numpy as np
+    >>> from scipy.stats import wasserstein_distance
+    >>> parts = [np.array([0.0, 1.0]), np.array([2.0, 5.0]), np.array([1.0, 3.0, 4.0])]
+    >>> rest = np.concatenate(parts[1:])
+    >>> bool(np.isclose(exact_wasserstein_loo(parts)[0],
+    ...                 wasserstein_distance(parts[0], rest) / rest.std(ddof=1)))
+    True
+    """
+    everything = np.sort(np.concatenate(parts))
+    total = len(everything)
+    grid, counts = np.unique(everything, return_counts=True)
+    all_cdf = np.cumsum(counts)[:-1] / total
+    steps = np.diff(grid)
+    shift = float(everything[total // 2]) if total else 0.0  # sums around a pilot: stable
+    sum_all = float(np.sum(everything - shift))
+    squares_all = float(np.sum((everything - shift) ** 2))
+    out = np.full(len(parts), np.nan)
+    for index, part in enumerate(parts):
+        size, rest = len(part), total - len(part)
+        if size == 0 or rest < 2:
+            continue
+        at = np.searchsorted(grid, part)
+        window_cdf = np.cumsum(np.bincount(at, minlength=len(grid)))[:-1] / size
+        distance = total / rest * float(np.dot(np.abs(all_cdf - window_cdf), steps))
+        rest_sum = sum_all - float(np.sum(part - shift))
+        rest_squares = squares_all - float(np.sum((part - shift) ** 2))
+        variance = max(rest_squares - rest_sum * rest_sum / rest, 0.0) / (rest - 1)
+        scale = float(np.sqrt(variance))
+        if scale > 0:
+            out[index] = distance / scale
+        else:
+            out[index] = 0.0 if distance == 0 else float("inf")
+    return out
+
+
+def _without(profile: Any, columns: Mapping) -> Any:
+    """The profile without ``columns`` (they were calibrated on their values)."""
+    from keel.profile import Profile
+    from keel.schema import Schema
+
+    kept = [spec for spec in profile.schema.columns if spec.name not in columns]
+    return Profile(
+        Schema(kept), profile.rows, {spec.name: profile.columns[spec.name] for spec in kept}
+    )
+
+
+SPREAD_RESAMPLES = 200
+
+
+def threshold_spread(fit: Any, values: np.ndarray, tail: float, key: tuple) -> dict[str, Any]:
+    """How much the threshold would move on another draw of reference windows.
+
+    The fit is repeated on ``SPREAD_RESAMPLES`` resamples (with replacement) of
+    the K window statistics, seeded from ``key``; the 5% and 95% quantiles of
+    the refitted thresholds, and their ratio to the median, say how settled the
+    threshold is. Determinism makes a threshold repeatable; only more reference
+    windows make it certain.
+    """
+    from keel.seeds import derive_seed
+
+    rng = np.random.default_rng(derive_seed(*key, "threshold_spread"))
+    draws = rng.integers(0, len(values), size=(SPREAD_RESAMPLES, len(values)))
+    refits = np.array([fit(values[row], tail)["threshold"] for row in draws])
+    low, median, high = np.quantile(refits, [0.05, 0.5, 0.95])
+    return {
+        "resamples": SPREAD_RESAMPLES,
+        "low": float(low),
+        "high": float(high),
+        "relative_width": float((high - low) / median) if median > 0 else None,
     }
 
 

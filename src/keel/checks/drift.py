@@ -48,6 +48,15 @@ _CHECK_OF_ROLE = {
 }
 
 
+def compared_columns(schema: Schema) -> dict[str, str]:
+    """The columns ``compare`` judges, each with the kind it compares them as."""
+    return {
+        spec.name: _COMPARED[spec.kind]
+        for spec in schema.columns
+        if spec.role in _CHECK_OF_ROLE and spec.kind in _COMPARED
+    }
+
+
 @dataclass
 class ColumnDrift:
     """The verdict on one column and every number that decided it."""

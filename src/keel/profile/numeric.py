@@ -1,11 +1,12 @@
-"""Profile of one numeric column: exact counts and moments, a KLL quantile sketch, bin counts.
+"""Profile of one numeric column: exact counts and moments, a quantile summary, bin counts.
 
-Every field but the sketch is exact and merges exactly: counts add, the mean
-and the sum of squared deviations (M2) merge by Chan et al.'s parallel
-formula, and counts in fixed bins add. The KLL sketch (Apache DataSketches)
-answers ranks and quantiles within ``rank_error``, a bound that holds with
-99% confidence over all ranks at once; it is exact (error 0) while the column
-has fewer values than the sketch keeps.
+Every field but the quantile summary is exact and merges exactly: counts
+add, the mean and the sum of squared deviations (M2) merge by Chan et al.'s
+parallel formula, and counts in fixed bins add. The quantile summary
+(``keel.profile.quantiles.QuantileSketch``) keeps every value up to
+``exact_limit`` (200,000) and is a deterministic KLL-style compactor beyond:
+it answers ranks and quantiles within ``rank_error`` (0 while exact), and the
+same values in the same order give the same bytes in every process.
 
 >>> import numpy as np
 >>> column = NumericProfile(bin_edges=np.array([0.0, 1.0]))
@@ -18,14 +19,16 @@ has fewer values than the sketch keeps.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
-import datasketches
 import numpy as np
 
-DEFAULT_SKETCH_K = 1024
+from keel.profile.quantiles import DEFAULT_EXACT_LIMIT, DEFAULT_K, QuantileSketch
+
+DEFAULT_SKETCH_K = DEFAULT_K
+#: What ``to_state`` names the sketch blob; older profiles hold a DataSketches KLL.
+SKETCH_FORMAT = "keel-quantiles/1"
 
 
 @dataclass
@@ -33,6 +36,7 @@ class NumericProfile:
     """Mergeable summary of a numeric column (see the module docstring)."""
 
     sketch_k: int = DEFAULT_SKETCH_K
+    exact_limit: int = DEFAULT_EXACT_LIMIT
     bin_edges: np.ndarray | None = None
     rows: int = 0
     nulls: int = 0
@@ -53,7 +57,7 @@ class NumericProfile:
 
     def __post_init__(self) -> None:
         if self.sketch is None:
-            self.sketch = datasketches.kll_doubles_sketch(self.sketch_k)
+            self.sketch = QuantileSketch(self.sketch_k, self.exact_limit)
         if self.bin_edges is not None:
             self.bin_edges = np.asarray(self.bin_edges, dtype=np.float64)
             if self.bin_counts is None:
@@ -79,11 +83,9 @@ class NumericProfile:
         # spin and steal the core a parallel worker needs).
         batch_m2 = float(np.multiply(deviations, deviations, out=deviations).sum())
         self._merge_moments(len(finite), batch_mean, batch_m2)
-        # The sketch's binding takes only writable arrays; Arrow hands out read-only views.
-        self.sketch.update(finite if finite.flags.writeable else finite.copy())
-        # The sketch keeps the exact extremes: no extra pass over the values for them.
-        self.minimum = min(self.minimum, self.sketch.get_min_value())
-        self.maximum = max(self.maximum, self.sketch.get_max_value())
+        self.sketch.update(finite)
+        self.minimum = min(self.minimum, float(finite.min()))
+        self.maximum = max(self.maximum, float(finite.max()))
         if self.bin_edges is not None:
             self.bin_counts += counts_in_bins(finite, self.bin_edges)
 
@@ -139,9 +141,7 @@ class NumericProfile:
     @property
     def rank_error(self) -> float:
         """Bound on the sketch's CDF error (99% confidence); 0 while the sketch is exact."""
-        if not self.sketch.is_estimation_mode():
-            return 0.0
-        return float(self.sketch.normalized_rank_error(False))
+        return self.sketch.rank_error
 
     @property
     def missing(self) -> int:
@@ -153,30 +153,23 @@ class NumericProfile:
 
         Cached until the sketch changes: a baseline's columns are read once, not per window.
         """
-        if self.sketch.is_empty():
-            return np.empty(0), np.empty(0)
         cached = getattr(self, "_weighted", None)
         if cached is not None and cached[0] == self.sketch.n:
             return cached[1], cached[2]
-        retained = self.sketch.num_retained
-        pairs = np.fromiter(
-            itertools.chain.from_iterable(self.sketch), dtype=np.float64, count=2 * retained
-        ).reshape(retained, 2)
-        order = np.argsort(pairs[:, 0], kind="stable")
-        values, weights = pairs[order, 0], pairs[order, 1]
+        values, weights = self.sketch.weighted()
         self._weighted = (self.sketch.n, values, weights)
         return values, weights
 
     def quantiles(self, ranks: np.ndarray) -> np.ndarray:
         """Approximate quantiles at the given ranks in [0, 1], within ``rank_error`` in rank."""
-        if self.sketch.is_empty():
-            return np.full(len(ranks), np.nan)
-        return np.asarray(self.sketch.get_quantiles(list(map(float, ranks))), dtype=np.float64)
+        return self.sketch.quantiles(np.asarray(ranks, dtype=np.float64))
 
     def to_state(self) -> tuple[dict[str, Any], bytes]:
         state = {
             "kind": self.kind,
             "sketch_k": self.sketch_k,
+            "exact_limit": self.exact_limit,
+            "sketch": SKETCH_FORMAT,
             "rows": self.rows,
             "nulls": self.nulls,
             "nan": self.nan,
@@ -191,19 +184,38 @@ class NumericProfile:
             "bin_counts": None if self.bin_counts is None else self.bin_counts.tolist(),
             "bins_exact": self.bins_exact,
         }
-        return state, self.sketch.serialize()
+        return state, self.sketch.to_bytes()
 
     @classmethod
     def from_state(cls, state: dict[str, Any], blob: bytes) -> NumericProfile:
-        fields = {k: v for k, v in state.items() if k != "kind"}
+        fields = {k: v for k, v in state.items() if k not in ("kind", "sketch")}
         fields["minimum"] = float("inf") if state["minimum"] is None else state["minimum"]
         fields["maximum"] = float("-inf") if state["maximum"] is None else state["maximum"]
         if state["bin_counts"] is not None:
             fields["bin_counts"] = np.asarray(state["bin_counts"], dtype=np.int64)
         if state["bin_edges"] is not None:
             fields["bin_edges"] = np.asarray(state["bin_edges"], dtype=np.float64)
-        fields["sketch"] = datasketches.kll_doubles_sketch.deserialize(blob)
+        if state.get("sketch") == SKETCH_FORMAT:
+            fields["sketch"] = QuantileSketch.from_bytes(blob)
+        else:
+            fields["sketch"] = _from_datasketches_kll(blob, state["sketch_k"])
         return cls(**fields)
+
+
+def _from_datasketches_kll(blob: bytes, k: int) -> QuantileSketch:
+    """A profile written before keel 0.2 holds a DataSketches KLL: read its weighted items."""
+    import itertools
+
+    import datasketches
+
+    kll = datasketches.kll_doubles_sketch.deserialize(blob)
+    if kll.is_empty():
+        return QuantileSketch(k)
+    pairs = np.fromiter(
+        itertools.chain.from_iterable(kll), dtype=np.float64, count=2 * kll.num_retained
+    ).reshape(-1, 2)
+    error = float(kll.normalized_rank_error(False)) if kll.is_estimation_mode() else 0.0
+    return QuantileSketch.from_weighted(pairs[:, 0], pairs[:, 1], error, k)
 
 
 def counts_in_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
