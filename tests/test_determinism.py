@@ -145,3 +145,22 @@ def test_two_calibrations_in_separate_processes_are_byte_identical(
     assert {"age", "income", "device"} <= set(thresholds)
     for entry in thresholds.values():  # the threshold lies within its resampled spread
         assert entry["spread"]["low"] <= entry["threshold"] <= entry["spread"]["high"]
+
+
+def test_a_version_1_profile_file_still_reads():
+    from keel import _container
+
+    values = normal(30_000, seed=12)
+    current = Profile.build(pd.DataFrame({"x": values}))
+    header, blobs = _container.unpack(current.to_bytes(), b"PROF", 2, "profile")
+    kll = datasketches.kll_doubles_sketch(1024)
+    kll.update(values)
+    header["columns"]["x"].pop("sketch")
+    header["columns"]["x"].pop("exact_limit")
+    header.pop("format_version", None)
+    old_bytes = _container.pack(b"PROF", 1, header, {"column:x": kll.serialize()})
+    old = Profile.from_bytes(old_bytes)
+    assert old.rows == 30_000 and old.columns["x"].mean == pytest.approx(values.mean())
+    assert old.columns["x"].quantiles(np.array([0.5]))[0] == pytest.approx(
+        np.median(values), abs=0.05
+    )

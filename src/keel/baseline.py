@@ -41,7 +41,7 @@ from keel.schema import Schema
 from keel.stats.binning import DEFAULT_BINS, quantile_edges
 from keel.stats.samples import NumericSample
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: numeric columns hold keel quantile sketches (1: DataSketches KLL)
 _KIND = b"BASE"
 DEFAULT_SAMPLE_SIZE = 10_000
 

@@ -34,7 +34,7 @@ from keel.profile.count import CountProfile
 from keel.profile.numeric import DEFAULT_SKETCH_K, NumericProfile
 from keel.schema import ColumnSpec, Schema
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: numeric columns hold keel quantile sketches (1: DataSketches KLL)
 _KIND = b"PROF"
 
 ColumnProfile = NumericProfile | CategoricalProfile | CountProfile
