@@ -32,6 +32,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from keel.result import Result, readable
+from keel.threads import with_limited_threads
 
 VERDICTS = (
     "healthy",
@@ -219,6 +220,7 @@ def _describe_fault(result: Result) -> str:
     return f"{result.metric} in {result.column}: {result.value:g}"
 
 
+@with_limited_threads
 def surrogate_importance(
     sample: Any, features: list[str], output: str, max_rows: int = 5000, seed: int = 0
 ) -> dict[str, float]:

@@ -55,6 +55,7 @@ from scipy import stats
 
 from keel.errors import DataError
 from keel.performance import Metric, _check_probabilities
+from keel.threads import with_limited_threads
 
 DRAWS = 400
 MIN_ROWS = 50
@@ -72,6 +73,7 @@ class ConfidenceEstimator:
     brier: dict[str, float] = field(default_factory=dict)
 
     @classmethod
+    @with_limited_threads
     def fit(
         cls, scores: Any, labels: Any, threshold: float = 0.5, seed: int = 0
     ) -> ConfidenceEstimator:
@@ -291,6 +293,7 @@ class LossEstimator:
     categories: dict[str, list] = field(default_factory=dict)
 
     @classmethod
+    @with_limited_threads
     def fit(cls, frame: Any, features: list[str], prediction: str, truth: str, seed: int = 0):
         import pandas as pd
         from sklearn.ensemble import HistGradientBoostingRegressor
@@ -322,6 +325,7 @@ class LossEstimator:
         input_range = np.nanquantile(inputs, [0.001, 0.999], axis=0)
         return cls(absolute, squared, list(features), input_range, categories)
 
+    @with_limited_threads
     def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
         import pandas as pd
 
@@ -362,6 +366,7 @@ class LossEstimator:
             ),
         }
 
+    @with_limited_threads
     def reliability(self, frame: Any, prediction: str) -> dict[str, Any]:
         import pandas as pd
 
@@ -418,6 +423,7 @@ class MulticlassEstimator:
     brier: dict[str, float] = field(default_factory=dict)
 
     @classmethod
+    @with_limited_threads
     def fit(cls, scores: Any, labels: Any, classes: list, seed: int = 0) -> MulticlassEstimator:
         from keel.performance import _codes
 

@@ -257,6 +257,9 @@ def _finish_worker(worker: subprocess.Popen, source: DataSource) -> tuple[Profil
 
 def _main() -> None:
     """Worker: read a job on stdin; write both profiles, length-prefixed, to stdout."""
+    from keel.threads import limit_process
+
+    limit_process()  # one core per worker: numeric pools must not take the others
     reference, current = _Job.from_json(sys.stdin.read()).run()
     reference_bytes = reference.to_bytes() if reference is not None else b""
     sys.stdout.buffer.write(struct.pack("<Q", len(reference_bytes)) + reference_bytes)

@@ -47,6 +47,7 @@ import pyarrow.compute as pc
 
 from keel.result import Result
 from keel.schema import Schema
+from keel.threads import with_limited_threads
 
 MIN_ROWS = 100
 MAX_CLASSIFIER_ROWS = 2_000
@@ -119,6 +120,7 @@ class MultivariateReference:
     null_rows: int
 
     @classmethod
+    @with_limited_threads
     def fit(cls, sample: Any, schema: Schema | None = None, seed: int = 0) -> MultivariateReference:
         """Fit on the reference sample (a table, DataFrame or anything Arrow reads)."""
         from sklearn.decomposition import PCA
@@ -154,6 +156,7 @@ class MultivariateReference:
     def _standardize(self, table: Any) -> np.ndarray:
         return (self.encoder.transform(_table(table)) - self.center) / self.scale
 
+    @with_limited_threads
     def reconstruction(self, window: Any, tail: float = 0.001) -> Result:
         """Mean reconstruction error of the window's rows against its no-drift threshold."""
         from scipy import special
@@ -185,6 +188,7 @@ class MultivariateReference:
             },
         )
 
+    @with_limited_threads
     def domain_classifier(self, window: Any, tail: float = 0.001, seed: int = 0) -> Result:
         """Cross-validated ROC AUC of telling window rows from reference rows."""
         from scipy import special
