@@ -92,8 +92,12 @@ def test_configuration_errors_name_the_key_and_the_line(tmp_path, run_keel):
     )
     with pytest.raises(ConfigError, match=r"keel.yaml \(line 6\): monitors\[0\]\.false_alarm_rate"):
         parse_config(text, "keel.yaml")
-    with pytest.raises(ConfigError, match=r"monitors\[0\]\.window"):
-        parse_config(text.replace("7D", "1000rows").replace("2\n", "0.1\n"), "keel.yaml")
+    quiet = text.replace("2\n", "0.1\n")
+    with pytest.raises(ConfigError, match=r"monitors\[0\]\.window: .*a number of windows"):
+        parse_config(quiet.replace("7D", "10windows"), "keel.yaml")
+    assert parse_config(quiet.replace("7D", "1000rows"), "keel.yaml")[0].window == "1000rows"
+    with pytest.raises(ConfigError, match=r"monitors\[0\]: row windows .*prediction log"):
+        parse_config(quiet.replace("7D", "1000rows") + "    source: t.parquet\n", "keel.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         parse_config("monitors: [\n", "keel.yaml")
     (tmp_path / "keel.yaml").write_text(text.replace("2\n", "0.1\n"))

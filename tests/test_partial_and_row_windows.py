@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from keel.baseline import Baseline
 from keel.history import check_history
@@ -88,3 +89,110 @@ def test_a_part_of_a_longer_log_is_judged_as_the_whole_log_would_be():
         data_end="2026-05-04T06:00:00Z",
     )
     assert [(w.partial, _volume(w).status) for w in known.windows] == [(False, "alert")]
+
+
+def _requests(numbers, ingested: str, seed: int, event_time=None) -> pd.DataFrame:
+    """Predictions for request ids r0000…, ingested at one instant (a batch: ties)."""
+    rng = np.random.default_rng(seed)
+    numbers = list(numbers)
+    return pd.DataFrame(
+        {
+            "request_id": [f"r{n:04d}" for n in numbers],
+            # event times out of ingestion order: row windows must not follow them
+            "event_time": event_time
+            if event_time is not None
+            else pd.Timestamp("2026-05-10", tz="UTC") - pd.to_timedelta(numbers, unit="min"),
+            "x": rng.normal(size=len(numbers)),
+            "c": rng.choice(["a", "b"], len(numbers)),
+            "_ingested_at": pd.Timestamp(ingested, tz="UTC"),
+        }
+    )
+
+
+@pytest.fixture
+def row_monitor(tmp_path):
+    from keel.monitor.config import parse_config
+    from keel.store import ResultStore
+
+    reference = _minutes("2026-05-01", "2026-05-03", 1).rename(columns={"ts": "event_time"})
+    Baseline.from_data(reference, timestamp="event_time", sample_size=0).save(tmp_path / "b.keel")
+    (monitor,) = parse_config(
+        "monitors:\n  - name: rows\n    model: m\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n"
+        "    window: 100rows\n",
+        "keel.yaml",
+    )
+    return monitor, ResultStore(f"sqlite:///{tmp_path / 'keel.db'}"), tmp_path / "logs"
+
+
+def _log(root, frame):
+    from keel.store.logs import LogWriter
+
+    with LogWriter(root, "predictions", model="m") as writer:
+        writer.append(frame)
+
+
+def _windows(store) -> dict[str, float]:
+    identity = store.latest(monitor="rows", check="window")
+    return dict(
+        zip(
+            identity.loc[identity["metric"] == "rows", "window_start"],
+            identity.loc[identity["metric"] == "rows", "value"],
+            strict=True,
+        )
+    )
+
+
+def test_a_monitor_cuts_row_windows_in_ingestion_order_and_late_rows_join_the_open_one(
+    row_monitor,
+):
+    from keel.monitor import run_monitor
+
+    monitor, store, root = row_monitor
+    # 120 requests ingested together at 10:00, then 80 at 11:00: two full windows, ties in
+    # the first batch broken by request id; the open window (0 rows yet) waits.
+    _log(root, _requests(range(120), "2026-05-10 10:00", 2))
+    _log(root, _requests(range(120, 200), "2026-05-10 11:00", 3))
+    first = run_monitor(monitor, store)
+    assert first["windows"] == 2
+    assert _windows(store) == {
+        "2026-05-10T10:00:00.000000Z": 100.0,  # r0000–r0099
+        "2026-05-10T10:00:00.000001Z": 100.0,  # r0100–r0119 at 10:00, r0120–r0199 at 11:00
+    }
+    ends = store.latest(monitor="rows", check="window").groupby("window_start")["window_end"]
+    assert ends.first().tolist() == ["2026-05-10T10:00:00.000001Z", "2026-05-10T11:00:00.000001Z"]
+    # 99 more, one of them late (an event a week old): the third window is still open.
+    late = _requests([200], "2026-05-10 12:00", 4, event_time=pd.Timestamp("2026-05-03", tz="UTC"))
+    _log(root, pd.concat([late, _requests(range(201, 299), "2026-05-10 12:00", 5)]))
+    assert run_monitor(monitor, store)["windows"] == 0
+    # The hundredth row closes it; the late row is in it, and no closed window moved.
+    _log(root, _requests([299], "2026-05-10 13:00", 6))
+    third = run_monitor(monitor, store)
+    assert third["windows"] == 1 and third["written"] > 0
+    assert _windows(store) == {
+        "2026-05-10T10:00:00.000000Z": 100.0,
+        "2026-05-10T10:00:00.000001Z": 100.0,
+        "2026-05-10T12:00:00.000000Z": 100.0,
+    }
+    assert (store.history(monitor="rows")["revision"] == 0).all()
+
+
+def test_a_corrected_record_revises_its_row_window_and_shifts_none(row_monitor):
+    from keel.monitor import run_monitor
+
+    monitor, store, root = row_monitor
+    _log(root, _requests(range(200), "2026-05-10 10:00", 2))
+    run_monitor(monitor, store)
+    before = _windows(store)
+    # r0005 again, an hour later, with an odd value: its request keeps its place.
+    corrected = _requests([5], "2026-05-10 11:00", 7).assign(x=50.0)
+    _log(root, corrected)
+    again = run_monitor(monitor, store)
+    assert again["windows"] == 1
+    assert _windows(store) == before
+    revised = store.history(monitor="rows", column="x", metric="wasserstein")
+    assert revised.groupby("window_start")["revision"].max().tolist() == [1, 0]
+    events = store.events()
+    assert "2026-05-10T10:00:00.000000Z" in " ".join(
+        events[events["action"] == "revised window"]["details"]
+    )

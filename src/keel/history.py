@@ -39,6 +39,7 @@ from keel.checks.drift import DriftReport, ProfileSide, compare
 from keel.checks.quality import column_checks, freshness_check, partial_volume, volume_check
 from keel.data import open_source
 from keel.diagnosis import Diagnosis, diagnose, surrogate_importance
+from keel.errors import ConfigError, DataError
 from keel.result import RESULT_COLUMNS, Result
 from keel.seeds import derive_seed
 from keel.stats.verdict import DefaultRule
@@ -175,6 +176,7 @@ def check_history(
     importance: dict[str, float] | None = None,
     data_start: Any = None,
     data_end: Any = None,
+    window_keys: list[tuple[str, str]] | None = None,
 ) -> History:
     """Run every check on every window of ``data`` (see the module docstring).
 
@@ -196,6 +198,10 @@ def check_history(
     Every random step (each window's row sample, the domain classifier) is seeded from the
     baseline's id, the window's start and its purpose (``keel.seeds``): the same window of the
     same data gets the same answer in every process, whichever windows are checked with it.
+
+    ``window_keys`` names row windows cut elsewhere (a monitor's, in ingestion order): ``data``
+    is their rows, in order, ``window`` rows each, and window i is called
+    ``window_keys[i]`` (start, end).
     """
     from keel.compare import align_schema
 
@@ -212,6 +218,11 @@ def check_history(
         model = fitted_once(baseline, "multivariate", _multivariate_reference)
     if calibration is not None:
         calibration.check_fits(baseline.id, spec.describe())
+    named = {}
+    if window_keys is not None:
+        if spec.rows is None:
+            raise ConfigError("window keys name row windows: give a row count as the window")
+        named = {str(i * spec.rows): key for i, key in enumerate(window_keys)}
     windows = cut(
         source,
         spec,
@@ -219,10 +230,20 @@ def check_history(
         timestamp,
         baseline.bin_edges,
         sample_size=2_000 if model is not None else 0,
-        sample_seed=lambda start: derive_seed(baseline.id, start, "window_sample"),
+        sample_seed=lambda start: derive_seed(
+            baseline.id, named.get(start, (start,))[0], "window_sample"
+        ),
         data_start=data_start,
         data_end=data_end,
     )
+    if window_keys is not None:
+        if len(windows) != len(window_keys) or any(w.partial for w in windows):
+            raise DataError(
+                f"{len(window_keys)} row windows named, but the data holds "
+                f"{sum(w.rows for w in windows):,} rows: not {spec.rows} to each"
+            )
+        for piece, (start, end) in zip(windows, window_keys, strict=True):
+            piece.start, piece.end = start, end
     reference_side = ProfileSide(baseline.profile, f"baseline {baseline.id}")
     results = []
     for piece in windows:

@@ -165,9 +165,24 @@ class MonitorConfig(BaseModel):
     @classmethod
     def _window(cls, value: str) -> str:
         spec = WindowSpec.parse(value)
-        if spec.period is None:
-            raise ValueError("a monitor's window is a period (1h, 1D, 7D)")
+        if spec.count is not None:
+            raise ValueError(
+                "a monitor's window is a period (1h, 1D, 7D) or a row count (10000rows); "
+                "a number of windows needs the data's end"
+            )
         return value
+
+    @model_validator(mode="after")
+    def _row_windows(self) -> MonitorConfig:
+        if WindowSpec.parse(self.window).rows is not None:
+            if self.source != "logs":
+                raise ValueError(
+                    "row windows are cut in ingestion order: they read the prediction log "
+                    "(source: logs)"
+                )
+            if self.segments:
+                raise ValueError("segments need a time window (1h, 1D, 7D), not row windows")
+        return self
 
     @field_validator("allowed_lateness")
     @classmethod

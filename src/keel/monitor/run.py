@@ -36,7 +36,7 @@ from keel.store.queries import (
     read_log,
     unmatched_labels,
 )
-from keel.windows import WindowSpec
+from keel.windows import WindowSpec, utc_times
 
 
 def run_monitor(
@@ -51,10 +51,16 @@ def run_monitor(
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
     _register(store, monitor, baseline, calibration)
-    size = WindowSpec.parse(monitor.window).period_ns / 1e9
-    closed_before = now.timestamp() - monitor.lateness_seconds
-    cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
-    data = _changed_source(monitor, store, since, cutoff, size)
+    if WindowSpec.parse(monitor.window).rows is not None:
+        data, cutter = _row_source(monitor, since)
+        newest = cutter.newest_closed()
+    else:
+        size = WindowSpec.parse(monitor.window).period_ns / 1e9
+        closed_before = now.timestamp() - monitor.lateness_seconds
+        cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
+        data = _changed_source(monitor, store, since, cutoff, size)
+        cutter = _TimeCut(monitor, size, _log_start(monitor), cutoff)
+        newest = (_iso(cutoff.timestamp() - size), _iso(cutoff.timestamp()))
     # Counted, not fatal: the latest record per request id is the one checked, and labels
     # without a prediction stay in the label log until their prediction arrives.
     seen = {
@@ -65,7 +71,7 @@ def run_monitor(
         ),
     }
     if data.num_rows == 0:  # nothing new closed, nothing changed: only the label clock
-        freshness = _label_freshness(monitor, now, cutoff, size)
+        freshness = _label_freshness(monitor, now, newest)
         if freshness is not None:
             store.write([freshness])
             from keel.alerts.engine import evaluate
@@ -94,7 +100,7 @@ def run_monitor(
             rate = segment_rate(monitor.false_alarm_rate, len(series) - 1)
             for segment, rows_of_series, reference, thresholds in series:
                 rows_of_series, counts = _unchecked(
-                    rows_of_series, monitor, store, label, size, segment
+                    rows_of_series, monitor, store, label, cutter, segment
                 )
                 if rows_of_series.num_rows == 0:
                     continue
@@ -106,10 +112,13 @@ def run_monitor(
                     thresholds,
                     store,
                     label,
+                    cutter,
                     segment,
                     rate,
                 )
-                judged = _performance(rows_of_series, windows, monitor, reference, now, rate)
+                judged = _performance(
+                    rows_of_series, windows, monitor, reference, now, cutter, rate
+                )
                 rows = [
                     replace(
                         r,
@@ -129,7 +138,7 @@ def run_monitor(
                 written, unchanged = written + new, unchanged + same
                 alerting_windows += [w.start for w in windows if w.alert]
                 checked.update(w.start for w in windows)
-        freshness = _label_freshness(monitor, now, cutoff, size)
+        freshness = _label_freshness(monitor, now, newest)
         if freshness is not None:  # every run: labels can stop while no window changes
             label = None if versions[-1] is None else str(versions[-1])
             store.write([replace(freshness, model_version=label)], run)
@@ -169,7 +178,7 @@ def _unchecked(
     monitor: MonitorConfig,
     store: ResultStore,
     version: str | None,
-    size: float,
+    cutter: Any,
     segment: str | None = None,
 ) -> tuple[pa.Table, dict[str, dict[str, float]]]:
     """The rows of windows never checked, or changed since (late or corrected records).
@@ -180,9 +189,7 @@ def _unchecked(
     """
     import numpy as np
 
-    times = pc.cast(data.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
-    micros = pc.fill_null(pc.cast(times, pa.int64()), 0).to_numpy(zero_copy_only=False)
-    keys = micros // int(size * 1e6)
+    keys = cutter.starts(data)
     if "_ingested_at" in data.column_names:
         ingested = (
             pc.cast(
@@ -217,13 +224,11 @@ def _unchecked(
         )
     }
     wanted: dict[str, dict[str, float]] = {}
-    for index, key in enumerate(starts.tolist()):  # a loop over windows, not rows
-        start = _iso(key * size)
+    for index, start in enumerate(starts.tolist()):  # a loop over windows, not rows
         seen = {metric: float(values[index]) for metric, values in identity.items()}
         if any(known.get((start, metric)) != value for metric, value in seen.items()):
             wanted[start] = seen
-    chosen = [k for k in starts.tolist() if _iso(k * size) in wanted]
-    return data.filter(pa.array(np.isin(keys, chosen))), wanted
+    return data.filter(pa.array(np.isin(keys, list(wanted)))), wanted
 
 
 def _window_results(window: Any, seen: dict[str, float]) -> list[Result]:
@@ -297,6 +302,7 @@ def _baseline(monitor: MonitorConfig) -> Baseline:
 
 
 LABEL_COLUMNS = ("label_time", "_label_ingested_at")
+ROW_WINDOW_COLUMNS = ("_window", "_window_end", "_first_ingested_at")
 PREDICTION_IDENTITY = ("rows", "newest_ingestion")
 JUDGED_LATER = frozenset(
     {"performance", "estimated_performance", "labels", "kpi", "diagnosis", "window"}
@@ -339,7 +345,7 @@ def _fitted_segment(baseline, spec, value, build) -> Any:
 
 
 def _checked_windows(
-    part, counts, monitor, baseline, calibration, store, version, segment=None, rate=None
+    part, counts, monitor, baseline, calibration, store, version, cutter, segment=None, rate=None
 ) -> list:
     """Every check on the windows whose predictions changed; the windows where only labels
     arrived keep their stored drift and quality Results (recomputing them would give the
@@ -361,7 +367,7 @@ def _checked_windows(
     if fresh:
         history = check_history(
             baseline,
-            _inputs(_rows_of(part, fresh, monitor), monitor, baseline),
+            _inputs(cutter.rows_of(part, fresh), monitor, baseline),
             monitor.window,
             timestamp=monitor.timestamp,
             calibration=calibration,
@@ -369,6 +375,9 @@ def _checked_windows(
             importance=monitor.importance,
             # a segment's share of the budget also lowers the one-off rule's test level
             rule=DefaultRule(alpha=rate) if segment is not None and rate else None,
+            # the rows read are a part of the log: it starts where it starts, and every
+            # closed window ends before its newest data
+            **cutter.history_options(fresh),
         )
         windows += [w for w in history.windows if w.start in fresh]  # not the gaps between
     if relabelled:
@@ -376,21 +385,57 @@ def _checked_windows(
     return sorted(windows, key=lambda w: w.start)
 
 
-def _rows_of(part: pa.Table, starts: list[str], monitor: MonitorConfig) -> pa.Table:
-    """The rows of the windows starting at ``starts``."""
-    size = WindowSpec.parse(monitor.window).period_ns / 1e9
-    times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
-    keep = None
-    for start in starts:  # a loop over windows; each one vectorized comparison
-        begin = _moment(start)
-        inside = pc.and_(
-            pc.greater_equal(times, pa.scalar(begin, times.type)),
-            pc.less(
-                times, pa.scalar(datetime.fromtimestamp(begin.timestamp() + size, UTC), times.type)
-            ),
-        )
-        keep = inside if keep is None else pc.or_(keep, inside)
-    return part.filter(keep)
+@dataclass
+class _TimeCut:
+    """Epoch-aligned time windows of ``size`` seconds: which window each row is in."""
+
+    monitor: MonitorConfig
+    size: float
+    log_start: datetime | None
+    cutoff: datetime
+
+    def starts(self, part: pa.Table):
+        """Each row's window start (ISO)."""
+        import numpy as np
+
+        times = utc_times(part.column(self.monitor.timestamp), self.monitor.timestamp)
+        micros = pc.fill_null(pc.cast(times, pa.int64()), 0).to_numpy(zero_copy_only=False)
+        keys, inverse = np.unique(micros // int(self.size * 1e6), return_inverse=True)
+        names = np.array([_iso(k * self.size) for k in keys.tolist()], dtype=object)
+        return names[inverse.reshape(-1)] if len(keys) else np.array([], dtype=object)
+
+    def rows_of(self, part: pa.Table, starts: list[str]) -> pa.Table:
+        """The rows of the windows starting at ``starts``."""
+        import numpy as np
+
+        return part.filter(pa.array(np.isin(self.starts(part), list(starts))))
+
+    def history_options(self, starts: list[str]) -> dict[str, Any]:
+        return {"data_start": self.log_start, "data_end": self.cutoff}
+
+
+@dataclass
+class _RowCut:
+    """Row windows cut in ingestion order (then request id), per model version: the log's
+    rows carry their window's start and end (``_window``, ``_window_end``)."""
+
+    monitor: MonitorConfig
+    closed: list[tuple[str, str]]  # every closed window of every version, (start, end)
+
+    def starts(self, part: pa.Table):
+        return part.column("_window").to_numpy(zero_copy_only=False).astype(object)
+
+    def rows_of(self, part: pa.Table, starts: list[str]) -> pa.Table:
+        import numpy as np
+
+        return part.filter(pa.array(np.isin(self.starts(part), list(starts))))
+
+    def history_options(self, starts: list[str]) -> dict[str, Any]:
+        ends = dict(self.closed)
+        return {"window_keys": [(start, ends[start]) for start in sorted(starts)]}
+
+    def newest_closed(self) -> tuple[str, str] | None:
+        return max(self.closed) if self.closed else None
 
 
 @dataclass
@@ -463,7 +508,7 @@ def _inputs(part: pa.Table, monitor: MonitorConfig, baseline: Baseline) -> pa.Ta
     """What the drift and quality checks read: the predictions without the joined labels.
     Labels arrive late and partly (a biased subset first): the performance checks judge
     them; as a drift or missing-value input they would raise false alarms."""
-    extra = [c for c in LABEL_COLUMNS if c in part.column_names]
+    extra = [c for c in (*LABEL_COLUMNS, *ROW_WINDOW_COLUMNS) if c in part.column_names]
     label = monitor.performance.label if monitor.performance else None
     if label and label in part.column_names:
         extra.append(label)
@@ -476,6 +521,7 @@ def _performance(
     monitor: MonitorConfig,
     baseline: Baseline,
     now: datetime,
+    cutter: Any,
     rate: float | None = None,
 ) -> dict[str, list[Result]]:
     """Each window's labels, performance and KPI Results; its diagnosis sees them."""
@@ -497,14 +543,10 @@ def _performance(
             f"estimator:{spec.task}:{spec.score}:{spec.prediction}",
             lambda b: fit_estimator(b, spec),
         )
-    times = pc.cast(part.column(monitor.timestamp), pa.timestamp("us", tz="UTC"), safe=False)
+    starts = cutter.starts(part)
     judged = {}
     for window in windows:  # a loop over windows; each is one vectorized filter
-        inside = pc.and_(
-            pc.greater_equal(times, pa.scalar(_moment(window.start), times.type)),
-            pc.less(times, pa.scalar(_moment(window.end), times.type)),
-        )
-        rows = part.filter(inside)
+        rows = part.filter(pa.array(starts == window.start))
         found = (
             performance_results(
                 rows, spec, baseline.metrics or {}, rate or monitor.false_alarm_rate, now
@@ -536,12 +578,12 @@ def _performance(
 
 
 def _label_freshness(
-    monitor: MonitorConfig, now: datetime, cutoff: datetime, size: float
+    monitor: MonitorConfig, now: datetime, window: tuple[str, str] | None
 ) -> Result | None:
     """Hours since the newest label arrived, on the newest closed window: labels that stop
     coming are an alert of their own (a broken feedback pipeline), not a quiet metric."""
     expected = monitor.performance.labels_expected_within if monitor.performance else None
-    if expected is None or not _logged(monitor):
+    if expected is None or not _logged(monitor) or window is None:
         return None
     from keel.store.queries import newest_ingestion
     from keel.windows import duration_seconds
@@ -560,8 +602,8 @@ def _label_freshness(
         details={"newest_label_ingested_at": str(newest) if newest else None},
         monitor=monitor.name,
         model=monitor.model,
-        window_start=_iso(cutoff.timestamp() - size),
-        window_end=_iso(cutoff.timestamp()),
+        window_start=window[0],
+        window_end=window[1],
     )
 
 
@@ -613,6 +655,105 @@ def _changed_source(
     first = _moment(changed[0])
     last = datetime.fromtimestamp(_moment(changed[-1]).timestamp() + size, UTC)
     return _source(monitor, first, last)
+
+
+def _log_start(monitor: MonitorConfig) -> datetime | None:
+    """Where the monitor's data starts: the oldest event of its prediction log, or of its
+    table. The window holding it is partial (unless the data starts with the window)."""
+    if _logged(monitor):
+        from keel.store.queries import oldest_event
+
+        return oldest_event(log_root(monitor.logs), monitor.model)
+    from keel.data import open_source
+
+    source = open_source(monitor.source)
+    if monitor.timestamp not in source.schema.names:
+        return None
+    oldest = None
+    for batch in source.batches(columns=[monitor.timestamp]):
+        low = pc.min(utc_times(batch.column(0), monitor.timestamp)).as_py()
+        if low is not None:
+            oldest = low if oldest is None else min(oldest, low)
+    return oldest
+
+
+def _row_source(monitor: MonitorConfig, since: datetime | None) -> tuple[pa.Table, _RowCut]:
+    """The prediction log cut into row windows: per model version, requests in the order they
+    were first ingested (then by request id), ``rows`` to a window. Only closed (full)
+    windows are kept; the open one waits for its rows. A late row is ingested now, so it
+    joins the open window; a corrected record keeps its request's place, so closed windows
+    never shift (a correction revises its window). A window's start is the first ingestion
+    of its first row, its end that of its last row plus a microsecond (each start at least
+    the previous end: rows ingested together keep their windows apart); ``since`` keeps the
+    windows starting from it."""
+    import numpy as np
+
+    if not _logged(monitor):
+        raise ConfigError(
+            f"monitor {monitor.name!r}: row windows ({monitor.window}) are cut in ingestion "
+            "order and need the prediction log (source: logs)"
+        )
+    rows = WindowSpec.parse(monitor.window).rows
+    root = log_root(monitor.logs)
+    if monitor.performance is not None or monitor.kpis:
+        data = read_labelled(root, monitor.model, first_ingestion=True)
+    else:
+        data = read_log(
+            root, "predictions", monitor.model, latest_per_request=True, first_ingestion=True
+        )
+    if data.num_rows == 0:
+        return data, _RowCut(monitor, [])
+    metadata = data.schema.metadata
+    versions = (
+        pc.unique(data.column("model_version")).to_pylist()
+        if "model_version" in data.column_names
+        else [None]
+    )
+    parts, closed = [], []
+    for version in versions:  # a loop over model versions, then over windows
+        part = data
+        if "model_version" in data.column_names:
+            same = (
+                pc.is_null(data.column("model_version"))
+                if version is None
+                else pc.equal(data.column("model_version"), version)
+            )
+            part = data.filter(pc.fill_null(same, False))
+        part = part.sort_by([("_first_ingested_at", "ascending"), ("request_id", "ascending")])
+        full = part.num_rows // rows
+        if full == 0:
+            continue
+        part = part.slice(0, full * rows)
+        first = pc.cast(
+            pc.cast(part.column("_first_ingested_at"), pa.timestamp("us", tz="UTC")), pa.int64()
+        ).to_numpy(zero_copy_only=False)
+        starts, ends, end = [], [], None
+        for index in range(full):
+            begin = int(first[index * rows]) if end is None else max(int(first[index * rows]), end)
+            end = max(int(first[index * rows + rows - 1]) + 1, begin + 1)
+            starts.append(_iso_us(begin))
+            ends.append(_iso_us(end))
+        keep = [i for i, start in enumerate(starts) if since is None or _moment(start) >= since]
+        if not keep:
+            continue
+        part = part.slice(keep[0] * rows)
+        starts, ends = starts[keep[0] :], ends[keep[0] :]
+        part = part.append_column("_window", pa.array(np.repeat(starts, rows), pa.string()))
+        part = part.append_column("_window_end", pa.array(np.repeat(ends, rows), pa.string()))
+        parts.append(part)
+        closed += list(zip(starts, ends, strict=True))
+    if not parts:
+        return pa.table({}), _RowCut(monitor, [])
+    table = pa.concat_tables(parts, promote_options="default")
+    return table.replace_schema_metadata(metadata), _RowCut(monitor, closed)
+
+
+def _iso_us(micros: int) -> str:
+    """An ISO time to the microsecond, always with its fraction (so that keys sort as text)."""
+    moment = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
+        microsecond=micros % 1_000_000
+    )
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def _stored_summaries(store: ResultStore, monitor: str) -> dict[tuple[str, str], float]:

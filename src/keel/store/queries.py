@@ -71,11 +71,14 @@ def read_log(
     start: datetime | None = None,
     end: datetime | None = None,
     latest_per_request: bool = False,
+    first_ingestion: bool = False,
 ) -> pa.Table:
     """A model's log rows with start <= event_time < end, in event-time order.
 
     ``latest_per_request`` keeps one row per request id, the last ingested;
     ``duplicates_dropped(table)`` then says how many rows that removed.
+    ``first_ingestion`` (with it) adds ``_first_ingested_at``, when the request id was first
+    ingested: a correction keeps its request's place in ingestion order (row windows).
     """
     files = log_files(root, kind, model, start, end)
     if not files:
@@ -88,6 +91,8 @@ def read_log(
     count = (
         ", count(*) OVER (PARTITION BY request_id) AS _keel_copies" if latest_per_request else ""
     )
+    if latest_per_request and first_ingestion:
+        count += ", min(_ingested_at) OVER (PARTITION BY request_id) AS _first_ingested_at"
     table = _query(
         f"""
         SELECT *{count} FROM read_parquet($files, union_by_name = true, hive_partitioning = false)
@@ -114,21 +119,38 @@ def duplicates_dropped(table: pa.Table) -> int:
 
 
 def read_labelled(
-    root: str | Path, model: str, start: datetime | None = None, end: datetime | None = None
+    root: str | Path,
+    model: str,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    first_ingestion: bool = False,
 ) -> pa.Table:
     """Predictions in [start, end) (latest per request id) with their labels joined.
 
     Label columns keep their names; the label's own event time becomes
     ``label_time`` and its ingestion ``_label_ingested_at``. A prediction without
     a label has nulls there. A label's latest record per request id wins, and a
-    column in both logs is the label log's.
+    column in both logs is the label log's. ``first_ingestion``: as for ``read_log``.
     """
     predictions = log_files(root, "predictions", model, start, end)
     if not predictions:
         return pa.table({})
     labels = log_files(root, "labels", model)
     if not labels:
-        return read_log(root, "predictions", model, start, end, latest_per_request=True)
+        return read_log(
+            root,
+            "predictions",
+            model,
+            start,
+            end,
+            latest_per_request=True,
+            first_ingestion=first_ingestion,
+        )
+    first = (
+        ", min(_ingested_at) OVER (PARTITION BY request_id) AS _first_ingested_at"
+        if first_ingestion
+        else ""
+    )
     import pyarrow.parquet as pq
 
     label_columns = {name for file in labels for name in pq.read_schema(file).names}
@@ -139,7 +161,7 @@ def read_labelled(
     table = _query(
         f"""
         WITH p AS (
-            SELECT {kept} FROM read_parquet($predictions, union_by_name = true,
+            SELECT {kept}{first} FROM read_parquet($predictions, union_by_name = true,
                                        hive_partitioning = false)
             WHERE event_time IS NOT NULL {_time_filter(start, end)}
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
@@ -259,6 +281,22 @@ def window_summaries(
             summary["newest_label_ingestion"] = row["newest_label"] / 1e6
         found[begin.isoformat().replace("+00:00", "Z")] = summary
     return found
+
+
+def oldest_event(root: str | Path, model: str) -> datetime | None:
+    """The oldest event time in a model's prediction log (None: the log is empty): where the
+    log starts, so the window holding it is known to be partial."""
+    files = log_files(root, "predictions", model)
+    if not files:
+        return None
+    table = _query(
+        "SELECT min(event_time) AS oldest FROM read_parquet($files, union_by_name = true, "
+        "hive_partitioning = false)",
+        {"files": files},
+        files,
+    )
+    oldest = table.column("oldest")[0].as_py()
+    return None if oldest is None else _utc(oldest)
 
 
 def newest_ingestion(root: str | Path, kind: str, model: str) -> datetime | None:
