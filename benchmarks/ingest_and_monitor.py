@@ -15,6 +15,13 @@ Then a ``keel.yaml``-style monitor with daily windows runs over the batched
 log (DuckDB read, every closed window checked, Results stored in a SQLite
 file), and runs again (idempotent: nothing new to check). Prints each time,
 rows per second, and the number of files each way left behind.
+
+Last (``--small-windows``, or alone with ``--only-small-windows``): a monitor
+over 100 hourly windows of 2,000 rows, with the machine's other cores kept
+busy by spinning processes, run twice into fresh stores: with every thread
+the numeric libraries want (``KEEL_THREADS`` = the core count: what keel did
+before it limited its pools) and with keel's default of one. Prints both
+times and their ratio.
 """
 
 from __future__ import annotations
@@ -60,11 +67,71 @@ def files(root: Path) -> int:
     return sum(1 for _ in (root / "predictions").rglob("*.parquet"))
 
 
+def small_windows(work: Path, windows: int = 100, rows_per_window: int = 2000) -> None:
+    """A monitor over many small windows on a loaded machine: all threads vs one."""
+    import os
+    import subprocess
+    import sys
+
+    import keel.history
+
+    hours = windows
+    frame = records(windows * rows_per_window, 1, 3, "2026-03-01")
+    frame["event_time"] = pd.Timestamp("2026-03-01", tz="UTC") + pd.to_timedelta(
+        np.sort(np.random.default_rng(4).uniform(0, hours * 3600, len(frame))), "s"
+    )
+    logs = work / "small-logs"
+    with LogWriter(logs, "predictions", "small") as writer:
+        writer.append(pa.Table.from_pandas(frame, preserve_index=False))
+    reference = records(40_000, 1, 5, "2026-02-01").drop(columns=["request_id"])
+    Baseline.from_data(reference, timestamp="event_time", sample_size=5000).save(
+        work / "small.baseline"
+    )
+    monitor = MonitorConfig(
+        name="small",
+        model="small",
+        baseline=str(work / "small.baseline"),
+        logs=str(logs),
+        window="1h",
+    )
+    now = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=hours + 1)
+    cores = os.cpu_count() or 2
+    spin = "import time\nend = time.time() + 600\nwhile time.time() < end: pass"
+    spinners = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(max(cores - 1, 1))]
+    timings = {}
+    try:
+        for threads in (cores, 1):
+            os.environ["KEEL_THREADS"] = str(threads)
+            keel.history._FITTED.clear()  # each run fits its models itself
+            store = ResultStore(f"sqlite:///{work / f'small-{threads}.db'}")
+            started = time.perf_counter()
+            outcome = run_monitor(monitor, store, now=now)
+            timings[threads] = (time.perf_counter() - started, outcome)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+        os.environ.pop("KEEL_THREADS", None)
+    print(
+        f"{windows} hourly windows of {rows_per_window:,} rows, {len(spinners)} other core(s) busy"
+    )
+    for threads, (seconds, outcome) in timings.items():
+        print(
+            f"  KEEL_THREADS={threads}: {seconds:6.2f} s  {outcome['windows']} windows, "
+            f"{outcome['written']:,} results stored"
+        )
+    print(f"  ratio (all threads / one): {timings[cores][0] / timings[1][0]:.1f}×")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--small-windows", action="store_true")
+    parser.add_argument("--only-small-windows", action="store_true")
     args = parser.parse_args()
+    if args.only_small_windows:
+        small_windows(Path(tempfile.mkdtemp(prefix="keel-small-")))
+        return
     work = Path(tempfile.mkdtemp(prefix="keel-ingest-"))
     frame = records(args.rows, args.days, 2, "2026-02-01")
     table = pa.Table.from_pandas(frame, preserve_index=False)
@@ -138,6 +205,8 @@ def main() -> None:
         f"  run again:          {second_run:6.2f} s  {again['windows']} windows, "
         f"{again['written']} results stored"
     )
+    if args.small_windows:
+        small_windows(work)
 
 
 if __name__ == "__main__":
