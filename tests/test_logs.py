@@ -51,6 +51,22 @@ def test_rows_are_flushed_by_size_and_split_by_utc_day(tmp_path):
     )
 
 
+def test_a_shuffled_long_history_is_written_one_file_per_day_in_arrival_order(tmp_path):
+    days = [f"2026-03-{d:02d}" for d in range(1, 31)]
+    rows = [r for d, day in enumerate(days) for r in _records(20, start=100 * d, day=day)]
+    shuffled = pd.DataFrame(rows).sample(frac=1, random_state=3).reset_index(drop=True)
+    with LogWriter(tmp_path, "predictions", "loans", flush_rows=10_000) as log:
+        log.append(shuffled)
+    folders = sorted((tmp_path / "predictions" / "model=loans").iterdir())
+    assert [f.name for f in folders] == [f"date={day}" for day in days]
+    assert all(len(list(f.glob("*.parquet"))) == 1 for f in folders)
+    for folder in folders:  # within a day, the order the rows arrived in
+        written = pq.read_table(next(folder.glob("*.parquet"))).column("request_id").to_pylist()
+        day = pd.Timestamp(folder.name.removeprefix("date="), tz="UTC")
+        arrived = shuffled[shuffled.event_time.dt.floor("D") == day].request_id.tolist()
+        assert written == arrived and len(written) == 20
+
+
 def test_rows_without_an_id_or_a_time_are_kept_apart_with_their_reason(tmp_path):
     rows = _records(5)
     rows[1]["request_id"] = None

@@ -41,6 +41,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -156,9 +157,18 @@ class LogWriter:
 
     def _write(self, table: pa.Table, kind: str) -> None:
         days = pc.strftime(table.column("event_time"), format="%Y-%m-%d").fill_null("unknown")
-        for day in pc.unique(days).to_pylist():  # a loop over days, not rows
-            part = table.filter(pc.equal(days, day))
+        # One stable sort by day, then a slice per day: a long history is not filtered once
+        # per day it spans, and rows keep their arrival order within a day.
+        order = pc.sort_indices(days, sort_keys=[("", "ascending")])
+        table, days = table.take(order), days.take(order)
+        if isinstance(days, pa.ChunkedArray):
+            days = days.combine_chunks()
+        runs = pc.run_end_encode(days)
+        ends = runs.run_ends.to_numpy(zero_copy_only=False)
+        starts = np.concatenate([[0], ends[:-1]])
+        for day, start, end in zip(runs.values.to_pylist(), starts, ends, strict=True):
             folder = self.root / kind / f"model={self.model}" / f"date={day}"
+            part = table.slice(int(start), int(end - start))
             _write_atomically(part, folder / f"part-{uuid.uuid4().hex}.parquet")
 
 
