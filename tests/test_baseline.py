@@ -140,3 +140,26 @@ def test_a_baseline_from_a_trusted_period_of_a_log(run_keel, tmp_path):
         "2027-01-01",
     )
     assert empty.returncode == 2 and "no rows to make a baseline of" in empty.stderr
+
+
+def test_a_fit_on_the_baseline_is_kept_beside_its_file_and_read_back(tmp_path):
+    import json
+
+    frame = pa.table({"x": np.arange(500.0), "y": np.arange(500.0) % 7})
+    Baseline.from_data(frame).save(tmp_path / "m.baseline")
+    calls = []
+
+    def fit(baseline):
+        calls.append(baseline.id)
+        return {"x": 0.75, "y": 0.25}
+
+    first = Baseline.load(tmp_path / "m.baseline").kept_beside("importance", fit)
+    second = Baseline.load(tmp_path / "m.baseline").kept_beside("importance", fit)
+    assert first == second == {"x": 0.75, "y": 0.25} and len(calls) == 1
+    kept = json.loads((tmp_path / "m.baseline.importance.json").read_text())
+    assert kept["baseline_id"] == calls[0] and kept["format"] == "keel.fit/v1"
+    # A file made for another baseline is not trusted: fitted again.
+    kept["baseline_id"] = "someone-else"
+    (tmp_path / "m.baseline.importance.json").write_text(json.dumps(kept))
+    Baseline.load(tmp_path / "m.baseline").kept_beside("importance", fit)
+    assert len(calls) == 2

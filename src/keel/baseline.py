@@ -31,7 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from keel import __version__, _container
-from keel.errors import DataError, FormatError
+from keel.errors import DataError, FormatError, KeelError
 from keel.fingerprint import TableFingerprint
 from keel.profile import NumericProfile, Profile
 from keel.profile.numeric import counts_in_bins
@@ -58,6 +58,8 @@ class Baseline:
     lineage: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     source: str = ""
+    #: The file it was loaded from or saved to (where fits made on it are kept); not stored.
+    path: Path | None = field(default=None, compare=False, repr=False)
 
     @property
     def id(self) -> str:
@@ -198,12 +200,45 @@ class Baseline:
         from keel._files import write_atomically
 
         write_atomically(Path(path), self.to_bytes())
+        self.path = Path(path)
 
     @classmethod
     def load(cls, path: str | Path) -> Baseline:
         from keel._files import read_keel_file
 
-        return cls.from_bytes(read_keel_file(Path(path)), source=str(path))
+        baseline = cls.from_bytes(read_keel_file(Path(path)), source=str(path))
+        baseline.path = Path(path)
+        return baseline
+
+    def kept_beside(self, what: str, fit: Any) -> Any:
+        """``fit(self)``, kept beside the baseline file as ``<file>.<what>.json``.
+
+        A fit made on the baseline's sample (the diagnosis surrogate's importance)
+        is made once per baseline, not once per process: later runs read the
+        file. The file names the baseline id it was made for; another id, an
+        unreadable file or no baseline file means fitting again (and writing the
+        file when the folder is writable). ``fit`` returns JSON-ready data.
+        """
+        import contextlib
+        import json
+
+        from keel._files import write_atomically
+
+        if self.path is None:
+            return fit(self)
+        beside = self.path.with_name(f"{self.path.name}.{what}.json")
+        try:
+            kept = json.loads(beside.read_text())
+            if kept.get("format") == "keel.fit/v1" and kept.get("baseline_id") == self.id:
+                return kept["value"]
+        except (OSError, ValueError, AttributeError):
+            pass
+        value = fit(self)
+        payload = {"format": "keel.fit/v1", "baseline_id": self.id, "what": what, "value": value}
+        # A read-only folder: fitted again next time, never an error.
+        with contextlib.suppress(OSError, KeelError):
+            write_atomically(beside, json.dumps(payload, sort_keys=True))
+        return value
 
     def summary(self) -> dict[str, Any]:
         """What a person wants to know about a baseline, JSON-ready."""
