@@ -318,3 +318,38 @@ def test_a_rule_can_compare_with_the_calibrated_threshold_or_a_number():
     assert floor.breaches(0.7, None, "ok") and not floor.breaches(0.71, None, "ok")
     assert calibrated.matches("multivariate", "domain_auc", None)
     assert not calibrated.matches("multivariate", "reconstruction_error", None)
+
+
+def _days(count):
+    return [(START + timedelta(days=d)).isoformat().replace("+00:00", "Z") for d in range(count)]
+
+
+@pytest.mark.parametrize("notify_history", [False, True])
+def test_a_backfill_replays_every_window_and_notifies_only_the_state_at_its_end(
+    store, notify_history
+):
+    from keel.alerts.engine import replay
+
+    monitor = _config("http://127.0.0.1:9", rule=", for: 1")
+    for day, drifted in enumerate([set(), {"age"}, set(), {"age"}, {"age", "income"}]):
+        now = _window(store, day, drifted)
+    transitions = replay(monitor, store, _days(5), now, notify_history=notify_history)
+    # Every episode in order, as five runs would have stored them.
+    assert [(t.state, t.window_start[:10]) for t in transitions] == [
+        ("firing", "2026-03-03"),
+        ("resolved", "2026-03-04"),
+        ("firing", "2026-03-05"),
+    ]
+    episodes = active(store, everything=True).sort_values("first_window")
+    assert episodes[["first_window", "state"]].values.tolist() == [
+        ["2026-03-03T00:00:00Z", "resolved"],
+        ["2026-03-05T00:00:00Z", "firing"],
+    ]
+    notices = queue(store).sort_values("id")
+    states = [json.loads(p)["state"] for p in notices["payload"]]
+    assert states == ["firing", "resolved", "firing"]
+    if notify_history:
+        assert notices["status"].tolist() == ["queued"] * 3
+    else:  # only the alert firing at the end is told; the episode that came and went is kept
+        assert notices["status"].tolist() == ["backfill", "backfill", "queued"]
+        assert transitions[-1].notices == {"hook": "queued"}

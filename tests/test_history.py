@@ -68,3 +68,36 @@ def test_the_cli_gives_a_timeline_json_and_html_and_exits_1_on_an_alert(run_keel
     assert "Timeline" in (tmp_path / "t.html").read_text()
     quiet = run_keel("drift", tmp_path / "r.parquet", tmp_path / "r.parquet", "--window", "1h")
     assert quiet.returncode in (0, 1)
+
+
+def test_the_cli_checks_windows_with_a_calibration_file(run_keel, tmp_path):
+    reference, current = _log(72, 1), _log(6, 2)
+    reference.to_parquet(tmp_path / "r.parquet")
+    current.to_parquet(tmp_path / "c.parquet")
+    assert (
+        run_keel("baseline", "create", "r.parquet", "-o", "b.keel", "--timestamp", "ts").returncode
+        == 0
+    )
+    calibrated = run_keel("baseline", "calibrate", "b.keel", "r.parquet", "--window", "1h")
+    assert calibrated.returncode == 0, calibrated.stderr
+    result = run_keel(
+        "drift", "b.keel", "c.parquet", "--window", "1h", "--calibration", "b.calibration-1h.json"
+    )
+    assert result.returncode in (0, 1), result.stderr
+    assert "calibrated on 72 reference windows of 1h" in result.stdout
+    wrong = run_keel(
+        "drift", "b.keel", "c.parquet", "--window", "2h", "--calibration", "b.calibration-1h.json"
+    )
+    assert wrong.returncode == 2 and "windows of 1h, not" in wrong.stderr
+    both = run_keel(
+        "drift",
+        "b.keel",
+        "c.parquet",
+        "--window",
+        "1h",
+        "--calibration",
+        "b.calibration-1h.json",
+        "--calibrate-on",
+        "r.parquet",
+    )
+    assert both.returncode == 2 and "instead of --calibrate-on" in both.stderr

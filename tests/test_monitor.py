@@ -245,3 +245,18 @@ def test_an_unreachable_database_at_start_is_one_clear_line_and_exit_2(
     assert result.returncode == 2
     assert "cannot use the results store at" in result.stderr and "secret" not in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_replay_runs_as_of_a_time_and_status_shows_the_last_n_windows(setup, run_keel):
+    folder, scenario, end = setup
+    as_of = (scenario.week_start(4) + timedelta(days=1, hours=1)).isoformat()
+    early = run_keel("monitor", "run", "--config", folder / "keel.yaml", "--now", as_of, cwd=folder)
+    assert early.returncode == 0, early.stderr  # weeks 1–3 closed, all quiet
+    assert "loans: 3 closed windows checked" in early.stdout
+    run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
+    shown = run_keel("monitor", "status", "--last", "6", cwd=folder)
+    assert shown.returncode == 0 and shown.stdout.count("loans ") == 6, shown.stdout
+    default = run_keel("monitor", "status", cwd=folder)
+    assert default.stdout.count("loans ") == 5
+    bad = run_keel("monitor", "run", "--config", folder / "keel.yaml", "--now", "soon", cwd=folder)
+    assert bad.returncode == 2 and "--now 'soon' is not a date or time" in bad.stderr

@@ -45,6 +45,10 @@ def monitor_run(
     pushgateway: Annotated[
         str | None, typer.Option(help="Push Prometheus metrics to this Pushgateway URL.")
     ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(help="Run as if it were this time (ISO 8601, UTC unless it says): replays."),
+    ] = None,
 ) -> None:
     """Check every window that closed since the last run, then send due alert notices.
     Exit 1 when one alerts."""
@@ -52,10 +56,11 @@ def monitor_run(
     from keel.monitor import load_config, run_monitor
     from keel.store import ResultStore
 
+    moment = _moment("--now", now) if now is not None else None
     store, alerting = ResultStore(), False
     chosen = _monitors(load_config(config), name)
     for monitor in chosen:
-        outcome = run_monitor(monitor, store)
+        outcome = run_monitor(monitor, store, now=moment)
         alerting |= bool(outcome["alerting"])
         out.print(
             f"{monitor.name}: {outcome['windows']} closed windows checked, "
@@ -74,6 +79,19 @@ def monitor_run(
             )
     _export_metrics(store, textfile, pushgateway)
     raise typer.Exit(EXIT_FOUND if alerting else EXIT_OK)
+
+
+def _moment(option: str, text: str):
+    """An ISO 8601 time from the command line, UTC unless it says otherwise."""
+    import pandas as pd
+
+    try:
+        stamp = pd.Timestamp(text)
+    except ValueError as error:
+        raise KeelError(f"{option} {text!r} is not a date or time (ISO 8601)") from error
+    if stamp is pd.NaT:
+        raise KeelError(f"{option} {text!r} is not a date or time (ISO 8601)")
+    return (stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp).to_pydatetime()
 
 
 def _export_metrics(store, textfile: Path | None, pushgateway: str | None) -> None:
@@ -96,23 +114,36 @@ def monitor_backfill(
     name: Annotated[str, typer.Argument(help="The monitor.")],
     since: Annotated[str, typer.Option(help="First day to compute (ISO 8601).")],
     config: ConfigPath = Path("keel.yaml"),
+    notify_history: Annotated[
+        bool,
+        typer.Option(help="Send every alert change of the replay, not only the state at its end."),
+    ] = False,
+    now: Annotated[str | None, typer.Option(help="Run as if it were this time (ISO 8601).")] = None,
 ) -> None:
-    """Compute history from a date, without alerting."""
-    import pandas as pd
-
+    """Compute history from a date: every window's Results and alert states, in order. Only
+    the alerts firing at the end are notified (--notify-history: every change)."""
+    from keel.alerts.delivery import deliver
     from keel.monitor import backfill, load_config
     from keel.store import ResultStore
 
-    try:
-        start = pd.Timestamp(since, tz="UTC").to_pydatetime()
-    except ValueError as error:
-        raise KeelError(f"--since {since!r} is not a date") from error
-    for monitor in _monitors(load_config(config), name):
-        outcome = backfill(monitor, ResultStore(), since=start)
+    start = _moment("--since", since)
+    moment = _moment("--now", now) if now is not None else None
+    store = ResultStore()
+    chosen = _monitors(load_config(config), name)
+    for monitor in chosen:
+        outcome = backfill(monitor, store, since=start, now=moment, notify_history=notify_history)
+        firing = sorted({a["rule"] for a in outcome.get("alerts", []) if a["state"] == "firing"})
         out.print(
             f"{monitor.name}: backfilled {outcome['windows']} windows, "
-            f"{outcome['written']:,} results stored"
+            f"{outcome['written']:,} results stored; "
+            f"{len(outcome.get('alerts', []))} alert changes replayed"
+            + (f" (fired: {', '.join(firing)})" if firing else "")
         )
+    channels = {key: c for m in chosen for key, c in m.channels.items()}
+    if channels:
+        sent = deliver(store, channels)
+        if sent["sent"] or sent["failed"]:
+            out.print(f"notifications: {sent['sent']} sent, {sent['failed']} failed")
 
 
 @monitor_app.command("serve")
@@ -149,13 +180,14 @@ def monitor_serve(
 @monitor_app.command("status")
 def monitor_status(
     name: Annotated[str | None, typer.Argument(help="One monitor (default: all).")] = None,
+    last: Annotated[int, typer.Option("--last", min=1, help="How many windows per monitor.")] = 5,
 ) -> None:
     """Each monitor's latest windows and their statuses."""
     from keel.monitor import status
     from keel.store import ResultStore
 
     table = Table("monitor", "window", "status", "diagnosis", "alerts")
-    for row in status(ResultStore(), name):
+    for row in status(ResultStore(), name, windows=last):
         colour = {"alert": "bold red", "error": "red"}.get(row["status"], "")
         shown = f"[{colour}]{row['status']}[/]" if colour else row["status"]
         table.add_row(
@@ -517,6 +549,12 @@ def drift(
         str | None,
         typer.Option(help="With --window and a baseline: its reference data, to calibrate on."),
     ] = None,
+    calibration: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --window and a baseline: a calibration file (keel baseline calibrate)."
+        ),
+    ] = None,
     incomplete: Annotated[
         str, typer.Option(help="The last, incomplete window: keep, merge or drop.")
     ] = "keep",
@@ -542,6 +580,8 @@ def drift(
     roles = _roles(
         id=id, timestamp=timestamp, target=target, prediction=prediction, score=score, ignore=ignore
     )
+    if calibration is not None and (window is None or calibrate_on is not None):
+        raise KeelError("--calibration goes with --window, and instead of --calibrate-on")
     if window is not None:
         history = _run_history(
             reference,
@@ -552,6 +592,7 @@ def drift(
             calibrate_on,
             incomplete,
             DefaultRule(alpha=alpha),
+            calibration,
         )
         if json_path is not None:
             from keel._files import write_atomically
@@ -594,12 +635,23 @@ def drift(
     raise typer.Exit(EXIT_FOUND if report.alert else EXIT_OK)
 
 
-def _run_history(reference, current, window, roles, rate, calibrate_on, incomplete, rule):
+def _run_history(
+    reference, current, window, roles, rate, calibrate_on, incomplete, rule, calibration=None
+):
     from keel.baseline import Baseline
+    from keel.calibration import Calibration
     from keel.compare import load_reference
     from keel.history import check_history
 
     loaded = load_reference(reference)
+    fitted = None
+    if calibration is not None:
+        if not isinstance(loaded, Baseline):
+            raise KeelError(f"--calibration needs a baseline as REFERENCE, not {reference}")
+        if not calibration.is_file():
+            raise KeelError(f"--calibration {calibration}: no such file")
+        fitted = Calibration.load(calibration)
+        fitted.check_fits(loaded.id, _window_name(window))
     timestamp = next((column for column, role in roles.items() if role == "timestamp"), None)
     if isinstance(loaded, Baseline):
         baseline, calibration_data = loaded, calibrate_on
@@ -623,11 +675,18 @@ def _run_history(reference, current, window, roles, rate, calibrate_on, incomple
             current,
             window,
             timestamp=timestamp,
-            reference=calibration_data,
+            calibration=fitted,
+            reference=None if fitted is not None else calibration_data,
             false_alarm_rate=rate,
             incomplete=incomplete,
             rule=rule,
         )
+
+
+def _window_name(window: str) -> str:
+    from keel.windows import WindowSpec
+
+    return WindowSpec.parse(window).describe()
 
 
 def _store_history(history, monitor: str) -> None:

@@ -16,7 +16,9 @@ rule (``keel_notifications``), keyed by alert id + state + revision (the
 triggering Results' revision), which receivers can use to drop duplicates.
 A notification is not sent, but recorded with the reason, when a silence
 matches (``silence``), within the rule's cooldown after the previous
-episode fired, or when the run is a backfill.
+episode fired, or when the run is a backfill. A backfill replays its windows one
+by one (``replay``): every episode is stored in order, and only the state at
+the end is notified (an alert still firing), unless ``notify_history``.
 
 >>> from keel.alerts.config import AlertRule
 >>> rule = AlertRule.model_validate({"name": "r", "check": "feature_drift", "for": 2})
@@ -79,12 +81,19 @@ def evaluate(
     now: datetime | None = None,
     notify: bool = True,
     report_url: str | None = None,
+    until: str | None = None,
+    frame: Any = None,
 ) -> list[Transition]:
-    """Move the monitor's alerts to their new states; queue notifications for the changes."""
+    """Move the monitor's alerts to their new states; queue notifications for the changes.
+
+    ``until`` judges the windows up to that start only (a replay, window by window);
+    ``frame`` is the monitor's latest Results when already read."""
     if not monitor.alerts:
         return []
     now = now or datetime.now(UTC)
-    frame = store.latest(monitor=monitor.name)
+    frame = store.latest(monitor=monitor.name) if frame is None else frame
+    if until is not None and not frame.empty:
+        frame = frame[frame["window_start"] <= until]
     if frame.empty:
         return []
     frame = frame.assign(
@@ -277,6 +286,60 @@ def _move(context: _Context, alert_id, current, state, newest, first, triggering
             {"alert_id": alert_id, "window": newest, "notices": transition.notices},
         )
     return transition
+
+
+def replay(
+    monitor: Any,
+    store: ResultStore,
+    windows: list[str],
+    now: datetime | None = None,
+    notify_history: bool = False,
+    report_url: str | None = None,
+) -> list[Transition]:
+    """Evaluate the rules window by window over ``windows`` (a backfill's, oldest first), so
+    every episode in them is stored in order, as a run per window would have stored it.
+    Only the state at the end is notified: an alert firing after the last window gets its
+    notice (once), the episodes that came and went in between are stored, withheld as
+    ``backfill``; ``notify_history`` sends every change instead."""
+    if not monitor.alerts or not windows:
+        return []
+    frame = store.latest(monitor=monitor.name)
+    transitions: list[Transition] = []
+    for window in sorted(windows):  # a loop over windows, each a few rules
+        transitions += evaluate(
+            monitor, store, now, notify_history, report_url, until=window, frame=frame
+        )
+    if not notify_history:
+        for transition in transitions:
+            _release(store, transition)
+    return transitions
+
+
+def _release(store: ResultStore, transition: Transition) -> None:
+    """Send the notices of an alert still firing at the end of a backfill (withheld till
+    then): its state is the one people need to know."""
+    with store._transaction() as connection:
+        state = connection.execute(
+            sa.select(alerts.c.state).where(alerts.c.id == transition.alert_id)
+        ).scalar()
+        if state != "firing" or transition.state != "firing":
+            return
+    rule = transition.rule
+    released = (
+        "silenced" if silenced(store, transition.monitor, rule, datetime.now(UTC)) else "queued"
+    )
+    with store._transaction() as connection:
+        connection.execute(
+            notifications.update()
+            .where(
+                (notifications.c.idempotency_key == transition.payload.get("idempotency_key"))
+                & (notifications.c.status == "backfill")
+            )
+            .values(status=released)
+        )
+    for channel, status in transition.notices.items():
+        if status == "backfill":
+            transition.notices[channel] = released
 
 
 def _withheld(store, rule, key, alert_id, state, now, notify) -> str | None:

@@ -5,7 +5,8 @@ A window [start, end) closes once ``end + allowed_lateness`` has passed.
 results store has no run for yet, and any window whose rows changed since it
 was checked (late data): its Results get new revisions and the event log
 says so. Running twice stores nothing twice. ``backfill`` does the same from
-a date, without alerting. A model version is a dimension of every Result.
+a date, replaying the alert rules window by window and notifying only the
+state at the end. A model version is a dimension of every Result.
 """
 
 from __future__ import annotations
@@ -45,8 +46,13 @@ def run_monitor(
     now: datetime | None = None,
     since: datetime | None = None,
     alerting: bool = True,
+    notify_history: bool = False,
 ) -> dict[str, Any]:
-    """Check the monitor's closed, unchecked (or changed) windows; store their Results."""
+    """Check the monitor's closed, unchecked (or changed) windows; store their Results.
+
+    ``alerting=False`` (a backfill) replays the alert rules window by window over the
+    windows checked (``keel.alerts.engine.replay``) and notifies only the state at the end,
+    or every change with ``notify_history``."""
     now = now or datetime.now(UTC)
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
@@ -150,9 +156,12 @@ def run_monitor(
     except Exception:
         store.finish_run(run, "error")
         raise
-    from keel.alerts.engine import evaluate
+    from keel.alerts.engine import evaluate, replay
 
-    transitions = evaluate(monitor, store, now=now, notify=alerting)
+    if alerting:
+        transitions = evaluate(monitor, store, now=now, notify=True)
+    else:
+        transitions = replay(monitor, store, sorted(checked), now, notify_history)
     store.log_event(
         "monitor",
         "backfill" if not alerting else "run",
@@ -253,10 +262,17 @@ def _iso(seconds: float) -> str:
 
 
 def backfill(
-    monitor: MonitorConfig, store: ResultStore, since: datetime, now: datetime | None = None
+    monitor: MonitorConfig,
+    store: ResultStore,
+    since: datetime,
+    now: datetime | None = None,
+    notify_history: bool = False,
 ) -> dict[str, Any]:
-    """History from ``since``, stored without alerting."""
-    return run_monitor(monitor, store, now=now, since=since, alerting=False)
+    """History from ``since``: every window's Results and alert states stored in order; only
+    the state at the end is notified (``notify_history``: every change)."""
+    return run_monitor(
+        monitor, store, now=now, since=since, alerting=False, notify_history=notify_history
+    )
 
 
 def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> list[dict]:
