@@ -164,3 +164,72 @@ def test_a_version_1_profile_file_still_reads():
     assert old.columns["x"].quantiles(np.array([0.5]))[0] == pytest.approx(
         np.median(values), abs=0.05
     )
+
+
+MONITOR_YAML = """\
+monitors:
+  - name: loans
+    model: loans
+    baseline: loans.baseline
+    window: 7D
+    logs: logs
+    performance:
+      task: binary
+      label: defaulted
+"""
+
+
+@pytest.fixture(scope="module")
+def fifty_thousand_row_weeks(tmp_path_factory):
+    """A prediction log of weeks of 50,000 rows (labels logged too), and its baseline."""
+    from datetime import timedelta
+
+    from keel.baseline import Baseline
+    from keel.demo import score, train_model
+    from keel.scenario import SCORED_ROLES, generate, log_labels_of, log_weeks
+
+    folder = tmp_path_factory.mktemp("weeks")
+    scenario = generate(seed=5, training_weeks=4, week_rows=50_000, production_weeks=5)
+    model, metrics = train_model(scenario.training, seed=5)
+    Baseline.from_data(
+        score(model, scenario.training), **SCORED_ROLES, metrics=metrics, sample_size=5000
+    ).save(folder / "loans.baseline")
+    weeks = [score(model, week) for week in scenario.weeks]
+    log_weeks(folder / "logs", weeks)
+    for number, week in enumerate(weeks, start=1):
+        log_labels_of(folder / "logs", week, scenario.week_start(number) + timedelta(days=8))
+    (folder / "keel.yaml").write_text(MONITOR_YAML)
+    return folder
+
+
+def test_two_monitor_runs_into_fresh_stores_store_identical_results(fifty_thousand_row_weeks):
+    import os
+    import subprocess
+    import sys
+
+    import sqlalchemy as sa
+
+    folder = fifty_thousand_row_weeks
+    tables = []
+    for name in ("first", "second"):
+        env = dict(os.environ, KEEL_DATABASE_URL=f"sqlite:///{folder / name}.db")
+        ran = subprocess.run(
+            [sys.executable, "-m", "keel.cli", "monitor", "run"],
+            cwd=folder,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert ran.returncode in (0, 1), ran.stderr
+        engine = sa.create_engine(f"sqlite:///{folder / name}.db")
+        with engine.connect() as connection:
+            rows = connection.execute(sa.text("SELECT * FROM keel_results")).mappings().all()
+        engine.dispose()
+        drop = {"id", "run_id", "created_at"}
+        tables.append(sorted(tuple((k, v) for k, v in r.items() if k not in drop) for r in rows))
+    first, second = tables
+    assert len(first) > 100
+    checks = {dict(row)["check"] for row in first}
+    assert {"feature_drift", "performance", "estimated_performance", "diagnosis"} <= checks
+    assert first == second
