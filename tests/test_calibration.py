@@ -99,7 +99,22 @@ def test_partial_windows_do_not_raise_volume_or_freshness_alerts(baseline, refer
     history = check_history(baseline, current, "1D", reference=reference)
     last = history.windows[-1]
     assert not last.complete
-    assert {r.metric for r in last.quality} & {"volume", "freshness_lag_seconds"} == set()
+    assert "freshness_lag_seconds" not in {r.metric for r in last.quality}
+    (volume,) = [r for r in last.quality if r.metric == "volume"]
+    assert volume.status == "insufficient_data" and volume.details["partial"]  # not judged
     assert not any(
         r.status == "alert" and r.metric == "volume" for w in history.windows for r in w.quality
     )
+
+
+def test_windows_the_reference_starts_or_ends_inside_are_left_out_of_its_volume(baseline):
+    reference = _log(40, seed=6)
+    reference = reference[
+        (reference.ts >= "2026-01-01 18:00") & (reference.ts < "2026-02-09 06:00")
+    ]
+    calibration = Calibration.fit(baseline, reference, "1D")
+    days = reference.groupby(reference.ts.dt.floor("D")).size()
+    whole = days.iloc[1:-1]  # the reference starts at 18:00 and ends at 06:00 inside its days
+    assert calibration.reference_windows == 39  # the last, incomplete, dropped; the first kept
+    assert calibration.volume["mean_rows"] == pytest.approx(whole.mean())
+    assert calibration.volume["std_rows"] == pytest.approx(whole.std(ddof=1))

@@ -297,6 +297,7 @@ def _period(source: Any, schema: Schema, start: str | None, end: str | None) -> 
     import pyarrow.compute as pc
 
     from keel.data import DataSource
+    from keel.windows import utc_times
 
     timestamps = schema.by_role("timestamp")
     if not timestamps:
@@ -317,7 +318,7 @@ def _period(source: Any, schema: Schema, start: str | None, end: str | None) -> 
         def batches(self, columns=None, batch_rows=262_144):
             wanted = columns if columns is None or column in columns else [*columns, column]
             for batch in source.batches(columns=wanted, batch_rows=batch_rows):
-                times = pc.cast(batch.column(column), pa.timestamp("us", tz="UTC"), safe=False)
+                times = utc_times(batch.column(column), column)
                 keep = pc.is_valid(times)
                 for bound, compare in ((bounds[0], pc.greater_equal), (bounds[1], pc.less)):
                     if bound is not None:

@@ -105,7 +105,9 @@ class Calibration:
         windows = cut(reference, spec, baseline.schema, timestamp, baseline.bin_edges)
         windows = [w for w in windows if w.rows]
         calibration = cls(baseline.id, spec.describe(), false_alarm_rate, len(windows))
-        rows = np.array([w.rows for w in windows], dtype=float)
+        # A window the reference starts or ends inside is short by construction: its drift
+        # statistics count, its row count would understate the volume a window brings.
+        rows = np.array([w.rows for w in windows if not w.partial], dtype=float)
         if len(rows):
             calibration.volume = {
                 "mean_rows": float(rows.mean()),

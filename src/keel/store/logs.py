@@ -223,15 +223,13 @@ def _stamp(table: pa.Table) -> pa.Table:
             "_ingested_at", pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC"))
         )
     if "event_time" in table.column_names:
-        column = table.column("event_time")
-        try:
-            if not pa.types.is_timestamp(column.type):
-                column = pc.cast(column, pa.timestamp("us"))
-            if column.type.tz is None:
-                column = pc.assume_timezone(column, "UTC")
-            column = pc.cast(column, pa.timestamp("us", tz="UTC"), safe=False)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-            raise DataError(f"event_time is {column.type}, not a time: {error}") from error
+        from keel.errors import SchemaError
+        from keel.windows import utc_times
+
+        try:  # read as every part of keel reads times: text, epoch numbers, timestamps
+            column = utc_times(table.column("event_time"), "event_time")
+        except SchemaError as error:
+            raise DataError(str(error)) from error
         table = table.set_column(table.schema.get_field_index("event_time"), "event_time", column)
     return table
 
