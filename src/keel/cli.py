@@ -472,12 +472,13 @@ def ingest_labels(
 
 def _ingest(data: str, kind: str, model: str, root: Path | None, names: dict[str, str]) -> None:
     from keel.data import open_source
-    from keel.store.logs import LogWriter, log_root
+    from keel.store.logs import FILE_FLUSH_ROWS, LogWriter, log_root
     from keel.store.queries import unmatched_labels
 
     source = open_source(data)
     accepted = 0
-    with LogWriter(log_root(root), kind, model) as writer:
+    # A file's rows are written in large flushes: a long history makes one file per day.
+    with LogWriter(log_root(root), kind, model, flush_rows=FILE_FLUSH_ROWS) as writer:
         for batch in source.batches():
             table = pa_table(batch)
             renamed = [names.get(c, c) for c in table.column_names]
@@ -826,6 +827,9 @@ def demo(
 def main() -> None:
     """Entry point: KeelError exits 2 with its message; anything unexpected too, with a log."""
     try:
+        from keel.threads import limit_process
+
+        limit_process()  # numeric pools on KEEL_THREADS threads (one): cores are shared
         code = app(standalone_mode=False)
         sys.exit(code if isinstance(code, int) else EXIT_OK)
     except typer.Exit as exit_:

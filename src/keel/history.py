@@ -311,7 +311,9 @@ def _diagnose(
         window.diagnosis = diagnose(window.results(), importance)
     if importance is None and any(w.diagnosis.verdict == "data drift" for w in windows):
         # fitted only when something drifted, once per baseline in a process
-        importance = fitted_once(baseline, "importance", baseline_importance)
+        importance = fitted_once(  # and beside the baseline file: once per baseline
+            baseline, "importance", lambda b: b.kept_beside("importance", baseline_importance)
+        )
         for window in windows:
             if window.diagnosis.verdict == "data drift":
                 window.diagnosis = diagnose(_without_diagnosis(window), importance)

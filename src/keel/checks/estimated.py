@@ -39,7 +39,9 @@ def fit_estimator(baseline: Any, spec: Any) -> Any:
     (no target, no score, one class); the reason is then the Results' ``reason``."""
     from keel.errors import DataError
     from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
+    from keel.seeds import derive_seed
 
+    seed = derive_seed(baseline.id, "reference", "estimator", spec.task)
     sample = baseline.sample
     target = next((c.name for c in baseline.schema.by_role("target")), None)
     if sample is None or target is None or target not in sample.column_names:
@@ -49,7 +51,7 @@ def fit_estimator(baseline: Any, spec: Any) -> Any:
             scores = sample.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
             labels = sample.column(target).to_numpy(zero_copy_only=False)
             keep = np.isfinite(scores) & ~_missing(labels)
-            return ConfidenceEstimator.fit(scores[keep], labels[keep])
+            return ConfidenceEstimator.fit(scores[keep], labels[keep], seed=seed)
         columns = [f"{spec.score}_{c}" for c in spec.classes or []]
         if spec.task == "multiclass" and columns and set(columns) <= set(sample.column_names):
             scores = np.column_stack(
@@ -57,10 +59,12 @@ def fit_estimator(baseline: Any, spec: Any) -> Any:
             ).astype(float)
             labels = sample.column(target).to_numpy(zero_copy_only=False)
             keep = np.isfinite(scores).all(axis=1) & ~_missing(labels)
-            return MulticlassEstimator.fit(scores[keep], labels[keep], list(spec.classes))
+            return MulticlassEstimator.fit(
+                scores[keep], labels[keep], list(spec.classes), seed=seed
+            )
         if spec.task == "regression" and spec.prediction in sample.column_names:
             features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
-            return LossEstimator.fit(sample, features, spec.prediction, target)
+            return LossEstimator.fit(sample, features, spec.prediction, target, seed=seed)
     except DataError:
         return None
     return None
@@ -73,7 +77,9 @@ def estimated_results(
     holdout: dict[str, float],
     false_alarm_rate: float,
     value_matrix: dict[str, float] | None = None,
+    seed: int = 0,
 ) -> list[Result]:
+    """The estimated-performance Results of one window; ``seed`` drives the label draws."""
     names = list(ESTIMATED.get(spec.task, ()))
     if estimator is None or not names:
         return unjudged(
@@ -89,7 +95,7 @@ def estimated_results(
     if spec.task == "binary":
         scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
         scores = scores[np.isfinite(scores)]
-        estimates = estimator.estimate(scores, value_matrix, confidence)
+        estimates = estimator.estimate(scores, value_matrix, confidence, seed=seed)
         reliability = estimator.reliability(scores)
     elif spec.task == "multiclass":
         scores = np.column_stack(
@@ -99,7 +105,7 @@ def estimated_results(
             ]
         ).astype(float)
         scores = scores[np.isfinite(scores).all(axis=1)]
-        estimates = estimator.estimate(scores, confidence)
+        estimates = estimator.estimate(scores, confidence, seed=seed)
         reliability = estimator.reliability(scores)
     else:
         frame = window.to_pandas()

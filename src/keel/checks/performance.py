@@ -74,8 +74,12 @@ def performance_results(
     holdout: dict[str, float],
     false_alarm_rate: float,
     now: datetime,
+    seed: int = 0,
 ) -> list[Result]:
-    """The labels and performance Results of one window (see the module docstring)."""
+    """The labels and performance Results of one window (see the module docstring).
+
+    ``seed`` drives the intervals' resampling (a monitor derives it from the baseline
+    and the window, so the same window gets the same interval in every run)."""
     rows = window.num_rows
     labels = _matured(window, spec, now)
     labelled = pc.is_valid(labels)
@@ -110,7 +114,7 @@ def performance_results(
     truth = labels.filter(labelled).to_numpy(zero_copy_only=False)
     confidence = 1 - 2 * false_alarm_rate / max(len(spec.checked), 1)
     try:
-        metrics = _metrics(chosen, truth, spec, confidence)
+        metrics = _metrics(chosen, truth, spec, confidence, seed)
     except (DataError, ValueError) as error:  # bad labels or scores: said, never a crash
         return results + unjudged(
             "performance",
@@ -202,10 +206,14 @@ def _value(chosen, truth, spec, holdout, confidence, provisional) -> list[Result
     )
 
 
-def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confidence: float):
+def _metrics(
+    chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confidence: float, seed: int = 0
+):
     if spec.task == "regression":
         predicted = chosen.column(spec.prediction).to_numpy(zero_copy_only=False)
-        return regression_metrics(truth, predicted, confidence=confidence, only=spec.checked)
+        return regression_metrics(
+            truth, predicted, confidence=confidence, seed=seed, only=spec.checked
+        )
     scores = None
     if spec.task == "binary" and spec.score and spec.score in chosen.column_names:
         scores = chosen.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
@@ -221,7 +229,13 @@ def _metrics(chosen: pa.Table, truth: np.ndarray, spec: PerformanceSpec, confide
         else None
     )
     return classification_metrics(
-        truth, scores, predicted, classes=spec.classes, confidence=confidence, only=spec.checked
+        truth,
+        scores,
+        predicted,
+        classes=spec.classes,
+        confidence=confidence,
+        seed=seed,
+        only=spec.checked,
     )
 
 

@@ -26,6 +26,7 @@ from keel.errors import ConfigError
 from keel.history import check_history
 from keel.monitor.config import MonitorConfig
 from keel.result import Result
+from keel.seeds import derive_seed
 from keel.segments import segment_rate
 from keel.stats.verdict import DefaultRule
 from keel.store import ResultStore
@@ -565,7 +566,12 @@ def _performance(
         rows = part.filter(pa.array(starts == window.start))
         found = (
             performance_results(
-                rows, spec, baseline.metrics or {}, rate or monitor.false_alarm_rate, now
+                rows,
+                spec,
+                baseline.metrics or {},
+                rate or monitor.false_alarm_rate,
+                now,
+                seed=derive_seed(baseline.id, window.start, "performance"),
             )
             if spec is not None
             else []
@@ -582,6 +588,7 @@ def _performance(
                 baseline.metrics or {},
                 rate or monitor.false_alarm_rate,
                 spec.value_matrix,
+                seed=derive_seed(baseline.id, window.start, "estimated_performance"),
             )
         judged[window.start] = [
             replace(r, window_start=window.start, window_end=window.end) for r in found

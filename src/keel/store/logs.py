@@ -49,6 +49,8 @@ import pyarrow.parquet as pq
 from keel.errors import ConfigError, DataError
 
 KINDS = ("predictions", "labels")
+#: Rows buffered per flush when a whole file is ingested (one Parquet file per day per flush).
+FILE_FLUSH_ROWS = 1_000_000
 REQUIRED = ("request_id", "event_time")
 _WRITERS: weakref.WeakSet = weakref.WeakSet()
 
