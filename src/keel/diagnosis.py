@@ -180,7 +180,8 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
     for result in inputs:
         cause = _cause(result)
         threshold = result.threshold or 0.0
-        drift = abs(result.value) / threshold if result.value is not None and threshold > 0 else 1.0
+        value = _number(result.value)
+        drift = abs(value) / threshold if value is not None and threshold > 0 else 1.0
         weight = weights.get(result.column) if weights else None
         cause["drift"] = float(drift)
         cause["importance"] = None if weight is None else float(weight / total)
@@ -192,6 +193,16 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
         if key not in strongest or cause["score"] > strongest[key]["score"]:
             strongest[key] = cause
     return sorted(strongest.values(), key=lambda c: -c["score"])
+
+
+def _number(value: Any) -> float | None:
+    """A Result's value as a float: JSON carries infinities as "inf" and "-inf"."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
 
 
 def _cause(result: Result) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class ColumnDrift:
     p_value: float | None
     threshold: float | None
     drift: bool
-    status: str = "ok"  # ok, alert, error, insufficient_data
+    status: str = "ok"  # ok, warn, alert, error, insufficient_data
     rule: str = "default"  # "default" (test + effect floor) or "method" (one chosen method)
     p_value_adjusted: float | None = None
     effect_method: str | None = None
@@ -270,7 +270,12 @@ def compare(
             and calibration.statistic(spec.name) == column.effect_method
         )
         if usable and column.status == "ok" and chosen is None:
-            column.rule, column.threshold = "calibrated", calibrated
+            # Practical significance in every regime: the calibrated threshold measures
+            # sampling noise between reference windows, never below the effect floor
+            # (which the user may lower: DefaultRule(numeric_floor=…, categorical_floor=…)).
+            column.rule = "calibrated"
+            column.details["calibrated_threshold"] = calibrated
+            column.threshold = max(calibrated, rule.floor_for(kind))
         results.append(column)
     for family in _CHECK_OF_ROLE.values():
         _adjust_and_decide([c for c in results if c.check == family], rule)
@@ -291,7 +296,9 @@ def compare(
     drifted = [c.column for c in results if c.drift and c.check == "feature_drift"]
     outputs = [c.column for c in results if c.drift and c.check == "prediction_drift"]
     targets = [c.column for c in results if c.drift and c.check == "target_drift"]
-    checked = [c for c in results if c.status in ("ok", "alert") and c.check == "feature_drift"]
+    checked = [
+        c for c in results if c.status in ("ok", "warn", "alert") and c.check == "feature_drift"
+    ]
     dataset = {
         "drift": bool(drifted),
         "alert": bool(drifted or outputs or targets)
@@ -396,13 +403,29 @@ def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
         if column.rule == "default":
             column.drift = rule.decide(column.p_value_adjusted, column.effect_size, column.kind)
         elif column.rule == "calibrated":
-            column.drift = bool(column.effect_size >= column.threshold)
+            # A column constant in the reference has threshold 0: the same constant (0) is
+            # quiet, a changed value (+inf) a finding.
+            moved = column.effect_size > 0
+            column.drift = bool(moved and column.effect_size >= column.threshold)
+            noise = column.details.get("calibrated_threshold", column.threshold)
+            if not column.drift and moved and column.effect_size >= noise:
+                # beyond the reference's noise, too small to matter: worth a look, not a page
+                column.status = "warn"
+                column.details["reason"] = (
+                    f"{_label(column.effect_method)} {column.effect_size:.2g}, below the floor "
+                    f"{column.threshold:g} (above the calibrated threshold {noise:.2g})"
+                )
         elif column.p_value is not None:
             column.drift = bool(column.p_value_adjusted < column.threshold)
         else:
             column.drift = bool(column.statistic >= column.threshold)
         if column.drift:
             column.status = "alert"
+
+
+def _label(method: str | None) -> str:
+    """'PSI', 'Wasserstein': a method's name as a sentence writes it."""
+    return {"psi": "PSI", "wasserstein": "Wasserstein"}.get(method or "", method or "statistic")
 
 
 def _type_kind(dtype: str) -> str:

@@ -36,6 +36,7 @@ TABLE_LIMIT = 100
 _VERDICTS = {
     "alert": "drift",
     "ok": "no drift",
+    "warn": "moved, below what pages",
     "error": "error",
     "insufficient_data": "insufficient data",
 }
@@ -87,7 +88,7 @@ def order_columns(columns: list[ColumnDrift]) -> list[ColumnDrift]:
             return 1.0 - value  # a p-value: smaller is more change
         return value / floor if floor else value
 
-    rank = {"alert": 0, "error": 1, "ok": 2, "insufficient_data": 3}
+    rank = {"alert": 0, "error": 1, "warn": 2, "ok": 3, "insufficient_data": 4}
     return sorted(columns, key=lambda c: (rank[c.status], -change(c), c.column))
 
 
