@@ -371,7 +371,7 @@ def describe_window(window: WindowResult) -> tuple[str, set[str]]:
     }
     if multivariate and not columns:  # only the multivariate checks saw it
         broken = multivariate.get("reconstruction_error") or next(iter(multivariate.values()))
-        involved = broken.details.get("top_columns", [])[:2]
+        involved = sorted(broken.details.get("top_columns", [])[:2])  # a pair, not a ranking
         parts.append(
             f"broken correlation between {' and '.join(involved)}: no single column "
             f"moved, {broken.metric.replace('_', ' ')} {broken.value:.3g} "
