@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from keel.errors import ConfigError
+from keel.errors import ConfigError, DataError
 from keel.store.logs import LogWriter, compact, retain
 from keel.store.queries import read_log
 
@@ -83,7 +83,7 @@ def test_rows_without_an_id_or_a_time_are_kept_apart_with_their_reason(tmp_path)
     assert read_log(tmp_path, "predictions", "loans").num_rows == 3
 
 
-def test_what_a_flush_returned_for_survives_a_kill(tmp_path):
+def test_what_append_acknowledged_survives_a_kill_and_is_recovered_at_the_next_open(tmp_path):
     script = f"""
 import os, signal, pandas as pd
 from keel.store.logs import LogWriter
@@ -97,9 +97,12 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == -signal.SIGKILL and "ready" in result.stdout
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 100  # compacted before the kill
+    assert len(list((tmp_path / "wal").rglob("segment-*.wal"))) == 1  # the rest, in the WAL
+    LogWriter(tmp_path, "predictions", "loans").close()  # opening recovers
     table = read_log(tmp_path, "predictions", "loans")
-    assert sorted(table.column("request_id").to_pylist())[:3] == ["a0", "a1", "a10"]
-    assert table.num_rows == 100  # the flushed rows; the unflushed ones died with the process
+    assert table.num_rows == 200 and sorted(table["request_id"].to_pylist())[-1] == "b99"
+    assert not list((tmp_path / "wal").rglob("*.wal"))
     assert not list(tmp_path.rglob(".*.tmp"))  # no half-written file left for readers
 
 
@@ -128,19 +131,24 @@ def test_compaction_and_retention(tmp_path):
     assert read_log(tmp_path, "predictions", "loans").num_rows == 30
 
 
-def test_a_read_only_folder_is_a_clear_error_and_the_rows_stay_buffered(tmp_path):
-    import os
-
-    if os.geteuid() == 0:
-        blocked = tmp_path / "predictions"
-        blocked.write_text("a file where the folder should be")
-    else:
-        tmp_path.chmod(0o500)
+def test_an_unwritable_log_folder_is_a_clear_error_and_the_rows_stay_in_the_wal(tmp_path):
+    blocked = tmp_path / "predictions"
+    blocked.write_text("a file where the folder should be")
     log = LogWriter(tmp_path, "predictions", "loans", flush_rows=10**9)
-    log.append(_records(5))
-    with pytest.raises(Exception, match="cannot write the log|File exists|Not a directory"):
+    assert log.append(_records(5)) == 5  # acknowledged: synced in the WAL
+    with pytest.raises(DataError, match="cannot write the log .*the records stay in .*segment-"):
         log.flush()
-    assert log._buffered_rows == 5
+    blocked.unlink()
+    assert log.flush() == 5
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 5
+
+
+def test_a_log_that_cannot_be_written_acknowledges_nothing(tmp_path):
+    (tmp_path / "wal").write_text("a file where the WAL folder should be")
+    log = LogWriter(tmp_path, "predictions", "loans")
+    with pytest.raises(DataError, match="cannot write the log .*nothing of this call"):
+        log.append(_records(5))
+    assert log.accepted == 0
 
 
 def test_bad_names_are_refused():
@@ -273,10 +281,10 @@ def test_a_time_range_reads_only_the_days_it_needs(tmp_path):
 
 def test_one_record_per_call_is_checked_at_once_and_an_unreadable_one_set_apart(tmp_path):
     rows = _records(4)
-    rows[1]["event_time"] = "not a time"  # only Arrow can tell, at the flush
-    rows[2]["request_id"] = None  # told at once
+    rows[1]["event_time"] = "not a time"  # told at once too: accepted means written
+    rows[2]["request_id"] = None
     with LogWriter(tmp_path, "predictions", "loans", flush_seconds=60) as log:
-        assert [log.append(row) for row in rows] == [1, 1, 0, 1]
+        assert [log.append(row) for row in rows] == [1, 0, 0, 1]
     assert log.rejected == 2
     assert read_log(tmp_path, "predictions", "loans")["request_id"].to_pylist() == ["r0", "r3"]
     rejected = pa.concat_tables(
@@ -284,7 +292,7 @@ def test_one_record_per_call_is_checked_at_once_and_an_unreadable_one_set_apart(
         promote_options="permissive",
     )
     reasons = sorted(rejected["_rejected_because"].to_pylist())
-    assert reasons[0] == "no request_id" and reasons[1].startswith("unreadable record")
+    assert reasons == ["event_time: 'not a time' is not a time", "no request_id"]
     assert '"x": 1.0' in " ".join(rejected["_record"].to_pylist())
 
 

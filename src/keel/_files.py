@@ -12,6 +12,9 @@ from keel.errors import DataError
 def write_atomically(path: Path, data: bytes | str) -> None:
     """Write to a temporary file beside ``path`` and rename it over, so no reader sees half a file.
 
+    The file is fsynced before the rename and its folder after it, so the new content
+    survives a power cut once this returns.
+
     >>> import tempfile, pathlib
     >>> target = pathlib.Path(tempfile.mkdtemp()) / "out.txt"
     >>> write_atomically(target, "hello")
@@ -39,6 +42,23 @@ def write_atomically(path: Path, data: bytes | str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    fsync_folder(folder)
+
+
+def fsync_folder(folder: Path) -> None:
+    """Make a folder's entries (a file created or renamed in it) durable.
+
+    >>> import tempfile, pathlib
+    >>> fsync_folder(pathlib.Path(tempfile.mkdtemp()))
+    """
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError as error:
+        raise DataError(f"{folder}: cannot sync the folder ({error.strerror})") from error
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def read_keel_file(path: Path) -> bytes:

@@ -1,20 +1,25 @@
-"""Prediction and label logs: partitioned Parquet, written in batches, atomically.
+"""Prediction and label logs: a write-ahead log, compacted into partitioned Parquet.
 
 Layout (see docs/formats.md)::
 
-    ROOT/predictions/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
-    ROOT/labels/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
-    ROOT/rejected/model=NAME/date=YYYY-MM-DD/part-<uuid>.parquet
+    ROOT/wal/<kind>/model=NAME/segment-<n>.wal           (keel.store.wal)
+    ROOT/predictions/model=NAME/date=YYYY-MM-DD/part-*.parquet
+    ROOT/labels/model=NAME/date=YYYY-MM-DD/part-*.parquet
+    ROOT/rejected/model=NAME/date=YYYY-MM-DD/part-*.parquet
 
-The date is the event time's UTC day. Every row gets ``_ingested_at``. A
-``LogWriter`` buffers rows from many small calls and writes one file per
-partition when it holds ``flush_rows`` rows, when ``flush_seconds`` have
-passed since its first buffered row (checked at each append), on ``flush()``,
-on ``close()`` and at interpreter exit. Each file is written to a temporary
-name and renamed, so a crash never leaves a file readers choke on; rows
-``append`` accepted are on disk once a flush returns. Rows that fail the
-schema check (no request id, no event time) are written to ``rejected`` with
-their reason, never dropped silently and never crashing the writer.
+A ``LogWriter`` checks each record when it is appended and writes it to its
+WAL segment at once: in ``durable`` mode (the default) ``append`` returns
+only after the ``fdatasync`` covering the record, so a record it counted as
+accepted survives a crash or a power cut; in ``fast`` mode it returns as soon
+as the record is in the file (a killed process loses nothing) and syncs every
+``flush_ms`` (a power cut loses at most that window). A refused record (no
+request id, no event time, another model's, values keel cannot read) is
+written to ``rejected`` with its reason, alone: it never affects the records
+around it. The segment is compacted into Parquet — one file per event-time
+UTC day, which readers see from then on — when it holds ``flush_rows`` rows,
+when ``flush_seconds`` have passed since its first record (checked at each
+append), on ``flush()``, on ``close()`` and at interpreter exit. Whatever a
+crash leaves in the WAL is compacted when a writer next opens the log.
 
 >>> import tempfile, datetime as dt
 >>> root = tempfile.mkdtemp()
@@ -30,25 +35,41 @@ their reason, never dropped silently and never crashing the writer.
 from __future__ import annotations
 
 import atexit
-import contextlib
+import json
 import os
 import shutil
+import sys
+import threading
 import time
 import uuid
+import warnings
 import weakref
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from keel.errors import ConfigError, DataError
+from keel.errors import ConfigError, DataError, KeelError, SchemaError
+from keel.store.wal import (
+    ARROW_REJECTED,
+    ARROW_ROWS,
+    FileIO,
+    Segment,
+    arrow_frame,
+    compact_segment,
+    encode_records,
+    parquet_bytes,
+    recover,
+    wal_folder,
+)
+from keel.windows import utc_times
 
 KINDS = ("predictions", "labels")
+MODES = ("durable", "fast")
 #: Rows buffered per flush when a whole file is ingested (one Parquet file per day per flush).
 FILE_FLUSH_ROWS = 1_000_000
 REQUIRED = ("request_id", "event_time")
@@ -56,7 +77,13 @@ _WRITERS: weakref.WeakSet = weakref.WeakSet()
 
 
 class LogWriter:
-    """Buffers log rows and writes them as Parquet partitions (see the module docstring)."""
+    """Appends log records to a WAL and compacts it into Parquet (see the module docstring).
+
+    ``mode``: ``"durable"`` (an append returns after the sync that covers it) or
+    ``"fast"`` (it returns at once; ``loss_window`` seconds of acknowledged records
+    can be lost to a power cut, none to a killed process). Safe to share between
+    threads: concurrent durable appends share their syncs (group commit).
+    """
 
     def __init__(
         self,
@@ -65,20 +92,42 @@ class LogWriter:
         model: str,
         flush_rows: int = 50_000,
         flush_seconds: float = 5.0,
+        mode: str = "durable",
+        flush_ms: float = 100.0,
+        io: FileIO | None = None,
     ) -> None:
         if kind not in KINDS:
             raise ConfigError(f"log kind {kind!r}: one of {KINDS}")
         if not model or "/" in model or model.startswith("."):
             raise ConfigError(f"model name {model!r} cannot name a folder")
+        if mode not in MODES:
+            raise ConfigError(f"log mode {mode!r}: one of {MODES}")
         self.root, self.kind, self.model = Path(root), kind, model
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
-        self._buffer: list[pa.Table] = []
-        self._records: list[dict] = []  # single records, converted to Arrow once per flush
-        self._refused: list[tuple[Any, str]] = []  # single records that failed the check
-        self._buffered_rows = 0
-        self._first_buffered: float | None = None
-        self.rejected = 0
+        self.mode, self.flush_ms = mode, flush_ms
+        self.io = io or FileIO()
+        self.accepted = self.rejected = 0
+        self._lock = threading.Lock()  # the open segment: its writes and its swap
+        self._flush_lock = threading.Lock()
+        self._segment: Segment | None = None
+        self._sealed: list[Segment] = []
+        self._sync_error: DataError | None = None
+        self._stop = threading.Event()
+        self._syncer: threading.Thread | None = None
+        try:
+            recover_staged(self.root, self.io)
+            self.recovered = recover(self.root, kind, model, self.io)
+        except OSError as error:
+            raise DataError(
+                f"{wal_folder(self.root, kind, model)}: cannot recover the log "
+                f"({error.strerror or error})"
+            ) from error
         _WRITERS.add(self)
+
+    @property
+    def loss_window(self) -> float:
+        """Seconds of acknowledged records a power cut can lose: 0 when durable."""
+        return 0.0 if self.mode == "durable" else self.flush_ms / 1000
 
     def __enter__(self) -> LogWriter:
         return self
@@ -87,91 +136,278 @@ class LogWriter:
         self.close()
 
     def append(self, records: Any) -> int:
-        """Buffer rows (one dict, a list of dicts, a DataFrame or an Arrow table).
+        """Log rows (one dict, a list of dicts, a DataFrame or an Arrow table).
 
-        Returns the rows accepted; the others go to ``rejected`` with their reason.
-        One record (a dict) is only looked at here and turned into Arrow with the
-        rest of its flush, so per-request logging costs microseconds; a record whose
-        values Arrow cannot read (an event time that is no time) is rejected then.
+        Returns the rows accepted: written to the WAL (and, when durable, synced)
+        before this returns. The others are written to ``rejected`` with their
+        reason. Raises ``DataError`` when the log cannot be written; then nothing
+        of this call was acknowledged.
         """
-        if isinstance(records, Mapping):
-            accepted = self._append_record(records)
-        else:
-            accepted = self._append_table(_as_table(records))
-        due = self._first_buffered is not None and (
-            time.monotonic() - self._first_buffered >= self.flush_seconds
-        )
-        if self._buffered_rows >= self.flush_rows or due:
-            self.flush()
+        frames, accepted, rejected = self._encode(records)
+        if not frames:
+            return 0
+        if self._sync_error is not None:
+            error, self._sync_error = self._sync_error, None
+            raise error
+        with self._lock:
+            if self._segment is None:
+                self._segment = self._new_segment()
+            segment = self._segment
+            try:
+                sequence = segment.write(frames, accepted + rejected)
+            except OSError as error:
+                self._abandon(segment)
+                raise DataError(
+                    f"{segment.path}: cannot write the log ({error.strerror or error}); "
+                    "nothing of this call was acknowledged"
+                ) from error
+            due = (
+                segment.rows >= self.flush_rows
+                or time.monotonic() - (segment.first_write or 0) >= self.flush_seconds
+            )
+        if self.mode == "durable":
+            try:
+                segment.sync_to(sequence)
+            except DataError:
+                with self._lock:
+                    self._abandon(segment)
+                raise
+        with self._lock:
+            self.accepted += accepted
+            self.rejected += rejected
+        if due:
+            self._flush_quietly()
         return accepted
 
-    def _append_record(self, record: Mapping) -> int:
-        reason = _reason_to_refuse(record, self.model)
-        if reason:
-            self._refused.append((dict(record), reason))
-            self.rejected += 1
-        else:
-            self._records.append({**record, "_ingested_at": datetime.now(UTC)})
-        self._buffered_rows += 1
-        self._first_buffered = self._first_buffered or time.monotonic()
-        return 0 if reason else 1
-
-    def _append_table(self, table: pa.Table) -> int:
+    def _encode(self, records: Any) -> tuple[bytes, int, int]:
+        if isinstance(records, Mapping):
+            return encode_records([records], self.model)
+        if isinstance(records, pa.RecordBatch):
+            records = pa.Table.from_batches([records])
+        is_frame = hasattr(records, "columns") and type(records).__module__.startswith("pandas")
+        if not isinstance(records, pa.Table) and not is_frame:
+            if isinstance(records, Iterable) and not isinstance(records, str | bytes):
+                return encode_records(list(records), self.model)
+            raise DataError(
+                f"cannot log {type(records).__name__}: give dicts, a DataFrame or a Table"
+            )
+        try:
+            table = _as_table(records)
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            if hasattr(records, "to_dict"):  # a DataFrame Arrow cannot convert whole
+                return encode_records(records.to_dict("records"), self.model)
+            raise DataError(f"cannot log these records: {error}") from error
         if table.num_rows == 0:
-            return 0
-        table = _stamp(table)
+            return b"", 0, 0
+        try:
+            table = _stamp(table)
+        except DataError:  # an event time Arrow cannot read: check the records one by one
+            return encode_records(table.to_pylist(), self.model)
         accepted, rejected = _check(table, self.model)
-        if rejected.num_rows:
-            self.rejected += rejected.num_rows
-            self._write(rejected, "rejected")
+        frames = b""
         if accepted.num_rows:
-            self._buffer.append(accepted)
-            self._buffered_rows += accepted.num_rows
-            self._first_buffered = self._first_buffered or time.monotonic()
-        return accepted.num_rows
+            frames += arrow_frame(ARROW_ROWS, accepted)
+        if rejected.num_rows:
+            frames += arrow_frame(ARROW_REJECTED, rejected)
+        return frames, accepted.num_rows, rejected.num_rows
+
+    def _new_segment(self) -> Segment:
+        try:
+            segment = Segment.create(self.io, wal_folder(self.root, self.kind, self.model))
+        except OSError as error:
+            raise DataError(
+                f"{wal_folder(self.root, self.kind, self.model)}: cannot write the log "
+                f"({error.strerror or error}); nothing of this call was acknowledged"
+            ) from error
+        if self.mode == "fast" and self._syncer is None:
+            self._syncer = threading.Thread(target=self._sync_loop, daemon=True)
+            self._syncer.start()
+        return segment
+
+    def _abandon(self, segment: Segment) -> None:
+        """A segment a write or sync failed on takes no more frames (caller holds the lock)."""
+        if self._segment is segment:
+            self._segment = None
+            self._sealed.append(segment)
+
+    def _sync_loop(self) -> None:
+        while not self._stop.wait(self.flush_ms / 1000):
+            segment = self._segment
+            if segment is not None and segment.synced < segment.written:
+                try:
+                    segment.sync_all()
+                except DataError as error:  # said at the next append, never dropped
+                    self._sync_error = error
 
     def flush(self) -> int:
-        """Write everything buffered; returns the rows written."""
-        if self._records or self._refused:
-            records, refused = _records_table(self._records)
-            refused += self._refused
-            if refused:
-                self.rejected += len(refused) - len(self._refused)
-                self._write(_refused_table(refused), "rejected")
-            self._refused = []
-            if records.num_rows:
-                self._buffer.append(records)
-            self._records = []
-        if not self._buffer:
-            self._buffered_rows, self._first_buffered = 0, None
-            return 0
-        table = pa.concat_tables(self._buffer, promote_options="permissive")
-        # Cleared only once written: a failed write (a full or read-only disk) keeps the rows
-        # for the next flush. A day already written before the failure may then be written
-        # twice; readers keep one row per request id.
-        self._write(table, self.kind)
-        self._buffer, self._buffered_rows, self._first_buffered = [], 0, None
-        return table.num_rows
+        """Compact everything written so far into Parquet; returns the rows written."""
+        with self._flush_lock:
+            with self._lock:
+                segment, self._segment = self._segment, None
+                if segment is not None:
+                    self._sealed.append(segment)
+            written = 0
+            for sealed in list(self._sealed):
+                try:
+                    if not sealed.closed:
+                        sealed.sync_all()
+                    counts = compact_segment(
+                        self.io, self.root, self.kind, self.model, sealed.path, sealed.fd
+                    )
+                except OSError as error:
+                    raise DataError(
+                        f"{self.root / self.kind}: cannot write the log ({error.strerror or error})"
+                        f"; the records stay in {sealed.path} and are written when a writer "
+                        "next opens this log"
+                    ) from error
+                sealed.close()
+                self._sealed.remove(sealed)
+                written += counts["accepted"]
+            return written
+
+    def _flush_quietly(self) -> None:
+        try:
+            self.flush()
+        except DataError as error:  # the records are safe in the WAL; said, not raised
+            warnings.warn(str(error), stacklevel=3)
 
     def close(self) -> None:
+        self._stop.set()
         self.flush()
+        for sealed in self._sealed:
+            sealed.close()
         _WRITERS.discard(self)
 
-    def _write(self, table: pa.Table, kind: str) -> None:
-        days = pc.strftime(table.column("event_time"), format="%Y-%m-%d").fill_null("unknown")
-        # One stable sort by day, then a slice per day: a long history is not filtered once
-        # per day it spans, and rows keep their arrival order within a day.
-        order = pc.sort_indices(days, sort_keys=[("", "ascending")])
-        table, days = table.take(order), days.take(order)
-        if isinstance(days, pa.ChunkedArray):
-            days = days.combine_chunks()
-        runs = pc.run_end_encode(days)
-        ends = runs.run_ends.to_numpy(zero_copy_only=False)
-        starts = np.concatenate([[0], ends[:-1]])
-        for day, start, end in zip(runs.values.to_pylist(), starts, ends, strict=True):
-            folder = self.root / kind / f"model={self.model}" / f"date={day}"
-            part = table.slice(int(start), int(end - start))
-            _write_atomically(part, folder / f"part-{uuid.uuid4().hex}.parquet")
+
+def ingest_file(
+    source: Any,
+    root: str | Path,
+    kind: str,
+    model: str,
+    names: Mapping[str, str] | None = None,
+    flush_rows: int = FILE_FLUSH_ROWS,
+    io: FileIO | None = None,
+) -> dict[str, int]:
+    """Log a whole file (or folder, table, DataFrame) all or nothing.
+
+    Its rows are checked and written as Parquet into a staging folder under
+    ``ROOT/.staging/``; only when the whole source has been read are they
+    committed (a manifest is written and synced, then every file is renamed
+    into the log). A source that fails midway — a CSV row that does not parse,
+    a corrupted Parquet page — leaves nothing in the log and raises DataError
+    naming the file. ``names`` renames columns (``{"id": "request_id"}``).
+    Returns ``{"accepted": rows logged, "rejected": rows set apart}``.
+
+    >>> import tempfile, pandas as pd
+    >>> root = tempfile.mkdtemp()
+    >>> frame = pd.DataFrame({"id": ["a", "b", None], "event_time": ["2026-01-05"] * 3})
+    >>> ingest_file(frame, root, "labels", "loans", names={"id": "request_id"})
+    {'accepted': 2, 'rejected': 1}
+    >>> from keel.store.queries import read_log
+    >>> read_log(root, "labels", "loans").column("request_id").to_pylist()
+    ['a', 'b']
+    """
+    from keel.data import open_source
+
+    if kind not in KINDS:
+        raise ConfigError(f"log kind {kind!r}: one of {KINDS}")
+    if not model or "/" in model or model.startswith("."):
+        raise ConfigError(f"model name {model!r} cannot name a folder")
+    io, root, names = io or FileIO(), Path(root), dict(names or {})
+    try:
+        recover_staged(root, io)
+    except OSError as error:
+        raise DataError(
+            f"{root}: cannot recover staged ingests ({error.strerror or error})"
+        ) from error
+    staging = root / ".staging" / uuid.uuid4().hex
+    counts = {"accepted": 0, "rejected": 0}
+    staged: list[str] = []
+    buffered: list[pa.Table] = []
+    rejected: list[pa.Table] = []
+    rows = 0
+    name = getattr(source, "name", None) or str(source)
+
+    def stage() -> None:
+        for bucket, folder_kind in ((buffered, kind), (rejected, "rejected")):
+            if not bucket:
+                continue
+            table = pa.concat_tables(bucket, promote_options="permissive")
+            bucket.clear()
+            for day, part in _days(table):
+                relative = (
+                    f"{folder_kind}/model={model}/date={day}/"
+                    f"part-ingest-{staging.name}-{len(staged)}.parquet"
+                )
+                target = staging / relative
+                io.makedirs(target.parent)
+                io.write_file(target, parquet_bytes(part))
+                staged.append(relative)
+
+    try:
+        opened = open_source(source)
+        name = opened.name
+        for batch in opened.batches():
+            table = pa.Table.from_batches([batch])
+            table = table.rename_columns([names.get(c, c) for c in table.column_names])
+            table = _stamp(table)
+            good, bad = _check(table, model)
+            counts["accepted"] += good.num_rows
+            counts["rejected"] += bad.num_rows
+            if good.num_rows:
+                buffered.append(good)
+            if bad.num_rows:
+                rejected.append(bad)
+            rows += table.num_rows
+            if rows >= flush_rows:
+                stage()
+                rows = 0
+        stage()
+        io.write_file(staging / "COMMIT", json.dumps(staged).encode())
+    except BaseException as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(error, KeelError):
+            raise
+        if isinstance(error, OSError | pa.ArrowException):
+            raise DataError(f"{name}: not ingested, nothing was logged ({error})") from error
+        raise
+    _finish_commit(staging, root, io)
+    return counts
+
+
+def recover_staged(root: str | Path, io: FileIO | None = None) -> int:
+    """Finish the commits a crash interrupted and drop staged ingests never committed.
+
+    Returns the staged ingests finished.
+    """
+    io, folder = io or FileIO(), Path(root) / ".staging"
+    finished = 0
+    if not folder.is_dir():
+        return 0
+    for staging in sorted(p for p in folder.iterdir() if p.is_dir()):
+        if (staging / "COMMIT").is_file():
+            _finish_commit(staging, Path(root), io)
+            finished += 1
+        elif time.time() - staging.stat().st_mtime > 3600:  # abandoned, not in progress
+            shutil.rmtree(staging, ignore_errors=True)
+    return finished
+
+
+def _finish_commit(staging: Path, root: Path, io: FileIO) -> None:
+    for relative in json.loads((staging / "COMMIT").read_bytes()):
+        source, target = staging / relative, root / relative
+        if not source.exists():
+            continue  # moved before a crash
+        io.makedirs(target.parent)
+        io.replace(source, target)
+        io.fsync_dir(target.parent)
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def _days(table: pa.Table) -> list[tuple[str, pa.Table]]:
+    from keel.store.wal import _by_day
+
+    return _by_day(table)
 
 
 def compact(root: str | Path, kind: str, model: str) -> int:
@@ -225,9 +461,6 @@ def _stamp(table: pa.Table) -> pa.Table:
             "_ingested_at", pa.array([now] * table.num_rows, pa.timestamp("us", tz="UTC"))
         )
     if "event_time" in table.column_names:
-        from keel.errors import SchemaError
-        from keel.windows import utc_times
-
         try:  # read as every part of keel reads times: text, epoch numbers, timestamps
             column = utc_times(table.column("event_time"), "event_time")
         except SchemaError as error:
@@ -277,65 +510,16 @@ def _check(table: pa.Table, model: str) -> tuple[pa.Table, pa.Table]:
     return table.filter(valid), rejected
 
 
-def _reason_to_refuse(record: Mapping, model: str) -> str | None:
-    """The same check as ``_check``, on one record."""
-    if record.get("request_id") is None:
-        return "no request_id"
-    if record.get("event_time") is None:
-        return "no event_time"
-    if "model" in record and str(record["model"]) != model:
-        return f"another model's record (this log is {model!r})"
-    return None
-
-
-def _records_table(records: list[dict]) -> tuple[pa.Table, list[tuple[Any, str]]]:
-    """Single records as one table; a record Arrow cannot read is set apart with the reason."""
-    if not records:
-        return pa.table({}), []
-    try:
-        return _stamp(pa.Table.from_pylist(records)), []
-    except (pa.ArrowException, DataError, TypeError, ValueError):
-        pass
-    tables, refused = [], []
-    for record in records:  # only when the batch failed: find the record that did
-        try:
-            tables.append(_stamp(pa.Table.from_pylist([record])))
-        except (pa.ArrowException, DataError, TypeError, ValueError) as error:
-            refused.append((record, f"unreadable record: {error}"))
-    if not tables:
-        return pa.table({}), refused
-    return pa.concat_tables(tables, promote_options="permissive"), refused
-
-
-def _refused_table(refused: list[tuple[Any, str]]) -> pa.Table:
-    """Refused records kept whole, as JSON, whatever their values' types."""
-    import json
-
-    return pa.table(
-        {
-            "request_id": pa.array(
-                [None if r.get("request_id") is None else str(r["request_id"]) for r, _ in refused],
-                pa.string(),
-            ),
-            "event_time": pa.nulls(len(refused), pa.timestamp("us", tz="UTC")),
-            "_record": [json.dumps(r, default=str) for r, _ in refused],
-            "_rejected_because": [reason for _, reason in refused],
-        }
-    )
-
-
 def _write_atomically(table: pa.Table, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
+    """Parquet written under a hidden name, fsynced, renamed, its folder fsynced."""
+    io = FileIO()
     try:
-        pq.write_table(table, temporary)
-        with open(temporary, "rb") as stream:
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
+        io.makedirs(path.parent)
+        io.write_file(path, parquet_bytes(table))
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        path.with_name(f".{path.name}.tmp").unlink(missing_ok=True)
         raise DataError(
-            f"{path.parent}: cannot write the log ({error.strerror or error}); rows stay buffered"
+            f"{path.parent}: cannot write the log ({error.strerror or error})"
         ) from error
 
 
@@ -345,10 +529,18 @@ def _utc(moment: datetime) -> datetime:
 
 @atexit.register
 def _flush_all() -> None:
-    """At interpreter exit, whatever is still buffered goes to disk."""
+    """At interpreter exit, every open writer compacts its WAL. Everything this needs is
+    imported with this module; a failure is said on stderr (the records stay in the WAL,
+    compacted when a writer next opens the log), never swallowed."""
     for writer in list(_WRITERS):
-        with contextlib.suppress(Exception):  # exit must go on
-            writer.flush()
+        try:
+            writer.close()
+        except Exception as error:  # exit must go on, and the user must hear of it
+            sys.stderr.write(
+                f"keel: at exit, the {writer.kind} log of {writer.model!r} in {writer.root} "
+                f"was not compacted ({type(error).__name__}: {error}); its records are kept "
+                "in the WAL and compacted when a writer next opens that log\n"
+            )
 
 
 DEFAULT_ROOT = Path(".keel") / "logs"
@@ -360,22 +552,51 @@ def log_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("KEEL_LOG_ROOT") or DEFAULT_ROOT)
 
 
-def log_predictions(records: Any, model: str, root: str | Path | None = None) -> int:
+def log_predictions(
+    records: Any, model: str, root: str | Path | None = None, mode: str | None = None
+) -> int:
     """Log prediction records (request_id, event_time, model_version, features, outputs).
 
-    Buffered per model in this process; flushed on size, on time and at exit.
-    Returns the rows accepted (the others are kept under ``rejected``).
+    Returns the rows accepted, each written to the WAL before this returns (``mode``
+    "durable", the default, or ``KEEL_LOG_MODE``: synced too; "fast": synced within
+    100 ms). The others are kept under ``rejected`` with their reason. Records become
+    visible to readers when the WAL is compacted: at 50,000 rows, 5 s after the first,
+    at exit, or when a writer next opens the log after a crash.
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> log_predictions({"request_id": "r1", "event_time": "2026-01-05", "score": 0.7},
+    ...                 model="loans", root=root)
+    1
+    >>> log_predictions({"request_id": None, "event_time": "2026-01-05"}, "loans", root)
+    0
     """
-    return _writer(root, "predictions", model).append(records)
+    return _writer(root, "predictions", model, mode).append(records)
 
 
-def log_labels(records: Any, model: str, root: str | Path | None = None) -> int:
-    """Log labels that arrive later (request_id, event_time, label)."""
-    return _writer(root, "labels", model).append(records)
+def log_labels(
+    records: Any, model: str, root: str | Path | None = None, mode: str | None = None
+) -> int:
+    """Log labels that arrive later (request_id, event_time, label); as ``log_predictions``.
+
+    >>> import tempfile
+    >>> log_labels([{"request_id": "r1", "event_time": "2026-01-09", "label": 1}],
+    ...            model="loans", root=tempfile.mkdtemp())
+    1
+    """
+    return _writer(root, "labels", model, mode).append(records)
 
 
-def _writer(root: str | Path | None, kind: str, model: str) -> LogWriter:
-    key = (str(log_root(root)), kind, model)
-    if key not in _OPEN:
-        _OPEN[key] = LogWriter(log_root(root), kind, model)
-    return _OPEN[key]
+def _writer(root: str | Path | None, kind: str, model: str, mode: str | None) -> LogWriter:
+    mode = mode or os.environ.get("KEEL_LOG_MODE") or "durable"
+    key = (str(log_root(root)), kind, model, mode)
+    writer = _OPEN.get(key)
+    if writer is None:
+        with _OPENING:
+            writer = _OPEN.get(key)
+            if writer is None:
+                writer = _OPEN[key] = LogWriter(log_root(root), kind, model, mode=mode)
+    return writer
+
+
+_OPENING = threading.Lock()
