@@ -117,14 +117,41 @@ def test_a_store_from_an_older_keel_is_migrated_and_keeps_its_results(url):
             "keel_notifications",
         ):
             connection.execute(sa.text(f"DROP TABLE {name}"))
+        _back_to_version_3(connection)
         connection.execute(sa.text("UPDATE keel_schema_version SET version = 1"))
     engine.dispose()
     store = ResultStore(url)
-    assert store.version == 3
+    assert store.version == 4
     assert store.latest(monitor="loans")["value"].tolist() == [0.3]
     assert store.table("models").empty
     migrated = store.events()
-    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 3"]
+    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 4"]
+
+
+def _back_to_version_3(connection) -> None:
+    """Undo version 4: no key hash on Results, no unique index, no lock table."""
+    connection.execute(sa.text("DROP INDEX keel_results_once"))
+    connection.execute(sa.text("ALTER TABLE keel_results DROP COLUMN key_hash"))
+    connection.execute(sa.text("DROP TABLE keel_locks"))
+
+
+def test_results_an_old_race_stored_twice_are_kept_once_when_migrated(url):
+    ResultStore(url).write([_row()])
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        _back_to_version_3(connection)
+        columns = "run_id, monitor, model, model_version, segment, window_start, window_end, "
+        columns += "\"check\", \"column\", metric, value, threshold, status, revision, details, "
+        columns += "created_at"
+        connection.execute(
+            sa.text(f"INSERT INTO keel_results ({columns}) SELECT {columns} FROM keel_results")
+        )
+        connection.execute(sa.text("UPDATE keel_schema_version SET version = 3"))
+    engine.dispose()
+    store = ResultStore(url)
+    assert len(store.history(monitor="loans")) == 1
+    dropped = store.events()
+    assert dropped[dropped["action"] == "dropped duplicated results"]["subject"].tolist() == ["1"]
 
 
 def test_models_calibrations_and_monitors_are_registered_once_and_changes_logged(url):

@@ -54,13 +54,17 @@ def monitor_run(
     Exit 1 when one alerts."""
     from keel.alerts.delivery import deliver
     from keel.monitor import load_config, run_monitor
-    from keel.store import ResultStore
+    from keel.store import MonitorBusy, ResultStore
 
     moment = _moment("--now", now) if now is not None else None
     store, alerting = ResultStore(), False
     chosen = _monitors(load_config(config), name)
     for monitor in chosen:
-        outcome = run_monitor(monitor, store, now=moment)
+        try:
+            outcome = run_monitor(monitor, store, now=moment)
+        except MonitorBusy as busy:  # another run has it: not an error, and not a finding
+            out.print(f"{monitor.name}: skipped: {busy}")
+            continue
         alerting |= bool(outcome["alerting"])
         out.print(
             f"{monitor.name}: {outcome['windows']} closed windows checked, "

@@ -53,8 +53,25 @@ def run_monitor(
 
     ``alerting=False`` (a backfill) replays the alert rules window by window over the
     windows checked (``keel.alerts.engine.replay``) and notifies only the state at the end,
-    or every change with ``notify_history``."""
+    or every change with ``notify_history``.
+
+    One run of a monitor at a time: a concurrent run raises ``MonitorBusy`` at once and
+    does nothing. A run's Results and its alert evaluation form a ledger (running →
+    written → ok/alert): a run that died between the two is evaluated by the next one."""
+    with store.monitor_lock(monitor.name):
+        return _run_locked(monitor, store, now, since, alerting, notify_history)
+
+
+def _run_locked(
+    monitor: MonitorConfig,
+    store: ResultStore,
+    now: datetime | None,
+    since: datetime | None,
+    alerting: bool,
+    notify_history: bool,
+) -> dict[str, Any]:
     now = now or datetime.now(UTC)
+    interrupted = store.unfinished_runs(monitor.name)
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
     _register(store, monitor, baseline, calibration)
@@ -81,10 +98,20 @@ def run_monitor(
         freshness = _label_freshness(monitor, now, newest)
         if freshness is not None:
             store.write([freshness])
+        transitions = []
+        if freshness is not None or interrupted:  # or a run died before its evaluation
             from keel.alerts.engine import evaluate
 
-            evaluate(monitor, store, now=now, notify=alerting)
-        return {"monitor": monitor.name, "windows": 0, "written": 0, "alerting": [], **seen}
+            transitions = evaluate(monitor, store, now=now, notify=alerting)
+            _recovered(store, monitor, interrupted)
+        return {
+            "monitor": monitor.name,
+            "windows": 0,
+            "written": 0,
+            "alerting": [],
+            "alerts": _alerts(transitions),
+            **seen,
+        }
     versions = (
         [v for v in pc.unique(data.column("model_version")).to_pylist()]
         if "model_version" in data.column_names
@@ -153,9 +180,9 @@ def run_monitor(
         revised = stored[(stored["run_id"] == run) & (stored["revision"] > 0)]
         for window in sorted(set(revised["window_start"])):  # late data changed these
             store.log_event("monitor", "revised window", monitor.name, {"window_start": window})
-        store.finish_run(run, "alert" if alerting and alerting_windows else "ok")
+        store.finish_run(run, "written")  # the Results are in; the alerts are next
     except Exception:
-        store.finish_run(run, "error")
+        store.finish_run(run, "error_unevaluated")  # what was written is evaluated next time
         raise
     from keel.alerts.engine import evaluate, replay
 
@@ -163,6 +190,8 @@ def run_monitor(
         transitions = evaluate(monitor, store, now=now, notify=True)
     else:
         transitions = replay(monitor, store, sorted(checked), now, notify_history)
+    store.finish_run(run, "alert" if alerting and alerting_windows else "ok")
+    _recovered(store, monitor, interrupted)
     store.log_event(
         "monitor",
         "backfill" if not alerting else "run",
@@ -175,12 +204,23 @@ def run_monitor(
         "written": written,
         "unchanged": unchanged,
         "alerting": sorted(set(alerting_windows)) if alerting else [],
-        "alerts": [
-            {"rule": t.rule, "state": t.state, "summary": t.summary, "notices": t.notices}
-            for t in transitions
-        ],
+        "alerts": _alerts(transitions),
         **seen,
     }
+
+
+def _alerts(transitions: list) -> list[dict[str, Any]]:
+    return [
+        {"rule": t.rule, "state": t.state, "summary": t.summary, "notices": t.notices}
+        for t in transitions
+    ]
+
+
+def _recovered(store: ResultStore, monitor: MonitorConfig, runs: list[int]) -> None:
+    """Mark runs that died before their alert evaluation as evaluated by this one."""
+    if runs:
+        store.mark_runs(runs, "recovered")
+        store.log_event("monitor", "evaluated for interrupted runs", monitor.name, {"runs": runs})
 
 
 def _unchecked(
@@ -390,6 +430,9 @@ def _checked_windows(
             calibration=calibration,
             false_alarm_rate=rate or monitor.false_alarm_rate,
             importance=monitor.importance,
+            min_importance=monitor.min_importance,
+            expected_rows=monitor.expected_rows_per_window,
+            recent_rows=_recent_rows(known, fresh),
             # a segment's share of the budget also lowers the one-off rule's test level
             rule=DefaultRule(alpha=rate) if segment is not None and rate else None,
             # the rows read are a part of the log: it starts where it starts, and every
@@ -517,6 +560,17 @@ def _revisits(store, monitor, version, segment, starts: list[str]) -> list[_Revi
     return revisits
 
 
+def _recent_rows(known, fresh: list[str]) -> list[float]:
+    """Rows of the whole windows checked before the first fresh one, oldest first: what a
+    window's volume is judged against (production's own rate, not the training set's)."""
+    if known.empty or not fresh:
+        return []
+    rows = known[(known["metric"] == "rows") & (known["window_start"] < min(fresh))]
+    rows = rows.sort_values("window_start")
+    partial = rows["details"].map(lambda d: isinstance(d, dict) and bool(d.get("partial")))
+    return [float(v) for v in rows.loc[~partial, "value"].tail(8)]
+
+
 def _number(value: Any) -> float | None:
     return None if value is None or value != value else float(value)
 
@@ -547,7 +601,7 @@ def _performance(
     from keel.checks.estimated import estimated_results
     from keel.checks.kpis import kpi_result
     from keel.checks.performance import performance_results
-    from keel.diagnosis import diagnose, with_estimates
+    from keel.history import judge_stored
 
     spec = monitor.performance.spec() if monitor.performance else None
     estimator = None
@@ -593,10 +647,12 @@ def _performance(
         judged[window.start] = [
             replace(r, window_start=window.start, window_end=window.end) for r in found
         ]
-        if window.diagnosis is not None and window.diagnosis.verdict == "healthy":
-            window.diagnosis = diagnose([*window.results(), *found])
-        elif window.diagnosis is not None:  # data drift that the estimate says is costly
-            window.diagnosis = with_estimates(window.diagnosis, found)
+        if hasattr(window, "judge_with"):  # held-back drift pages when performance alerts
+            window.judge_with(found)
+        elif window.diagnosis is not None:  # a revisit: its stored Results, judged again
+            window.stored, window.diagnosis = judge_stored(
+                window.stored, found, monitor.min_importance
+            )
     return judged
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from keel.monitor.config import MonitorConfig
 from keel.monitor.run import run_monitor
+from keel.store import MonitorBusy
 
 
 def next_times(schedules: dict[str, str], now: float) -> dict[str, float]:
@@ -107,6 +108,8 @@ def _run_safely(
             f"alerting: {', '.join(outcome['alerting']) or 'none'}"
             + "".join(f"; alert {a['state']}: {a['summary']}" for a in outcome.get("alerts", []))
         )
+    except MonitorBusy as busy:  # another process runs it now: its turn, not a failure
+        report(f"{monitor.name}: skipped: {busy}")
     except Exception as error:  # noqa: BLE001 - one monitor failing must not stop the loop
         report(f"{monitor.name}: failed: {error}")
         try:

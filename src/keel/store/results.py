@@ -31,8 +31,10 @@ refused instead of being misread.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import time
 from collections.abc import Iterable
 from dataclasses import replace
@@ -45,7 +47,7 @@ import sqlalchemy as sa
 from keel.errors import KeelError
 from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DEFAULT_PATH = Path(".keel") / "keel.db"
 KEY = RESULT_KEY
 
@@ -75,7 +77,11 @@ results = sa.Table(
     sa.Column("revision", sa.Integer, nullable=False),
     sa.Column("details", sa.Text),
     sa.Column("created_at", sa.String(40), nullable=False),
+    # SHA-256 of the key (NULL-safe, unlike a unique index over nullable columns): with the
+    # revision it is unique, so two writers racing on one Result store it once.
+    sa.Column("key_hash", sa.String(64)),
     sa.Index("keel_results_window", "monitor", "window_start"),
+    sa.Index("keel_results_once", "key_hash", "revision", unique=True),
 )
 events = sa.Table(
     "keel_events",
@@ -172,6 +178,15 @@ notifications = sa.Table(
 )
 
 
+locks = sa.Table(
+    "keel_locks",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("acquired_at", sa.String(40), nullable=False),
+)
+
+
 def _add_registry_tables(connection: sa.Connection) -> None:
     for table in (models, calibrations, monitors):
         table.create(connection, checkfirst=True)
@@ -182,8 +197,57 @@ def _add_alert_tables(connection: sa.Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
-# Version N's step brings a version N-1 database to N; steps only add, never drop.
-MIGRATIONS = {2: _add_registry_tables, 3: _add_alert_tables}
+def _add_result_keys_and_locks(connection: sa.Connection) -> None:
+    """Version 4: every Result row gets its key's hash, made unique with its revision; the
+    lock table. Rows that an earlier race stored twice (same key and revision) keep the
+    first copy; how many were dropped is logged."""
+    existing = {c["name"] for c in sa.inspect(connection).get_columns("keel_results")}
+    if "key_hash" not in existing:
+        connection.execute(sa.text("ALTER TABLE keel_results ADD COLUMN key_hash VARCHAR(64)"))
+    seen, doubles = set(), []
+    query = sa.select(results.c.id, results.c.revision, *(results.c[n] for n in KEY))
+    for row in connection.execute(query.order_by(results.c.id)).mappings():
+        digest = key_hash(tuple(row[name] for name in KEY))
+        if (digest, row["revision"]) in seen:
+            doubles.append(row["id"])
+            continue
+        seen.add((digest, row["revision"]))
+        connection.execute(
+            results.update().where(results.c.id == row["id"]).values(key_hash=digest)
+        )
+    if doubles:
+        connection.execute(results.delete().where(results.c.id.in_(doubles)))
+        connection.execute(
+            events.insert().values(
+                at=_now(),
+                actor="keel",
+                action="dropped duplicated results",
+                subject=str(len(doubles)),
+                details=json.dumps({"ids": doubles[:1000]}),
+            )
+        )
+    next(i for i in results.indexes if i.name == "keel_results_once").create(connection)
+    locks.create(connection, checkfirst=True)
+
+
+# Version N's step brings a version N-1 database to N; steps only add (version 4 also drops
+# rows an old race stored twice), never drop a table or column.
+MIGRATIONS = {2: _add_registry_tables, 3: _add_alert_tables, 4: _add_result_keys_and_locks}
+
+
+def key_hash(key: tuple) -> str:
+    """The SHA-256 of a Result key (NULL and "" differ), as the store's ``key_hash``.
+
+    >>> key_hash(("loans", None, "1")) == key_hash(("loans", "", "1"))
+    False
+    """
+    import hashlib
+
+    return hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()
+
+
+class MonitorBusy(KeelError):
+    """Another run of the same monitor holds its lock; this run did nothing."""
 
 
 class StoreError(KeelError):
@@ -304,7 +368,10 @@ class ResultStore:
                 latest[key] = inserts[-1]
                 written += 1
             if inserts:
-                connection.execute(results.insert(), inserts)
+                # Idempotent: a revision another writer stored first is kept, not doubled.
+                stored = connection.execute(_insert_new(connection), inserts).rowcount
+                if stored >= 0 and stored < len(inserts):
+                    written, unchanged = stored, unchanged + len(inserts) - stored
         return written, unchanged
 
     def latest(self, **filters: Any):
@@ -429,6 +496,98 @@ class ResultStore:
             )
         return True
 
+    @contextlib.contextmanager
+    def monitor_lock(self, name: str):
+        """Hold the monitor's lock for the block, or raise ``MonitorBusy`` at once.
+
+        PostgreSQL: a session advisory lock on a connection kept open for the block (the
+        server frees it if this process dies). SQLite: a row in ``keel_locks``, inserted
+        only if absent; a row left by a process of this host that is no longer alive is
+        taken over.
+        """
+        owner = f"{socket.gethostname()}:{os.getpid()}"
+        if self.engine.dialect.name == "postgresql":
+            number = int(key_hash(("lock", name))[:15], 16)  # fits a signed 64-bit key
+            with self._connection() as connection:
+                got = connection.execute(sa.select(sa.func.pg_try_advisory_lock(number))).scalar()
+                if not got:
+                    raise MonitorBusy(f"monitor {name!r} is being run by another process")
+                try:
+                    yield
+                finally:
+                    connection.execute(sa.select(sa.func.pg_advisory_unlock(number)))
+                    connection.commit()
+            return
+        self._take_lock_row(name, owner)
+        try:
+            yield
+        finally:
+            with self._transaction() as connection:
+                connection.execute(
+                    locks.delete().where(locks.c.name == name, locks.c.owner == owner)
+                )
+
+    def _take_lock_row(self, name: str, owner: str) -> None:
+        for _ in range(2):
+            try:
+                with self._transaction() as connection:
+                    connection.execute(
+                        locks.insert().values(name=name, owner=owner, acquired_at=_now())
+                    )
+                return
+            except StoreError as error:
+                if not isinstance(error.__cause__, sa.exc.IntegrityError):
+                    raise
+            with self._transaction() as connection:
+                holder = connection.execute(
+                    sa.select(locks.c.owner).where(locks.c.name == name)
+                ).scalar()
+                if holder is not None and _alive(holder):
+                    raise MonitorBusy(
+                        f"monitor {name!r} is being run by another process ({holder})"
+                    )
+                # The holder died without releasing it: take it over.
+                connection.execute(
+                    locks.delete().where(locks.c.name == name, locks.c.owner == holder)
+                )
+        raise MonitorBusy(f"monitor {name!r} is being run by another process")
+
+    def unfinished_runs(self, monitor: str) -> list[int]:
+        """Runs of ``monitor`` that stored Results but never finished their alert evaluation
+        (their process died): the next run evaluates for them."""
+        with self._connection() as connection:
+            return [
+                int(r)
+                for r in connection.execute(
+                    sa.select(runs.c.id).where(
+                        runs.c.monitor == monitor,
+                        runs.c.status.in_(("running", "written", "error_unevaluated")),
+                    )
+                ).scalars()
+            ]
+
+    def run_log(self, monitor: str | None = None):
+        """Every run (of ``monitor``), oldest first, with its ledger status, as a DataFrame."""
+        import pandas as pd
+
+        query = sa.select(runs).order_by(runs.c.id)
+        if monitor is not None:
+            query = query.where(runs.c.monitor == monitor)
+        with self._connection() as connection:
+            fetched = connection.execute(query).mappings().all()
+        return pd.DataFrame([dict(r) for r in fetched], columns=list(runs.c.keys()))
+
+    def mark_runs(self, run_ids: list[int], status: str) -> None:
+        """Set the status of several runs (the ledger: running → written → ok/alert)."""
+        if not run_ids:
+            return
+        with self._transaction() as connection:
+            connection.execute(
+                runs.update()
+                .where(runs.c.id.in_(run_ids))
+                .values(status=status, finished_at=_now())
+            )
+
     def table(self, name: str):
         """One registry table as a DataFrame: models, baselines, calibrations or monitors."""
         import pandas as pd
@@ -495,8 +654,20 @@ class _Guard:
         return suppressed
 
 
+def _insert_new(connection: sa.Connection) -> Any:
+    """INSERT … ON CONFLICT (key_hash, revision) DO NOTHING, on SQLite and PostgreSQL."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    elif connection.dialect.name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert
+    else:  # another database: a plain insert, the unique index still refuses doubles
+        return results.insert()
+    return insert(results).on_conflict_do_nothing(index_elements=["key_hash", "revision"])
+
+
 def _record(row: Result, run_id: int | None) -> dict[str, Any]:
     record = {name: getattr(row, name) for name in KEY}
+    record["key_hash"] = key_hash(tuple(record[name] for name in KEY))
     record.update(
         value=row.value,
         threshold=row.threshold,
@@ -535,6 +706,20 @@ def _close(a: float | None, b: float | None) -> bool:
     if a is None or b is None:
         return a is None and b is None
     return abs(a - b) <= 1e-3 * max(abs(a), abs(b)) + 1e-12
+
+
+def _alive(owner: str) -> bool:
+    """Whether a lock's owner ("host:pid") still runs; another host's is assumed alive."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _first_line(error: Exception) -> str:
