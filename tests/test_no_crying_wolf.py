@@ -108,3 +108,149 @@ def test_a_constant_column_is_quiet_while_it_stays_constant_and_a_finding_when_i
         "alert",
     ]
     assert [w.drift.column("tag").status for w in history.windows] == ["ok", "ok", "alert", "alert"]
+
+
+def _shifted_k(days: int, seed: int, start="2026-02-10") -> pd.DataFrame:
+    return _log(days, seed=seed, shares=np.array([0.1, 0.2, 0.3, 0.4]), start=start)  # PSI ≈ 1.1
+
+
+def test_drift_in_a_feature_of_little_importance_warns_and_says_why(baseline, calibration):
+    history = check_history(
+        baseline,
+        _shifted_k(3, seed=5),
+        "1D",
+        calibration=calibration,
+        importance={"x": 0.99, "k": 0.01},
+    )
+    for window in history.windows:
+        k = window.drift.column("k")
+        assert k.status == "warn" and k.details["unimportant"]
+        assert "importance 0.01 is below min_importance 0.02" in k.details["reason"]
+        assert window.drift.dataset["drifted_columns"] == []
+        assert window.drift.dataset["unimportant_drift"] == ["k"]
+        assert not window.alert
+        assert window.diagnosis.verdict == "healthy" and "1 warning (k)" in window.diagnosis.summary
+    # The same drift in a feature that matters pages; so does every drift at min_importance 0.
+    key = check_history(
+        baseline,
+        _shifted_k(1, seed=5),
+        "1D",
+        calibration=calibration,
+        importance={"x": 0.5, "k": 0.5},
+    )
+    assert key.windows[0].drift.dataset["drifted_columns"] == ["k"]
+    every = check_history(
+        baseline,
+        _shifted_k(1, seed=5),
+        "1D",
+        calibration=calibration,
+        importance={"x": 0.99, "k": 0.01},
+        min_importance=0.0,
+    )
+    assert every.windows[0].drift.dataset["drifted_columns"] == ["k"]
+
+
+def test_a_performance_fall_beside_an_unimportant_drift_pages_it_and_is_not_blamed_on_it(
+    baseline, calibration
+):
+    from keel.result import Result
+
+    history = check_history(
+        baseline,
+        _shifted_k(1, seed=6),
+        "1D",
+        calibration=calibration,
+        importance={"x": 0.99, "k": 0.01},
+    )
+    window = history.windows[0]
+    fell = Result("performance", None, "roc_auc", 0.51, 0.74, "alert")
+    window.judge_with([fell])
+    k = window.drift.column("k")
+    assert k.status == "alert" and k.details["paged_because"] == (
+        "performance alerts in the same window"
+    )
+    assert window.drift.dataset["drifted_columns"] == ["k"]
+    assert window.diagnosis.verdict == "concept drift"
+    assert window.diagnosis.summary.startswith(
+        "concept drift or drift outside the model's view: roc_auc 0.51 vs 0.74"
+    )
+    assert "k (" in window.diagnosis.summary and "importance 0.01" in window.diagnosis.summary
+    # The verdict stored with the window is the one a status, a report and a notice read.
+    (stored,) = [r for r in window.results() if r.check == "diagnosis"]
+    assert stored.details["verdict"] == "concept drift" and stored.status == "alert"
+
+
+def test_volume_is_judged_against_production_not_the_training_sets_rows(baseline, reference):
+    # Training brought 1,000 rows a day; production brings 3,000, steadily, then one day 900.
+    production = pd.concat(
+        [
+            _log(6, seed=7, rows=3000, start="2026-02-10"),
+            _log(1, seed=8, rows=900, start="2026-02-16"),
+        ]
+    )
+    history = check_history(baseline, production, "1D", reference=reference)
+    volume = [next(r for r in w.quality if r.metric == "volume") for w in history.windows]
+    assert [r.status for r in volume] == ["insufficient_data"] + ["ok"] * 5 + ["alert"]
+    assert "no earlier production window" in volume[0].details["reason"]
+    assert volume[-1].details["expected_rows"] == pytest.approx(3000, rel=0.05)
+    assert [w.diagnosis.verdict for w in history.windows[:6]] == ["healthy"] * 6
+    # A declared rate decides from the first window.
+    declared = check_history(baseline, production, "1D", reference=reference, expected_rows=3000)
+    statuses = [next(r for r in w.quality if r.metric == "volume").status for w in declared.windows]
+    assert statuses == ["ok"] * 6 + ["alert"]
+    # The README's recipe, calibrated on training, no longer calls every window a fault.
+    assert not any(w.diagnosis.verdict == "pipeline fault" for w in declared.windows[:6])
+
+
+def test_a_window_with_an_alerting_quality_check_is_never_healthy(baseline, calibration):
+    window = _log(1, seed=9, start="2026-02-10")
+    window.loc[window.index[:15], "x"] = 4.5  # 1.5% past the reference's largest, 4.16
+    history = check_history(baseline, window, "1D", calibration=calibration)
+    (only,) = history.windows
+    (beyond,) = [r for r in only.quality if r.metric == "out_of_range_share" and r.column == "x"]
+    assert beyond.status == "alert" and not only.drift.dataset["drifted_columns"]
+    assert only.diagnosis.verdict != "healthy"
+
+
+def test_an_alert_no_rule_explains_is_said_so_and_a_warn_is_counted():
+    from keel.diagnosis import diagnose
+    from keel.result import Result
+
+    labels = Result("target_drift", "defaulted", "psi", 0.4, 0.1, "alert")
+    diagnosis = diagnose([labels])
+    assert diagnosis.verdict == "unexplained alert"
+    assert "target drift: psi in defaulted" in diagnosis.summary
+    constant = Result("quality", "x", "constant", 1.0, 0.0, "warn", details={"reason": "r"})
+    assert diagnose([constant]).summary == "healthy: no check alerted; 1 warning (x)"
+
+
+def test_every_drifted_feature_is_named_and_outputs_are_never_inputs():
+    from keel.diagnosis import diagnose
+    from keel.result import Result
+
+    drifted = [
+        Result("feature_drift", f"f{i}", "wasserstein", 0.2 + i / 100, 0.1, "alert")
+        for i in range(8)
+    ]
+    joint = [
+        Result(
+            "multivariate",
+            None,
+            "domain_auc",
+            0.9,
+            0.55,
+            "alert",
+            details={"top_columns": ["score", "f1"]},
+        ),
+        Result("multivariate", None, "reconstruction_error", 3.0, 1.2, "alert"),
+    ]
+    output = Result("prediction_drift", "score", "wasserstein", 0.5, 0.1, "alert")
+    diagnosis = diagnose([*drifted, *joint, output])
+    assert diagnosis.verdict == "data drift"
+    summary = diagnosis.summary
+    for name in ("f7", "f6", "f5", "f4", "f3"):
+        assert f"{name} (" in summary
+    assert "and 3 more (f2, f1, f0)" in summary
+    inputs = [c for c in diagnosis.causes if c["check"] != "prediction_drift"]
+    assert "score" not in {c["column"] for c in inputs}
+    assert summary.endswith("; model outputs moved (score)")

@@ -94,10 +94,15 @@ def test_a_column_gone_constant_warns():
 
 
 def test_volume_alerts_on_an_empty_or_far_off_window():
-    assert volume_check(1000, 1000, 30).status == "ok"
-    assert volume_check(0, 1000, 30).status == "alert"
-    assert volume_check(300, 1000, 30).status == "alert"
-    assert volume_check(2500, 1000, 30).status == "alert"
+    # Judged against production's own recent windows (no longer the training set's rows).
+    recent = [1000.0, 970.0, 1030.0, 1010.0, 990.0]
+    assert volume_check(1000, recent).status == "ok"
+    assert volume_check(0, recent).status == "alert"
+    assert volume_check(300, recent).status == "alert"
+    assert volume_check(2500, recent).status == "alert"
+    assert volume_check(2500, expected_rows=2400).status == "ok"  # a declared rate
+    assert volume_check(0, expected_rows=2400).status == "alert"
+    assert volume_check(1000).status == "insufficient_data"  # nothing to judge it against
 
 
 def test_freshness_alerts_when_the_newest_event_is_early_in_the_window():

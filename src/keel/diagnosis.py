@@ -13,8 +13,13 @@ The rule, in order (the first that holds wins; docs/diagnosis.md explains why):
    did not: a changed model, or an input computed differently upstream in a way
    its distribution does not show.
 4. **concept drift**: realized performance (or a KPI) fell beyond its uncertainty
-   while the inputs are stable (checks ``performance`` and ``kpi``).
-5. **healthy**.
+   while the inputs are stable (checks ``performance`` and ``kpi``), or moved only in
+   features of little importance ("concept drift or drift outside the model's view":
+   a fall is never outranked by drift the model hardly feels). This rule is checked
+   before data drift.
+5. **unexplained alert**: some check alerted and no rule above names a cause. A
+   window with an alerting check is never healthy.
+6. **healthy**: nothing alerted; its warnings are counted in the summary.
 
 >>> from keel.result import Result, readable
 >>> moved = Result(check="feature_drift", column="income", metric="wasserstein", value=0.4,
@@ -40,11 +45,13 @@ VERDICTS = (
     "data drift",
     "prediction drift without feature drift",
     "concept drift",
+    "unexplained alert",
 )
+MIN_IMPORTANCE = 0.02
 PIPELINE_METRICS = frozenset(
     {"missing_share", "nonfinite_count", "unit_change", "volume", "freshness_lag_seconds"}
 )
-INPUT_METRICS = frozenset({"unseen_share", "vanished_categories"})
+INPUT_METRICS = frozenset({"unseen_share", "vanished_categories", "out_of_range_share"})
 PERFORMANCE_CHECKS = frozenset({"performance", "kpi"})
 
 
@@ -79,8 +86,23 @@ class Diagnosis:
         )
 
 
-def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None = None) -> Diagnosis:
-    """The verdict for one window's Results (see the module docstring for the rule)."""
+def diagnose(
+    results: Iterable[Result],
+    importance: Mapping[str, float] | None = None,
+    min_importance: float = MIN_IMPORTANCE,
+) -> Diagnosis:
+    """The verdict for one window's Results (see the module docstring for the rule).
+
+    ``importance`` (feature → weight, normalised here) ranks the drift; without it, each
+    feature drift Result's ``details.importance`` does. A realized performance fall beside
+    drift only in features under ``min_importance`` is not explained by that drift.
+
+    >>> fell = Result("performance", None, "roc_auc", 0.52, 0.7, "alert")
+    >>> idle = Result("feature_drift", "zip", "psi", 0.4, 0.1, "alert")
+    >>> diagnosis = diagnose([fell, idle], {"zip": 0.001, "income": 0.999})
+    >>> diagnosis.verdict, diagnosis.summary.split(";")[0]
+    ('concept drift', "concept drift or drift outside the model's view: roc_auc 0.52 vs 0.7 (-26%)")
+    """
     results = [r for r in results if r.check not in ("diagnosis", "window")]
     alerting = [r for r in results if r.status == "alert"]
     broken = [r for r in alerting if r.check == "quality" and r.metric in PIPELINE_METRICS]
@@ -93,21 +115,37 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             "pipeline fault: " + "; ".join(_describe_fault(r) for r in broken),
             [_cause(r) for r in broken],
         )
+    # The model's outputs (and the target) are never inputs, whatever a check called them.
+    not_inputs = {
+        r.column for r in results if r.check in ("prediction_drift", "target_drift") and r.column
+    }
+    shares = _shares(importance, results)
     inputs = [
-        r
+        _without_outputs(r, not_inputs)
         for r in alerting
-        if r.check in ("feature_drift", "multivariate")
-        or (r.check == "quality" and r.metric in INPUT_METRICS)
-    ]
-    outputs = [r for r in alerting if r.check == "prediction_drift"]
-    if inputs:
-        ranked = _rank(inputs, importance)
-        named = ", ".join(
-            f"{c['column']} ({c['drift']:.1f}× threshold"
-            + (f", importance {c['importance']:.2f})" if c["importance"] is not None else ")")
-            for c in ranked[:5]
-            if c["column"]
+        if (
+            r.check in ("feature_drift", "multivariate")
+            or (r.check == "quality" and r.metric in INPUT_METRICS)
         )
+        and r.column not in not_inputs
+    ]
+    held = [
+        r for r in results if r.status == "warn" and (r.details or {}).get("unimportant")
+    ]  # drift in features of little importance, held back from paging
+    outputs = [r for r in alerting if r.check == "prediction_drift"]
+    performance = [r for r in alerting if r.check in PERFORMANCE_CHECKS]
+    important = [r for r in inputs if not _unimportant(r, shares, min_importance)]
+    if performance and not important and (inputs or held):
+        fallen = ", ".join(_fall(r) for r in performance)
+        idle = _rank([*inputs, *held], shares)
+        summary = (
+            f"concept drift or drift outside the model's view: {fallen}; drift only in "
+            f"features of little importance: {_names(idle)}"
+        )
+        return Diagnosis("concept drift", summary, [_cause(r) for r in performance] + idle)
+    if inputs:
+        ranked = _rank(inputs, shares)
+        named = _names(ranked)
         joint = [r for r in inputs if r.check == "multivariate"]
         summary = f"data drift: {named}" if named else "data drift"
         if joint and not named:
@@ -127,7 +165,6 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             "stable: a changed model, or an input computed differently upstream",
             [_cause(r) for r in outputs],
         )
-    performance = [r for r in alerting if r.check in PERFORMANCE_CHECKS]
     if performance:
         fallen = ", ".join(_fall(r) for r in performance)
         return Diagnosis(
@@ -135,7 +172,100 @@ def diagnose(results: Iterable[Result], importance: Mapping[str, float] | None =
             f"concept drift: {fallen}, with the inputs stable",
             [_cause(r) for r in performance],
         )
+    if alerting:  # a window with any alerting check is never healthy
+        return Diagnosis(
+            "unexplained alert",
+            "unexplained alert: "
+            + "; ".join(_describe_other(r) for r in alerting)
+            + " (no rule names a cause)",
+            [_cause(r) for r in alerting],
+        )
+    warned = sorted({r.column or r.metric for r in results if r.status == "warn"})
+    if warned:
+        return Diagnosis(
+            "healthy",
+            f"healthy: no check alerted; {len(warned)} warning{'s' if len(warned) > 1 else ''} "
+            f"({_listed(warned)})",
+            [],
+        )
     return Diagnosis("healthy", "healthy: no check alerted", [])
+
+
+MAX_NAMED = 5
+
+
+def _names(ranked: list[dict[str, Any]]) -> str:
+    """Every column cause, the first five in full: 'a (3.1× threshold), b (…), and 3 more'."""
+    columns = [c for c in ranked if c["column"]]
+    parts = [
+        f"{c['column']} ({c['drift']:.1f}× threshold"
+        + (f", importance {c['importance']:.2f})" if c["importance"] is not None else ")")
+        if c["check"] != "quality"
+        else f"{c['column']} ({_readable_metric(c)}"
+        + (f", importance {c['importance']:.2f})" if c["importance"] is not None else ")")
+        for c in columns[:MAX_NAMED]
+    ]
+    text = ", ".join(parts)
+    if len(columns) > MAX_NAMED:
+        rest = [c["column"] for c in columns[MAX_NAMED:]]
+        text += f", and {len(rest)} more ({', '.join(rest)})"
+    return text
+
+
+def _readable_metric(cause: dict[str, Any]) -> str:
+    value = cause.get("value")
+    share = (
+        f" {value:.0%}" if isinstance(value, float) and cause["metric"].endswith("share") else ""
+    )
+    return cause["metric"].replace("_", " ") + share
+
+
+def _listed(names: list[str], limit: int = MAX_NAMED) -> str:
+    head = ", ".join(names[:limit])
+    return head + (f", and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _shares(
+    importance: Mapping[str, float] | None, results: list[Result]
+) -> dict[str, float] | None:
+    """Importance as shares summing to 1; else what the drift Results carry."""
+    if importance:
+        weights = {k: max(float(v), 0.0) for k, v in importance.items()}
+        total = sum(weights.values())
+        return {k: v / total for k, v in weights.items()} if total > 0 else None
+    carried = {
+        r.column: float(r.details["importance"])
+        for r in results
+        if r.check == "feature_drift" and r.column and "importance" in (r.details or {})
+    }
+    return carried or None
+
+
+def _unimportant(result: Result, shares: Mapping[str, float] | None, min_importance: float) -> bool:
+    """Drift in features the model hardly uses (unknown importance counts as important)."""
+    if not shares:
+        return False
+    if result.check == "multivariate":
+        involved = (result.details or {}).get("top_columns") or []
+        return bool(involved) and all(shares.get(c, 1.0) < min_importance for c in involved)
+    return result.column in shares and shares[result.column] < min_importance
+
+
+def _without_outputs(result: Result, outputs: set) -> Result:
+    """A multivariate Result whose involved columns name no model output."""
+    involved = (result.details or {}).get("top_columns")
+    if not involved or not outputs.intersection(involved):
+        return result
+    kept = [c for c in involved if c not in outputs]
+    return replace(result, details={**result.details, "top_columns": kept})
+
+
+def _describe_other(result: Result) -> str:
+    if result.check in PERFORMANCE_CHECKS or result.check == "estimated_performance":
+        return f"{result.check.replace('_', ' ')} {_fall(result)}"
+    where = f" in {result.column}" if result.column else ""
+    value = "" if result.value is None else f" {readable(result.value, 3)}"
+    return f"{result.check.replace('_', ' ')}: {result.metric}{where}{value}"
 
 
 def with_estimates(diagnosis: Diagnosis, results: Iterable[Result]) -> Diagnosis:
@@ -173,7 +303,8 @@ def _fall(result: Result) -> str:
 
 
 def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[dict[str, Any]]:
-    """Drift (statistic over threshold) × importance, largest first."""
+    """Drift (statistic over threshold) × importance, largest first; columns before the
+    multivariate checks, which name no column."""
     weights = dict(importance or {})
     total = sum(weights.values()) or 1.0
     causes = []
@@ -192,7 +323,8 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
         key = cause["column"] if cause["column"] is not None else (cause["check"], cause["metric"])
         if key not in strongest or cause["score"] > strongest[key]["score"]:
             strongest[key] = cause
-    return sorted(strongest.values(), key=lambda c: -c["score"])
+    # Named columns first (what a person acts on), then the joint checks' signals.
+    return sorted(strongest.values(), key=lambda c: (c["column"] is None, -c["score"]))
 
 
 def _number(value: Any) -> float | None:

@@ -38,7 +38,7 @@ from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide, compare
 from keel.checks.quality import column_checks, freshness_check, partial_volume, volume_check
 from keel.data import open_source
-from keel.diagnosis import Diagnosis, diagnose, surrogate_importance
+from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
 from keel.errors import ConfigError, DataError
 from keel.result import RESULT_COLUMNS, Result
 from keel.seeds import derive_seed
@@ -57,9 +57,26 @@ class WindowResult:
     diagnosis: Diagnosis | None = None
     partial: bool = False  # the data starts or ends inside the window: never judged on volume
 
+    #: Each feature's share of the importance that paged it (user-given or the surrogate's).
+    importance: dict[str, float] | None = None
+    min_importance: float = 0.02
+
     @property
     def alert(self) -> bool:
         return self.drift.alert or any(r.status == "alert" for r in self.quality)
+
+    def judge_with(self, found: list[Result]) -> None:
+        """Performance Results of this window (realized, estimated, KPIs) join its verdict.
+
+        When realized or estimated performance alerts, the drift held back for low
+        importance pages after all (``escalate``); the diagnosis is made again with them.
+        """
+        falling = [r for r in found if r.status == "alert" and r.check in PAGING_CHECKS]
+        if falling:
+            escalate(self, f"{falling[0].check.replace('_', ' ')} alerts in the same window")
+        self.diagnosis = diagnose(
+            [*_without_diagnosis(self), *found], self.importance, self.min_importance
+        )
 
     def results(self) -> list[Result]:
         checks = [*self.drift.to_results(), *self.quality]
@@ -177,6 +194,9 @@ def check_history(
     data_start: Any = None,
     data_end: Any = None,
     window_keys: list[tuple[str, str]] | None = None,
+    min_importance: float = MIN_IMPORTANCE,
+    expected_rows: float | None = None,
+    recent_rows: list[float] | None = None,
 ) -> History:
     """Run every check on every window of ``data`` (see the module docstring).
 
@@ -198,6 +218,16 @@ def check_history(
     Every random step (each window's row sample, the domain classifier) is seeded from the
     baseline's id, the window's start and its purpose (``keel.seeds``): the same window of the
     same data gets the same answer in every process, whichever windows are checked with it.
+
+    Paging is importance-weighted: a drifted feature whose share of the importance (the
+    user's ``importance``, else the surrogate's) is below ``min_importance`` is ``warn``, not
+    ``alert``, and so is a multivariate alert whose most involved columns all are; realized or
+    estimated performance alerting in the same window pages them after all
+    (``WindowResult.judge_with``). Set ``min_importance=0`` to page on every drift.
+
+    Volume is judged against the production windows before each one (``recent_rows``: the
+    rows of windows checked earlier, oldest first; then this call's own windows) or a declared
+    ``expected_rows`` per window; never against the training set's rows per window.
 
     ``window_keys`` names row windows cut elsewhere (a monitor's, in ingestion order): ``data``
     is their rows, in order, ``window`` rows each, and window i is called
@@ -246,6 +276,7 @@ def check_history(
             piece.start, piece.end = start, end
     reference_side = ProfileSide(baseline.profile, f"baseline {baseline.id}")
     results = []
+    seen_rows = [float(r) for r in recent_rows or []]
     for piece in windows:
         report = compare(
             reference_side,
@@ -265,14 +296,11 @@ def check_history(
         # A partial window (the data ends or starts inside it) is short of rows by
         # construction: volume judges whole windows only; freshness, those the data does not
         # end inside.
-        if calibration is not None and calibration.volume and piece.partial:
-            quality.append(partial_volume(piece.rows, calibration.volume["mean_rows"]))
-        elif calibration is not None and calibration.volume:
-            quality.append(
-                volume_check(
-                    piece.rows, calibration.volume["mean_rows"], calibration.volume["std_rows"]
-                )
-            )
+        if piece.partial:
+            quality.append(partial_volume(piece.rows, expected_rows))
+        else:
+            quality.append(volume_check(piece.rows, seen_rows, expected_rows))
+            seen_rows.append(float(piece.rows))
         if spec.period is not None and timestamp in piece.profile.columns and piece.complete:
             times = piece.profile.columns[timestamp]
             newest = times.maximum if times.count else None
@@ -300,23 +328,157 @@ def check_history(
                 partial=piece.partial,
             )
         )
-    _diagnose(results, baseline, importance)
+    _diagnose(results, baseline, importance, min_importance)
     return History(baseline.id, spec.describe(), results, calibration)
 
 
 def _diagnose(
-    windows: list[WindowResult], baseline: Baseline, importance: dict[str, float] | None
+    windows: list[WindowResult],
+    baseline: Baseline,
+    importance: dict[str, float] | None,
+    min_importance: float = MIN_IMPORTANCE,
 ) -> None:
-    for window in windows:
-        window.diagnosis = diagnose(window.results(), importance)
-    if importance is None and any(w.diagnosis.verdict == "data drift" for w in windows):
+    drifted = any(
+        r.status == "alert" and r.check in ("feature_drift", "multivariate")
+        for w in windows
+        for r in w.results()
+    )
+    if importance is None and drifted:
         # fitted only when something drifted, once per baseline in a process
         importance = fitted_once(  # and beside the baseline file: once per baseline
             baseline, "importance", lambda b: b.kept_beside("importance", baseline_importance)
         )
-        for window in windows:
-            if window.diagnosis.verdict == "data drift":
-                window.diagnosis = diagnose(_without_diagnosis(window), importance)
+    shares = importance_shares(importance, [c.name for c in baseline.schema.features])
+    for window in windows:
+        window.importance, window.min_importance = shares, min_importance
+        if shares:
+            page_by_importance(window, shares, min_importance)
+        window.diagnosis = diagnose(window.results(), shares, min_importance)
+
+
+def importance_shares(
+    importance: dict[str, float] | None, features: list[str]
+) -> dict[str, float] | None:
+    """Each feature's share of the total importance (the weights normalised to sum to 1).
+
+    >>> importance_shares({"income": 3.0, "zip": 0.0, "age": 1.0}, ["income", "zip", "age"])
+    {'income': 0.75, 'zip': 0.0, 'age': 0.25}
+    """
+    if not importance:
+        return None
+    weights = {
+        k: max(float(v), 0.0) for k, v in importance.items() if k in set(features) or not features
+    }
+    total = sum(weights.values())
+    if total <= 0:
+        return None
+    return {k: v / total for k, v in weights.items()}
+
+
+def page_by_importance(
+    window: WindowResult, shares: dict[str, float], min_importance: float
+) -> None:
+    """Drift in features the model hardly uses is a ``warn`` that says so, not an alert.
+
+    Every feature's importance share goes in its details; a drifted feature under
+    ``min_importance`` loses its alert (``details.unimportant``), and so does a multivariate
+    alert whose involved columns are all under it. ``escalate`` undoes it.
+    """
+    report = window.drift
+    for column in report.columns:
+        if column.check != "feature_drift" or column.column not in shares:
+            continue
+        weight = shares[column.column]
+        column.details["importance"] = weight
+        if column.drift and weight < min_importance:
+            column.drift, column.status = False, "warn"
+            column.details["unimportant"] = True
+            column.details["reason"] = (
+                f"drifted, but its importance {weight:.2f} is below min_importance "
+                f"{min_importance:g}: a warning unless performance alerts in the same window"
+            )
+    for index, result in enumerate(window.quality):
+        involved = (result.details or {}).get("top_columns") or []
+        if (
+            result.check == "multivariate"
+            and result.status == "alert"
+            and involved
+            and all(shares.get(c, 1.0) < min_importance for c in involved)
+        ):
+            window.quality[index] = replace(
+                result,
+                status="warn",
+                details={
+                    **result.details,
+                    "unimportant": True,
+                    "reason": (
+                        f"the columns involved ({', '.join(involved)}) all have importance "
+                        f"below min_importance {min_importance:g}: a warning unless "
+                        "performance alerts in the same window"
+                    ),
+                },
+            )
+    _recount(report)
+
+
+def escalate(window: WindowResult, reason: str) -> None:
+    """Drift held back for low importance pages after all, saying why (``paged_because``)."""
+    for column in window.drift.columns:
+        if column.details.pop("unimportant", False):
+            column.drift, column.status = True, "alert"
+            column.details.pop("reason", None)
+            column.details["paged_because"] = reason
+    for index, result in enumerate(window.quality):
+        details = dict(result.details or {})
+        if details.pop("unimportant", False):
+            details.pop("reason", None)
+            window.quality[index] = replace(
+                result, status="alert", details={**details, "paged_because": reason}
+            )
+    _recount(window.drift)
+
+
+PAGING_CHECKS = ("performance", "estimated_performance")
+
+
+def judge_stored(
+    stored: list[Result], found: list[Result], min_importance: float = MIN_IMPORTANCE
+) -> tuple[list[Result], Diagnosis]:
+    """A window checked before, judged again with its performance Results (labels came).
+
+    Drift held back for low importance (``details.unimportant``) pages when realized or
+    estimated performance alerts; the verdict is made again from every Result.
+
+    >>> held = Result("feature_drift", "zip", "psi", 0.4, 0.1, "warn",
+    ...               details={"unimportant": True, "importance": 0.0})
+    >>> fell = Result("performance", None, "roc_auc", 0.52, 0.7, "alert")
+    >>> results, diagnosis = judge_stored([held], [fell])
+    >>> results[0].status, results[0].details["paged_because"], diagnosis.verdict
+    ('alert', 'performance alerts in the same window', 'concept drift')
+    """
+    falling = [r for r in found if r.status == "alert" and r.check in PAGING_CHECKS]
+    if falling:
+        reason = f"{falling[0].check.replace('_', ' ')} alerts in the same window"
+        stored = [_paged(r, reason) if (r.details or {}).get("unimportant") else r for r in stored]
+    return stored, diagnose([*stored, *found], None, min_importance)
+
+
+def _paged(result: Result, reason: str) -> Result:
+    details = {k: v for k, v in result.details.items() if k not in ("unimportant", "reason")}
+    return replace(result, status="alert", details={**details, "paged_because": reason})
+
+
+def _recount(report: DriftReport) -> None:
+    dataset = report.dataset
+    drifted = [c.column for c in report.columns if c.drift and c.check == "feature_drift"]
+    held = [c.column for c in report.columns if c.details.get("unimportant") and c.status == "warn"]
+    dataset["drifted_columns"], dataset["drift"] = drifted, bool(drifted)
+    dataset["unimportant_drift"] = held
+    dataset["alert"] = bool(
+        drifted or dataset["prediction_drift"] or dataset["target_drift"]
+    ) or any(f["level"] == "alert" for f in dataset["findings"])
+    checked = dataset.get("columns_checked") or 0
+    dataset["share_drifted"] = len(drifted) / checked if checked else 0.0
 
 
 _FITTED: dict[tuple[str, str], Any] = {}

@@ -21,10 +21,12 @@ default that a person can reason about:
   were expected.
 * ``constant``: a column with a single value in a window of at least 30
   values, where the reference had several (warn).
-* ``volume``: rows in the window against the reference's rows per window
-  (needs a Calibration): alert outside mean ± max(4 standard deviations,
-  half the mean); an empty window always alerts. A partial window (the data
-  starts or ends inside it) is never judged on volume: ``insufficient_data``.
+* ``volume``: rows in the window against production's own recent windows
+  (their median and median absolute deviation) or a declared expected rate,
+  never the training set's rows per window: alert outside expected ±
+  max(4 spreads, half of expected); an empty window alerts. A partial window
+  (the data starts or ends inside it) is never judged on volume:
+  ``insufficient_data``.
 * ``freshness_lag_seconds``: time from the newest event in the window to the
   window's end; alert when the newest event leaves more than half the window
   uncovered.
@@ -92,21 +94,64 @@ def column_checks(name: str, kind: str, reference: Any, window: Any) -> list[Res
     return results
 
 
-def volume_check(rows: int, mean_rows: float, std_rows: float) -> Result:
-    allowed = max(4 * std_rows, 0.5 * mean_rows)
-    low, high = mean_rows - allowed, mean_rows + allowed
-    status = "alert" if rows == 0 or not low <= rows <= high else "ok"
+#: How many earlier production windows set a window's expected volume.
+RECENT_WINDOWS = 8
+
+
+def volume_check(
+    rows: int, recent: list[float] | None = None, expected_rows: float | None = None
+) -> Result:
+    """A window's rows against production's own recent windows, or a declared rate.
+
+    ``expected_rows`` (declared: ``expected_rows_per_window`` in ``keel.yaml``) wins;
+    otherwise the median of the last ``RECENT_WINDOWS`` whole windows, with a spread of
+    1.4826 × their median absolute deviation (three windows or more). Alert outside
+    expected ± max(4 spreads, half of expected); an empty window alerts whenever rows were
+    expected. Never the training set's rows per window: a training set says nothing about
+    the rate at which production arrives.
+
+    >>> volume_check(1000, [980.0, 1010.0, 1005.0, 995.0]).status
+    'ok'
+    >>> volume_check(300, [980.0, 1010.0, 1005.0, 995.0]).status
+    'alert'
+    >>> volume_check(300, expected_rows=320).status, volume_check(300).status
+    ('ok', 'insufficient_data')
+    """
+    recent = [float(r) for r in (recent or [])][-RECENT_WINDOWS:]
+    if expected_rows is not None:
+        expected, spread = float(expected_rows), float(np.sqrt(max(expected_rows, 0.0)))
+        basis = "declared expected_rows_per_window"
+    elif recent:
+        expected = float(np.median(recent))
+        deviation = float(np.median(np.abs(np.array(recent) - expected)))
+        spread = 1.4826 * deviation if len(recent) >= 3 else 0.0
+        basis = f"the median of the {len(recent)} production windows before it"
+    else:
+        return _result(
+            "volume",
+            None,
+            float(rows),
+            None,
+            "insufficient_data",
+            {
+                "reason": "no earlier production window and no expected_rows_per_window "
+                "to judge its volume against"
+            },
+        )
+    allowed = max(4 * spread, 0.5 * expected)
+    low, high = expected - allowed, expected + allowed
+    status = "alert" if (rows == 0 and expected > 0) or not low <= rows <= high else "ok"
     return _result(
         "volume",
         None,
         float(rows),
-        high if rows > mean_rows else low,
+        high if rows > expected else low,
         status,
-        {"expected_rows": mean_rows, "allowed_deviation": allowed},
+        {"expected_rows": expected, "allowed_deviation": allowed, "basis": basis},
     )
 
 
-def partial_volume(rows: int, mean_rows: float) -> Result:
+def partial_volume(rows: int, expected_rows: float | None = None) -> Result:
     """The volume of a partial window (the data starts or ends inside it): not judged."""
     return _result(
         "volume",
@@ -115,7 +160,7 @@ def partial_volume(rows: int, mean_rows: float) -> Result:
         None,
         "insufficient_data",
         {
-            "expected_rows": mean_rows,
+            "expected_rows": expected_rows,
             "partial": True,
             "reason": "the data starts or ends inside this window: its volume is not judged",
         },

@@ -139,6 +139,10 @@ class MonitorConfig(BaseModel):
     logs: str | None = None
     schedule: str = "*/15 * * * *"
     importance: dict[str, float] | None = None
+    #: A drifted feature under this share of the importance warns instead of alerting.
+    min_importance: float = Field(default=0.02, ge=0, le=1)
+    #: Rows a whole window is expected to bring; else production's own recent windows decide.
+    expected_rows_per_window: float | None = Field(default=None, gt=0)
     performance: PerformanceConfig | None = None
     kpis: list[KpiConfig] = Field(default_factory=list)
     segments: list[SegmentConfig] = Field(default_factory=list)
