@@ -118,3 +118,37 @@ def test_an_empty_window_is_insufficient_data_not_an_error():
     empty = Profile.empty(schema)
     results = column_checks("v", "numeric", reference.columns["v"], empty.columns["v"])
     assert [r.status for r in results] == ["insufficient_data"]
+
+
+def test_a_share_alert_needs_an_excess_of_several_rows_not_one_row_in_a_small_window():
+    reference = pd.DataFrame({"c": rng.choice(["a", "b"], 10_000), "v": rng.normal(size=10_000)})
+    small = pd.DataFrame({"c": ["a", "b"] * 40, "v": rng.normal(size=80)})
+    one_new = small.copy()
+    one_new.loc[0, "c"], one_new.loc[0, "v"] = "z", 99.0  # 1 of 80 rows: 1.25%, over 1%
+    unseen = _check(reference, one_new, "c", "unseen_share")
+    beyond = _check(reference, one_new, "v", "out_of_range_share")
+    assert unseen.value > 0.01 and unseen.status == "ok"
+    assert beyond.value > 0.01 and beyond.status == "ok"
+    assert unseen.details["min_excess_rows"] == 3
+    three_new = small.copy()
+    three_new.loc[:2, "c"], three_new.loc[:2, "v"] = "z", 99.0
+    assert _check(reference, three_new, "c", "unseen_share").status == "alert"
+    assert _check(reference, three_new, "v", "out_of_range_share").status == "alert"
+    with_nulls = small.copy()
+    with_nulls.loc[:1, "v"] = None  # 2 of 80 missing: 2.5%, over 2 points, but 2 rows
+    assert _check(reference, with_nulls, "v", "missing_share").status == "ok"
+
+
+def test_a_model_outputs_new_values_are_a_prediction_drift_warning_not_a_quality_alert():
+    from keel.baseline import Baseline
+    from keel.history import check_history
+
+    reference = pd.DataFrame({"x": rng.normal(size=4000), "label": rng.choice(["yes", "no"], 4000)})
+    current = pd.DataFrame({"x": rng.normal(size=1000), "label": ["maybe"] * 1000})
+    baseline = Baseline.from_data(reference, prediction="label", sample_size=0)
+    (window,) = check_history(baseline, current, window="1000rows").windows
+    findings = [r for r in window.quality if r.column == "label" and r.metric == "unseen_share"]
+    assert [(r.check, r.status) for r in findings] == [("prediction_drift", "warn")]
+    assert "a model output" in findings[0].details["reason"]
+    assert not any(r.check == "quality" and r.status == "alert" for r in window.quality)
+    assert window.diagnosis.verdict != "pipeline fault"

@@ -36,7 +36,13 @@ import pyarrow as pa
 from keel.baseline import Baseline
 from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide, compare
-from keel.checks.quality import column_checks, freshness_check, partial_volume, volume_check
+from keel.checks.quality import (
+    as_output_findings,
+    column_checks,
+    freshness_check,
+    partial_volume,
+    volume_check,
+)
 from keel.data import open_source
 from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
 from keel.errors import ConfigError, DataError
@@ -292,7 +298,10 @@ def check_history(
                 continue
             if spec_column.role in ("id", "timestamp", "ignored"):
                 continue
-            quality.extend(column_checks(name, spec_column.kind, mine, theirs))
+            found = column_checks(name, spec_column.kind, mine, theirs)
+            if spec_column.role in ("prediction", "score"):
+                found = as_output_findings(found)
+            quality.extend(found)
         # A partial window (the data ends or starts inside it) is short of rows by
         # construction: volume judges whole windows only; freshness, those the data does not
         # end inside.

@@ -16,7 +16,13 @@ default that a person can reason about:
   ≥ 10^1.5 (≈ 32×) or ≤ 10^-1.5, and name the power of ten (a likely unit
   change: cents for euros, grams for kilograms).
 * ``unseen_share``: share of rows in categories the reference never had;
-  alert above 1%, listing the new values. ``vanished_categories``: categories
+  alert above 1%, listing the new values.
+* Every share-based alert (``missing_share``, ``out_of_range_share``,
+  ``unseen_share``) also needs an excess over the reference's own rate of at
+  least max(3 rows, 3 binomial standard errors): one row in a small window is
+  not a data-quality failure. On a prediction or score column, unseen, vanished
+  and out-of-range values are ``prediction_drift`` findings (``warn``), never
+  quality alerts (``as_output_findings``). ``vanished_categories``: categories
   the reference had at ≥ 1% that are absent though at least 5 rows of each
   were expected.
 * ``constant``: a column with a single value in a window of at least 30
@@ -42,6 +48,7 @@ default that a person can reason about:
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -189,12 +196,13 @@ def _missing(name: str, reference: Any, window: Any) -> Result:
     share = window.missing / window.rows
     noise = 3 * np.sqrt(reference_share * (1 - reference_share) / window.rows)
     threshold = reference_share + max(0.02, noise)
-    return _result(
+    return _share_result(
         "missing_share",
         name,
         share,
         threshold,
-        "alert" if share > threshold else "ok",
+        reference_share,
+        window.rows,
         {"reference_share": reference_share, "missing": window.missing},
     )
 
@@ -227,12 +235,15 @@ def _out_of_range(
     at_or_below_max = cdf_at(sample.values, sample.weights, np.array([reference.maximum]))[0]
     share = float(below + (1 - at_or_below_max))
     threshold = max(0.01, 10 / reference.count)
-    return _result(
+    # A fresh value of a continuous column lands outside n reference values' range with
+    # probability 2/(n + 1): the reference's own rate.
+    return _share_result(
         "out_of_range_share",
         name,
         share,
         threshold,
-        "alert" if share > threshold else "ok",
+        2 / (reference.count + 1),
+        window.count,
         {
             "reference_min": reference.minimum,
             "reference_max": reference.maximum,
@@ -275,12 +286,13 @@ def _categories(name: str, reference: CategoricalProfile, window: CategoricalPro
     unseen_share = sum(unseen.values()) / window.count
     listed = sorted(unseen, key=lambda value: -unseen[value])[:10]
     results = [
-        _result(
+        _share_result(
             "unseen_share",
             name,
             unseen_share,
             UNSEEN_SHARE,
-            "alert" if unseen_share > UNSEEN_SHARE else "ok",
+            0.0,
+            window.count,
             {"new_values": listed, "new_value_count": len(unseen)},
         )
     ]
@@ -308,9 +320,82 @@ def _constant(name: str, reference_varies: bool, count: int, window_constant: bo
     if count < 30:
         return []
     constant = bool(reference_varies and window_constant)
+    reason = {"reason": f"one value in all {count:,} rows; the reference had several"}
     return [
-        _result("constant", name, 1.0 if constant else 0.0, 0.0, "warn" if constant else "ok", {})
+        _result(
+            "constant",
+            name,
+            1.0 if constant else 0.0,
+            0.0,
+            "warn" if constant else "ok",
+            reason if constant else {},
+        )
     ]
+
+
+#: Quality metrics that, on a model output, are prediction drift findings.
+OUTPUT_FINDINGS = frozenset({"unseen_share", "vanished_categories", "out_of_range_share"})
+
+
+def as_output_findings(results: list[Result]) -> list[Result]:
+    """A prediction or score column's unseen, vanished or out-of-range values are the model
+    speaking differently, not broken data: ``prediction_drift`` findings, ``warn`` at most.
+
+    >>> new = Result("quality", "label", "unseen_share", 0.2, 0.01, "alert")
+    >>> (finding,) = as_output_findings([new])
+    >>> finding.check, finding.status, finding.details["reason"].split(":")[0]
+    ('prediction_drift', 'warn', 'a model output')
+    """
+    out = []
+    for result in results:
+        if result.metric not in OUTPUT_FINDINGS:
+            out.append(result)
+            continue
+        details = dict(result.details or {})
+        status = result.status
+        if status == "alert":
+            status = "warn"
+            kind = {
+                "unseen_share": "new values",
+                "vanished_categories": "vanished values",
+                "out_of_range_share": "values outside the reference's range",
+            }[result.metric]
+            details["reason"] = (
+                f"a model output: its {kind} are prediction drift, not a data-quality failure"
+            )
+        out.append(replace(result, check="prediction_drift", status=status, details=details))
+    return out
+
+
+def _share_result(
+    metric: str,
+    column: str,
+    share: float,
+    threshold: float,
+    reference_rate: float,
+    rows: int,
+    details: dict,
+) -> Result:
+    """A share-based alert needs its share above the limit **and** an excess over the
+    reference's own rate of at least max(3 rows, 3 binomial standard errors): one row in a
+    window of under 100 is not a data-quality failure.
+
+    >>> _share_result("unseen_share", "c", 1 / 80, 0.01, 0.0, 80, {}).status
+    'ok'
+    >>> _share_result("unseen_share", "c", 3 / 80, 0.01, 0.0, 80, {}).status
+    'alert'
+    """
+    excess = share * rows - round(reference_rate * rows)  # rows beyond the expected count
+    needed = max(3.0, 3 * float(np.sqrt(rows * reference_rate * (1 - reference_rate))))
+    alert = share > threshold and excess >= needed - 1e-9
+    return _result(
+        metric,
+        column,
+        share,
+        threshold,
+        "alert" if alert else "ok",
+        {**details, "excess_rows": float(excess), "min_excess_rows": needed},
+    )
 
 
 def _result(
