@@ -83,3 +83,29 @@ def test_an_all_categorical_table_is_encoded_and_checked():
     same = pd.DataFrame({"a": rng.choice(list("xyz"), 1000), "b": rng.choice(list("pq"), 1000)})
     assert model.domain_classifier(same).status == "ok"
     assert model.reconstruction(same).status in ("ok", "alert")  # computed, not insufficient
+
+
+def _near_equal_levels(rows: int, seed: int, unseen: float = 0.0) -> pd.DataFrame:
+    """x and y correlated; z noise; k with four levels of near-equal shares (a tiny s.d.)."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=rows)
+    k = rng.choice(["a", "b", "c", "d"], rows, p=[0.252, 0.249, 0.25, 0.249])
+    k[: int(unseen * rows)] = "zz"  # a level the reference never had
+    return pd.DataFrame(
+        {"x": x, "y": x + rng.normal(scale=0.5, size=rows), "z": rng.normal(size=rows), "k": k}
+    )
+
+
+def test_a_rare_unseen_category_does_not_make_the_reconstruction_error_alert():
+    from dataclasses import replace
+
+    model = MultivariateReference.fit(_near_equal_levels(10_000, seed=1), seed=0)
+    windows = [_near_equal_levels(2000, seed=10 + s, unseen=0.005) for s in range(5)]
+    assert [model.reconstruction(w, tail=0.001).status for w in windows] == ["ok"] * 5
+    # Unclipped frequency codes (the old encoding): the same 0.5% of rows alerts every window.
+    unclipped = replace(model, low=None, high=None)
+    assert [unclipped.reconstruction(w, tail=0.001).status for w in windows] == ["alert"] * 5
+    # A broken correlation still alerts with the categories encoded this way.
+    broken = _near_equal_levels(2000, seed=30)
+    broken["y"] = np.random.default_rng(31).permutation(broken["y"].to_numpy())
+    assert model.reconstruction(broken, tail=0.001).status == "alert"

@@ -3,7 +3,12 @@
 Two checks on bounded samples of rows (the baseline's reference sample and a
 window's sample), over the feature columns, numeric ones standardized on the
 reference and categorical ones encoded by their reference frequency (an
-unseen category becomes 0):
+unseen category becomes 0). For the reconstruction error a category's
+standardized code is clipped to the reference's range of codes: a column
+whose levels have near-equal shares has a tiny standard deviation, and an
+unseen level (code 0) would otherwise land hundreds of deviations away and
+dominate the error of the whole window. Rare and unseen categories are the
+quality check's business (``unseen_share``), not a reconstruction outlier.
 
 * **Domain classifier.** A gradient-boosting classifier (scikit-learn's
   HistGradientBoostingClassifier, 40 trees of depth 3) learns to tell
@@ -118,6 +123,10 @@ class MultivariateReference:
     null_std: float
     null_column_errors: np.ndarray
     null_rows: int
+    #: Per encoded column, the reference's standardized range: a category's code is clipped
+    #: to it (numeric columns: unbounded), so a rare or unseen level cannot dominate.
+    low: np.ndarray | None = None
+    high: np.ndarray | None = None
 
     @classmethod
     @with_limited_threads
@@ -134,6 +143,7 @@ class MultivariateReference:
         center, scale = matrix.mean(axis=0), matrix.std(axis=0)
         scale[scale == 0] = 1.0
         standardized = (matrix - center) / scale
+        low, high = _category_bounds(encoder, standardized)
         order = np.random.default_rng(seed).permutation(len(standardized))
         half = len(order) // 2
         fit_rows, null_rows = standardized[order[:half]], standardized[order[half:]]
@@ -151,10 +161,15 @@ class MultivariateReference:
             float(errors.std(ddof=1)),
             residuals.mean(axis=0),
             len(errors),
+            low,
+            high,
         )
 
     def _standardize(self, table: Any) -> np.ndarray:
-        return (self.encoder.transform(_table(table)) - self.center) / self.scale
+        rows = (self.encoder.transform(_table(table)) - self.center) / self.scale
+        if self.low is None or self.high is None:
+            return rows
+        return np.clip(rows, self.low, self.high)
 
     @with_limited_threads
     def reconstruction(self, window: Any, tail: float = 0.001) -> Result:
@@ -250,6 +265,18 @@ class MultivariateReference:
                 "top_columns": top,
             },
         )
+
+
+def _category_bounds(encoder: Encoder, standardized: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The reference's range of each categorical column's standardized code; numeric
+    columns are unbounded (a numeric value far outside is a real outlier)."""
+    low = np.full(standardized.shape[1], -np.inf)
+    high = np.full(standardized.shape[1], np.inf)
+    first = len(encoder.numeric)
+    if len(standardized) and standardized.shape[1] > first:
+        low[first:] = standardized[:, first:].min(axis=0)
+        high[first:] = standardized[:, first:].max(axis=0)
+    return low, high
 
 
 def _insufficient(metric: str, rows: int, columns: int) -> Result:
