@@ -310,3 +310,15 @@ def test_a_column_in_both_logs_is_the_label_logs(tmp_path):
     assert joined.column_names.count("label") == 1
     labels = dict(zip(joined["request_id"].to_pylist(), joined["label"].to_pylist(), strict=True))
     assert labels == {"r0": 1, "r1": None}
+
+
+def test_a_request_repeated_in_one_ingest_resolves_to_its_last_copy_every_read(tmp_path):
+    rows = _records(50)
+    repeated = [dict(r, x=1000.0 + i) for i, r in enumerate(_records(5) * 3)]  # r0..r4 ×3
+    with LogWriter(tmp_path, "predictions", "loans") as log:
+        log.append(pd.DataFrame(rows + repeated))  # one flush: one ingestion instant
+    reads = [read_log(tmp_path, "predictions", "loans", latest_per_request=True) for _ in range(5)]
+    assert all(r.equals(reads[0]) for r in reads)
+    by_id = dict(zip(reads[0]["request_id"].to_pylist(), reads[0]["x"].to_pylist(), strict=True))
+    assert [by_id[f"r{i}"] for i in range(5)] == [1010.0, 1011.0, 1012.0, 1013.0, 1014.0]
+    assert reads[0].num_rows == 50

@@ -42,6 +42,19 @@ _DUPLICATES = b"keel_duplicates_dropped"
 _DUPLICATE_LABELS = b"keel_duplicate_labels"
 
 
+#: Read options that also give each row's file and position: the tie-break below.
+ORDERED = (
+    "union_by_name = true, hive_partitioning = false, filename = '_keel_file', "
+    "file_row_number = true"
+)
+#: The latest record per request id: the last ingested; among records ingested at the same
+#: instant (one flush), the later file, then the later row: the same answer every read.
+LATEST = (
+    "QUALIFY row_number() OVER (PARTITION BY request_id "
+    "ORDER BY _ingested_at DESC, _keel_file DESC, file_row_number DESC) = 1"
+)
+
+
 def log_files(
     root: str | Path,
     kind: str,
@@ -83,11 +96,7 @@ def read_log(
     files = log_files(root, kind, model, start, end)
     if not files:
         return pa.table({})
-    latest = (
-        "QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1"
-        if latest_per_request
-        else ""
-    )
+    latest = LATEST if latest_per_request else ""
     count = (
         ", count(*) OVER (PARTITION BY request_id) AS _keel_copies" if latest_per_request else ""
     )
@@ -95,7 +104,8 @@ def read_log(
         count += ", min(_ingested_at) OVER (PARTITION BY request_id) AS _first_ingested_at"
     table = _query(
         f"""
-        SELECT *{count} FROM read_parquet($files, union_by_name = true, hive_partitioning = false)
+        SELECT * EXCLUDE (_keel_file, file_row_number){count}
+        FROM read_parquet($files, {ORDERED})
         WHERE event_time IS NOT NULL {_time_filter(start, end)}
         {latest}
         ORDER BY event_time, request_id
@@ -155,20 +165,21 @@ def read_labelled(
 
     label_columns = {name for file in labels for name in pq.read_schema(file).names}
     both = sorted(label_columns - {"request_id", "event_time", "_ingested_at"})
-    kept = (  # every prediction column but those the label log also has
-        f"COLUMNS(lambda c: c NOT IN ({', '.join(_literal(c) for c in both)}))" if both else "*"
+    hidden = [*both, "_keel_file", "file_row_number"]  # the label log's, and the tie-break's
+    kept = (  # every prediction column but those
+        f"COLUMNS(lambda c: c NOT IN ({', '.join(_literal(c) for c in hidden)}))"
     )
     table = _query(
         f"""
         WITH p AS (
-            SELECT {kept}{first} FROM read_parquet($predictions, union_by_name = true,
-                                       hive_partitioning = false)
+            SELECT {kept}{first} FROM read_parquet($predictions, {ORDERED})
             WHERE event_time IS NOT NULL {_time_filter(start, end)}
-            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+            {LATEST}
         ), l AS (
-            SELECT * RENAME (event_time AS label_time, _ingested_at AS _label_ingested_at)
-            FROM read_parquet($labels, union_by_name = true, hive_partitioning = false)
-            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+            SELECT * EXCLUDE (_keel_file, file_row_number)
+                RENAME (event_time AS label_time, _ingested_at AS _label_ingested_at)
+            FROM read_parquet($labels, {ORDERED})
+            {LATEST}
         )
         SELECT p.*, l.* EXCLUDE (request_id)
         FROM p LEFT JOIN l USING (request_id)
@@ -256,9 +267,9 @@ def window_summaries(
         f"""
         WITH p AS (
             SELECT request_id, event_time, _ingested_at
-            FROM read_parquet($predictions, union_by_name = true, hive_partitioning = false)
+            FROM read_parquet($predictions, {ORDERED})
             WHERE event_time IS NOT NULL {_time_filter(start, end)}
-            QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC) = 1
+            {LATEST}
         )
         SELECT (epoch_us(event_time) // {size_us}) AS k, count(*) AS rows,
                max(epoch_us(_ingested_at)) AS newest{label_columns}
