@@ -57,6 +57,7 @@ from keel.errors import ConfigError, DataError, KeelError, SchemaError
 from keel.store.wal import (
     ARROW_REJECTED,
     ARROW_ROWS,
+    MAGIC,
     FileIO,
     Segment,
     arrow_frame,
@@ -122,6 +123,7 @@ class LogWriter:
                 f"{wal_folder(self.root, kind, model)}: cannot recover the log "
                 f"({error.strerror or error})"
             ) from error
+        _warm_exit_path()
         _WRITERS.add(self)
 
     @property
@@ -525,6 +527,34 @@ def _write_atomically(table: pa.Table, path: Path) -> None:
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_WARMED = False
+
+
+def _warm_exit_path() -> None:
+    """Run compaction once in memory when the first writer registers, so that everything it
+    imports lazily (pyarrow's pandas shim imports pandas, which starts thread pools) is
+    imported now: at interpreter exit, a first import can fail ("can't register atexit
+    after shutdown")."""
+    global _WARMED
+    if _WARMED:
+        return
+    import concurrent.futures.thread  # noqa: F401 - registers its exit hook now, not at exit
+
+    from keel.store.wal import _by_day, decode, read_frames
+
+    sample = {"request_id": "r", "event_time": datetime(2026, 1, 1), "x": 1.0}
+    frames, _, _ = encode_records([sample, {"request_id": None}], "m")
+    accepted, rejected = decode(read_frames(MAGIC + frames)[0])
+    for table in (
+        accepted,
+        rejected,
+        _check(_stamp(accepted.drop_columns(["_ingested_at"])), "m")[0],
+    ):
+        for _, part in _by_day(table):
+            parquet_bytes(part)
+    _WARMED = True
 
 
 @atexit.register

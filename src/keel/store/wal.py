@@ -101,6 +101,10 @@ class FileIO:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return fd
 
+    def open_new(self, path: Path) -> int:
+        """A file opened for writing from its start (created, or emptied)."""
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+
     def open_locked(self, path: Path) -> int | None:
         """An existing file opened and locked, or None when a live writer holds it."""
         try:
@@ -154,14 +158,17 @@ class FileIO:
             missing.append(folder)
             folder = folder.parent
         for new in reversed(missing):
-            with contextlib.suppress(FileExistsError):
-                os.mkdir(new)
+            self.mkdir(new)
             self.fsync_dir(new.parent)
+
+    def mkdir(self, folder: Path) -> None:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder)
 
     def write_file(self, path: Path, data: bytes) -> None:
         """Write a whole file durably: hidden name, fsync, rename, fsync of the folder."""
         temporary = path.with_name(f".{path.name}.tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = self.open_new(temporary)
         try:
             self.write(fd, data)
             self.fsync(fd)
