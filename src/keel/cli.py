@@ -66,6 +66,8 @@ def monitor_run(
             out.print(f"{monitor.name}: skipped: {busy}")
             continue
         alerting |= bool(outcome["alerting"])
+        for warning in outcome.get("warnings", []):
+            err.print(f"[yellow]warning:[/] {monitor.name}: {warning}", highlight=False)
         out.print(
             f"{monitor.name}: {outcome['windows']} closed windows checked, "
             f"{outcome['written']:,} results stored ({outcome.get('unchanged', 0):,} "

@@ -133,7 +133,9 @@ def stable_names() -> dict[str, set[str]]:
             "label_latency_p90_seconds",
             "labelled_subset_shift",
             "hours_since_last_label",
+            "label_column_missing",
         },
+        "monitor": {"records_in_log"},  # a monitor that watches nothing says so
         "kpi": {"value", "value_per_1000"},  # and each monitor's own KPI names
         "window": {"rows", "newest_ingestion", "labels", "newest_label_ingestion"},
     }

@@ -214,6 +214,15 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         raise ConfigError(f"{source}: not valid YAML ({error})") from error
     if not isinstance(payload, dict) or not isinstance(payload.get("monitors"), list):
         raise ConfigError(f"{source}: expected a top-level 'monitors:' list")
+    _refuse_repeated_keys(document, source)
+    unknown = sorted(set(payload) - TOP_LEVEL_KEYS)
+    if unknown:
+        line = next(k.start_mark.line + 1 for k, _ in document.value if k.value == unknown[0])
+        where = f" (line {line})"
+        raise ConfigError(
+            f"{source}{where}: unknown top-level key {unknown[0]!r}; "
+            f"keel.yaml has {', '.join(sorted(TOP_LEVEL_KEYS))}"
+        )
     channels: dict[str, ChannelConfig] = {}
     for index, entry in enumerate(payload.get("channels") or []):
         try:
@@ -250,6 +259,34 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         names.add(monitor.name)
         monitors.append(monitor)
     return monitors
+
+
+TOP_LEVEL_KEYS = {"monitors", "channels"}
+
+
+def _refuse_repeated_keys(node: Any, source: str) -> None:
+    r"""YAML keeps the last of two equal keys without a word; keel.yaml refuses them.
+
+    >>> import yaml
+    >>> _refuse_repeated_keys(yaml.compose("a: 1\nb: {c: 1, c: 2}\n"), "keel.yaml")
+    Traceback (most recent call last):
+    ...
+    keel.errors.ConfigError: keel.yaml (line 2): key 'c' is given twice (first on line 2)
+    """
+    if isinstance(node, yaml.MappingNode):
+        first: dict[str, int] = {}
+        for key, value in node.value:
+            name = str(key.value)
+            if name in first:
+                raise ConfigError(
+                    f"{source} (line {key.start_mark.line + 1}): key {name!r} is given twice "
+                    f"(first on line {first[name]})"
+                )
+            first[name] = key.start_mark.line + 1
+            _refuse_repeated_keys(value, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _refuse_repeated_keys(item, source)
 
 
 def _kpi_rule_errors(monitor: MonitorConfig) -> list[tuple[int, str]]:

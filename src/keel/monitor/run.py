@@ -96,8 +96,9 @@ def _run_locked(
     }
     if data.num_rows == 0:  # nothing new closed, nothing changed: only the label clock
         freshness = _label_freshness(monitor, now, newest)
-        if freshness is not None:
-            store.write([freshness])
+        warnings = _watch_warnings(monitor, newest)
+        if freshness is not None or warnings:
+            store.write([r for r in [freshness, *warnings] if r is not None])
         transitions = []
         if freshness is not None or interrupted:  # or a run died before its evaluation
             from keel.alerts.engine import evaluate
@@ -110,6 +111,7 @@ def _run_locked(
             "written": 0,
             "alerting": [],
             "alerts": _alerts(transitions),
+            "warnings": [w.details["reason"] for w in warnings],
             **seen,
         }
     versions = (
@@ -176,6 +178,9 @@ def _run_locked(
         if freshness is not None:  # every run: labels can stop while no window changes
             label = None if versions[-1] is None else str(versions[-1])
             store.write([replace(freshness, model_version=label)], run)
+        warnings = _watch_warnings(monitor, newest)
+        if warnings:
+            store.write(warnings, run)
         stored = store.history(monitor=monitor.name)
         revised = stored[(stored["run_id"] == run) & (stored["revision"] > 0)]
         for window in sorted(set(revised["window_start"])):  # late data changed these
@@ -205,6 +210,7 @@ def _run_locked(
         "unchanged": unchanged,
         "alerting": sorted(set(alerting_windows)) if alerting else [],
         "alerts": _alerts(transitions),
+        "warnings": [w.details["reason"] for w in warnings],
         **seen,
     }
 
@@ -684,6 +690,63 @@ def _label_freshness(
         window_start=window[0],
         window_end=window[1],
     )
+
+
+def _watch_warnings(monitor: MonitorConfig, window: tuple[str, str] | None) -> list[Result]:
+    """What makes a monitor watch nothing, said in every run on its newest closed window:
+    a model with no records in its log (a typo in ``model:``), a label column the label
+    log does not have."""
+    if not _logged(monitor) or window is None:
+        return []
+    import pyarrow.parquet as pq
+
+    from keel.store.queries import log_files
+
+    root = log_root(monitor.logs)
+    found = []
+    stamp = dict(
+        monitor=monitor.name, model=monitor.model, window_start=window[0], window_end=window[1]
+    )
+    if not log_files(root, "predictions", monitor.model):
+        others = sorted(
+            p.name.removeprefix("model=") for p in (root / "predictions").glob("model=*")
+        )
+        found.append(
+            Result(
+                "monitor",
+                None,
+                "records_in_log",
+                0.0,
+                None,
+                "warn",
+                details={
+                    "reason": f"no prediction records for model {monitor.model!r} in {root}"
+                    + (f" (models logged there: {', '.join(others)})" if others else ""),
+                },
+                **stamp,
+            )
+        )
+    label = monitor.performance.label if monitor.performance else None
+    labels = log_files(root, "labels", monitor.model) if label else []
+    if labels:
+        columns = {name for file in labels[-20:] for name in pq.read_schema(file).names}
+        if label not in columns:
+            found.append(
+                Result(
+                    "labels",
+                    label,
+                    "label_column_missing",
+                    1.0,
+                    None,
+                    "warn",
+                    details={
+                        "reason": f"the label log of {monitor.model!r} has no column {label!r} "
+                        f"(it has: {', '.join(sorted(columns - {'_ingested_at'}))})",
+                    },
+                    **stamp,
+                )
+            )
+    return found
 
 
 def _moment(iso: str) -> datetime:
