@@ -16,7 +16,7 @@ from keel.monitor.config import parse_config
 from keel.result import Result
 from keel.store import ResultStore
 
-SECRET = "s3cret-for-tests"
+SECRET = "s3cret-for-tests-of-32-bytes-or-more"
 START = datetime(2026, 3, 2, tzinfo=UTC)
 COLUMNS = ("age", "income", "amount", "device")
 
@@ -33,8 +33,11 @@ def _config(url, rule="", channels=""):
         "    baseline: b.keel\n"
         "    window: 1D\n"
         "    alerts:\n"
-        "      - {name: drift, check: feature_drift, for: 2, channels: [hook]"
-        f"{rule}}}\n",
+        "      - {name: drift, check: feature_drift"
+        # the defaults, unless the rule sets them itself (keel.yaml refuses a repeated key)
+        + ("" if "for:" in rule else ", for: 2")
+        + ("" if "channels:" in rule else ", channels: [hook]")
+        + f"{rule}}}\n",
         "keel.yaml",
     )[0]
 
@@ -111,7 +114,10 @@ def test_the_webhook_body_is_signed_and_carries_the_results_and_the_diagnosis(st
     evaluate(monitor, store, now)
     deliver(store, monitor.channels, now)
     (notice,) = receiver.received
-    expected = "sha256=" + hmac.new(SECRET.encode(), notice["body"], hashlib.sha256).hexdigest()
+    sent = notice["headers"]["X-Keel-Timestamp"]
+    assert abs(int(sent) - time.time()) < 60
+    signed = f"{sent}.".encode() + notice["body"]  # the timestamp is signed with the body
+    expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert notice["headers"]["X-Keel-Signature"] == expected
     body = json.loads(notice["body"])
     assert notice["headers"]["X-Keel-Idempotency-Key"] == body["idempotency_key"]
@@ -250,7 +256,8 @@ def test_email_goes_through_a_real_smtp_server_and_a_refused_login_is_recorded(s
         monitor = parse_config(
             "channels:\n  - {name: mail, type: email, host: 127.0.0.1, port: "
             f"{port}, from: keel@example.com, to: [oncall@example.com],"
-            " username_env: KEEL_TEST_SMTP_USER, password_env: KEEL_TEST_SMTP_PASSWORD}\n"
+            " username_env: KEEL_TEST_SMTP_USER, password_env: KEEL_TEST_SMTP_PASSWORD,"
+            " allow_plaintext_login: true}\n"
             "monitors:\n  - name: loans\n    model: loans\n    baseline: b.keel\n"
             "    window: 1D\n    alerts: [{name: drift, check: feature_drift, channels: [mail]}]\n",
             "keel.yaml",

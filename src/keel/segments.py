@@ -46,10 +46,11 @@ def segment_values(
         raise ConfigError("a segment needs a column or an expression")
     import duckdb
 
+    from keel.checks.kpis import window_connection
+
     numbered = table.append_column("_keel_row", pa.array(np.arange(table.num_rows)))
-    connection = duckdb.connect()
+    connection = window_connection(numbered)
     try:
-        connection.register("window_rows", numbered)
         found = connection.sql(
             f"SELECT CAST(({expression}) AS VARCHAR) AS segment FROM window_rows ORDER BY _keel_row"
         ).to_arrow_table()

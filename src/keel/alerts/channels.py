@@ -5,16 +5,26 @@ one-line reason; none waits longer than the channel's ``timeout_seconds``
 per network operation. Retrying is ``keel.alerts.delivery``'s job.
 
 The webhook body is the notification's JSON (``docs/formats.md``: "Alert
-notifications"), UTF-8, keys sorted. Its signature is the HMAC-SHA256 of
-those exact bytes under the channel's secret, sent as
-``X-Keel-Signature: sha256=<hex>``; ``X-Keel-Idempotency-Key`` repeats the
-body's key so receivers can drop a notice they already handled.
+notifications"), UTF-8, keys sorted. It is sent with ``X-Keel-Timestamp``
+(Unix seconds when it was sent) and ``X-Keel-Signature: sha256=<hex>``, the
+HMAC-SHA256 under the channel's secret of the timestamp, a ``.``, and the
+body's exact bytes; a receiver refuses a signature that does not match, a
+timestamp more than 5 minutes from its clock, or a signature it has already
+seen (a replay). ``X-Keel-Idempotency-Key`` repeats the body's key so
+receivers can drop a notice they already handled (keel's own retries are
+signed afresh, so they are not replays).
 
 >>> body = webhook_body({"alert_id": "a1", "state": "firing"})
 >>> body
 b'{"alert_id": "a1", "state": "firing"}'
->>> signature(b"secret", body)[:15]
-'sha256=88701972'
+>>> key = b"k" * 32
+>>> signed = signature(key, body, 1767571200)
+>>> signed[:15]
+'sha256=6427d113'
+>>> verify(key, body, "1767571200", signed, now=1767571230) is None
+True
+>>> verify(key, body, "1767571200", signed, now=1767572000)
+'stale timestamp: 800 s from now (at most 300)'
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import hmac
 import json
 import smtplib
 import ssl
+import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
@@ -41,8 +52,41 @@ def webhook_body(payload: dict[str, Any]) -> bytes:
     return json.dumps(payload, sort_keys=True, default=str).encode()
 
 
-def signature(secret: bytes, body: bytes) -> str:
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+#: How far a webhook's timestamp may be from the receiver's clock (seconds).
+TOLERANCE_SECONDS = 300
+
+
+def signature(secret: bytes, body: bytes, timestamp: int | str) -> str:
+    """``sha256=`` and the hex HMAC-SHA256 of ``<timestamp>.<body>`` under ``secret``."""
+    return "sha256=" + hmac.new(secret, f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: bytes,
+    body: bytes,
+    timestamp: str | None,
+    signed: str | None,
+    now: float | None = None,
+    tolerance: float = TOLERANCE_SECONDS,
+) -> str | None:
+    """Why a webhook request must be refused (None when its signature is good and fresh).
+
+    Checks the signature over the raw bytes, in constant time, before anything is parsed.
+    Replays of a fresh, good signature are the receiver's to catch (remember signatures
+    for ``tolerance`` seconds): ``WebhookReceiver`` does.
+    """
+    if not timestamp or not signed:
+        return "no X-Keel-Timestamp or X-Keel-Signature"
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return f"timestamp {timestamp[:20]!r} is not Unix seconds"
+    if not hmac.compare_digest(signature(secret, body, timestamp), signed):
+        return "signature mismatch"
+    drift = abs((time.time() if now is None else now) - sent)
+    if drift > tolerance:
+        return f"stale timestamp: {drift:.0f} s from now (at most {tolerance:.0f})"
+    return None
 
 
 def send(channel: ChannelConfig, payload: dict[str, Any]) -> None:
@@ -58,12 +102,14 @@ def send(channel: ChannelConfig, payload: dict[str, Any]) -> None:
 
 def send_webhook(channel: ChannelConfig, payload: dict[str, Any]) -> None:
     body = webhook_body(payload)
+    sent = int(time.time())
     _post(
         channel,
         body,
         {
             "Content-Type": "application/json",
-            "X-Keel-Signature": signature(channel.secret(), body),
+            "X-Keel-Timestamp": str(sent),
+            "X-Keel-Signature": signature(channel.secret(), body, sent),
             "X-Keel-Idempotency-Key": str(payload.get("idempotency_key", "")),
         },
     )
@@ -143,10 +189,17 @@ def send_email(channel: ChannelConfig, payload: dict[str, Any]) -> None:
     message.set_content(text)
     with smtplib.SMTP(channel.host, channel.port, timeout=channel.timeout_seconds) as smtp:
         smtp.ehlo()
-        if smtp.has_extn("starttls"):  # encrypt whenever the server offers it
+        encrypted = smtp.has_extn("starttls")
+        if encrypted:  # encrypt whenever the server offers it
             smtp.starttls(context=ssl.create_default_context())
             smtp.ehlo()
         credentials = channel.credentials()
+        if credentials and not encrypted and not channel.allow_plaintext_login:
+            raise DeliveryError(
+                f"{channel.name}: the SMTP server {channel.host}:{channel.port} offers no "
+                "STARTTLS; keel does not send the password in plaintext (set "
+                "allow_plaintext_login: true on the channel to allow it)"
+            )
         if credentials:
             try:
                 smtp.login(*credentials)

@@ -116,6 +116,10 @@ class AlertRule(BaseModel):
         return bool(compare(value, limit))
 
 
+#: The shortest signing secret accepted (bytes): HMAC-SHA256 keys below 256 bits are guessable.
+MIN_SECRET_BYTES = 32
+
+
 class ChannelConfig(BaseModel):
     """Where notifications go. Secrets (signing keys, passwords, Slack URLs) are named by the
     environment variable that holds them, never written in the file."""
@@ -135,6 +139,9 @@ class ChannelConfig(BaseModel):
     to: list[str] = Field(default_factory=list)
     username_env: str | None = None
     password_env: str | None = None
+    #: SMTP only: send the login over a connection the server did not encrypt (off:
+    #: a server that offers no STARTTLS is refused when credentials are configured).
+    allow_plaintext_login: bool = False
 
     @model_validator(mode="after")
     def _complete(self) -> ChannelConfig:
@@ -152,6 +159,13 @@ class ChannelConfig(BaseModel):
         for variable in (self.url_env, self.secret_env, self.username_env, self.password_env):
             if variable and not os.environ.get(variable):
                 raise ValueError(f"environment variable {variable} is not set")
+        if self.secret_env and len(os.environ[self.secret_env].encode()) < MIN_SECRET_BYTES:
+            raise ValueError(
+                f"the secret in {self.secret_env} is "
+                f"{len(os.environ[self.secret_env].encode())} bytes; at least "
+                f"{MIN_SECRET_BYTES} are needed (python -c 'import secrets; "
+                "print(secrets.token_hex(32))' makes one)"
+            )
         return self
 
     def target(self) -> str:

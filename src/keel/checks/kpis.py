@@ -38,13 +38,43 @@ from keel.result import Result
 OUTCOMES = ("tp", "fp", "fn", "tn")
 
 
-def kpi_value(expression: str, rows: pa.Table) -> float | None:
-    """The expression's value over ``rows`` (None when it is NULL, e.g. a ratio of nothing)."""
+def window_connection(rows: pa.Table) -> Any:
+    """A DuckDB connection where an expression sees the window's rows (``window_rows``) and
+    nothing else: no files, no URLs, no extensions, no Python variables, settings locked.
+
+    >>> import pyarrow as pa, duckdb
+    >>> connection = window_connection(pa.table({"x": [1, 2]}))
+    >>> connection.execute("SELECT sum(x) FROM window_rows").fetchall()
+    [(3,)]
+    >>> try:
+    ...     connection.execute("SELECT * FROM read_csv('/etc/passwd')")
+    ... except duckdb.PermissionException:
+    ...     print("refused")
+    refused
+    """
     import duckdb
 
-    connection = duckdb.connect()
+    connection = duckdb.connect(
+        config={
+            "enable_external_access": False,
+            "autoload_known_extensions": False,
+            "autoinstall_known_extensions": False,
+            "python_enable_replacements": False,
+        }
+    )
     try:
         connection.register("window_rows", rows)
+        connection.execute("SET lock_configuration = true")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
+def kpi_value(expression: str, rows: pa.Table) -> float | None:
+    """The expression's value over ``rows`` (None when it is NULL, e.g. a ratio of nothing)."""
+    connection = window_connection(rows)
+    try:
         value = connection.execute(f"SELECT ({expression}) AS value FROM window_rows").fetchall()
     finally:
         connection.close()
