@@ -322,3 +322,48 @@ def test_a_request_repeated_in_one_ingest_resolves_to_its_last_copy_every_read(t
     by_id = dict(zip(reads[0]["request_id"].to_pylist(), reads[0]["x"].to_pylist(), strict=True))
     assert [by_id[f"r{i}"] for i in range(5)] == [1010.0, 1011.0, 1012.0, 1013.0, 1014.0]
     assert reads[0].num_rows == 50
+
+
+def test_ingesting_a_file_is_all_or_nothing(tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    from keel.store.logs import ingest_file
+
+    spec = importlib.util.spec_from_file_location("t", Path(__file__).with_name("test_data.py"))
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    late = tmp_path / "late.csv"
+    helpers.big_csv_failing_late(late)  # 240,000 rows; row 239,990 does not parse
+    with pytest.raises(DataError, match=r"late.csv: CSV parse error in column 'amount'"):
+        ingest_file(late, tmp_path / "logs", "predictions", "loans", flush_rows=50_000)
+    assert read_log(tmp_path / "logs", "predictions", "loans").num_rows == 0
+    assert not list((tmp_path / "logs").rglob("*.parquet"))  # nothing staged is left either
+    good = tmp_path / "good.parquet"
+    pd.DataFrame(_records(300)).to_parquet(good)
+    counts = ingest_file(good, tmp_path / "logs", "predictions", "loans", flush_rows=100)
+    assert counts == {"accepted": 300, "rejected": 0}
+    assert read_log(tmp_path / "logs", "predictions", "loans").num_rows == 300
+
+
+def test_a_commit_a_crash_interrupted_is_finished_at_the_next_open(tmp_path):
+    from keel.store.logs import ingest_file
+    from keel.store.wal import FileIO
+
+    class CrashOnSecondMove(FileIO):
+        moves = 0
+
+        def replace(self, source, target):
+            if "/.staging/" in str(source) and "/.staging/" not in str(target):
+                self.moves += 1
+                if self.moves == 2:
+                    raise KeyboardInterrupt  # the process dies mid-commit
+            super().replace(source, target)
+
+    frame = pd.DataFrame(_records(30, day="2026-03-01") + _records(30, start=30, day="2026-03-02"))
+    with pytest.raises(KeyboardInterrupt):
+        ingest_file(frame, tmp_path, "predictions", "loans", io=CrashOnSecondMove())
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 30  # one day moved
+    LogWriter(tmp_path, "predictions", "loans").close()  # opening finishes the commit
+    assert read_log(tmp_path, "predictions", "loans").num_rows == 60
+    assert not list((tmp_path / ".staging").iterdir())

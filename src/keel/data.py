@@ -53,17 +53,11 @@ class DataSource:
         if self._format == "csv":
             yield from _csv_batches(self._path, columns, batch_rows)
             return
-        import pyarrow.parquet as pq
 
         # One file at a time, no read-ahead threads: peak memory is one batch's worth,
         # however many files and rows the folder holds.
         for path in _parquet_files(self._path):
-            reader = pq.ParquetFile(path)
-            for batch in reader.iter_batches(
-                batch_size=batch_rows, columns=columns, use_threads=self.use_threads
-            ):
-                if batch.num_rows:
-                    yield batch
+            yield from _parquet_batches(path, columns, batch_rows, self.use_threads)
 
     def read_all(self, columns: list[str] | None = None) -> pa.Table:
         """The whole table in memory (exact mode and small inputs only)."""
@@ -196,7 +190,87 @@ def _csv_batches(
             for start in range(0, batch.num_rows, batch_rows):
                 yield batch.slice(start, batch_rows)
     except pa.ArrowInvalid as error:
-        raise DataError(f"{path}: CSV parse error ({error})") from error
+        import re
+
+        found = re.search(r"CSV column #(\d+)", str(error))
+        names = reader.schema.names if "reader" in locals() else []
+        where = ""
+        if found and int(found.group(1)) < len(names):
+            where = f" in column {names[int(found.group(1))]!r}"
+        raise DataError(f"{path}: CSV parse error{where} ({error})") from error
+
+
+def _parquet_batches(
+    path: Path, columns: list[str] | None, batch_rows: int, use_threads: bool
+) -> Iterator[pa.RecordBatch]:
+    """One file's batches, row group by row group. A corrupted file is refused, naming the
+    file and the column: a page whose checksum fails or that does not decode, or numbers
+    outside the minimum and maximum the file's own statistics give for their row group (a
+    damaged page of plain numbers decodes as garbage such as ±1e308)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    try:
+        reader = pq.ParquetFile(path, page_checksum_verification=True)
+    except (pa.ArrowException, OSError) as error:
+        raise DataError(f"{path}: not a readable Parquet file ({error})") from error
+    names = reader.schema_arrow.names
+    for group in range(reader.num_row_groups):
+        bounds = _statistics(reader.metadata.row_group(group), names, columns)
+        batches = reader.iter_batches(
+            batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=use_threads
+        )
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                break
+            except (pa.ArrowException, OSError) as error:
+                column = _failing_column(reader, group, columns or names)
+                raise DataError(
+                    f"{path}: corrupted Parquet in column {column!r} (row group {group}): {error}"
+                ) from error
+            for name, (low, high) in bounds.items():
+                found = pc.min_max(batch.column(name)).as_py()
+                if found["min"] is not None and (found["min"] < low or found["max"] > high):
+                    raise DataError(
+                        f"{path}: corrupted Parquet in column {name!r} (row group {group}): "
+                        f"values from {found['min']!r} to {found['max']!r}, outside the file's "
+                        f"own statistics ({low!r} to {high!r})"
+                    )
+            if batch.num_rows:
+                yield batch
+
+
+def _statistics(
+    row_group: Any, names: list[str], columns: list[str] | None
+) -> dict[str, tuple[Any, Any]]:
+    """Minimum and maximum per plain numeric column of a row group, from its metadata."""
+    bounds = {}
+    wanted = set(columns) if columns is not None else set(names)
+    for index in range(row_group.num_columns):
+        chunk = row_group.column(index)
+        name = chunk.path_in_schema
+        stats = chunk.statistics
+        if name not in wanted or stats is None or not stats.has_min_max:
+            continue
+        if chunk.physical_type not in ("INT32", "INT64", "FLOAT", "DOUBLE"):
+            continue
+        if stats.logical_type is not None and stats.logical_type.type not in ("NONE", "INT"):
+            continue
+        low, high = stats.min, stats.max
+        if isinstance(low, int | float) and isinstance(high, int | float):
+            bounds[name] = (low, high)
+    return bounds
+
+
+def _failing_column(reader: Any, group: int, columns: list[str]) -> str:
+    for name in columns:
+        try:
+            reader.read_row_group(group, columns=[name], use_threads=False)
+        except (pa.ArrowException, OSError):
+            return name
+    return ", ".join(columns)
 
 
 def _parse_options(path: Path) -> Any:
