@@ -254,3 +254,47 @@ def test_every_drifted_feature_is_named_and_outputs_are_never_inputs():
     inputs = [c for c in diagnosis.causes if c["check"] != "prediction_drift"]
     assert "score" not in {c["column"] for c in inputs}
     assert summary.endswith("; model outputs moved (score)")
+
+
+def test_a_column_whose_scale_a_few_extremes_set_is_named_and_measured_in_robust_scales():
+    from scipy.stats import wasserstein_distance
+
+    from keel.calibration import exact_wasserstein_loo
+    from keel.checks.drift import TableSide, compare
+
+    rng = np.random.default_rng(12)
+    heavy = rng.normal(size=20_000)
+    heavy[:20] = 1e4  # 0.1% of rows set the standard deviation (≈ 316 against IQR ≈ 1.35)
+    frame = pd.DataFrame({"heavy": heavy, "calm": rng.normal(size=20_000)})
+    baseline = Baseline.from_data(frame, sample_size=0)
+    assert len(baseline.notes) == 1
+    assert baseline.notes[0].startswith("a few extreme values set the scale of heavy")
+    # A real 0.5σ shift of the bulk reads as 0.5 robust scales, not 0.002 standard deviations.
+    moved = pd.DataFrame({"heavy": rng.normal(size=5000) + 0.5, "calm": rng.normal(size=5000)})
+    report = compare(TableSide.from_data(frame), TableSide.from_data(moved))
+    column = report.column("heavy")
+    assert column.details["wasserstein_scale"] == "robust"
+    robust = np.subtract(*np.quantile(heavy, [0.75, 0.25], method="inverted_cdf")) / 1.349
+    expected = wasserstein_distance(heavy, moved["heavy"]) / robust  # scipy, independently
+    assert column.effect_size == pytest.approx(expected, rel=1e-9)
+    assert column.drift and not report.column("calm").drift
+    # Calibration's exact leave-one-out statistic uses the same unit.
+    parts = [np.sort(heavy[i::5]) for i in range(5)]
+    rest = np.concatenate(parts[1:])
+    rest_robust = np.subtract(*np.quantile(rest, [0.75, 0.25], method="inverted_cdf")) / 1.349
+    assert exact_wasserstein_loo(parts)[0] == pytest.approx(
+        wasserstein_distance(parts[0], rest) / rest_robust, rel=1e-9
+    )
+
+
+def test_roles_are_validated_when_the_baseline_is_made():
+    from keel.errors import DataError
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0] * 20, "y": ["a", "b", "a"] * 20})
+    with pytest.raises(DataError, match="both the target and the score"):
+        Baseline.from_data(frame, target="x", score="x", sample_size=0)
+    with pytest.raises(DataError, match="a score is a number"):
+        Baseline.from_data(frame, score="y", sample_size=0)
+    assert Baseline.from_data(frame, prediction="y", sample_size=0).schema["y"].role == (
+        "prediction"
+    )

@@ -58,6 +58,9 @@ class Baseline:
     lineage: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     source: str = ""
+    #: What a person should know about the reference ("a few extreme values set the scale of
+    #: x"); written when the baseline is made, not part of its identity.
+    notes: list[str] = field(default_factory=list)
     #: The file it was loaded from or saved to (where fits made on it are kept); not stored.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -111,8 +114,9 @@ class Baseline:
             "timestamp": timestamp,
             "id": id,
         }
-        all_roles = {column: role for role, column in named.items() if column} | dict(roles or {})
+        all_roles = _validated_roles(named, roles)
         schema = Schema.infer(source, roles=all_roles, kinds=kinds)
+        _check_roles(schema, all_roles)
         if start is not None or end is not None:
             source = _period(source, schema, start, end)
         profile = Profile.empty(schema, sketch_k=sketch_k)
@@ -155,6 +159,7 @@ class Baseline:
             lineage=dict(lineage or {}),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=source.name,
+            notes=_scale_notes(profile),
         )
 
     def to_bytes(self) -> bytes:
@@ -169,6 +174,7 @@ class Baseline:
             "config": self.config,
             "metrics": self.metrics,
             "lineage": self.lineage,
+            "notes": self.notes,
         }
         blobs = {"profile": self.profile.to_bytes(), "sample": _table_to_ipc(self.sample)}
         return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
@@ -192,6 +198,7 @@ class Baseline:
                 lineage=header.get("lineage", {}),
                 created_at=header.get("created_at", ""),
                 source=header.get("source", ""),
+                notes=list(header.get("notes", [])),
             )
         except (KeyError, TypeError, pa.ArrowInvalid) as error:
             raise FormatError(f"{source}: the baseline file is incomplete ({error})") from error
@@ -247,11 +254,70 @@ class Baseline:
             "rows": self.rows,
             "created_at": self.created_at,
             "source": self.source,
+            "notes": self.notes,
             "columns": [
                 {"column": c.name, "kind": c.kind, "role": c.role, "profile": profile_kind(c)}
                 for c in self.schema.columns
             ],
         }
+
+
+def _validated_roles(
+    named: Mapping[str, str | None], roles: Mapping[str, str] | None
+) -> dict[str, str]:
+    """Each column one role: naming a column twice (``target="y", score="y"``) is refused."""
+    chosen: dict[str, str] = {}
+    for role, column in named.items():
+        if not column:
+            continue
+        if column in chosen and chosen[column] != role:
+            raise DataError(
+                f"column {column!r} is named as both the {chosen[column]} and the {role}: "
+                "each column has one role"
+            )
+        chosen[column] = role
+    for column, role in (roles or {}).items():
+        if column in chosen and chosen[column] != role:
+            raise DataError(
+                f"column {column!r} is named as the {chosen[column]}, and roles= makes it "
+                f"a {role}: each column has one role"
+            )
+        chosen[column] = role
+    return chosen
+
+
+def _check_roles(schema: Schema, roles: Mapping[str, str]) -> None:
+    """Roles that cannot work are refused when the baseline is made, not weeks later."""
+    for column, role in roles.items():
+        if column not in schema:
+            continue
+        kind = schema[column].kind
+        if role == "score" and kind != "numeric":
+            raise DataError(
+                f"column {column!r} is the score, but it holds {kind} values: a score is a "
+                "number (a probability or a margin); name a label column as the prediction"
+            )
+        if role == "timestamp" and kind not in ("datetime", "numeric", "text", "categorical"):
+            raise DataError(f"column {column!r} is the timestamp, but it holds {kind} values")
+
+
+def _scale_notes(profile: Profile) -> list[str]:
+    """Numeric columns whose standard deviation a few extreme values set (over 3× their
+    robust scale IQR/1.349): named, since their Wasserstein distance is in robust units."""
+    from keel.stats.wasserstein import reference_scale
+
+    notes = []
+    for name, column in profile.columns.items():
+        if type(column) is not NumericProfile or column.count < 2:
+            continue
+        scale, basis = reference_scale(NumericSample.from_profile(column))
+        if basis == "robust":
+            notes.append(
+                f"a few extreme values set the scale of {name} (standard deviation "
+                f"{column.std:.3g}, robust scale {scale:.3g}): its Wasserstein distance is "
+                "measured in robust scales"
+            )
+    return notes
 
 
 def _count_in_bins(

@@ -229,7 +229,10 @@ def _exact_values(profiles: list, column: str) -> list[np.ndarray] | None:
 
 
 def exact_wasserstein_loo(parts: list[np.ndarray]) -> np.ndarray:
-    """W₁(window i, all other windows) over the others' standard deviation, for every i.
+    """W₁(window i, all other windows) over the others' scale, for every i.
+
+    The scale is chosen as ``keel.stats.wasserstein`` chooses it: the standard deviation,
+    or IQR/1.349 when the standard deviation is more than 3× that (``choose_scale``).
 
     Exact on the values (no sketch): the rest's CDF is (N·F_all − nᵢ·Fᵢ)/(N − nᵢ),
     so |F_rest − Fᵢ| = N·|F_all − Fᵢ|/(N − nᵢ) on the grid of all values. NaN for an
@@ -244,6 +247,8 @@ def exact_wasserstein_loo(parts: list[np.ndarray]) -> np.ndarray:
     ...                 wasserstein_distance(parts[0], rest) / rest.std(ddof=1)))
     True
     """
+    from keel.stats.wasserstein import choose_scale, robust_scale_of
+
     everything = np.sort(np.concatenate(parts))
     total = len(everything)
     grid, counts = np.unique(everything, return_counts=True)
@@ -263,7 +268,10 @@ def exact_wasserstein_loo(parts: list[np.ndarray]) -> np.ndarray:
         rest_sum = sum_all - float(np.sum(part - shift))
         rest_squares = squares_all - float(np.sum((part - shift) ** 2))
         variance = max(rest_squares - rest_sum * rest_sum / rest, 0.0) / (rest - 1)
-        scale = float(np.sqrt(variance))
+        rest_counts = counts - np.bincount(at, minlength=len(grid))
+        scale, _ = choose_scale(
+            float(np.sqrt(variance)), robust_scale_of(grid, rest_counts.astype(np.float64))
+        )
         if scale > 0:
             out[index] = distance / scale
         else:
