@@ -103,7 +103,7 @@ def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(
     demo_run, run_keel, monkeypatch
 ):
     folder, result = demo_run
-    monkeypatch.setenv("KEEL_DEMO_WEBHOOK_SECRET", "any")  # keel.yaml names it; loading checks
+    monkeypatch.setenv("KEEL_DEMO_WEBHOOK_SECRET", "any-secret-of-at-least-32-bytes-long")  # keel.yaml names it; loading checks
     assert "keel monitor status" in result.stdout
     assert (folder / "keel.yaml").is_file() and (folder / ".keel" / "keel.db").is_file()
     assert list((folder / "logs" / "predictions" / "model=loans").glob("date=*"))

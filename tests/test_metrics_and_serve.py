@@ -15,7 +15,7 @@ import pytest
 from keel.baseline import Baseline
 from keel.scenario import ROLES, generate, log_weeks
 
-SECRET = "serve-secret"
+SECRET = "serve-secret-of-at-least-32-bytes-long"
 
 
 @pytest.fixture
@@ -73,7 +73,8 @@ def test_serve_sends_the_alert_with_its_diagnosis_and_exposes_metrics(project, r
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     (notice,) = receiver.received
-    expected = "sha256=" + hmac.new(SECRET.encode(), notice["body"], hashlib.sha256).hexdigest()
+    signed = f"{notice['headers']['X-Keel-Timestamp']}.".encode() + notice["body"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), signed, hashlib.sha256).hexdigest()
     assert notice["headers"]["X-Keel-Signature"] == expected
     body = json.loads(notice["body"])
     assert body["state"] == "firing" and body["severity"] == "critical"

@@ -234,7 +234,7 @@ def test_a_kpi_alert_reaches_a_webhook_with_the_concept_drift_diagnosis(
 ):
     from keel.alerts.delivery import deliver
 
-    monkeypatch.setenv("KEEL_TEST_SECRET", "k")
+    monkeypatch.setenv("KEEL_TEST_SECRET", "k" * 32)
     scenario, baseline, weeks = world
     baseline.metrics = {**baseline.metrics, "value_per_1000": 0.0}
     try:
