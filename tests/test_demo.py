@@ -103,7 +103,8 @@ def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(
     demo_run, run_keel, monkeypatch
 ):
     folder, result = demo_run
-    monkeypatch.setenv("KEEL_DEMO_WEBHOOK_SECRET", "any-secret-of-at-least-32-bytes-long")  # keel.yaml names it; loading checks
+    # keel.yaml names it; loading checks it is there (and long enough)
+    monkeypatch.setenv("KEEL_DEMO_WEBHOOK_SECRET", "any-secret-of-at-least-32-bytes-long")
     assert "keel monitor status" in result.stdout
     assert (folder / "keel.yaml").is_file() and (folder / ".keel" / "keel.db").is_file()
     assert list((folder / "logs" / "predictions" / "model=loans").glob("date=*"))
