@@ -298,3 +298,30 @@ def test_roles_are_validated_when_the_baseline_is_made():
     assert Baseline.from_data(frame, prediction="y", sample_size=0).schema["y"].role == (
         "prediction"
     )
+
+
+def _seasonal(days: int, seed: int, start: str = "2026-01-01", spread: float = 1.0):
+    rng = np.random.default_rng(seed)
+    day = np.repeat(np.arange(days), 1000)
+    offset = (pd.Timestamp(start, tz="UTC") - pd.Timestamp("2026-01-01", tz="UTC")).days
+    season = 0.6 * np.sin(2 * np.pi * (day + offset) / 7)  # a weekly swing of ±0.6σ
+    times = pd.Timestamp(start, tz="UTC") + pd.to_timedelta(
+        day * 86_400 + rng.uniform(0, 86_399, len(day)), unit="s"
+    )
+    frame = pd.DataFrame({"ts": times, "x": season + spread * rng.normal(size=len(day))})
+    return frame.sort_values("ts").reset_index(drop=True)
+
+
+def test_a_collapse_in_spread_is_named_though_seasons_make_wassersteins_threshold_wide():
+    reference = _seasonal(70, seed=13)
+    baseline = Baseline.from_data(reference, timestamp="ts", sample_size=0)
+    calibration = Calibration.fit(baseline, reference, "1D")
+    assert calibration.spread_thresholds["x"]["threshold"] < 0.3
+    quiet = check_history(baseline, _seasonal(14, 14, "2026-03-12"), "1D", calibration=calibration)
+    assert sum(bool(w.drift.dataset["drifted_columns"]) for w in quiet.windows) <= 1
+    collapsed = _seasonal(7, seed=15, start="2026-03-12", spread=0.5)
+    history = check_history(baseline, collapsed, "1D", calibration=calibration)
+    for window in history.windows:
+        x = window.drift.column("x")
+        assert x.effect_size < x.threshold  # Wasserstein alone would not see it
+        assert x.drift and x.details["spread_changed"].startswith("robust spread ×0.")

@@ -56,9 +56,16 @@ class Calibration:
     volume: dict[str, float] = field(default_factory=dict)
     fallback: str | None = None
     estimator: str = "scaled_chi2"
+    #: Per numeric column, the threshold of |ln(robust spread ratio)| against the rest.
+    spread_thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def threshold(self, column: str) -> float | None:
         entry = self.thresholds.get(column)
+        return None if entry is None or self.fallback else float(entry["threshold"])
+
+    def spread_threshold(self, column: str) -> float | None:
+        """The calibrated threshold of a numeric column's |log ratio of robust spreads|."""
+        entry = self.spread_thresholds.get(column)
         return None if entry is None or self.fallback else float(entry["threshold"])
 
     def applies_to(self, rows: int) -> bool:
@@ -119,9 +126,14 @@ class Calibration:
                 f"{min_windows} needed): the one-off rule decides instead"
             )
             return calibration
-        statistics = window_statistics(baseline, windows, leave_one_out)
-        columns = len(statistics)
+        spreads: dict[str, np.ndarray] = {}
+        statistics = window_statistics(baseline, windows, leave_one_out, spreads)
+        columns = len(statistics) + len(spreads)  # every statistic that can alert
         per_column = 1 - (1 - false_alarm_rate) ** (1 / max(columns, 1))
+        for column, values in spreads.items():
+            calibration.spread_thresholds[column] = pearson3_threshold(values, per_column) | {
+                "statistic": "abs_log_spread_ratio"
+            }
         estimators = {"wasserstein": pearson3_threshold}
         for column, (statistic, values) in statistics.items():
             fit = estimators.get(statistic, scaled_chi2_threshold)
@@ -155,7 +167,7 @@ class Calibration:
 
 
 def window_statistics(
-    baseline: Any, windows: list, leave_one_out: bool
+    baseline: Any, windows: list, leave_one_out: bool, spreads: dict | None = None
 ) -> dict[str, tuple[str, np.ndarray]]:
     """Each column's effect statistic (name, values) per window against the rest (or all).
 
@@ -168,6 +180,7 @@ def window_statistics(
 
     profiles = [w.profile for w in windows]
     values: dict[str, list[float]] = {}
+    profile_spreads: dict[str, list[float]] = {}
     statistic_of: dict[str, str] = {}
     exact: dict[str, np.ndarray] = {}
     if leave_one_out and profiles:
@@ -177,6 +190,10 @@ def window_statistics(
             if parts is not None:
                 exact[column] = exact_wasserstein_loo(parts)
                 statistic_of[column] = DefaultRule().effect_for("numeric")
+                if spreads is not None:
+                    ratios = np.abs(exact_spread_loo(parts))
+                    if np.isfinite(ratios).all():
+                        spreads[column] = ratios
         profiles = [_without(p, exact) for p in profiles]
         prefixes = _running_merges(profiles)
         suffixes = _running_merges(profiles[::-1])[::-1]
@@ -202,6 +219,9 @@ def window_statistics(
             if column.effect_size is not None and np.isfinite(column.effect_size):
                 values.setdefault(column.column, []).append(float(column.effect_size))
                 statistic_of[column.column] = column.effect_method
+            ratio = column.details.get("log_spread_ratio")
+            if column.kind == "numeric" and ratio is not None:
+                profile_spreads.setdefault(column.column, []).append(abs(float(ratio)))
     out = {
         column: (statistic_of[column], np.array(v))
         for column, v in values.items()
@@ -210,7 +230,42 @@ def window_statistics(
     for column, statistics in exact.items():
         if np.isfinite(statistics).all():
             out[column] = (statistic_of[column], statistics)
+    if spreads is not None:
+        for column, ratios in profile_spreads.items():
+            if len(ratios) == len(profiles) and column in out:
+                spreads[column] = np.array(ratios)
+        for column in [c for c in spreads if c not in out]:
+            del spreads[column]
+        sorted_spreads = dict(sorted(spreads.items()))
+        spreads.clear()
+        spreads.update(sorted_spreads)
     return dict(sorted(out.items()))
+
+
+def exact_spread_loo(parts: list[np.ndarray]) -> np.ndarray:
+    """ln(robust scale of window i / robust scale of all other windows), for every i, exact
+    on the values (IQR/1.349, lower quantiles); NaN where a side has no spread.
+
+    >>> import numpy as np
+    >>> parts = [np.arange(100.0), np.arange(100.0) * 2, np.arange(100.0) * 2]
+    >>> round(float(exact_spread_loo(parts)[0]), 2)  # half the others' spread
+    -0.69
+    """
+    from keel.stats.wasserstein import robust_scale_of
+
+    everything = np.sort(np.concatenate(parts))
+    grid, counts = np.unique(everything, return_counts=True)
+    out = np.full(len(parts), np.nan)
+    for index, part in enumerate(parts):
+        if len(part) < 2 or len(everything) - len(part) < 2:
+            continue
+        at = np.searchsorted(grid, part)
+        rest = (counts - np.bincount(at, minlength=len(grid))).astype(np.float64)
+        before = robust_scale_of(grid, rest)
+        now = robust_scale_of(np.sort(part), np.ones(len(part)))
+        if before > 0 and now > 0:
+            out[index] = np.log(now / before)
+    return out
 
 
 #: Above this many (windows × distinct values) a column is calibrated on its profiles instead.

@@ -93,6 +93,8 @@ class ColumnDrift:
 class DriftReport:
     dataset: dict[str, Any]
     columns: list[ColumnDrift]
+    #: The data quality Results of a one-off comparison (``keel.compare.with_quality``).
+    quality: list[Result] = field(default_factory=list)
 
     @property
     def drift(self) -> bool:
@@ -269,6 +271,9 @@ def compare(
             and calibration.applies_to(current.rows)
             and calibration.statistic(spec.name) == column.effect_method
         )
+        spread = calibration.spread_threshold(spec.name) if usable else None
+        if spread is not None and column.details.get("log_spread_ratio") is not None:
+            column.details["spread_threshold"] = max(spread, rule.spread_floor)
         if usable and column.status == "ok" and chosen is None:
             # Practical significance in every regime: the calibrated threshold measures
             # sampling noise between reference windows, never below the effect floor
@@ -366,6 +371,7 @@ def _compare_column(
     if kind == "numeric":
         blank.details["reference_median"] = quantile(reference_sample, 0.5)
         blank.details["current_median"] = quantile(current_sample, 0.5)
+        blank.details["log_spread_ratio"] = log_spread_ratio(reference_sample, current_sample)
         blank.distribution = numeric_histogram(reference_sample, current_sample)
     else:
         blank.distribution = categorical_histogram(reference_sample, current_sample)
@@ -407,6 +413,17 @@ def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
             # quiet, a changed value (+inf) a finding.
             moved = column.effect_size > 0
             column.drift = bool(moved and column.effect_size >= column.threshold)
+            ratio, limit = (
+                column.details.get("log_spread_ratio"),
+                column.details.get("spread_threshold"),
+            )
+            # the spread collapsed or swelled, whatever Wasserstein's (seasonal) threshold says
+            if not column.drift and ratio is not None and limit is not None and abs(ratio) >= limit:
+                column.drift = True
+                column.details["spread_changed"] = (
+                    f"robust spread ×{np.exp(ratio):.2f} (log ratio {ratio:+.2f}, "
+                    f"calibrated threshold ±{limit:.2f})"
+                )
             noise = column.details.get("calibrated_threshold", column.threshold)
             if not column.drift and moved and column.effect_size >= noise:
                 # beyond the reference's noise, too small to matter: worth a look, not a page
@@ -421,6 +438,24 @@ def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
             column.drift = bool(column.statistic >= column.threshold)
         if column.drift:
             column.status = "alert"
+
+
+def log_spread_ratio(reference: NumericSample, current: NumericSample) -> float | None:
+    """ln(robust scale now / robust scale in the reference), IQR/1.349 each; None when a
+    side has no spread. A collapse in spread reads negative, a swell positive.
+
+    >>> import numpy as np
+    >>> a = NumericSample.from_values(np.arange(1000.0))
+    >>> round(log_spread_ratio(a, NumericSample.from_values(np.arange(1000.0) / 2)), 2)
+    -0.69
+    """
+    from keel.stats.wasserstein import robust_scale_of
+
+    before = robust_scale_of(reference.values, reference.weights)
+    now = robust_scale_of(current.values, current.weights)
+    if not (before > 0 and now > 0):
+        return None
+    return float(np.log(now / before))
 
 
 def _label(method: str | None) -> str:

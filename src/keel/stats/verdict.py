@@ -42,6 +42,9 @@ class DefaultRule:
     categorical_test: str = "chisquare"
     categorical_effect: str = "psi"
     categorical_floor: float = 0.1
+    #: The smallest change of a numeric column's robust spread that pages, as |ln ratio|
+    #: (0.2: about ×1.22 or ×0.82); used with a calibrated threshold only.
+    spread_floor: float = 0.2
 
     def test_for(self, kind: str) -> str:
         return self.numeric_test if kind == "numeric" else self.categorical_test
