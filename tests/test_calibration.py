@@ -118,3 +118,14 @@ def test_windows_the_reference_starts_or_ends_inside_are_left_out_of_its_volume(
     assert calibration.reference_windows == 39  # the last, incomplete, dropped; the first kept
     assert calibration.volume["mean_rows"] == pytest.approx(whole.mean())
     assert calibration.volume["std_rows"] == pytest.approx(whole.std(ddof=1))
+
+
+def test_several_reference_periods_pool_their_windows(baseline, reference):
+    later = _log(30, seed=9)
+    later["ts"] = later["ts"] + pd.Timedelta(days=365)
+    later["x"] = later["x"] + 0.15  # a year later the population sits a little higher
+    one = Calibration.fit(baseline, reference, "1D")
+    both = Calibration.fit(baseline, [reference, later], "1D")
+    assert both.reference_windows == one.reference_windows + 30
+    # Windows differ across the years more than within one: a wider, more tolerant threshold.
+    assert both.thresholds["x"]["threshold"] > one.thresholds["x"]["threshold"]

@@ -102,6 +102,13 @@ class Calibration:
 
         ``leave_one_out=False`` compares each window with the whole reference
         (the biased way; kept to measure the difference).
+
+        ``reference`` may be a list of several reference periods (say, one data set per
+        year): their windows are pooled, each compared with all the others, so the
+        thresholds learn how much windows differ across periods as well as within one. The
+        trade-off: a threshold that spans years also spans the slow drift between them, so
+        it is wider and a real change must be larger to page. keel never re-baselines on a
+        rolling window by itself: that would absorb a slow drift that adds up.
         """
         from keel.windows import WindowSpec, cut
 
@@ -109,8 +116,13 @@ class Calibration:
         timestamp = timestamp or next(
             (c.name for c in baseline.schema.columns if c.role == "timestamp"), None
         )
-        windows = cut(reference, spec, baseline.schema, timestamp, baseline.bin_edges)
-        windows = [w for w in windows if w.rows]
+        periods = list(reference) if isinstance(reference, list | tuple) else [reference]
+        windows = [
+            w
+            for period in periods
+            for w in cut(period, spec, baseline.schema, timestamp, baseline.bin_edges)
+            if w.rows
+        ]
         calibration = cls(baseline.id, spec.describe(), false_alarm_rate, len(windows))
         # A window the reference starts or ends inside is short by construction: its drift
         # statistics count, its row count would understate the volume a window brings.
