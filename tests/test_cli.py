@@ -189,3 +189,35 @@ def test_the_html_and_script_in_column_names_do_not_break_the_table(run_keel, tm
     write(pd.DataFrame({weird: np.arange(50.0) % 7}), tmp_path / "r.parquet")
     result = run_keel("drift", tmp_path / "r.parquet", tmp_path / "r.parquet")
     assert result.returncode == 0 and weird in result.stdout
+
+
+@pytest.mark.parametrize(
+    "case, says",
+    [
+        ("scores_broken", "alert score: quality: nonfinite_count"),
+        ("feature_all_null", "alert b: quality: missing_share 1"),
+        ("no_rows", "alert the current data has no rows"),
+    ],
+)
+def test_broken_data_is_a_finding_even_without_drift(run_keel, tmp_path, case, says):
+    rng = np.random.default_rng(0)
+    n = 5000
+    reference = pd.DataFrame(
+        {"a": rng.normal(size=n), "b": rng.normal(size=n), "score": rng.uniform(size=n)}
+    )
+    write(reference, tmp_path / "r.parquet")
+    current = reference.copy()
+    if case == "scores_broken":  # a third infinite, a third NaN
+        current.loc[: n // 3, "score"] = np.inf
+        current.loc[n // 3 : 2 * n // 3, "score"] = np.nan
+    elif case == "feature_all_null":
+        current["b"] = np.nan
+    else:
+        current = current.iloc[:0]
+    write(current, tmp_path / "c.parquet")
+    for mode in ([], ["--exact"]):
+        found = run_keel("drift", tmp_path / "r.parquet", tmp_path / "c.parquet", *mode)
+        assert found.returncode == 1, found.stdout + found.stderr
+        assert says in found.stdout
+    same = run_keel("drift", tmp_path / "r.parquet", tmp_path / "r.parquet")
+    assert same.returncode == 0

@@ -89,7 +89,8 @@ def test_missing_new_retyped_and_empty_columns_are_findings_not_crashes():
     assert report.column("z").status == "error" and "type changed" in report.column("z").finding
     assert report.column("x").status == "insufficient_data"
     levels = {f["column"]: f["level"] for f in report.dataset["findings"]}
-    assert levels == {"y": "alert", "z": "alert", "extra": "warn"}
+    # x became entirely NaN: not drift (nothing to compare), but a data-quality alert.
+    assert levels == {"y": "alert", "z": "alert", "x": "alert", "extra": "warn"}
     assert report.alert and not report.drift
 
 

@@ -797,7 +797,8 @@ def print_drift(report) -> None:
     for finding in dataset["findings"]:
         out.print(
             f"[{'red' if finding['level'] == 'alert' else 'yellow'}]{finding['level']}[/] "
-            f"{finding['column']}: {finding['finding']}"
+            + (f"{finding['column']}: " if finding["column"] is not None else "")
+            + finding["finding"]
         )
     out.print(f"[dim]rule: {dataset['rule']}[/]")
 

@@ -61,10 +61,16 @@ def drift(
         schema = Schema.infer(reference_source, roles=roles, kinds=kinds)
         current_source = open_source(current)
         current_schema = align_schema(schema, current_source)
-        return compare(
-            TableSide(reference_source.read_all(), schema, reference_source.name),
-            TableSide(current_source.read_all(), current_schema, current_source.name),
+        reference_table, current_table = reference_source.read_all(), current_source.read_all()
+        report = compare(
+            TableSide(reference_table, schema, reference_source.name),
+            TableSide(current_table, current_schema, current_source.name),
             **options,
+        )
+        return with_quality(
+            report,
+            Profile.build(reference_table, schema),
+            Profile.build(current_table, current_schema),
         )
     current = load_reference(current)
     if isinstance(current, Profile):  # already profiled: compare with what the reference holds
@@ -74,7 +80,8 @@ def drift(
             source = open_source(reference)
             reference_profile = Profile.build(source, Schema.infer(source, roles, kinds))
             name = source.name
-        return compare(ProfileSide(reference_profile, name), ProfileSide(current), **options)
+        report = compare(ProfileSide(reference_profile, name), ProfileSide(current), **options)
+        return with_quality(report, reference_profile, current)
     current_source = open_source(current)
     if isinstance(reference, Baseline | Profile):
         reference_profile = _profile_of(reference)
@@ -99,11 +106,53 @@ def drift(
             bins=bins,
         )
         name = reference_source.name
-    return compare(
+    report = compare(
         ProfileSide(reference_profile, name),
         ProfileSide(current_profile, current_source.name),
         **options,
     )
+    return with_quality(report, reference_profile, current_profile)
+
+
+def with_quality(report: DriftReport, reference: Profile, current: Profile) -> DriftReport:
+    """The one-off comparison also runs the data quality checks (``keel.checks.quality``):
+    an empty input, a column that became all null, NaN or infinite values where the
+    reference had none are findings, at alert level when the check alerts — the exit code
+    of ``keel drift`` is then 1, drift or not. Their Results are in ``report.quality``."""
+    from keel.checks.quality import as_output_findings, column_checks
+
+    findings, quality = report.dataset["findings"], []
+    if current.rows == 0:
+        findings.append(
+            {"column": None, "level": "alert", "finding": "the current data has no rows"}
+        )
+    for spec in current.schema.columns:
+        mine, theirs = reference.columns.get(spec.name), current.columns.get(spec.name)
+        if spec.role in ("id", "timestamp", "ignored") or mine is None or theirs is None:
+            continue
+        if type(mine) is not type(theirs) or not current.rows:
+            continue
+        found = column_checks(spec.name, spec.kind, mine, theirs)
+        if spec.role in ("prediction", "score"):
+            found = as_output_findings(found)
+        quality += found
+    for result in quality:
+        if result.status == "alert":
+            findings.append(
+                {"column": result.column, "level": "alert", "finding": _describe(result)}
+            )
+    report.quality = quality
+    report.dataset["alert"] = report.dataset["alert"] or any(
+        f["level"] == "alert" for f in findings
+    )
+    return report
+
+
+def _describe(result: Any) -> str:
+    """One line for a quality finding: what was measured, against what."""
+    value = "" if result.value is None else f" {result.value:.3g}"
+    limit = "" if result.threshold is None else f" (limit {result.threshold:.3g})"
+    return f"{result.check}: {result.metric}{value}{limit}"
 
 
 def _profile_of(reference: Baseline | Profile) -> Profile:
