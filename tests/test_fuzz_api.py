@@ -217,3 +217,20 @@ def test_a_strange_event_time_is_refused_alone(bad, tmp_path):
     )
     assert rejected["request_id"].to_pylist() == ["b"]
     assert rejected["_rejected_because"].to_pylist()[0]
+
+
+def test_a_value_parquet_cannot_store_never_blocks_compaction(tmp_path):
+    # found by the fuzzer: an empty mapping is a struct with no fields, which Parquet refuses
+    writer = LogWriter(tmp_path, "labels", "m")
+    assert writer.append({"request_id": "a", "event_time": "2026-03-01", "label": {}}) == 0
+    empty = pa.array([{}], pa.struct([]))
+    assert (
+        writer.append(
+            pa.table({"request_id": ["b"], "event_time": ["2026-03-01"]}).append_column(
+                "label", empty
+            )
+        )
+        == 1
+    )
+    writer.close()
+    assert read_log(tmp_path, "labels", "m")["label"].to_pylist() == ["{}"]  # kept, as text

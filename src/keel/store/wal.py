@@ -365,6 +365,8 @@ def _plain(name: str, value: Any) -> tuple[Any, str | None]:
         items = [_plain(name, item)[0] for item in value]
         return items, None
     if isinstance(value, Mapping):
+        if not value:
+            raise ValueError(f"field {name!r}: an empty mapping (Parquet cannot store it)")
         return {str(k): _plain(f"{name}.{k}", v)[0] for k, v in value.items()}, None
     raise ValueError(f"field {name!r}: {type(value).__name__} is not a value keel can log")
 
@@ -636,8 +638,17 @@ def _by_day(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as Parquet bytes (with page checksums). A nested column Parquet cannot store
+    (a struct with no fields, say) is kept as JSON text rather than failing the write."""
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, write_page_checksum=True)
+    try:
+        pq.write_table(table, sink, write_page_checksum=True)
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        for index, field in enumerate(table.schema):
+            if pa.types.is_nested(field.type) or pa.types.is_null(field.type):
+                table = table.set_column(index, field.name, _as_text(table.column(index)))
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, write_page_checksum=True)
     return sink.getvalue().to_pybytes()
 
 
