@@ -39,21 +39,24 @@ class RecordingIO(FileIO):
         self.lock = threading.RLock()
 
     def create(self, path):
-        fd = super().create(path)
-        self.paths[fd], self.sizes[Path(path)] = Path(path), 0
-        return fd
+        with self.lock:
+            fd = super().create(path)
+            self.paths[fd], self.sizes[Path(path)] = Path(path), 0
+            return fd
 
     def open_new(self, path):
-        fd = super().open_new(path)
-        self.paths[fd], self.sizes[Path(path)] = Path(path), 0
-        return fd
+        with self.lock:
+            fd = super().open_new(path)
+            self.paths[fd], self.sizes[Path(path)] = Path(path), 0
+            return fd
 
     def open_locked(self, path):
-        fd = super().open_locked(path)
-        if fd is not None:
-            self.paths[fd] = Path(path)
-            self.sizes.setdefault(Path(path), Path(path).stat().st_size)
-        return fd
+        with self.lock:
+            fd = super().open_locked(path)
+            if fd is not None:
+                self.paths[fd] = Path(path)
+                self.sizes.setdefault(Path(path), Path(path).stat().st_size)
+            return fd
 
     def write(self, fd, data):
         with self.lock:
@@ -72,13 +75,14 @@ class RecordingIO(FileIO):
     fsync = fdatasync
 
     def replace(self, source, target):
-        super().replace(source, target)
-        source, target = Path(source), Path(target)
-        self.sizes[target] = self.sizes.pop(source, 0)
-        for fd, path in self.paths.items():
-            if path == source:
-                self.paths[fd] = target
-        self.events.append(("replace", source, target))
+        with self.lock:
+            super().replace(source, target)
+            source, target = Path(source), Path(target)
+            self.sizes[target] = self.sizes.pop(source, 0)
+            for fd, path in list(self.paths.items()):
+                if path == source:
+                    self.paths[fd] = target
+            self.events.append(("replace", source, target))
 
     def fsync_dir(self, folder):
         super().fsync_dir(folder)
@@ -112,10 +116,11 @@ class PowerCutIO(RecordingIO):
             raise Crash("the power is off")
 
     def create(self, path):
-        self._step()
-        fd = super().create(path)
-        self.unsynced_entries[Path(path)] = ("new",)
-        return fd
+        with self.lock:
+            self._step()
+            fd = super().create(path)
+            self.unsynced_entries[Path(path)] = ("new",)
+            return fd
 
     def open_locked(self, path):
         self._step()
@@ -136,11 +141,12 @@ class PowerCutIO(RecordingIO):
         super().mkdir(folder)
 
     def open_new(self, path):
-        self._step()
-        fd = super().open_new(path)
-        self.unsynced_entries[Path(path)] = ("new",)
-        self.synced[Path(path)] = 0
-        return fd
+        with self.lock:
+            self._step()
+            fd = super().open_new(path)
+            self.unsynced_entries[Path(path)] = ("new",)
+            self.synced[Path(path)] = 0
+            return fd
 
     def fdatasync(self, fd):
         self._step()
@@ -156,26 +162,29 @@ class PowerCutIO(RecordingIO):
     fsync = fdatasync
 
     def replace(self, source, target):
-        self._step()
-        super().replace(source, target)
-        source, target = Path(source), Path(target)
-        self.synced[target] = self.synced.pop(source, 0)
-        self.unsynced_entries[target] = ("new",)  # the rename is undone by a power cut
-        self.unsynced_entries.pop(source, None)
+        with self.lock:
+            self._step()
+            super().replace(source, target)
+            source, target = Path(source), Path(target)
+            self.synced[target] = self.synced.pop(source, 0)
+            self.unsynced_entries[target] = ("new",)  # the rename is undone by a power cut
+            self.unsynced_entries.pop(source, None)
 
     def fsync_dir(self, folder):
-        self._step()
-        super().fsync_dir(folder)
-        for path in [p for p in self.unsynced_entries if p.parent == Path(folder)]:
-            del self.unsynced_entries[path]
+        with self.lock:
+            self._step()
+            super().fsync_dir(folder)
+            for path in [p for p in self.unsynced_entries if p.parent == Path(folder)]:
+                del self.unsynced_entries[path]
 
     def unlink(self, path):
-        self._step()
-        path = Path(path)
-        kept = path.read_bytes()[: self.synced.get(path, 0)] if path.exists() else None
-        super().unlink(path)
-        if kept is not None and path not in self.unsynced_entries:
-            self.unsynced_entries[path] = ("gone", kept)
+        with self.lock:
+            self._step()
+            path = Path(path)
+            kept = path.read_bytes()[: self.synced.get(path, 0)] if path.exists() else None
+            super().unlink(path)
+            if kept is not None and path not in self.unsynced_entries:
+                self.unsynced_entries[path] = ("gone", kept)
 
     def power_cut(self):
         """Everything not covered by a sync disappears; nothing more gets through."""
