@@ -227,7 +227,8 @@ def test_two_monitor_runs_into_fresh_stores_store_identical_results(fifty_thousa
             rows = connection.execute(sa.text("SELECT * FROM keel_results")).mappings().all()
         engine.dispose()
         drop = {"id", "run_id", "created_at"}
-        tables.append(sorted(tuple((k, v) for k, v in r.items() if k not in drop) for r in rows))
+        kept = [tuple((k, v) for k, v in r.items() if k not in drop) for r in rows]
+        tables.append(sorted(kept, key=repr))
     first, second = tables
     assert len(first) > 100
     checks = {dict(row)["check"] for row in first}
