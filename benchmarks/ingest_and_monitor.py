@@ -22,6 +22,13 @@ busy by spinning processes, run twice into fresh stores: with every thread
 the numeric libraries want (``KEEL_THREADS`` = the core count: what keel did
 before it limited its pools) and with keel's default of one. Prints both
 times and their ratio.
+
+``--durability`` (or alone with ``--only-durability``): the per-call cost of
+logging in ``durable`` mode (each call returns after the fdatasync covering
+it) and in ``fast`` mode (it returns at once; synced every 100 ms), for one
+record per call and for batches of 100 (dicts and Arrow tables), from one
+thread and from 8 threads sharing a writer (group commit). Prints µs per call,
+µs per record and the durable / fast ratio.
 """
 
 from __future__ import annotations
@@ -122,13 +129,69 @@ def small_windows(work: Path, windows: int = 100, rows_per_window: int = 2000) -
     print(f"  ratio (all threads / one): {timings[cores][0] / timings[1][0]:.1f}×")
 
 
+def durability(work: Path, calls: int = 2000) -> None:
+    """Per-call cost of durable vs fast logging (see the module docstring)."""
+    import threading
+
+    frame = records(calls * 100, 1, 7, "2026-03-01")
+    dicts = frame.to_dict("records")
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    shapes = {
+        "1 record (dict)": lambda i: dicts[i],
+        "100 dicts": lambda i: dicts[i * 100 : (i + 1) * 100],
+        "100-row table": lambda i: table.slice(i * 100, 100),
+    }
+    print(f"durable vs fast logging ({calls:,} calls each; wall µs per call / per record)")
+    for threads in (1, 8):
+        for shape, make in shapes.items():
+            cost = {}
+            for mode in ("fast", "durable"):
+                writer = LogWriter(
+                    work / f"wal-{mode}-{threads}-{shape[:3]}",
+                    "predictions",
+                    "bench",
+                    mode=mode,
+                    flush_rows=10**9,
+                    flush_seconds=10**9,
+                )
+                per_thread = calls // threads
+
+                def client(
+                    number: int, writer: LogWriter = writer, count: int = per_thread, make=make
+                ) -> None:
+                    for index in range(number * count, (number + 1) * count):
+                        writer.append(make(index))
+
+                started = time.perf_counter()
+                pool = [threading.Thread(target=client, args=(n,)) for n in range(threads)]
+                for thread in pool:
+                    thread.start()
+                for thread in pool:
+                    thread.join()
+                elapsed = time.perf_counter() - started
+                writer.close()
+                cost[mode] = elapsed / (per_thread * threads) * 1e6  # wall time per call
+            rows = 1 if shape.startswith("1 ") else 100
+            print(
+                f"  {threads} thread(s), {shape:15}: fast {cost['fast']:8.0f} µs "
+                f"({cost['fast'] / rows:6.1f}/record), durable {cost['durable']:8.0f} µs "
+                f"({cost['durable'] / rows:6.1f}/record), durable/fast "
+                f"{cost['durable'] / cost['fast']:4.1f}×"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=30)
     parser.add_argument("--small-windows", action="store_true")
     parser.add_argument("--only-small-windows", action="store_true")
+    parser.add_argument("--durability", action="store_true")
+    parser.add_argument("--only-durability", action="store_true")
     args = parser.parse_args()
+    if args.only_durability:
+        durability(Path(tempfile.mkdtemp(prefix="keel-wal-")))
+        return
     if args.only_small_windows:
         small_windows(Path(tempfile.mkdtemp(prefix="keel-small-")))
         return
@@ -207,6 +270,8 @@ def main() -> None:
     )
     if args.small_windows:
         small_windows(work)
+    if args.durability:
+        durability(work)
 
 
 if __name__ == "__main__":
