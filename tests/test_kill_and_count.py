@@ -20,7 +20,11 @@ import sys, datetime as dt
 import keel
 root, prefix = sys.argv[1], sys.argv[2]
 when = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+# the first call imports the log's modules and opens (recovers) the log: done before "ready"
+assert keel.log_predictions({"request_id": f"{prefix}-first", "event_time": when},
+                            model="loans", root=root) == 1
 print("ready", flush=True)
+print(f"{prefix}-first", flush=True)
 for index in range(10**9):
     if index % 7 == 0:  # a small batch now and then
         rows = [{"request_id": f"{prefix}-{index}-{k}", "event_time": when} for k in range(5)]
