@@ -366,26 +366,53 @@ def baseline_create(
     end: Annotated[
         str | None, typer.Option("--to", help="Keep rows before this time (ISO 8601).")
     ] = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option(help="Rows the model did not learn from: its holdout metrics come from here."),
+    ] = None,
+    reference_is_holdout: Annotated[
+        bool,
+        typer.Option(help="The reference's labelled rows are out of sample: metrics from them."),
+    ] = False,
+    task: Annotated[
+        str | None, typer.Option(help="binary, multiclass or regression (with the holdout).")
+    ] = None,
+    classes: Columns = None,
 ) -> None:
-    """Record a baseline of reference data: schema, profile, bins, sample, fingerprint."""
+    """Record a baseline of reference data: schema, profile, bins, sample, fingerprint.
+
+    With --holdout (or --reference-is-holdout), also the model's holdout metrics, with
+    their intervals: what a monitor's performance checks judge windows against."""
     from keel.baseline import Baseline
     from keel.data import open_source
 
+    metrics, why_none = _holdout_metrics(
+        holdout if holdout is not None else (data if reference_is_holdout else None),
+        task,
+        target,
+        score,
+        prediction,
+        classes,
+    )
     source = open_source(data)
     with _progress(source.num_rows, "baseline") as advance:
         result = Baseline.from_data(
             source,
             target=target,
             prediction=prediction,
-            score=score,
+            score=None if classes else score,  # multiclass: one score column per class
             timestamp=timestamp,
             id=id,
-            roles=_roles(ignore=ignore),
+            roles={
+                **_roles(ignore=ignore),
+                **{f"{score}_{c}": "score" for c in (classes or []) if score},
+            },
             sample_size=sample_size,
             kinds={c: "categorical" for c in categorical or []},
             start=start,
             end=end,
             on_batch=advance,
+            metrics=metrics,
         )
     result.save(output)
     roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
@@ -393,6 +420,33 @@ def baseline_create(
         f"baseline {result.id}: {result.rows:,} rows, {len(result.schema.features)} "
         f"features{'; ' + roles if roles else ''} → {output}"
     )
+    if metrics:
+        shown = [k for k in metrics if not k.endswith(("_lower", "_upper")) and k != "holdout_rows"]
+        out.print(
+            f"holdout metrics on {int(metrics['holdout_rows']):,} rows: "
+            + ", ".join(f"{k} {metrics[k]:.4g}" for k in shown)
+        )
+    elif why_none:
+        err.print(f"[yellow]no holdout metrics recorded:[/] {why_none}", highlight=False)
+
+
+def _holdout_metrics(holdout, task, target, score, prediction, classes):
+    """(metrics, reason none were recorded) for ``baseline create``."""
+    from keel.performance import holdout_metrics
+
+    if target is None:
+        return None, None  # no label: nothing to measure, nothing to say
+    if holdout is None:
+        return None, (
+            "performance checks cannot alert without them; give --holdout FILE (rows the "
+            "model did not learn from) or --reference-is-holdout"
+        )
+    if task is None:
+        task = "regression" if score is None and prediction is not None else "binary"
+        task = "multiclass" if classes else task
+    if task not in ("binary", "multiclass", "regression"):
+        raise KeelError(f"--task {task!r}: one of binary, multiclass, regression")
+    return holdout_metrics(holdout, task, target, score, prediction, classes), None
 
 
 @baseline_app.command("calibrate")
@@ -477,26 +531,20 @@ def ingest_labels(
 
 
 def _ingest(data: str, kind: str, model: str, root: Path | None, names: dict[str, str]) -> None:
-    from keel.data import open_source
-    from keel.store.logs import FILE_FLUSH_ROWS, LogWriter, log_root
+    from keel.store.logs import ingest_file, log_root
     from keel.store.queries import unmatched_labels
 
-    source = open_source(data)
-    accepted = 0
-    # A file's rows are written in large flushes: a long history makes one file per day.
-    with LogWriter(log_root(root), kind, model, flush_rows=FILE_FLUSH_ROWS) as writer:
-        for batch in source.batches():
-            table = pa_table(batch)
-            renamed = [names.get(c, c) for c in table.column_names]
-            accepted += writer.append(table.rename_columns(renamed))
+    # All or nothing: staged, then committed; a file that fails midway leaves no rows.
+    counts = ingest_file(data, log_root(root), kind, model, names=names)
+    accepted, rejected = counts["accepted"], counts["rejected"]
     out.print(
         f"logged {accepted:,} {kind} for {model} in {log_root(root)}"
-        + (f"; {writer.rejected:,} rejected (see rejected/)" if writer.rejected else "")
+        + (f"; {rejected:,} rejected (see rejected/)" if rejected else "")
     )
     if kind == "labels" and (waiting := unmatched_labels(log_root(root), model)):
         out.print(f"{waiting:,} labels have no prediction yet (kept; they join when it arrives)")
     _warn_if_unwatched(model)
-    raise typer.Exit(EXIT_FOUND if writer.rejected else EXIT_OK)
+    raise typer.Exit(EXIT_FOUND if rejected else EXIT_OK)
 
 
 def _warn_if_unwatched(model: str, config: Path = Path("keel.yaml")) -> None:
@@ -514,12 +562,6 @@ def _warn_if_unwatched(model: str, config: Path = Path("keel.yaml")) -> None:
             f"warning: no monitor in {config} reads model {model!r} (monitors read: "
             f"{', '.join(sorted(watched)) or 'none'}); its log is kept, nothing checks it yet"
         )
-
-
-def pa_table(batch):
-    import pyarrow as pa
-
-    return pa.Table.from_batches([batch])
 
 
 @app.command()

@@ -469,3 +469,67 @@ def _percentiles(draws, confidence) -> tuple[float | None, float | None]:
 
 def _undefined(name: str, rows: int, reason: str) -> Metric:
     return Metric(name, None, None, None, rows, "none", "insufficient_data", reason)
+
+
+def holdout_metrics(
+    data: Any,
+    task: str,
+    target: str,
+    score: str | None = None,
+    prediction: str | None = None,
+    classes: list | None = None,
+) -> dict[str, float]:
+    """A baseline's holdout metrics from rows the model did not learn from (any input
+    ``keel.data.open_source`` takes): each defined metric's value, its interval as
+    ``<name>_lower`` / ``<name>_upper``, and ``holdout_rows``. Multiclass scores are the
+    columns ``<score>_<class>``. The keys are what monitors judge windows against.
+
+    >>> import pandas as pd
+    >>> rows = pd.DataFrame({"y": [0, 0, 1, 1, 1, 0], "p": [0.2, 0.6, 0.7, 0.9, 0.4, 0.1]})
+    >>> found = holdout_metrics(rows, "binary", "y", score="p")
+    >>> found["accuracy"], found["holdout_rows"]
+    (0.6666666666666666, 6.0)
+    """
+    from keel.data import open_source
+    from keel.errors import SchemaError
+
+    table = open_source(data).read_all()
+    wanted = [
+        target,
+        *([score] if score and task != "multiclass" else []),
+        *([prediction] if prediction else []),
+    ]
+    if task == "multiclass":
+        if not score or not classes:
+            raise SchemaError("multiclass holdout metrics need --score PREFIX and the classes")
+        wanted += [f"{score}_{c}" for c in classes]
+    missing = [c for c in wanted if c not in table.column_names]
+    if missing:
+        raise SchemaError(
+            f"the holdout has no column(s) {', '.join(missing)} "
+            f"(it has: {', '.join(table.column_names)})"
+        )
+    truth = table.column(target).to_numpy(zero_copy_only=False)
+    predicted = table.column(prediction).to_numpy(zero_copy_only=False) if prediction else None
+    if task == "regression":
+        if predicted is None:
+            raise SchemaError("regression holdout metrics need the prediction column")
+        found = regression_metrics(truth, predicted)
+    else:
+        if task == "multiclass":
+            scores = np.column_stack(
+                [table.column(f"{score}_{c}").to_numpy(zero_copy_only=False) for c in classes]
+            ).astype(float)
+        else:
+            scores = (
+                table.column(score).to_numpy(zero_copy_only=False).astype(float) if score else None
+            )
+        found = classification_metrics(truth, scores, predicted, classes=classes)
+    out: dict[str, float] = {"holdout_rows": float(table.num_rows)}
+    for name, metric in found.items():
+        if metric.value is None or metric.status != "ok":
+            continue
+        out[name] = float(metric.value)
+        if metric.lower is not None and metric.upper is not None:
+            out[f"{name}_lower"], out[f"{name}_upper"] = float(metric.lower), float(metric.upper)
+    return out

@@ -115,6 +115,7 @@ def stable_names() -> dict[str, set[str]]:
             "mape",
             "r2",
             "mean_error",
+            "holdout_missing",
         },
         "estimated_performance": {
             "specificity",

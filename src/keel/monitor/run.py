@@ -640,6 +640,8 @@ def _performance(
             kpi_result(k.name, k.expression, rows, k.alert_below, k.alert_above)
             for k in monitor.kpis
         ]
+        if spec is not None and not set(baseline.metrics or {}) - {"holdout_rows"}:
+            found.append(_holdout_missing(monitor))
         if spec is not None and spec.estimate:  # before the labels: what the inputs imply
             found += estimated_results(
                 rows,
@@ -689,6 +691,22 @@ def _label_freshness(
         model=monitor.model,
         window_start=window[0],
         window_end=window[1],
+    )
+
+
+def _holdout_missing(monitor: MonitorConfig) -> Result:
+    """Performance checks with nothing to judge against say so, in every window."""
+    return Result(
+        "performance",
+        None,
+        "holdout_missing",
+        None,
+        None,
+        "warn",
+        details={
+            "reason": f"the baseline {monitor.baseline} records no holdout metrics: realized and "
+            "estimated performance cannot alert (keel baseline create --holdout FILE)"
+        },
     )
 
 
