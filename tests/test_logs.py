@@ -367,3 +367,25 @@ def test_a_commit_a_crash_interrupted_is_finished_at_the_next_open(tmp_path):
     LogWriter(tmp_path, "predictions", "loans").close()  # opening finishes the commit
     assert read_log(tmp_path, "predictions", "loans").num_rows == 60
     assert not list((tmp_path / ".staging").iterdir())
+
+
+def test_labels_need_only_a_request_id_and_the_label(tmp_path, run_keel):
+    import keel
+
+    keel.log_predictions(_records(3), model="loans", root=tmp_path)
+    before = datetime.now(UTC)
+    keel.log_labels([{"request_id": "r0", "defaulted": 1}], model="loans", root=tmp_path)
+    pd.DataFrame({"request_id": ["r1", "r2"], "defaulted": [0, 1]}).to_csv(
+        tmp_path / "labels.csv", index=False
+    )
+    ingested = run_keel(
+        "ingest", "labels", tmp_path / "labels.csv", "--model", "loans", "--root", tmp_path
+    )
+    assert ingested.returncode == 0, ingested.stdout + ingested.stderr
+    from keel.store.logs import _flush_all
+    from keel.store.queries import read_labelled
+
+    _flush_all()
+    joined = read_labelled(tmp_path, "loans")
+    assert joined.column("defaulted").to_pylist() == [1, 0, 1]
+    assert all(t >= before for t in joined.column("label_time").to_pylist())  # logged now

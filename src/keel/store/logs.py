@@ -182,6 +182,8 @@ class LogWriter:
         return accepted
 
     def _encode(self, records: Any) -> tuple[bytes, int, int]:
+        if self.kind == "labels":
+            records = label_times(records)
         if isinstance(records, Mapping):
             return encode_records([records], self.model)
         if isinstance(records, pa.RecordBatch):
@@ -352,6 +354,8 @@ def ingest_file(
         for batch in opened.batches():
             table = pa.Table.from_batches([batch])
             table = table.rename_columns([names.get(c, c) for c in table.column_names])
+            if kind == "labels":
+                table = label_times(table)
             table = _stamp(table)
             good, bad = _check(table, model)
             counts["accepted"] += good.num_rows
@@ -449,6 +453,33 @@ def _as_table(records: Any) -> pa.Table:
         rows = list(records)
         return pa.Table.from_pylist(rows) if rows else pa.table({})
     raise DataError(f"cannot log {type(records).__name__}: give dicts, a DataFrame or a Table")
+
+
+def label_times(records: Any) -> Any:
+    """Labels need only a request id and the label: a label without an ``event_time``
+    gets the time it is logged (when the outcome became known to keel).
+
+    >>> label_times([{"request_id": "r1", "defaulted": 1}])[0]["event_time"].tzname()
+    'UTC'
+    """
+    now = datetime.now(UTC)
+    if isinstance(records, Mapping):
+        return records if records.get("event_time") is not None else {**records, "event_time": now}
+    if isinstance(records, pa.RecordBatch):
+        records = pa.Table.from_batches([records])
+    if isinstance(records, pa.Table):
+        if "event_time" not in records.column_names:
+            return records.append_column(
+                "event_time", pa.array([now] * records.num_rows, pa.timestamp("us", tz="UTC"))
+            )
+        return records
+    if hasattr(records, "columns") and type(records).__module__.startswith("pandas"):
+        if "event_time" not in records.columns:
+            return records.assign(event_time=now)
+        return records
+    if isinstance(records, Iterable) and not isinstance(records, str | bytes):
+        return [label_times(r) if isinstance(r, Mapping) else r for r in records]
+    return records
 
 
 def _stamp(table: pa.Table) -> pa.Table:
