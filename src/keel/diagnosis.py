@@ -247,7 +247,7 @@ def _unimportant(result: Result, shares: Mapping[str, float] | None, min_importa
         return False
     if result.check == "multivariate":
         involved = (result.details or {}).get("top_columns") or []
-        return bool(involved) and all(shares.get(c, 1.0) < min_importance for c in involved)
+        return bool(involved) and shares.get(involved[0], 1.0) < min_importance
     return result.column in shares and shares[result.column] < min_importance
 
 

@@ -227,7 +227,7 @@ def check_history(
 
     Paging is importance-weighted: a drifted feature whose share of the importance (the
     user's ``importance``, else the surrogate's) is below ``min_importance`` is ``warn``, not
-    ``alert``, and so is a multivariate alert whose most involved columns all are; realized or
+    ``alert``, and so is a multivariate alert whose most involved column is; realized or
     estimated performance alerting in the same window pages them after all
     (``WindowResult.judge_with``). Set ``min_importance=0`` to page on every drift.
 
@@ -391,7 +391,7 @@ def page_by_importance(
 
     Every feature's importance share goes in its details; a drifted feature under
     ``min_importance`` loses its alert (``details.unimportant``), and so does a multivariate
-    alert whose involved columns are all under it. ``escalate`` undoes it.
+    alert whose most involved column is under it. ``escalate`` undoes it.
     """
     report = window.drift
     for column in report.columns:
@@ -412,7 +412,7 @@ def page_by_importance(
             result.check == "multivariate"
             and result.status == "alert"
             and involved
-            and all(shares.get(c, 1.0) < min_importance for c in involved)
+            and shares.get(involved[0], 1.0) < min_importance  # the column it relied on most
         ):
             window.quality[index] = replace(
                 result,
@@ -421,9 +421,10 @@ def page_by_importance(
                     **result.details,
                     "unimportant": True,
                     "reason": (
-                        f"the columns involved ({', '.join(involved)}) all have importance "
-                        f"below min_importance {min_importance:g}: a warning unless "
-                        "performance alerts in the same window"
+                        f"the column most involved ({involved[0]}) has importance "
+                        f"{shares.get(involved[0], 0.0):.2f}, below min_importance "
+                        f"{min_importance:g}: a warning unless performance alerts in the "
+                        "same window"
                     ),
                 },
             )
