@@ -222,3 +222,49 @@ def test_a_regression_window_beyond_the_reference_inputs_is_unreliable():
     assert estimator.reliability(_regression(2000, rng), "prediction")["reliable"]
     far = estimator.reliability(_regression(2000, rng, shift=4.0), "prediction")
     assert not far["reliable"] and far["outside_reference_share"] > 0.5
+
+
+def _calibrated(rows, seed):
+    rng = np.random.default_rng(seed)
+    scores = rng.beta(2, 3, rows)
+    return scores, (rng.random(rows) < scores).astype(int)
+
+
+def _realized_accuracy(labels, decided):
+    return float(np.mean(labels == decided.astype(int)))
+
+
+def test_the_estimate_decides_as_the_model_decides_at_a_threshold_far_from_half():
+    from keel.estimation import ConfidenceEstimator
+
+    estimator = ConfidenceEstimator.fit(*_calibrated(20_000, seed=1))
+    scores, labels = _calibrated(20_000, seed=2)
+    decided = scores >= 0.3  # the model's own threshold
+    realized = _realized_accuracy(labels, decided)
+    followed = estimator.estimate(scores, decisions=decided)["accuracy"]
+    assumed = estimator.estimate(scores)["accuracy"]  # as if it decided at 0.5
+    assert followed.lower <= realized <= followed.upper
+    assert abs(followed.value - realized) < 0.01
+    assert abs(assumed.value - realized) > 0.05  # the other classifier
+
+
+def test_the_estimate_follows_a_threshold_moved_in_production():
+    from keel.estimation import ConfidenceEstimator
+
+    estimator = ConfidenceEstimator.fit(*_calibrated(20_000, seed=3))
+    for threshold, seed in ((0.65, 4), (0.55, 5)):
+        scores, labels = _calibrated(20_000, seed=seed)
+        decided = np.where(scores >= threshold, 1, 0)  # logged as predicted labels
+        realized = _realized_accuracy(labels, decided == 1)
+        estimate = estimator.estimate(scores, decisions=decided)
+        for name in ("accuracy", "precision", "recall"):
+            assert estimate[name].lower <= _realized(name, labels, decided) <= estimate[name].upper
+        assert abs(estimate["accuracy"].value - realized) < 0.01
+
+
+def _realized(name, labels, decided):
+    from sklearn.metrics import accuracy_score, precision_score, recall_score
+
+    return {"accuracy": accuracy_score, "precision": precision_score, "recall": recall_score}[
+        name
+    ](labels, decided)

@@ -71,6 +71,7 @@ class ConfidenceEstimator:
     threshold: float
     score_range: tuple[float, float]
     brier: dict[str, float] = field(default_factory=dict)
+    positive: Any = 1  # the positive label: the larger of the reference's two
 
     @classmethod
     @with_limited_threads
@@ -93,7 +94,8 @@ class ConfidenceEstimator:
         choice = min(brier, key=brier.get)
         model = _calibrator(choice).fit(_column(scores), y) if choice != "none" else None
         low, high = np.quantile(scores, [0.005, 0.995])
-        return cls(choice, model, threshold, (float(low), float(high)), brier)
+        positive = classes[-1].item() if hasattr(classes[-1], "item") else classes[-1]
+        return cls(choice, model, threshold, (float(low), float(high)), brier, positive)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         if self.model is None:
@@ -108,8 +110,16 @@ class ConfidenceEstimator:
         value_matrix: dict[str, float] | None = None,
         confidence: float = 0.95,
         seed: int = 0,
+        decisions: Any = None,
     ) -> dict[str, Metric]:
-        """Expected metrics of a window, each with the band a realized value would fall in."""
+        """Expected metrics of a window, each with the band a realized value would fall in.
+
+        ``decisions`` are the model's logged decisions for these rows (True: decided
+        positive; or the logged predicted labels): the expected confusion matrix then pairs
+        each row's calibrated probability with what the model actually decided — exact for
+        any decision rule, and it follows a threshold production moves later. Without
+        them, a row is decided positive when its score reaches ``threshold``.
+        """
         scores = np.asarray(scores, dtype=float)
         _check_probabilities(scores)
         n = len(scores)
@@ -119,7 +129,13 @@ class ConfidenceEstimator:
         if n < MIN_ROWS:
             return _too_few(names, n, "confidence-based")
         p = np.clip(self.probabilities(scores), 0.0, 1.0)
-        decided = scores >= self.threshold
+        decided = (
+            scores >= self.threshold
+            if decisions is None
+            else decided_positive(decisions, self.positive)
+        )
+        if len(decided) != n:
+            raise DataError(f"{len(decided):,} decisions for {n:,} scores")
         expected = _metrics_from(p[None, :], decided, scores, value_matrix)  # expectations
         rng = np.random.default_rng(seed)
         draws = rng.random((DRAWS, n)) < p  # labels as the calibrated model expects them
@@ -152,6 +168,22 @@ class ConfidenceEstimator:
             if outside <= OUTSIDE_SHARE
             else f"{outside:.0%} of scores outside the reference's central 99%",
         }
+
+
+def decided_positive(decisions: Any, positive: Any = 1) -> np.ndarray:
+    """Which rows the model decided positive, from booleans or logged predicted labels.
+
+    >>> decided_positive(np.array(["yes", "no", "yes"]), "yes").tolist()
+    [True, False, True]
+    >>> decided_positive(np.array([1.0, 0.0]), 1).tolist()
+    [True, False]
+    """
+    values = np.asarray(decisions)
+    if values.dtype == bool:
+        return values
+    if np.issubdtype(values.dtype, np.number) and isinstance(positive, int | float | np.number):
+        return values.astype(float) == float(positive)
+    return values.astype(str) == str(positive)
 
 
 def _too_few(names: Any, rows: int, method: str) -> dict[str, Metric]:

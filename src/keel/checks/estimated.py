@@ -94,8 +94,16 @@ def estimated_results(
     confidence = 1 - 2 * false_alarm_rate / max(len(names), 1)
     if spec.task == "binary":
         scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
-        scores = scores[np.isfinite(scores)]
-        estimates = estimator.estimate(scores, value_matrix, confidence, seed=seed)
+        kept = np.isfinite(scores)
+        decisions = None  # the model's own logged decisions, when the log has them
+        if spec.prediction and spec.prediction in window.column_names:
+            logged = window.column(spec.prediction)
+            if logged.null_count == 0:
+                decisions = logged.to_numpy(zero_copy_only=False)[kept]
+        scores = scores[kept]
+        estimates = estimator.estimate(
+            scores, value_matrix, confidence, seed=seed, decisions=decisions
+        )
         reliability = estimator.reliability(scores)
     elif spec.task == "multiclass":
         scores = np.column_stack(
