@@ -136,3 +136,38 @@ def test_scores_that_are_not_probabilities_are_refused_with_a_suggestion():
             np.array([[0.5, 0.3, 0.2], [0.5, 0.5, 0.5]]),
             classes=["a", "b", "c"],
         )
+
+
+def test_a_small_holdout_is_judged_with_its_own_error_so_quiet_windows_rarely_alert():
+    import pandas as pd
+
+    from keel.checks.performance import holdout_interval, judged
+    from keel.performance import classification_metrics, holdout_metrics
+
+    rng = np.random.default_rng(17)
+    rate, confidence = 0.01, 0.98  # one metric at the monitor's rate: 1 − 2·rate
+
+    def rows(n):
+        scores = rng.beta(2, 3, n)
+        return pd.DataFrame({"y": (rng.random(n) < scores).astype(int), "p": scores})
+
+    with_error = without = 0
+    for _ in range(20):  # 20 holdouts of 1,000 rows, 20 quiet windows each: 400 windows
+        holdout = holdout_metrics(rows(1000), "binary", "y", score="p")
+        for _ in range(20):
+            window = rows(2000)
+            metric = classification_metrics(
+                window.y, window.p, confidence=confidence, only=["accuracy"]
+            )["accuracy"]
+            both = judged(
+                "performance",
+                metric,
+                holdout["accuracy"],
+                confidence,
+                reference_interval=holdout_interval(holdout, "accuracy"),
+            )
+            alone = judged("performance", metric, holdout["accuracy"], confidence)
+            with_error += both.status == "alert"
+            without += alone.status == "alert"
+    assert with_error / 400 <= rate + 0.01  # at most the monitor's rate (plus its noise)
+    assert without > with_error  # a lucky small holdout made windows look worse

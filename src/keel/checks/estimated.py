@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from keel.checks.performance import judged, unjudged
+from keel.checks.performance import holdout_interval, judged, unjudged
 from keel.result import Result
 
 ESTIMATED = {
@@ -121,7 +121,12 @@ def estimated_results(
         reliability = estimator.reliability(frame, spec.prediction)
     results = [
         judged(
-            "estimated_performance", estimates[name], holdout.get(name), confidence, **reliability
+            "estimated_performance",
+            estimates[name],
+            holdout.get(name),
+            confidence,
+            reference_interval=holdout_interval(holdout, name),
+            **reliability,
         )
         for name in names
     ]

@@ -131,6 +131,7 @@ def performance_results(
             holdout.get(name),
             confidence,
             worse="warn" if provisional else "alert",  # early labels never alert
+            reference_interval=holdout_interval(holdout, name),
             labelled_rows=metrics[name].rows,
             labelled_share=share,
             provisional=provisional,
@@ -152,10 +153,22 @@ def judged(
     **details: Any,
 ) -> Result:
     """A metric with its interval as a Result, judged against a reference value: status
-    ``worse`` when the whole interval is on the worse side of it (``worse_than``)."""
+    ``worse`` when the whole interval is on the worse side of it (``worse_than``).
+
+    ``reference_interval`` is the reference's own 95% interval (a holdout is a sample
+    too): then the window is worse when the one-sided interval of (window − holdout),
+    from both errors, lies on the worse side of zero at the same level
+    (``worse_than_uncertain``)."""
     status = metric.status
+    interval = details.pop("reference_interval", None)
     if status == "ok" and None not in (reference, metric.value, metric.lower, metric.upper):
-        status = worse if worse_than(metric.name, metric, reference) else "ok"
+        if interval is not None and None not in interval:
+            found = worse_than_uncertain(metric, reference, interval, confidence)
+        else:
+            found = worse_than(metric.name, metric, reference)
+        status = worse if found else "ok"
+        if interval is not None:
+            details["reference_lower"], details["reference_upper"] = interval
     return Result(
         check,
         None,
@@ -172,6 +185,44 @@ def judged(
             **({"reason": metric.reason} if metric.reason else {}),
         },
     )
+
+
+def worse_than_uncertain(
+    metric: Any, reference: float, interval: tuple[float, float], confidence: float
+) -> bool:
+    """Whether (window − reference) is worse than zero beyond both sampling errors.
+
+    Each side's standard error is read off its interval (the window's at ``confidence``,
+    the reference's at 95%); the difference is judged at the window interval's one-sided
+    level, with errors combined in quadrature.
+
+    >>> from keel.performance import Metric
+    >>> window = Metric("roc_auc", 0.70, 0.66, 0.74, 2000, "delong")
+    >>> worse_than_uncertain(window, 0.75, (0.70, 0.80), 0.95)  # the holdout is too small
+    False
+    >>> worse_than_uncertain(window, 0.75, (0.745, 0.755), 0.95)
+    True
+    """
+    from scipy.stats import norm
+
+    from keel.performance import HIGHER_IS_BETTER
+
+    z = float(norm.ppf((1 + confidence) / 2))
+    window_se = (metric.upper - metric.lower) / (2 * z)
+    reference_se = (interval[1] - interval[0]) / (2 * float(norm.ppf(0.975)))
+    margin = z * float(np.hypot(window_se, reference_se))
+    difference = metric.value - reference
+    if metric.name == "mean_error":
+        return abs(difference) > margin
+    if metric.name in HIGHER_IS_BETTER or metric.name == "value_per_1000":
+        return difference + margin < 0
+    return difference - margin > 0
+
+
+def holdout_interval(holdout: dict[str, float], name: str) -> tuple[float, float] | None:
+    """The holdout's recorded interval for ``name`` (``keel baseline create --holdout``)."""
+    lower, upper = holdout.get(f"{name}_lower"), holdout.get(f"{name}_upper")
+    return None if lower is None or upper is None else (lower, upper)
 
 
 def unjudged(
