@@ -74,6 +74,15 @@ def files(root: Path) -> int:
     return sum(1 for _ in (root / "predictions").rglob("*.parquet"))
 
 
+def baseline_and_monitor(
+    work: Path, name: str, reference: pd.DataFrame, logs: Path, window: str, sample_size: int
+) -> MonitorConfig:
+    """A baseline of ``reference`` saved in ``work`` and a monitor of model ``name`` on it."""
+    path = work / f"{name}.baseline"
+    Baseline.from_data(reference, timestamp="event_time", sample_size=sample_size).save(path)
+    return MonitorConfig(name=name, model=name, baseline=str(path), logs=str(logs), window=window)
+
+
 def small_windows(work: Path, windows: int = 100, rows_per_window: int = 2000) -> None:
     """A monitor over many small windows on a loaded machine: all threads vs one."""
     import os
@@ -91,16 +100,7 @@ def small_windows(work: Path, windows: int = 100, rows_per_window: int = 2000) -
     with LogWriter(logs, "predictions", "small") as writer:
         writer.append(pa.Table.from_pandas(frame, preserve_index=False))
     reference = records(40_000, 1, 5, "2026-02-01").drop(columns=["request_id"])
-    Baseline.from_data(reference, timestamp="event_time", sample_size=5000).save(
-        work / "small.baseline"
-    )
-    monitor = MonitorConfig(
-        name="small",
-        model="small",
-        baseline=str(work / "small.baseline"),
-        logs=str(logs),
-        window="1h",
-    )
+    monitor = baseline_and_monitor(work, "small", reference, logs, "1h", sample_size=5000)
     now = datetime(2026, 3, 1, tzinfo=UTC) + timedelta(hours=hours + 1)
     cores = os.cpu_count() or 2
     spin = "import time\nend = time.time() + 600\nwhile time.time() < end: pass"
@@ -228,16 +228,7 @@ def main() -> None:
     from_file = time.perf_counter() - started
 
     reference = records(args.rows // 5, args.days, 1, "2026-01-01").drop(columns=["request_id"])
-    Baseline.from_data(reference, timestamp="event_time", sample_size=1000).save(
-        work / "bench.baseline"
-    )
-    monitor = MonitorConfig(
-        name="bench",
-        model="bench",
-        baseline=str(work / "bench.baseline"),
-        logs=str(batched),
-        window="1D",
-    )
+    monitor = baseline_and_monitor(work, "bench", reference, batched, "1D", sample_size=1000)
     store = ResultStore(f"sqlite:///{work / 'keel.db'}")
     now = datetime(2026, 2, 1, tzinfo=UTC) + timedelta(days=args.days + 1)
     started = time.perf_counter()
