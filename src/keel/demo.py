@@ -12,6 +12,7 @@ each week also gets a drift report.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
     from sklearn.metrics import accuracy_score, roc_auc_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OrdinalEncoder
+    from threadpoolctl import threadpool_limits
 
     frame = training.select([*FEATURES, "defaulted"]).to_pandas()
     frame = frame.iloc[-60_000:]  # the latest 60,000 applications are plenty for this model
@@ -57,7 +59,9 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
         ),
         HistGradientBoostingClassifier(max_iter=100, random_state=seed),
     )
-    model.fit(frame[FEATURES].iloc[:cut], frame["defaulted"].iloc[:cut])
+    # The user's own training, not keel's monitoring: it may use every core.
+    with threadpool_limits(limits=os.cpu_count() or 1):
+        model.fit(frame[FEATURES].iloc[:cut], frame["defaulted"].iloc[:cut])
     holdout = frame.iloc[cut:]
     scores = model.predict_proba(holdout[FEATURES])[:, 1]
     metrics = {
