@@ -26,7 +26,8 @@ def test_a_log_that_starts_and_ends_inside_windows_is_not_a_pipeline_fault():
     baseline = Baseline.from_data(reference, timestamp="ts", sample_size=0)
     # The log begins at 00:40 (20 rows in its first hour) and stops at 05:20 (20 rows).
     log = _minutes("2026-05-04 00:40", "2026-05-04 05:20", 2)
-    history = check_history(baseline, log, "1h", reference=reference)
+    # 60 rows an hour is what production declares (volume is judged against production).
+    history = check_history(baseline, log, "1h", reference=reference, expected_rows=60)
     assert [(w.start[11:16], w.rows, w.partial) for w in history.windows] == [
         ("00:00", 20, True),
         ("01:00", 60, False),
@@ -61,7 +62,8 @@ def test_a_whole_window_short_of_rows_still_alerts_on_volume():
     baseline = Baseline.from_data(reference, timestamp="ts", sample_size=0)
     log = _minutes("2026-05-04 00:00", "2026-05-04 04:00", 2)
     log = log[(log.ts < "2026-05-04 01:00") | (log.ts >= "2026-05-04 01:40")]  # 20 in hour 1
-    history = check_history(baseline, log, "1h", reference=reference)
+    # 60 rows an hour is what production declares (volume is judged against production).
+    history = check_history(baseline, log, "1h", reference=reference, expected_rows=60)
     assert [(w.rows, w.partial) for w in history.windows] == [
         (60, False),
         (20, False),
@@ -78,13 +80,14 @@ def test_a_part_of_a_longer_log_is_judged_as_the_whole_log_would_be():
     log = _minutes("2026-05-04 00:00", "2026-05-04 06:00", 2)
     # Hour 2 has 20 rows (a real drop); given alone, it would look like a partial window.
     part = log[(log.ts >= "2026-05-04 02:40") & (log.ts < "2026-05-04 03:00")]
-    alone = check_history(baseline, part, "1h", reference=reference)
+    alone = check_history(baseline, part, "1h", reference=reference, expected_rows=60)
     assert [(w.partial, _volume(w).status) for w in alone.windows] == [(True, "insufficient_data")]
     known = check_history(
         baseline,
         part,
         "1h",
         reference=reference,
+        expected_rows=60,
         data_start="2026-05-04T00:00:00Z",
         data_end="2026-05-04T06:00:00Z",
     )

@@ -85,7 +85,8 @@ def stable_names() -> dict[str, set[str]]:
     drift = set(METHODS) | {f"{name}_p_value" for name in METHODS}
     return {
         "feature_drift": drift,
-        "prediction_drift": drift,
+        # and an output's unseen, vanished or out-of-range values (warnings, never quality)
+        "prediction_drift": drift | {"unseen_share", "vanished_categories", "out_of_range_share"},
         "target_drift": drift,
         "quality": {
             "missing_share",
