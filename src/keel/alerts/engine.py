@@ -508,6 +508,8 @@ def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
     count = len(set(columns)) or len(triggering)
     if count == 1 and what.endswith("s drifted"):
         what = what.replace("s drifted", " drifted")
+    elif count == 1:
+        what = what.replace("checks ", "check ", 1)  # "1 quality check failed"
     named = f": {', '.join(sorted(set(columns))[:10])}" if columns else ""
     return f"{count} {what} in window {day}{named}{pending}"
 
