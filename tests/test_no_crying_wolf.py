@@ -114,14 +114,21 @@ def _shifted_k(days: int, seed: int, start="2026-02-10") -> pd.DataFrame:
     return _log(days, seed=seed, shares=np.array([0.1, 0.2, 0.3, 0.4]), start=start)  # PSI ≈ 1.1
 
 
-def test_drift_in_a_feature_of_little_importance_warns_and_says_why(baseline, calibration):
-    history = check_history(
+def _k_shifted_history(baseline, calibration, days, seed, k_importance=0.01, **options):
+    """Daily windows in which only ``k`` moved (PSI ≈ 1.1), ``k`` given that importance."""
+    importance = {"x": 1 - k_importance, "k": k_importance}
+    return check_history(
         baseline,
-        _shifted_k(3, seed=5),
+        _shifted_k(days, seed=seed),
         "1D",
         calibration=calibration,
-        importance={"x": 0.99, "k": 0.01},
+        importance=importance,
+        **options,
     )
+
+
+def test_drift_in_a_feature_of_little_importance_warns_and_says_why(baseline, calibration):
+    history = _k_shifted_history(baseline, calibration, days=3, seed=5)
     for window in history.windows:
         k = window.drift.column("k")
         assert k.status == "warn" and k.details["unimportant"]
@@ -131,22 +138,9 @@ def test_drift_in_a_feature_of_little_importance_warns_and_says_why(baseline, ca
         assert not window.alert
         assert window.diagnosis.verdict == "healthy" and "1 warning (k)" in window.diagnosis.summary
     # The same drift in a feature that matters pages; so does every drift at min_importance 0.
-    key = check_history(
-        baseline,
-        _shifted_k(1, seed=5),
-        "1D",
-        calibration=calibration,
-        importance={"x": 0.5, "k": 0.5},
-    )
+    key = _k_shifted_history(baseline, calibration, days=1, seed=5, k_importance=0.5)
     assert key.windows[0].drift.dataset["drifted_columns"] == ["k"]
-    every = check_history(
-        baseline,
-        _shifted_k(1, seed=5),
-        "1D",
-        calibration=calibration,
-        importance={"x": 0.99, "k": 0.01},
-        min_importance=0.0,
-    )
+    every = _k_shifted_history(baseline, calibration, days=1, seed=5, min_importance=0.0)
     assert every.windows[0].drift.dataset["drifted_columns"] == ["k"]
 
 
@@ -155,13 +149,7 @@ def test_a_performance_fall_beside_an_unimportant_drift_pages_it_and_is_not_blam
 ):
     from keel.result import Result
 
-    history = check_history(
-        baseline,
-        _shifted_k(1, seed=6),
-        "1D",
-        calibration=calibration,
-        importance={"x": 0.99, "k": 0.01},
-    )
+    history = _k_shifted_history(baseline, calibration, days=1, seed=6)
     window = history.windows[0]
     fell = Result("performance", None, "roc_auc", 0.51, 0.74, "alert")
     window.judge_with([fell])

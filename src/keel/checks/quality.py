@@ -134,16 +134,10 @@ def volume_check(
         spread = 1.4826 * deviation if len(recent) >= 3 else 0.0
         basis = f"the median of the {len(recent)} production windows before it"
     else:
-        return _result(
-            "volume",
-            None,
-            float(rows),
-            None,
-            "insufficient_data",
-            {
-                "reason": "no earlier production window and no expected_rows_per_window "
-                "to judge its volume against"
-            },
+        return _unjudged_volume(
+            rows,
+            "no earlier production window and no expected_rows_per_window to judge its "
+            "volume against",
         )
     allowed = max(4 * spread, 0.5 * expected)
     low, high = expected - allowed, expected + allowed
@@ -160,17 +154,18 @@ def volume_check(
 
 def partial_volume(rows: int, expected_rows: float | None = None) -> Result:
     """The volume of a partial window (the data starts or ends inside it): not judged."""
+    return _unjudged_volume(
+        rows,
+        "the data starts or ends inside this window: its volume is not judged",
+        expected_rows=expected_rows,
+        partial=True,
+    )
+
+
+def _unjudged_volume(rows: int, reason: str, **details: Any) -> Result:
+    """A window's row count, stored but not judged (``insufficient_data``), and why."""
     return _result(
-        "volume",
-        None,
-        float(rows),
-        None,
-        "insufficient_data",
-        {
-            "expected_rows": expected_rows,
-            "partial": True,
-            "reason": "the data starts or ends inside this window: its volume is not judged",
-        },
+        "volume", None, float(rows), None, "insufficient_data", {**details, "reason": reason}
     )
 
 
