@@ -873,6 +873,12 @@ def demo(
     run_demo(output, seed=seed, console=out)
 
 
+# Command groups that live in their own modules (one module per group): each defines ``app``.
+# One line per group; keep the list sorted.
+# -- command groups --
+# -- end of command groups --
+
+
 def main() -> None:
     """Entry point: KeelError exits 2 with its message; anything unexpected too, with a log."""
     try:
@@ -918,6 +924,3 @@ def _unexpected(error: Exception) -> int:
     )
     return EXIT_ERROR
 
-
-if __name__ == "__main__":
-    main()
