@@ -28,6 +28,9 @@ _EXPORTS = {
     "FormatError": "keel.errors",
     "KeelError": "keel.errors",
     "SchemaError": "keel.errors",
+    "StoreError": "keel.errors",
+    "MonitorBusy": "keel.errors",
+    "DeliveryError": "keel.errors",
     "Profile": "keel.profile",
     "ColumnSpec": "keel.schema",
     "Schema": "keel.schema",
@@ -68,6 +71,9 @@ __all__ = [
     "ResultStore",
     "Schema",
     "SchemaError",
+    "StoreError",
+    "MonitorBusy",
+    "DeliveryError",
     "ConfidenceEstimator",
     "LossEstimator",
     "MonitorConfig",
@@ -92,7 +98,16 @@ if TYPE_CHECKING:
     from keel.compare import drift
     from keel.data import open_source
     from keel.diagnosis import diagnose
-    from keel.errors import ConfigError, DataError, FormatError, KeelError, SchemaError
+    from keel.errors import (
+        ConfigError,
+        DataError,
+        DeliveryError,
+        FormatError,
+        KeelError,
+        MonitorBusy,
+        SchemaError,
+        StoreError,
+    )
     from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
     from keel.history import History, check_history
     from keel.monitor.config import MonitorConfig, load_config

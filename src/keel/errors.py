@@ -21,3 +21,15 @@ class FormatError(KeelError):
 
 class ConfigError(KeelError):
     """An option or method that does not exist or does not fit the column it is asked for."""
+
+
+class StoreError(KeelError):
+    """The results store cannot be reached, or holds a schema this keel cannot read."""
+
+
+class MonitorBusy(KeelError):
+    """Another run of the same monitor holds its lock; this run did nothing."""
+
+
+class DeliveryError(KeelError):
+    """A channel did not take a notification (down, refusing, too slow)."""

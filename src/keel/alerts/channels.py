@@ -41,11 +41,7 @@ from email.message import EmailMessage
 from typing import Any
 
 from keel.alerts.config import ChannelConfig
-from keel.errors import KeelError
-
-
-class DeliveryError(KeelError):
-    """A channel did not take a notification (down, refusing, too slow)."""
+from keel.errors import DeliveryError  # noqa: F401 - also importable from here
 
 
 def webhook_body(payload: dict[str, Any]) -> bytes:

@@ -103,7 +103,7 @@ def _moment(option: str, text: str):
 def _export_metrics(store, textfile: Path | None, pushgateway: str | None) -> None:
     if textfile is None and pushgateway is None:
         return
-    from keel.metrics import Metrics
+    from keel.monitor.prometheus import Metrics
 
     metrics = Metrics(store, refresh=0)
     if textfile is not None:
@@ -164,13 +164,13 @@ def monitor_serve(
 ) -> None:
     """Run the monitors on their schedules until stopped (SIGTERM or Ctrl-C)."""
     from keel.monitor import load_config
-    from keel.monitor.serve import serve
+    from keel.monitor.schedule import serve
     from keel.store import ResultStore
 
     monitors = load_config(config)
     store, metrics = ResultStore(), None
     if metrics_port is not None:
-        from keel.metrics import Metrics
+        from keel.monitor.prometheus import Metrics
 
         metrics = Metrics(store)
         server = metrics.serve(metrics_port, metrics_address)

@@ -23,13 +23,15 @@ import math
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup
 
 from keel import __version__
-from keel.checks.drift import ColumnDrift, DriftReport
 from keel.report.charts import distribution_spec, render_svg
+
+if TYPE_CHECKING:  # a view of checks' reports; checks show themselves through it (Jupyter)
+    from keel.checks.drift import ColumnDrift, DriftReport
 
 MAX_CHARTS = 30
 TABLE_LIMIT = 100

@@ -44,7 +44,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from keel.errors import KeelError
+from keel.errors import MonitorBusy, StoreError  # noqa: F401 - also importable from here
 from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
 SCHEMA_VERSION = 4
@@ -244,14 +244,6 @@ def key_hash(key: tuple) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(list(key), default=str).encode()).hexdigest()
-
-
-class MonitorBusy(KeelError):
-    """Another run of the same monitor holds its lock; this run did nothing."""
-
-
-class StoreError(KeelError):
-    """The results store cannot be reached, or holds a schema this keel cannot read."""
 
 
 class ResultStore:

@@ -11,9 +11,9 @@ seconds last), read with croniter.
 Beside the schedule, a delivery thread sends queued alert notifications
 every few seconds (``keel.alerts.delivery``: a slow or broken channel holds
 only its own notices), and, given ``metrics``, ``/metrics`` is served for
-Prometheus (``keel.metrics``).
+Prometheus (``keel.monitor.prometheus``).
 
->>> from keel.monitor.serve import next_times
+>>> from keel.monitor.schedule import next_times
 >>> next_times({"m": "0 * * * *"}, now=0.0)
 {'m': 3600.0}
 """
