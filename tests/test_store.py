@@ -121,15 +121,24 @@ def test_a_store_from_an_older_keel_is_migrated_and_keeps_its_results(url):
         connection.execute(sa.text("UPDATE keel_schema_version SET version = 1"))
     engine.dispose()
     store = ResultStore(url)
-    assert store.version == 4
+    assert store.version == 5
     assert store.latest(monitor="loans")["value"].tolist() == [0.3]
     assert store.table("models").empty
     migrated = store.events()
-    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 4"]
+    assert migrated[migrated["action"] == "migrated the store"]["subject"].tolist() == ["1 -> 5"]
 
 
 def _back_to_version_3(connection) -> None:
-    """Undo version 4: no key hash on Results, no unique index, no lock table."""
+    """Undo versions 5 (tokens, embedded registry, audit) and 4 (no key hash on Results, no
+    unique index, no lock table)."""
+    for name in (
+        "keel_tokens",
+        "keel_model_versions",
+        "keel_model_aliases",
+        "keel_training_runs",
+        "keel_alias_audit",
+    ):
+        connection.execute(sa.text(f"DROP TABLE {name}"))
     connection.execute(sa.text("DROP INDEX keel_results_once"))
     connection.execute(sa.text("ALTER TABLE keel_results DROP COLUMN key_hash"))
     connection.execute(sa.text("DROP TABLE keel_locks"))

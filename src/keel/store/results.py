@@ -47,7 +47,7 @@ import sqlalchemy as sa
 from keel.errors import MonitorBusy, StoreError  # noqa: F401 - also importable from here
 from keel.result import RESULT_COLUMNS, RESULT_KEY, Result
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DEFAULT_PATH = Path(".keel") / "keel.db"
 KEY = RESULT_KEY
 
@@ -186,6 +186,69 @@ locks = sa.Table(
     sa.Column("acquired_at", sa.String(40), nullable=False),
 )
 
+# Version 5: who (admin tokens, by hash), keel's embedded model registry, training runs
+# with their lineage records, and the append-only, hash-chained alias audit.
+tokens = sa.Table(
+    "keel_tokens",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("revoked_at", sa.String(40)),
+    sa.Index("keel_tokens_name", "name"),
+)
+model_versions = sa.Table(
+    "keel_model_versions",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("source", sa.Text, nullable=False),
+    sa.Column("flavour", sa.String(200), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("tags", sa.Text, nullable=False),
+)
+model_aliases = sa.Table(
+    "keel_model_aliases",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("alias", sa.String(200), primary_key=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", sa.String(40), nullable=False),
+)
+training_runs = sa.Table(
+    "keel_training_runs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("record", sa.Text, nullable=False),
+)
+alias_audit = sa.Table(
+    "keel_alias_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", sa.String(40), nullable=False),
+    sa.Column("registry", sa.String(400), nullable=False),
+    sa.Column("model", sa.String(200), nullable=False),
+    sa.Column("alias", sa.String(200), nullable=False),
+    sa.Column("event", sa.String(40), nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("previous_version", sa.Integer),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("operation", sa.String(64), nullable=False),
+    sa.Column("details", sa.Text, nullable=False),
+    # The chain: each row's hash covers its fields and the previous row's hash; unique, so
+    # two writers racing for the same place cannot fork it (the loser retries).
+    sa.Column("previous_hash", sa.String(64), nullable=False, unique=True),
+    sa.Column("row_hash", sa.String(64), nullable=False),
+    sa.Index("keel_alias_audit_model", "registry", "model", "alias"),
+)
+AUDIT_FIELDS = ("at", "registry", "model", "alias", "event", "version", "previous_version")
+AUDIT_FIELDS += ("actor", "reason", "operation", "details")
+
 
 def _add_registry_tables(connection: sa.Connection) -> None:
     for table in (models, calibrations, monitors):
@@ -230,9 +293,20 @@ def _add_result_keys_and_locks(connection: sa.Connection) -> None:
     locks.create(connection, checkfirst=True)
 
 
+def _add_tokens_registry_and_audit(connection: sa.Connection) -> None:
+    """Version 5: admin token hashes, the embedded registry, training runs, the alias audit."""
+    for table in (tokens, model_versions, model_aliases, training_runs, alias_audit):
+        table.create(connection, checkfirst=True)
+
+
 # Version N's step brings a version N-1 database to N; steps only add (version 4 also drops
 # rows an old race stored twice), never drop a table or column.
-MIGRATIONS = {2: _add_registry_tables, 3: _add_alert_tables, 4: _add_result_keys_and_locks}
+MIGRATIONS = {
+    2: _add_registry_tables,
+    3: _add_alert_tables,
+    4: _add_result_keys_and_locks,
+    5: _add_tokens_registry_and_audit,
+}
 
 
 def key_hash(key: tuple) -> str:
@@ -596,6 +670,165 @@ class ResultStore:
             fetched = connection.execute(sa.select(tables[name])).mappings().all()
         return pd.DataFrame([dict(r) for r in fetched], columns=list(tables[name].c.keys()))
 
+    # -- tokens (version 5): only hashes are stored; keel.tokens makes and checks them --
+
+    def add_token_hash(self, name: str, token_hash: str) -> None:
+        """Store a token's hash for ``name``; refused while ``name`` has an active token."""
+        with self._transaction() as connection:
+            active = connection.execute(
+                sa.select(tokens.c.id).where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+            ).first()
+            if active is not None:
+                raise StoreError(f"{name!r} already has a token; revoke it first")
+            connection.execute(
+                tokens.insert().values(name=name, token_hash=token_hash, created_at=_now())
+            )
+
+    def token_rows(self, active_only: bool = False) -> list[dict]:
+        """Every token row (name, token_hash, created_at, revoked_at), oldest first."""
+        query = sa.select(tokens).order_by(tokens.c.id)
+        if active_only:
+            query = query.where(tokens.c.revoked_at.is_(None))
+        with self._connection() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
+    def revoke_token_hash(self, name: str) -> int:
+        """Mark ``name``'s active token revoked; returns how many were (0 or 1)."""
+        with self._transaction() as connection:
+            return connection.execute(
+                tokens.update()
+                .where(tokens.c.name == name, tokens.c.revoked_at.is_(None))
+                .values(revoked_at=_now())
+            ).rowcount
+
+    # -- the embedded registry and training runs (version 5) --
+
+    def add_model_version(
+        self, name: str, source: str, flavour: str, run_id: str | None, tags: dict
+    ) -> int:
+        """Register the next version of ``name`` (1, 2, …); returns its number."""
+        for attempt in range(3):
+            try:
+                with self._transaction() as connection:
+                    newest = connection.execute(
+                        sa.select(sa.func.max(model_versions.c.version)).where(
+                            model_versions.c.name == name
+                        )
+                    ).scalar()
+                    version = int(newest or 0) + 1
+                    connection.execute(
+                        model_versions.insert().values(
+                            name=name,
+                            version=version,
+                            source=source.replace("{version}", str(version)),
+                            flavour=flavour,
+                            run_id=run_id,
+                            created_at=_now(),
+                            tags=json.dumps(tags, default=str),
+                        )
+                    )
+                return version
+            except StoreError as error:  # another writer took that number: take the next
+                if not isinstance(error.__cause__, sa.exc.IntegrityError) or attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def model_version_rows(self, name: str, version: int | None = None) -> list[dict]:
+        """The embedded registry's versions of ``name`` (or one of them), oldest first."""
+        query = sa.select(model_versions).where(model_versions.c.name == name)
+        if version is not None:
+            query = query.where(model_versions.c.version == int(version))
+        with self._connection() as connection:
+            fetched = connection.execute(query.order_by(model_versions.c.version)).mappings()
+            return [{**dict(r), "tags": json.loads(r["tags"])} for r in fetched]
+
+    def set_model_tags(self, name: str, version: int, tags: dict) -> None:
+        """Merge ``tags`` into a version's tags in the embedded registry."""
+        with self._transaction() as connection:
+            key = (model_versions.c.name == name) & (model_versions.c.version == int(version))
+            stored = connection.execute(sa.select(model_versions.c.tags).where(key)).scalar()
+            if stored is None:
+                raise StoreError(f"model {name!r} has no version {version}")
+            merged = {**json.loads(stored), **tags}
+            connection.execute(
+                model_versions.update().where(key).values(tags=json.dumps(merged, default=str))
+            )
+
+    def model_alias_rows(self, name: str) -> dict[str, int]:
+        """The embedded registry's aliases of ``name``: alias → version."""
+        query = sa.select(model_aliases).where(model_aliases.c.name == name)
+        with self._connection() as connection:
+            return {r["alias"]: int(r["version"]) for r in connection.execute(query).mappings()}
+
+    def set_model_alias(self, name: str, alias: str, version: int | None) -> None:
+        """Point ``alias`` of ``name`` at ``version`` in the embedded registry (None: delete)."""
+        with self._transaction() as connection:
+            key = (model_aliases.c.name == name) & (model_aliases.c.alias == alias)
+            connection.execute(model_aliases.delete().where(key))
+            if version is not None:
+                connection.execute(
+                    model_aliases.insert().values(
+                        name=name, alias=alias, version=int(version), updated_at=_now()
+                    )
+                )
+
+    def save_training_run(self, run_id: str, name: str, record: dict) -> None:
+        """Store a training run's lineage record (once: a run is never edited)."""
+        with self._transaction() as connection:
+            connection.execute(
+                training_runs.insert().values(
+                    id=run_id,
+                    name=name,
+                    created_at=_now(),
+                    record=json.dumps(record, default=str, sort_keys=True),
+                )
+            )
+
+    def training_run(self, run_id: str) -> dict | None:
+        """A training run's lineage record, or None."""
+        query = sa.select(training_runs.c.record).where(training_runs.c.id == run_id)
+        with self._connection() as connection:
+            text = connection.execute(query).scalar()
+        return None if text is None else json.loads(text)
+
+    # -- the alias audit (version 5): append-only, each row hashing the one before --
+
+    def append_audit(self, **fields: Any) -> dict:
+        """Append one audit row (``AUDIT_FIELDS``; ``at`` defaults to now); returns it with
+        its ``id``, ``previous_hash`` and ``row_hash``. Rows are never updated or deleted."""
+        fields.setdefault("at", _now())
+        fields["details"] = json.dumps(fields.get("details") or {}, default=str, sort_keys=True)
+        row = {name: fields.get(name) for name in AUDIT_FIELDS}
+        for attempt in range(5):
+            try:
+                with self._transaction() as connection:
+                    last = connection.execute(
+                        sa.select(alias_audit.c.row_hash).order_by(alias_audit.c.id.desc()).limit(1)
+                    ).scalar()
+                    row["previous_hash"] = last or ""
+                    row["row_hash"] = audit_hash(row, row["previous_hash"])
+                    inserted = connection.execute(alias_audit.insert().values(**row))
+                    row["id"] = int(inserted.inserted_primary_key[0])
+                return row
+            except StoreError as error:  # another writer took this place in the chain
+                transient = isinstance(
+                    error.__cause__, sa.exc.IntegrityError | sa.exc.OperationalError
+                )
+                if not transient or attempt == 4:
+                    raise
+                time.sleep(0.05 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def audit_rows(self, registry: str | None = None, model: str | None = None) -> list[dict]:
+        """The audit rows (of one registry and model), oldest first."""
+        query = sa.select(alias_audit).order_by(alias_audit.c.id)
+        if registry is not None:
+            query = query.where(alias_audit.c.registry == registry)
+        if model is not None:
+            query = query.where(alias_audit.c.model == model)
+        with self._connection() as connection:
+            return [dict(r) for r in connection.execute(query).mappings()]
+
     def _latest_by_key(self, connection, monitors, starts) -> dict[tuple, dict]:
         query = sa.select(results).where(
             results.c.monitor.in_(monitors) if None not in monitors else sa.true()
@@ -712,6 +945,20 @@ def _alive(owner: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def audit_hash(row: dict, previous_hash: str) -> str:
+    """The SHA-256 of an audit row's fields (``AUDIT_FIELDS``) and the previous row's hash.
+
+    >>> row = dict.fromkeys(AUDIT_FIELDS, "x")
+    >>> audit_hash(row, "") == audit_hash({**row, "reason": "y"}, "")
+    False
+    """
+    import hashlib
+
+    fields = {name: row.get(name) for name in AUDIT_FIELDS}
+    text = json.dumps([previous_hash, fields], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _first_line(error: Exception) -> str:
