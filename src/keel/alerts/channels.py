@@ -38,7 +38,7 @@ import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 from keel.alerts.config import ChannelConfig
 from keel.errors import DeliveryError  # noqa: F401 - also importable from here
@@ -85,11 +85,19 @@ def verify(
     return None
 
 
+class Channel(Protocol):
+    """A kind of channel: deliver one notification, within ``channel.timeout_seconds``, or
+    raise ``DeliveryError`` naming the channel. Each kind is registered in ``CHANNELS``;
+    ``tests/common/test_channels.py`` runs one battery over all of them against real local
+    servers (delivered once, a refused connection and a server that never answers)."""
+
+    def __call__(self, channel: ChannelConfig, payload: dict[str, Any]) -> None: ...
+
+
 def send(channel: ChannelConfig, payload: dict[str, Any]) -> None:
     """Deliver ``payload`` through ``channel`` or raise DeliveryError."""
-    senders = {"webhook": send_webhook, "slack": send_slack, "email": send_email}
     try:
-        senders[channel.type](channel, payload)
+        CHANNELS[channel.type](channel, payload)
     except DeliveryError:
         raise
     except (OSError, smtplib.SMTPException, ValueError) as error:
@@ -216,3 +224,7 @@ def _post(channel: ChannelConfig, body: bytes, headers: dict[str, str]) -> None:
     except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
         reason = getattr(error, "reason", error)
         raise DeliveryError(f"{channel.name}: {reason}") from error
+
+
+#: Every kind of channel, by the ``type`` a channel declares in keel.yaml.
+CHANNELS: dict[str, Channel] = {"webhook": send_webhook, "slack": send_slack, "email": send_email}

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -37,7 +37,32 @@ from keel.schema import ColumnSpec, Schema
 FORMAT_VERSION = 2  # 2: numeric columns hold keel quantile sketches (1: DataSketches KLL)
 _KIND = b"PROF"
 
-ColumnProfile = NumericProfile | CategoricalProfile | CountProfile
+
+
+@runtime_checkable
+class ColumnProfile(Protocol):
+    """What every column profile is: DataSketches' lifecycle (update, merge, serialize).
+
+    ``rows`` counts every row seen, ``missing`` the nulls (and NaN where the kind has it),
+    ``count`` the values summarised; ``merge`` folds another profile of the same kind in
+    (associative: the merge of parts is the profile of the whole) and returns ``self``;
+    ``to_state`` and ``from_state`` round-trip through a JSON-able dict and a blob. Each
+    kind is registered in ``PROFILE_KINDS``; ``tests/common/test_column_profiles.py`` runs
+    one battery over all of them.
+    """
+
+    kind: str
+    rows: int
+
+    @property
+    def count(self) -> int: ...
+
+    @property
+    def missing(self) -> int: ...
+
+    def merge(self, other: Any) -> Any: ...
+
+    def to_state(self) -> tuple[dict[str, Any], bytes]: ...
 
 
 class TextProfile(NumericProfile):
@@ -52,7 +77,8 @@ class DatetimeProfile(NumericProfile):
     kind = "datetime"
 
 
-_BY_KIND: dict[str, type] = {
+#: Every kind of column profile, by the ``kind`` its state records.
+PROFILE_KINDS: dict[str, type] = {
     "numeric": NumericProfile,
     "categorical": CategoricalProfile,
     "count": CountProfile,
@@ -155,7 +181,7 @@ class Profile:
     @classmethod
     def _from_header(cls, header: dict[str, Any], blobs: dict[str, bytes]) -> Profile:
         columns = {
-            name: _BY_KIND[state["kind"]].from_state(state, blobs[f"column:{name}"])
+            name: PROFILE_KINDS[state["kind"]].from_state(state, blobs[f"column:{name}"])
             for name, state in header["columns"].items()
         }
         return cls(schema=Schema.from_dict(header["schema"]), rows=header["rows"], columns=columns)
@@ -186,7 +212,7 @@ def _new_column(spec: ColumnSpec, edges: np.ndarray | None, sketch_k: int, max_e
     if kind == "numeric":
         return NumericProfile(sketch_k=sketch_k, bin_edges=edges)
     if kind in ("text", "datetime"):
-        return _BY_KIND[kind](sketch_k=sketch_k)
+        return PROFILE_KINDS[kind](sketch_k=sketch_k)
     if kind == "categorical":
         return CategoricalProfile(max_exact=max_exact)
     return CountProfile()
