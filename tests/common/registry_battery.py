@@ -1,0 +1,113 @@
+"""The registry battery: every member of the ``Registry`` family (keel's embedded registry,
+MLflow's) registers, loads, aliases and records runs the same way. ``tests/test_registry.py``
+runs each ``check_*`` here over every member; a new member is one fixture there.
+
+Each check takes a fresh, empty registry.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from keel.registry import RegistryError, load_model, resolve
+
+
+def _model(c: float = 1.0, seed: int = 0) -> tuple[LogisticRegression, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows = rng.normal(size=(80, 3))
+    labels = (rows[:, 0] + rng.normal(0, 0.5, 80) > 0).astype(int)
+    return LogisticRegression(C=c).fit(rows, labels), rows
+
+
+def _register(registry, name="loans", c=1.0, seed=0, record=None):
+    model, rows = _model(c, seed)
+    run = registry.log_run(name, record or {"params": {"C": c}}, {"notes.txt": b"hello"})
+    return registry.register(name, model, run, tags={"owner": "risk"}), model, rows
+
+
+def check_versions_are_numbered_from_one_and_listed_oldest_first(registry):
+    first, _, _ = _register(registry)
+    second, _, _ = _register(registry, c=0.5)
+    assert (first.version, second.version) == (1, 2)
+    assert [v.version for v in registry.versions("loans")] == [1, 2]
+    assert registry.get_version("loans", 2).run_id == second.run_id != first.run_id
+    assert first.flavour == "sklearn-skops" and first.ref == "loans@1"
+    assert first.tags["owner"] == "risk"
+    assert registry.versions("unknown") == []
+
+
+def check_a_model_loads_back_by_alias_and_by_version_with_the_same_predictions(registry):
+    _register(registry)
+    version, model, rows = _register(registry, c=0.05, seed=1)
+    registry.set_alias("loans", "champion", version.version)
+    expected = model.predict_proba(rows)
+    for ref in ("models:/loans@champion", "loans@champion", "loans@2", "models:/loans/2"):
+        loaded = load_model(registry, ref)
+        assert type(loaded) is LogisticRegression and loaded.C == 0.05
+        np.testing.assert_array_equal(loaded.predict_proba(rows), expected)
+    assert load_model(registry, "loans@1").C == 1.0
+
+
+def check_aliases_are_set_moved_read_and_deleted(registry):
+    for _ in range(3):
+        _register(registry)
+    assert registry.aliases("loans") == {}
+    registry.set_alias("loans", "champion", 1)
+    registry.set_alias("loans", "challenger", 3)
+    registry.set_alias("loans", "champion", 2)
+    assert registry.aliases("loans") == {"champion": 2, "challenger": 3}
+    assert resolve(registry, "loans@champion").version == 2
+    registry.delete_alias("loans", "challenger")
+    registry.delete_alias("loans", "challenger")  # not set: nothing happens
+    assert registry.aliases("loans") == {"champion": 2}
+
+
+def check_unknown_versions_aliases_and_runs_are_errors_that_name_them(registry):
+    _register(registry)
+    with pytest.raises(RegistryError, match=r"'loans' has no version 7 \(versions 1\)"):
+        registry.get_version("loans", 7)
+    with pytest.raises(RegistryError, match="has no version 7"):
+        registry.set_alias("loans", "champion", 7)
+    with pytest.raises(RegistryError, match="'loans' has no alias 'champion'"):
+        load_model(registry, "loans@champion")
+    with pytest.raises(RegistryError, match="'nobody' has no version 1"):
+        load_model(registry, "nobody@1")
+    with pytest.raises(RegistryError, match="alias 'v3' is not valid"):
+        registry.set_alias("loans", "v3", 1)
+    with pytest.raises(RegistryError, match="feedbeef"):
+        registry.run_record("feedbeef" * 4)
+    with pytest.raises(RegistryError, match="missing.txt"):
+        registry.run_artifact(registry.get_version("loans", 1).run_id, "missing.txt")
+
+
+def check_a_runs_record_and_artifacts_round_trip(registry):
+    record = {"params": {"C": 1.0, "grid": [1, 2]}, "data": {"train": {"rows": 80}}}
+    version, _, _ = _register(registry, record=record)
+    stored = registry.run_record(version.run_id)
+    assert stored["params"] == {"C": 1.0, "grid": [1, 2]}
+    assert stored["data"]["train"]["rows"] == 80
+    assert registry.run_artifact(version.run_id, "notes.txt") == b"hello"
+    assert registry.run_artifact(version.run_id, "model.skops")[:2] == b"PK"  # a zip, no pickle
+
+
+def check_a_model_skops_cannot_load_is_refused_naming_its_type(registry):
+    class HandRule:
+        def predict(self, rows):
+            return rows[:, 0] > 0
+
+    run = registry.log_run("loans", {"params": {}}, {})
+    with pytest.raises(RegistryError, match=r"cannot register a .*HandRule.*never unpickles"):
+        registry.register("loans", HandRule(), run)
+    assert registry.versions("loans") == []
+
+
+def check_tags_are_added_to_a_version(registry):
+    version, _, _ = _register(registry)
+    registry.set_tags("loans", version.version, {"keel.baseline": "abc", "n": 3})
+    tags = registry.get_version("loans", 1).tags
+    assert tags["keel.baseline"] == "abc" and tags["n"] == "3" and tags["owner"] == "risk"
+
+
+CHECKS = [value for name, value in sorted(globals().items()) if name.startswith("check_")]
