@@ -7,6 +7,7 @@
 from typing import Any
 
 from keel.online.base import Alarm, Detector, DetectorStateError, StreamDetector
+from keel.online.calibrate import Calibration, calibrate
 from keel.online.cusum import CUSUM
 from keel.online.ewma import EWMA
 from keel.online.page_hinkley import PageHinkley
@@ -31,9 +32,11 @@ __all__ = [
     "DETECTORS",
     "EWMA",
     "Alarm",
+    "Calibration",
     "Detector",
     "DetectorStateError",
     "PageHinkley",
     "StreamDetector",
+    "calibrate",
     "restore",
 ]
