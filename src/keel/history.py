@@ -203,6 +203,7 @@ def check_history(
     min_importance: float = MIN_IMPORTANCE,
     expected_rows: float | None = None,
     recent_rows: list[float] | None = None,
+    diagnose: bool = True,
 ) -> History:
     """Run every check on every window of ``data`` (see the module docstring).
 
@@ -234,6 +235,10 @@ def check_history(
     Volume is judged against the production windows before each one (``recent_rows``: the
     rows of windows checked earlier, oldest first; then this call's own windows) or a declared
     ``expected_rows`` per window; never against the training set's rows per window.
+
+    ``diagnose=False`` leaves each window's diagnosis to the caller, who has more of its
+    Results to add (a monitor's performance and KPIs: ``WindowResult.judge_with``), so that
+    a window is diagnosed once.
 
     ``window_keys`` names row windows cut elsewhere (a monitor's, in ingestion order): ``data``
     is their rows, in order, ``window`` rows each, and window i is called
@@ -337,7 +342,7 @@ def check_history(
                 partial=piece.partial,
             )
         )
-    _diagnose(results, baseline, importance, min_importance)
+    _diagnose(results, baseline, importance, min_importance, diagnose)
     return History(baseline.id, spec.describe(), results, calibration)
 
 
@@ -346,7 +351,10 @@ def _diagnose(
     baseline: Baseline,
     importance: dict[str, float] | None,
     min_importance: float = MIN_IMPORTANCE,
+    verdict: bool = True,
 ) -> None:
+    """Weigh each window's drift by importance (``page_by_importance``), then diagnose it
+    (unless ``verdict`` is False: the caller will, once, with more Results)."""
     drifted = any(
         r.status == "alert" and r.check in ("feature_drift", "multivariate")
         for w in windows
@@ -362,7 +370,8 @@ def _diagnose(
         window.importance, window.min_importance = shares, min_importance
         if shares:
             page_by_importance(window, shares, min_importance)
-        window.diagnosis = diagnose(window.results(), shares, min_importance)
+        if verdict:
+            window.diagnosis = diagnose(window.results(), shares, min_importance)
 
 
 def importance_shares(

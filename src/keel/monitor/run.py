@@ -72,6 +72,7 @@ def _run_locked(
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
     interrupted = store.unfinished_runs(monitor.name)
+    ledger = _Ledger(store.latest(monitor=monitor.name))  # what the store holds: read once
     baseline = _baseline(monitor)
     calibration = Calibration.load(monitor.calibration) if monitor.calibration else None
     _register(store, monitor, baseline, calibration)
@@ -82,7 +83,7 @@ def _run_locked(
         size = WindowSpec.parse(monitor.window).period_ns / 1e9
         closed_before = now.timestamp() - monitor.lateness_seconds
         cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
-        data = _changed_source(monitor, store, since, cutoff, size)
+        data = _changed_source(monitor, ledger, since, cutoff, size)
         cutter = _TimeCut(monitor, size, _log_start(monitor), cutoff)
         newest = (_iso(cutoff.timestamp() - size), _iso(cutoff.timestamp()))
     # Counted, not fatal: the latest record per request id is the one checked, and labels
@@ -136,7 +137,7 @@ def _run_locked(
             rate = segment_rate(monitor.false_alarm_rate, len(series) - 1)
             for segment, rows_of_series, reference, thresholds in series:
                 rows_of_series, counts = _unchecked(
-                    rows_of_series, monitor, store, label, cutter, segment
+                    rows_of_series, monitor, ledger, label, cutter, segment
                 )
                 if rows_of_series.num_rows == 0:
                     continue
@@ -146,7 +147,7 @@ def _run_locked(
                     monitor,
                     reference,
                     thresholds,
-                    store,
+                    ledger,
                     label,
                     cutter,
                     segment,
@@ -181,8 +182,8 @@ def _run_locked(
         warnings = _watch_warnings(monitor, newest)
         if warnings:
             store.write(warnings, run)
-        stored = store.history(monitor=monitor.name)
-        revised = stored[(stored["run_id"] == run) & (stored["revision"] > 0)]
+        revised = store.history(monitor=monitor.name, run_id=run)
+        revised = revised[revised["revision"] > 0] if not revised.empty else revised
         for window in sorted(set(revised["window_start"])):  # late data changed these
             store.log_event("monitor", "revised window", monitor.name, {"window_start": window})
         store.finish_run(run, "written")  # the Results are in; the alerts are next
@@ -232,7 +233,7 @@ def _recovered(store: ResultStore, monitor: MonitorConfig, runs: list[int]) -> N
 def _unchecked(
     data: pa.Table,
     monitor: MonitorConfig,
-    store: ResultStore,
+    ledger: _Ledger,
     version: str | None,
     cutter: Any,
     segment: str | None = None,
@@ -272,13 +273,7 @@ def _unchecked(
         newest_label = np.zeros(len(starts))
         np.maximum.at(newest_label, inverse, came)
         identity["newest_label_ingestion"] = newest_label
-    stored = _of_series(store.latest(monitor=monitor.name, check="window"), version, segment)
-    known = {
-        (start, metric): value
-        for start, metric, value in zip(
-            stored["window_start"], stored["metric"], stored["value"], strict=True
-        )
-    }
+    known = ledger.identities(version, segment)
     wanted: dict[str, dict[str, float]] = {}
     for index, start in enumerate(starts.tolist()):  # a loop over windows, not rows
         seen = {metric: float(values[index]) for metric, values in identity.items()}
@@ -408,18 +403,13 @@ def _fitted_segment(baseline, spec, value, build) -> Any:
 
 
 def _checked_windows(
-    part, counts, monitor, baseline, calibration, store, version, cutter, segment=None, rate=None
+    part, counts, monitor, baseline, calibration, ledger, version, cutter, segment=None, rate=None
 ) -> list:
     """Every check on the windows whose predictions changed; the windows where only labels
     arrived keep their stored drift and quality Results (recomputing them would give the
     same answer, at the cost of the multivariate models) and get new performance ones."""
-    known = _of_series(store.latest(monitor=monitor.name, check="window"), version, segment)
-    stored = {
-        (start, metric): value
-        for start, metric, value in zip(
-            known["window_start"], known["metric"], known["value"], strict=True
-        )
-    }
+    known = ledger.series(version, segment, check="window")
+    stored = ledger.identities(version, segment)
     relabelled = {
         start
         for start, seen in counts.items()
@@ -439,6 +429,8 @@ def _checked_windows(
             min_importance=monitor.min_importance,
             expected_rows=monitor.expected_rows_per_window,
             recent_rows=_recent_rows(known, fresh),
+            # with performance or KPIs, the window is diagnosed once they are in (_performance)
+            diagnose=monitor.performance is None and not monitor.kpis,
             # a segment's share of the budget also lowers the one-off rule's test level
             rule=DefaultRule(alpha=rate) if segment is not None and rate else None,
             # the rows read are a part of the log: it starts where it starts, and every
@@ -447,7 +439,7 @@ def _checked_windows(
         )
         windows += [w for w in history.windows if w.start in fresh]  # not the gaps between
     if relabelled:
-        windows += _revisits(store, monitor, version, segment, sorted(relabelled))
+        windows += _revisits(ledger, version, segment, sorted(relabelled))
     return sorted(windows, key=lambda w: w.start)
 
 
@@ -533,10 +525,10 @@ def _of_series(frame, version: str | None, segment: str | None):
     return frame[frame["segment"].fillna("") == (segment or "")]
 
 
-def _revisits(store, monitor, version, segment, starts: list[str]) -> list[_Revisit]:
+def _revisits(ledger: _Ledger, version, segment, starts: list[str]) -> list[_Revisit]:
     from keel.diagnosis import Diagnosis
 
-    frame = _of_series(store.latest(monitor=monitor.name), version, segment)
+    frame = ledger.series(version, segment)
     revisits = []
     for start in starts:  # a loop over windows
         rows = frame[frame["window_start"] == start]
@@ -783,7 +775,7 @@ def _register(
 
 def _changed_source(
     monitor: MonitorConfig,
-    store: ResultStore,
+    ledger: _Ledger,
     since: datetime | None,
     cutoff: datetime,
     size: float,
@@ -804,7 +796,7 @@ def _changed_source(
         cutoff,
         with_labels=monitor.performance is not None or bool(monitor.kpis),
     )
-    known = _stored_summaries(store, monitor.name)
+    known = ledger.summaries()
     changed = sorted(
         start
         for start, seen in summaries.items()
@@ -916,17 +908,38 @@ def _iso_us(micros: int) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _stored_summaries(store: ResultStore, monitor: str) -> dict[tuple[str, str], float]:
-    """The stored window identities, added up over model versions (the whole, no segment)."""
-    stored = store.latest(monitor=monitor, check="window")
-    if stored.empty:
-        return {}
-    stored = stored[stored["segment"].isna()]
-    summed = {}
-    for (start, metric), values in stored.groupby(["window_start", "metric"])["value"]:
-        combine = sum if metric in ("rows", "labels") else max
-        summed[(start, metric)] = float(combine(values))
-    return summed
+@dataclass
+class _Ledger:
+    """What the store held for this monitor when the run began (the newest revision of each
+    Result), read in one query: which windows it has seen, and how (their identities), and
+    the stored Results of windows revisited for their labels. Each series writes only its
+    own rows during the run, so this one read serves every series."""
+
+    frame: Any  # a DataFrame in the Result schema
+
+    def series(self, version: str | None, segment: str | None, check: str | None = None):
+        frame = _of_series(self.frame, version, segment)
+        return frame if check is None or frame.empty else frame[frame["check"] == check]
+
+    def identities(self, version: str | None, segment: str | None) -> dict:
+        """(window start, metric) -> value of one series' stored window identities."""
+        known = self.series(version, segment, check="window")
+        if known.empty:
+            return {}
+        keys = zip(known["window_start"], known["metric"], strict=True)
+        return dict(zip(keys, known["value"], strict=True))
+
+    def summaries(self) -> dict[tuple[str, str], float]:
+        """The stored window identities, added up over model versions (no segment)."""
+        stored = self.frame
+        if stored.empty:
+            return {}
+        stored = stored[(stored["check"] == "window") & stored["segment"].isna()]
+        summed = {}
+        for (start, metric), values in stored.groupby(["window_start", "metric"])["value"]:
+            combine = sum if metric in ("rows", "labels") else max
+            summed[(start, metric)] = float(combine(values))
+        return summed
 
 
 def _logged(monitor: MonitorConfig) -> bool:
