@@ -87,13 +87,18 @@ def test_estimation_is_blind_to_concept_drift_and_says_so_by_staying_flat(estima
     assert realized < drifted["accuracy"].lower - 0.1  # the estimate misses the fall entirely
 
 
-def test_a_window_outside_the_reference_is_flagged_unreliable(estimator):
+def test_a_window_outside_the_holdout_is_flagged_unreliable():
+    from keel.estimation import SupportReference
+
     rng = np.random.default_rng(4)
+    holdout, _ = _population(5000, rng)
+    support = SupportReference.fit({"score": holdout}, ["score"])
     near, _ = _population(2000, rng, shift=0.2)
-    far, _ = _population(2000, rng, shift=4.0)  # scores piled at 1, beyond the reference
-    assert estimator.reliability(near)["reliable"]
-    flagged = estimator.reliability(far)
-    assert not flagged["reliable"] and "outside the reference" in flagged["reason"]
+    far, _ = _population(2000, rng, shift=4.0)  # scores piled at 1, beyond the holdout
+    assert support.reliability({"score": near})["reliable"]
+    flagged = support.reliability({"score": far})
+    assert not flagged["reliable"] and "outside the holdout's support" in flagged["reason"]
+    assert flagged["outside_share"] > 0.5
 
 
 def test_bad_references_and_small_windows_say_what_is_wrong(estimator):
@@ -191,7 +196,9 @@ def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass()
 
     rng = np.random.default_rng(8)
     reference = _regression(5000, rng)
-    baseline = Baseline.from_data(reference, target="y", prediction="prediction", sample_size=5000)
+    baseline = Baseline.from_data(
+        reference, target="y", prediction="prediction", sample_size=500, reference_is_holdout=True
+    )
     spec = PerformanceSpec(task="regression", label="y", prediction="prediction", score=None)
     estimator = fit_estimator(baseline, spec)
     shifted = pa.Table.from_pandas(_regression(3000, rng, shift=1.0))
@@ -201,7 +208,16 @@ def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass()
     scores, labels = _multiclass(5000, rng)
     frame = pd.DataFrame({f"score_{c}": scores[:, i] for i, c in enumerate("abc")})
     frame["label"] = labels
-    baseline = Baseline.from_data(frame, target="label", sample_size=5000)
+    frame["prediction"] = np.array(list("abc"))[scores.argmax(axis=1)]
+    baseline = Baseline.from_data(
+        frame,
+        target="label",
+        score="score",
+        prediction="prediction",
+        classes=list("abc"),
+        sample_size=500,
+        reference_is_holdout=True,
+    )
     spec = PerformanceSpec(task="multiclass", label="label", score="score", classes=list("abc"))
     window = pa.Table.from_pandas(frame.head(1000))
     found = estimated_results(window, fit_estimator(baseline, spec), spec, {}, 0.01)
@@ -216,12 +232,15 @@ def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass()
     assert all(r.value is not None and r.status == "ok" for r in found)
 
 
-def test_a_regression_window_beyond_the_reference_inputs_is_unreliable():
+def test_a_regression_window_beyond_the_holdout_inputs_is_unreliable():
+    from keel.estimation import fit_holdout
+
     rng = np.random.default_rng(9)
-    estimator = LossEstimator.fit(_regression(5000, rng), ["x", "kind"], "prediction", "y")
-    assert estimator.reliability(_regression(2000, rng), "prediction")["reliable"]
-    far = estimator.reliability(_regression(2000, rng, shift=4.0), "prediction")
-    assert not far["reliable"] and far["outside_reference_share"] > 0.5
+    fit = fit_holdout(_regression(5000, rng), "regression", "y", prediction="prediction",
+                      features=["x", "kind"])  # fmt: skip
+    assert fit.support.reliability(_regression(2000, rng))["reliable"]
+    far = fit.support.reliability(_regression(2000, rng, shift=4.0))
+    assert not far["reliable"] and far["outside_share"] > 0.5
 
 
 def _calibrated(rows, seed):
@@ -265,6 +284,6 @@ def test_the_estimate_follows_a_threshold_moved_in_production():
 def _realized(name, labels, decided):
     from sklearn.metrics import accuracy_score, precision_score, recall_score
 
-    return {"accuracy": accuracy_score, "precision": precision_score, "recall": recall_score}[
-        name
-    ](labels, decided)
+    return {"accuracy": accuracy_score, "precision": precision_score, "recall": recall_score}[name](
+        labels, decided
+    )

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from keel.baseline import Baseline
-from keel.demo import score, train_model
+from keel.demo import holdout_rows, score, train_model
 from keel.monitor.config import parse_config
 from keel.monitor.run import run_monitor
 from keel.scenario import SCORED_ROLES, generate, log_labels_of, log_weeks
@@ -23,8 +23,9 @@ def world():
     the inputs (a third of them flipped): concept drift, invisible to the drift checks."""
     scenario = generate(seed=21, training_weeks=20, week_rows=3000, production_weeks=4)
     model, metrics = train_model(scenario.training, seed=21)
+    training = score(model, scenario.training)
     baseline = Baseline.from_data(
-        score(model, scenario.training), **SCORED_ROLES, metrics=metrics, sample_size=2000
+        training, **SCORED_ROLES, metrics=metrics, sample_size=2000, holdout=holdout_rows(training)
     )
     weeks = [score(model, week) for week in scenario.weeks]
     for number, source in ((5, weeks[0]), (6, weeks[1])):  # two more quiet weeks of inputs

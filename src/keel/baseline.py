@@ -61,6 +61,9 @@ class Baseline:
     #: What a person should know about the reference ("a few extreme values set the scale of
     #: x"); written when the baseline is made, not part of its identity.
     notes: list[str] = field(default_factory=list)
+    #: The estimator, support reference and label distribution fitted on the labelled
+    #: holdout (``keel.estimation.HoldoutFit``); None without a holdout.
+    holdout: Any = field(default=None, compare=False, repr=False)
     #: The file it was loaded from or saved to (where fits made on it are kept); not stored.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -94,6 +97,10 @@ class Baseline:
         on_batch: Callable[[int], None] | None = None,
         start: str | None = None,
         end: str | None = None,
+        holdout: Any = None,
+        reference_is_holdout: bool = False,
+        task: str | None = None,
+        classes: list | None = None,
     ) -> Baseline:
         """Record a baseline from reference data (any input ``keel.data.open_source`` takes).
 
@@ -103,10 +110,22 @@ class Baseline:
         ``start`` and ``end`` (ISO times, UTC unless they say otherwise) keep only
         the rows with ``start <= timestamp < end``: a trusted production period
         makes a baseline as well as a training set does.
+
+        ``holdout`` (rows the model did not learn from, any input ``open_source``
+        takes), or ``reference_is_holdout=True``, gives the baseline its holdout metrics
+        with intervals (``keel.performance.holdout_metrics``; ``metrics`` given here win)
+        and fits the performance estimator there (``keel.estimation.fit_holdout``), as
+        ``keel baseline create --holdout`` does. ``task`` is binary, multiclass or
+        regression (inferred as the CLI does); multiclass scores are ``<score>_<class>``
+        for each of ``classes``.
         """
         from keel.data import open_source
 
         source = open_source(data)
+        score_prefix = score
+        if classes and score:  # multiclass: one score column per class
+            roles = {**(roles or {}), **{f"{score}_{c}": "score" for c in classes}}
+            score = None
         named = {
             "target": target,
             "prediction": prediction,
@@ -145,9 +164,38 @@ class Baseline:
             "roles": all_roles,
             "kinds": dict(kinds or {}),
         }
+        fit, metrics = None, dict(metrics or {})
+        if target and (holdout is not None or reference_is_holdout):
+            rows = _holdout_rows(source if reference_is_holdout else open_source(holdout))
+            task = task or _task(score_prefix, prediction, classes)
+            classes = _typed_classes(classes, rows, target)
+            config["holdout"] = {
+                "task": task,
+                "rows": rows.num_rows,
+                "digest": _digest(rows),
+                "is_reference": bool(reference_is_holdout),
+            }
         configured = hashlib.sha256(
             (fingerprint.hexdigest() + json.dumps(config, sort_keys=True)).encode()
         ).hexdigest()
+        if "holdout" in config:
+            from keel.estimation import fit_holdout
+            from keel.performance import holdout_metrics
+            from keel.seeds import derive_seed
+
+            metrics = holdout_metrics(rows, task, target, score_prefix, prediction, classes) | (
+                metrics
+            )
+            fit = fit_holdout(
+                rows,
+                task,
+                target,
+                score_prefix,
+                prediction,
+                classes,
+                features=[c.name for c in schema.features],
+                seed=derive_seed(configured[:16], "holdout", task),
+            )
         return cls(
             schema=schema,
             profile=profile,
@@ -160,6 +208,7 @@ class Baseline:
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
             source=source.name,
             notes=_scale_notes(profile),
+            holdout=fit,
         )
 
     def to_bytes(self) -> bytes:
@@ -177,6 +226,9 @@ class Baseline:
             "notes": self.notes,
         }
         blobs = {"profile": self.profile.to_bytes(), "sample": _table_to_ipc(self.sample)}
+        if self.holdout is not None:
+            header["holdout"] = self.holdout.meta()
+            blobs["holdout"] = self.holdout.to_bytes()
         return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
 
     @classmethod
@@ -185,6 +237,11 @@ class Baseline:
         try:
             profile = Profile.from_bytes(blobs["profile"], source=f"{source} (profile)")
             sample = _table_from_ipc(blobs["sample"])
+            fit = None
+            if header.get("holdout") and "holdout" in blobs:
+                from keel.estimation import HoldoutFit
+
+                fit = HoldoutFit.from_bytes(header["holdout"], blobs["holdout"])
             return cls(
                 schema=Schema.from_dict(header["schema"]),
                 profile=profile,
@@ -199,8 +256,9 @@ class Baseline:
                 created_at=header.get("created_at", ""),
                 source=header.get("source", ""),
                 notes=list(header.get("notes", [])),
+                holdout=fit,
             )
-        except (KeyError, TypeError, pa.ArrowInvalid) as error:
+        except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as error:
             raise FormatError(f"{source}: the baseline file is incomplete ({error})") from error
 
     def save(self, path: str | Path) -> None:
@@ -260,6 +318,41 @@ class Baseline:
                 for c in self.schema.columns
             ],
         }
+
+
+def _task(score: str | None, prediction: str | None, classes: list | None) -> str:
+    """The task the roles imply, as ``keel baseline create`` infers it."""
+    if classes:
+        return "multiclass"
+    return "regression" if score is None and prediction is not None else "binary"
+
+
+def _typed_classes(classes: list | None, rows: pa.Table, target: str) -> list | None:
+    """Classes given as text (``--classes 0 1 2``) take the type of the target's labels."""
+    if not classes or target not in rows.column_names:
+        return classes
+    kind = rows.column(target).type
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        try:
+            return [int(c) if pa.types.is_integer(kind) else float(c) for c in classes]
+        except (TypeError, ValueError):
+            return classes
+    return [str(c) for c in classes]
+
+
+def _holdout_rows(source: Any) -> pa.Table:
+    """Every row of the holdout, as one table."""
+    batches = list(source.batches())
+    if not batches:
+        raise DataError(f"{source.name}: the holdout has no rows")
+    return pa.Table.from_batches(batches)
+
+
+def _digest(table: pa.Table) -> str:
+    fingerprint = TableFingerprint()
+    for batch in table.to_batches():
+        fingerprint.update(batch)
+    return fingerprint.hexdigest()
 
 
 def _validated_roles(

@@ -1,38 +1,54 @@
 """Performance before labels arrive: expected metrics from the model's own confidence.
 
-**Classifiers** (``ConfidenceEstimator``, binary). On the labelled reference,
-keel checks whether the scores are calibrated: it compares, by 5-fold
-cross-validated Brier score, the raw scores, an isotonic fit and a sigmoid
-(Platt) fit, and keeps the best. In a window, each row's calibrated
-probability ``p`` is the chance its label is positive; with the model's
-decisions fixed (score ≥ threshold), the expected confusion matrix is
+Everything here is fitted on the **labelled holdout** (rows the model did not learn
+from: ``keel baseline create --holdout``), all of it up to 1,000,000 rows and a
+class-stratified sample above, once per baseline; ``fit_holdout`` makes the
+``HoldoutFit`` a baseline file keeps.
+
+**Classifiers** (``ConfidenceEstimator``, binary). keel checks whether the scores
+are calibrated: 5-fold cross-validated Brier scores compare the raw scores, an
+isotonic fit and a sigmoid (Platt) fit, and the best is kept. In a window, each
+row's calibrated probability ``p`` is the chance its label is positive; with the
+model's decisions fixed (the logged prediction; without it, the rule learned on
+the holdout), the expected confusion matrix is
 
     TP = Σ p·[decided 1]   FP = Σ (1−p)·[decided 1]
     FN = Σ p·[decided 0]   TN = Σ (1−p)·[decided 0]
 
-and accuracy, precision, recall, specificity, F1 and the value matrix follow
-from it; ROC AUC from the expected pairs (a positive above a negative). The
-band is the range the *realized* metric would take if labels were drawn from
-those probabilities: 400 label draws, percentile interval. It is the
-sampling uncertainty; calibration error is not in it.
+and accuracy, precision, recall, specificity, F1 and the value matrix follow from
+it; ROC AUC from the expected pairs (a positive above a negative). When the
+holdout's decisions are not a threshold of the score (overrides: no threshold
+reproduces 99% of them), P(y | score) is calibrated within each decided class.
 
-**Regressors** (``LossEstimator``). Two gradient-boosting models learn, on the
-reference, each row's absolute and squared error from its features and
-prediction; a window's estimated MAE is the mean predicted absolute error,
-RMSE the root of the mean predicted squared error, MAPE the mean predicted
-absolute error over |prediction|. Bands assume each row's error is normal
-with its predicted variance. A loss model cannot extrapolate: a window whose
-inputs (or predictions) leave the reference's central 99.8% on more than 10% of
-rows is flagged unreliable.
+**Bands.** The calibration is refitted on 50 bootstrap resamples of the holdout;
+each of 400 label draws takes its probabilities from one refit, so the band (the
+central 95% of the drawn realized values) holds the calibration's own error as
+well as the label draws' spread.
 
-**What estimation cannot see.** It sees the inputs move into regions where
-the model is less (or more) sure or accurate. It cannot see concept drift
-(the same inputs, a new relationship to the label): nothing it looks at
-changes, so the estimate stays flat while the realized metric falls. And in
-regions the reference never covered, the calibration is extrapolated:
-``reliability`` flags such windows (``unreliable`` when more than 10% of the
-window's scores fall outside the reference's central 99%, or, for regressors,
-more than 10% of its rows have an input outside the reference's central 99.8%).
+**Regressors** (``LossEstimator``). Two gradient-boosting models learn each
+holdout row's absolute and squared error from its features and prediction; a
+window's estimated MAE is the mean predicted absolute error, RMSE the root of
+the mean predicted squared error. Bands hold each row's noise (normal with its
+predicted variance) and the loss model's fit error: 50 refits on bootstrap
+resamples give its relative error by decile of predicted loss.
+
+**Reliability** (``SupportReference``). A window row is *outside* the holdout's
+support when its distance to its 10th nearest holdout row (inputs standardized on
+the holdout) is above the holdout rows' own 99th percentile of that distance
+(leave-one-out): the ``nearest`` method, the default. The alternative,
+``domain_classifier`` (a ridge logistic regression on the standardized inputs and
+their squares, 2-fold out-of-fold, holdout against window), calls a row outside
+when its probability of "window" is above the 99th percentile of that probability
+among holdout rows; it measures density ratio rather than support, so it also
+flags strong shifts inside the support. A window is unreliable when more than 10%
+of its rows are outside: there the estimate extrapolates.
+
+**What estimation cannot see.** Concept drift (the same inputs, a new
+relationship to the label): the estimate stays flat while the realized metric
+falls. And under a pure prior (label) shift, P(y | x) is no longer the holdout's:
+the mean calibrated probability moves only as far as the scores move, which
+under-reacts; BBSE (Lipton et al., 2018) or Saerens' EM would estimate the new
+prior. keel reports label shift from the labels (``keel.checks.labels``).
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -47,6 +63,8 @@ more than 10% of its rows have an input outside the reference's central 99.8%).
 
 from __future__ import annotations
 
+import io
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,25 +77,169 @@ from keel.threads import with_limited_threads
 
 DRAWS = 400
 MIN_ROWS = 50
-OUTSIDE_SHARE = 0.10
+OUTSIDE_SHARE = 0.10  # a window is unreliable above this share of rows outside
+FIT_ROWS = 1_000_000  # holdout rows the estimator learns from; a stratified sample above
+BOOTSTRAPS = 50
+BOOTSTRAP_ROWS = 200_000  # each refit on at most this many rows, its spread scaled to n
+GRID = 513  # knots of a stored calibration curve
+RULE_SHARE = 0.99  # a learned decision rule must reproduce this share of the decisions
+SUPPORT_ROWS = 2_000  # holdout rows the domain classifier compares windows with
+OUTSIDE_QUANTILE = 0.99
+NEIGHBOURS = 10
+
+
+# ---------------------------------------------------------------------------- decisions
+
+
+def decided_positive(decisions: Any, positive: Any = 1) -> np.ndarray:
+    """Which rows the model decided positive, from booleans or logged predicted labels.
+
+    >>> decided_positive(np.array(["yes", "no", "yes"]), "yes").tolist()
+    [True, False, True]
+    >>> decided_positive(np.array([1.0, 0.0]), 1).tolist()
+    [True, False]
+    """
+    values = np.asarray(decisions)
+    if values.dtype == bool:
+        return values
+    if np.issubdtype(values.dtype, np.number) and isinstance(positive, int | float | np.number):
+        return values.astype(float) == float(positive)
+    return values.astype(str) == str(positive)
+
+
+def learned_threshold(scores: Any, decided: Any) -> dict[str, float]:
+    """The threshold ``t`` for which ``score >= t`` reproduces the most logged decisions,
+    and the share it reproduces (vectorised over every candidate threshold).
+
+    >>> s = np.array([0.1, 0.3, 0.6, 0.7, 0.9])
+    >>> learned_threshold(s, s >= 0.65)
+    {'threshold': 0.65, 'share': 1.0}
+    """
+    s = np.asarray(scores, dtype=float)
+    d = np.asarray(decided, dtype=bool)
+    order = np.argsort(s, kind="mergesort")
+    s, d = s[order], d[order]
+    n = len(s)
+    # k rows below the threshold: agreement = negatives among them + positives above.
+    below_negative = np.r_[0, np.cumsum(~d)]
+    above_positive = d.sum() - np.r_[0, np.cumsum(d)]
+    agreement = below_negative + above_positive
+    cut = np.r_[True, s[1:] != s[:-1], True]  # a threshold falls between distinct scores
+    agreement = np.where(cut, agreement, -1)
+    k = int(np.argmax(agreement))
+    if k == 0:
+        threshold = float(s[0]) if n else 0.5
+    elif k == n:
+        threshold = float(np.nextafter(s[-1], np.inf))
+    else:
+        threshold = float((s[k - 1] + s[k]) / 2)
+    return {"threshold": round(threshold, 12), "share": float(agreement[k] / max(n, 1))}
+
+
+# ---------------------------------------------------------------------------- curves
+
+
+def _knots(scores: np.ndarray, size: int = GRID) -> np.ndarray:
+    """``size`` increasing knots over [0, 1]: the scores' quantiles, padded with 1."""
+    inner = np.unique(np.quantile(scores, np.linspace(0, 1, size - 2))) if len(scores) else []
+    knots = np.unique(np.r_[0.0, inner, 1.0])
+    return np.r_[knots, np.ones(size - len(knots))]
+
+
+def _fit_curve(
+    name: str, scores: np.ndarray, y: np.ndarray, knots: np.ndarray, weights: Any = None
+) -> np.ndarray:
+    """A calibration (none, isotonic, sigmoid) fitted on the rows, evaluated at ``knots``."""
+    if name == "none":
+        return knots.copy()
+    model = _calibrator(name).fit(_column(scores), y, weights)
+    if name == "isotonic":
+        return model.predict(knots)
+    return model.predict_proba(_column(knots))[:, 1]
+
+
+def _interpolated(scores: np.ndarray, knots: np.ndarray, curves: np.ndarray) -> np.ndarray:
+    """Piecewise-linear curves (``(..., G)`` on knots ``(G,)``) at the scores: ``(..., n)``."""
+    index = np.clip(np.searchsorted(knots, scores, side="right") - 1, 0, len(knots) - 2)
+    left, right = knots[index], knots[index + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        weight = np.where(right > left, (scores - left) / (right - left), 0.0)
+    weight = np.clip(weight, 0.0, 1.0)
+    return curves[..., index] * (1 - weight) + curves[..., index + 1] * weight
+
+
+def _bootstrap_curves(
+    name: str, scores: np.ndarray, y: np.ndarray, knots: np.ndarray, curve: np.ndarray, seed: int
+) -> np.ndarray:
+    """``BOOTSTRAPS`` refits of the calibration on resamples of the rows, at the knots:
+    the main curve plus each refit's deviation from the refits' mean, scaled by √(m/n)
+    when the refits saw a subsample of m rows."""
+    rng = np.random.default_rng(seed)
+    n = len(scores)
+    if name == "none" or n == 0:
+        return np.repeat(curve[None], BOOTSTRAPS, axis=0)
+    rows = min(n, BOOTSTRAP_ROWS)
+    fits = np.empty((BOOTSTRAPS, len(knots)))
+    for b in range(BOOTSTRAPS):  # a loop over refits; each fit is vectorised over rows
+        chosen = rng.integers(0, n, rows)
+        weights = np.bincount(chosen, minlength=n).astype(float)
+        used = weights > 0
+        fits[b] = _fit_curve(name, scores[used], y[used], knots, weights[used])
+    scale = np.sqrt(rows / n)
+    return np.clip(curve[None] + (fits - fits.mean(axis=0)) * scale, 0.0, 1.0)
+
+
+def _choose(scores: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, dict[str, float]]:
+    """The calibration with the lowest cross-validated Brier score (on at most 200,000
+    rows); a fit must beat the raw scores by 0.5%."""
+    if len(scores) > BOOTSTRAP_ROWS:
+        keep = np.random.default_rng(seed).choice(len(scores), BOOTSTRAP_ROWS, replace=False)
+        scores, y = scores[keep], y[keep]
+    if len(np.unique(y)) < 2 or min(int(y.sum()), int(len(y) - y.sum())) < 5:
+        return "none", {"none": float(np.mean((scores - y) ** 2))}
+    brier = _cross_validated_brier(scores, y, seed)
+    return min(brier, key=brier.get), brier
+
+
+# ---------------------------------------------------------------------------- binary
 
 
 @dataclass
 class ConfidenceEstimator:
-    """Expected binary-classifier metrics from calibrated scores (see the module docstring)."""
+    """Expected binary-classifier metrics from calibrated scores (see the module docstring).
 
-    calibration: str  # none, isotonic or sigmoid
-    model: Any
+    ``knots``, ``curves`` (one per decided class when calibrated within decisions, else
+    one) and ``bootstrap`` (``BOOTSTRAPS`` × curves) are the fitted calibration."""
+
+    calibration: str  # none, isotonic or sigmoid (or "a / b" within decided classes)
+    knots: np.ndarray  # (D, G)
+    curves: np.ndarray  # (D, G)
+    bootstrap: np.ndarray  # (B, D, G)
     threshold: float
     score_range: tuple[float, float]
     brier: dict[str, float] = field(default_factory=dict)
     positive: Any = 1  # the positive label: the larger of the reference's two
+    rule: dict[str, Any] | None = None  # the holdout's decisions as a threshold, and its share
+    prior: float = float("nan")  # the holdout's positive rate
+
+    @property
+    def within_decisions(self) -> bool:
+        """Calibrated within each decided class (the decisions are not a threshold)."""
+        return self.curves.shape[0] == 2
 
     @classmethod
     @with_limited_threads
     def fit(
-        cls, scores: Any, labels: Any, threshold: float = 0.5, seed: int = 0
+        cls,
+        scores: Any,
+        labels: Any,
+        threshold: float = 0.5,
+        seed: int = 0,
+        decisions: Any = None,
     ) -> ConfidenceEstimator:
+        """Calibrate on labelled holdout rows; with the holdout's logged ``decisions``,
+        learn the decision rule (a threshold reproducing ≥ 99% of them) or, failing that,
+        calibrate within each decided class."""
         scores = np.asarray(scores, dtype=float)
         labels = np.asarray(labels)
         if len(scores) != len(labels):
@@ -90,19 +252,65 @@ class ConfidenceEstimator:
                 "estimating a binary classifier's performance needs labelled rows of both"
             )
         y = (labels == classes[-1]).astype(float)
-        brier = _cross_validated_brier(scores, y, seed)
-        choice = min(brier, key=brier.get)
-        model = _calibrator(choice).fit(_column(scores), y) if choice != "none" else None
-        low, high = np.quantile(scores, [0.005, 0.995])
         positive = classes[-1].item() if hasattr(classes[-1], "item") else classes[-1]
-        return cls(choice, model, threshold, (float(low), float(high)), brier, positive)
+        rule = None
+        groups = [np.ones(len(scores), dtype=bool)]
+        if decisions is not None:
+            decided = decided_positive(decisions, positive)
+            if len(decided) != len(scores):
+                raise DataError(f"{len(decided):,} decisions for {len(scores):,} scores")
+            rule = {"kind": "threshold", **learned_threshold(scores, decided)}
+            if rule["share"] >= RULE_SHARE:
+                threshold = rule["threshold"]
+            elif min(decided.sum(), (~decided).sum()) >= 10:
+                groups = [~decided, decided]  # overrides: P(y | score) per decided class
+        names, knots, curves, boots, brier = [], [], [], [], {}
+        for number, group in enumerate(groups):
+            s, t = scores[group], y[group]
+            name, found = _choose(s, t, seed + number)
+            brier = brier or found
+            grid = _knots(s)
+            curve = _fit_curve(name, s, t, grid)
+            names.append(name)
+            knots.append(grid)
+            curves.append(curve)
+            boots.append(_bootstrap_curves(name, s, t, grid, curve, seed + 101 + number))
+        low, high = np.quantile(scores, [0.005, 0.995])
+        return cls(
+            " / ".join(names),
+            np.stack(knots),
+            np.stack(curves),
+            np.stack(boots, axis=1),
+            float(threshold),
+            (float(low), float(high)),
+            brier,
+            positive,
+            rule,
+            float(y.mean()),
+        )
 
-    def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        if self.model is None:
-            return scores
-        if self.calibration == "isotonic":
-            return self.model.predict(scores)
-        return self.model.predict_proba(_column(scores))[:, 1]
+    def probabilities(self, scores: np.ndarray, decided: Any = None) -> np.ndarray:
+        """Calibrated P(positive) of each row (within its decided class when so fitted)."""
+        scores = np.asarray(scores, dtype=float)
+        return np.clip(self._curves_at(scores, decided, self.curves[:, None]), 0, 1)[0]
+
+    def _curves_at(self, scores: np.ndarray, decided: Any, curves: np.ndarray) -> np.ndarray:
+        """``curves`` (``(..., D, G)``) at the scores, each row on its decided class's."""
+        if not self.within_decisions:
+            return _interpolated(scores, self.knots[0], curves[..., 0, :])
+        decided = np.asarray(decided, dtype=bool)
+        out = np.empty((*curves.shape[:-2], len(scores)))
+        for group in (0, 1):  # two decided classes
+            rows = decided == bool(group)
+            out[..., rows] = _interpolated(scores[rows], self.knots[group], curves[..., group, :])
+        return out
+
+    def decide(self, scores: Any, threshold: float | None = None) -> np.ndarray:
+        """Decisions for a window without logged predictions: ``score >= threshold`` (the
+        given one, else the learned or fitted one)."""
+        return np.asarray(scores, dtype=float) >= (
+            self.threshold if threshold is None else threshold
+        )
 
     def estimate(
         self,
@@ -128,62 +336,38 @@ class ConfidenceEstimator:
             names.append("value_per_1000")
         if n < MIN_ROWS:
             return _too_few(names, n, "confidence-based")
-        p = np.clip(self.probabilities(scores), 0.0, 1.0)
         decided = (
-            scores >= self.threshold
-            if decisions is None
-            else decided_positive(decisions, self.positive)
+            self.decide(scores) if decisions is None else decided_positive(decisions, self.positive)
         )
         if len(decided) != n:
             raise DataError(f"{len(decided):,} decisions for {n:,} scores")
+        p = self.probabilities(scores, decided)
         expected = _metrics_from(p[None, :], decided, scores, value_matrix)  # expectations
         rng = np.random.default_rng(seed)
-        draws = rng.random((DRAWS, n)) < p  # labels as the calibrated model expects them
+        refits = np.clip(self._curves_at(scores, decided, self.bootstrap), 0, 1)  # B × n
+        # Each draw's labels come from one refit of the calibration: fit error and noise.
+        draws = rng.random((DRAWS, n)) < refits[np.arange(DRAWS) % len(refits)]
         drawn = _metrics_from(draws.astype(float), decided, scores, value_matrix)
-        tail = (1 - confidence) / 2 * 100
-        out = {}
-        for name in names:
-            value = float(expected[name][0])
-            finite = drawn[name][np.isfinite(drawn[name])]
-            low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (None,) * 2
-            out[name] = Metric(
-                name,
-                value if np.isfinite(value) else None,
-                None if low is None else float(low),
-                None if high is None else float(high),
-                n,
-                f"confidence-based ({self.calibration} calibration)",
-            )
-        return out
-
-    def reliability(self, scores: Any) -> dict[str, Any]:
-        """Whether the window stays where the reference taught the calibration."""
-        scores = np.asarray(scores, dtype=float)
-        low, high = self.score_range
-        outside = float(((scores < low) | (scores > high)).mean()) if len(scores) else 0.0
-        return {
-            "reliable": outside <= OUTSIDE_SHARE,
-            "outside_reference_share": outside,
-            "reason": None
-            if outside <= OUTSIDE_SHARE
-            else f"{outside:.0%} of scores outside the reference's central 99%",
-        }
+        method = f"confidence-based ({self.calibration} calibration)"
+        return _banded(names, expected, drawn, confidence, n, method)
 
 
-def decided_positive(decisions: Any, positive: Any = 1) -> np.ndarray:
-    """Which rows the model decided positive, from booleans or logged predicted labels.
-
-    >>> decided_positive(np.array(["yes", "no", "yes"]), "yes").tolist()
-    [True, False, True]
-    >>> decided_positive(np.array([1.0, 0.0]), 1).tolist()
-    [True, False]
-    """
-    values = np.asarray(decisions)
-    if values.dtype == bool:
-        return values
-    if np.issubdtype(values.dtype, np.number) and isinstance(positive, int | float | np.number):
-        return values.astype(float) == float(positive)
-    return values.astype(str) == str(positive)
+def _banded(names, expected, drawn, confidence, n, method) -> dict[str, Metric]:
+    tail = (1 - confidence) / 2 * 100
+    out = {}
+    for name in names:
+        value = float(np.ravel(expected[name])[0])
+        finite = drawn[name][np.isfinite(drawn[name])]
+        low, high = np.percentile(finite, [tail, 100 - tail]) if len(finite) else (None,) * 2
+        out[name] = Metric(
+            name,
+            value if np.isfinite(value) else None,
+            None if low is None else float(low),
+            None if high is None else float(high),
+            n,
+            method,
+        )
+    return out
 
 
 def _too_few(names: Any, rows: int, method: str) -> dict[str, Metric]:
@@ -283,8 +467,8 @@ class _Isotonic:
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> _Isotonic:
-        self.model.fit(x[:, 0], y)
+    def fit(self, x: np.ndarray, y: np.ndarray, weights: Any = None) -> _Isotonic:
+        self.model.fit(x[:, 0], y, sample_weight=weights)
         return self
 
     def predict(self, x: np.ndarray) -> np.ndarray:
@@ -297,8 +481,8 @@ class _Sigmoid:
     def __init__(self, model: Any) -> None:
         self.model = model
 
-    def fit(self, x: np.ndarray, y: np.ndarray) -> _Sigmoid:
-        self.model.fit(_logit(x), y)
+    def fit(self, x: np.ndarray, y: np.ndarray, weights: Any = None) -> _Sigmoid:
+        self.model.fit(_logit(x), y, sample_weight=weights)
         return self
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
@@ -314,122 +498,7 @@ def _column(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=float).reshape(-1, 1)
 
 
-@dataclass
-class LossEstimator:
-    """Expected regression errors from learned loss models (see the module docstring)."""
-
-    absolute: Any
-    squared: Any
-    features: list[str]
-    input_range: Any  # (2, inputs): each input's 0.1% and 99.9% quantiles on the reference
-    categories: dict[str, list] = field(default_factory=dict)
-
-    @classmethod
-    @with_limited_threads
-    def fit(cls, frame: Any, features: list[str], prediction: str, truth: str, seed: int = 0):
-        import pandas as pd
-        from sklearn.ensemble import HistGradientBoostingRegressor
-
-        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
-        missing = [c for c in [*features, prediction, truth] if c not in frame.columns]
-        if missing:
-            raise DataError(f"the reference has no column(s) {missing}")
-        frame = frame.dropna(subset=[truth, prediction])
-        if len(frame) < 200:
-            raise DataError(f"{len(frame)} labelled reference rows: at least 200 are needed")
-        categories = {
-            name: sorted(frame[name].dropna().astype(str).unique().tolist())
-            for name in features
-            if not pd.api.types.is_numeric_dtype(frame[name])
-        }
-        inputs = _inputs(frame, features, prediction, categories)
-        error = frame[prediction].to_numpy(float) - frame[truth].to_numpy(float)
-
-        def learner() -> Any:
-            return HistGradientBoostingRegressor(
-                max_iter=200, learning_rate=0.05, early_stopping=True, random_state=seed
-            )
-
-        absolute = learner().fit(inputs, np.abs(error))
-        squared = learner().fit(inputs, error**2)
-        # Trees do not extrapolate: beyond the reference's inputs a loss model repeats its
-        # edge, so reliability looks at the inputs themselves, not at the predicted losses.
-        input_range = np.nanquantile(inputs, [0.001, 0.999], axis=0)
-        return cls(absolute, squared, list(features), input_range, categories)
-
-    @with_limited_threads
-    def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
-        import pandas as pd
-
-        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
-        n = len(frame)
-        if n < MIN_ROWS:
-            return _too_few(("mae", "rmse", "mape"), n, "loss model")
-        inputs = _inputs(frame, self.features, prediction, self.categories)
-        absolute = np.maximum(self.absolute.predict(inputs), 0)
-        squared = np.maximum(self.squared.predict(inputs), absolute**2)
-        z = stats.norm.ppf(0.5 + confidence / 2)
-        mae = absolute.mean()
-        mae_half = z * np.sqrt(np.maximum(squared - absolute**2, 0).sum()) / n
-        mse = squared.mean()
-        mse_half = z * np.sqrt((2 * squared**2).sum()) / n  # var(e²) = 2σ⁴ for normal errors
-        denominator = np.abs(frame[prediction].to_numpy(float))
-        usable = denominator > 0
-        mape = (absolute[usable] / denominator[usable]).mean() if usable.any() else np.nan
-        return {
-            "mae": Metric(
-                "mae", float(mae), float(mae - mae_half), float(mae + mae_half), n, "loss model"
-            ),
-            "rmse": Metric(
-                "rmse",
-                float(np.sqrt(mse)),
-                float(np.sqrt(max(mse - mse_half, 0))),
-                float(np.sqrt(mse + mse_half)),
-                n,
-                "loss model",
-            ),
-            "mape": Metric(
-                "mape",
-                float(mape) if np.isfinite(mape) else None,
-                None,
-                None,
-                n,
-                "loss model over |prediction|; no band",
-            ),
-        }
-
-    @with_limited_threads
-    def reliability(self, frame: Any, prediction: str) -> dict[str, Any]:
-        import pandas as pd
-
-        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
-        if len(frame) == 0:
-            return {"reliable": False, "outside_reference_share": 0.0, "reason": "no rows"}
-        inputs = _inputs(frame, self.features, prediction, self.categories)
-        low, high = self.input_range
-        with np.errstate(invalid="ignore"):
-            beyond = (inputs < low) | (inputs > high) | (np.isnan(inputs) & ~np.isnan(low))
-        outside = float(beyond.any(axis=1).mean())
-        return {
-            "reliable": outside <= OUTSIDE_SHARE,
-            "outside_reference_share": outside,
-            "reason": None
-            if outside <= OUTSIDE_SHARE
-            else f"{outside:.0%} of rows have an input (or prediction) outside the reference's "
-            "central 99.8%",
-        }
-
-
-def _inputs(frame: Any, features: list[str], prediction: str, categories: dict) -> Any:
-    """Numbers for the loss models: categories coded as the reference coded them (a value
-    the reference never had is missing, which gradient boosting handles)."""
-    import pandas as pd
-
-    inputs = frame[[*features, prediction]].copy()
-    for name, known in categories.items():
-        codes = pd.Categorical(inputs[name].astype(str), categories=known).codes.astype(float)
-        inputs[name] = np.where(codes < 0, np.nan, codes)
-    return inputs.to_numpy(dtype=float)
+# ---------------------------------------------------------------------------- multiclass
 
 
 @dataclass
@@ -439,7 +508,9 @@ class MulticlassEstimator:
     Each class's scores are calibrated one-vs-rest (isotonic, kept only when the
     cross-validated multiclass Brier score improves) and the rows renormalized; the
     expected confusion matrix is C[true t, decided j] = Σ P[row, t] over rows decided j
-    (the class of the largest raw score); bands come from label draws, as for binary.
+    (the logged prediction; without it, the class of the largest score, a rule whose
+    share of the holdout's decisions is kept in ``rule``); bands come from label draws
+    on bootstrap refits of the calibration, as for binary.
 
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
@@ -450,13 +521,20 @@ class MulticlassEstimator:
     """
 
     classes: list
-    calibrators: list | None
+    calibrated: bool
+    knots: np.ndarray  # (K, G)
+    curves: np.ndarray  # (K, G)
+    bootstrap: np.ndarray  # (B, K, G)
     confidence_range: tuple[float, float]
     brier: dict[str, float] = field(default_factory=dict)
+    rule: dict[str, Any] | None = None
+    prior: list[float] = field(default_factory=list)
 
     @classmethod
     @with_limited_threads
-    def fit(cls, scores: Any, labels: Any, classes: list, seed: int = 0) -> MulticlassEstimator:
+    def fit(
+        cls, scores: Any, labels: Any, classes: list, seed: int = 0, decisions: Any = None
+    ) -> MulticlassEstimator:
         from keel.performance import _codes
 
         scores = np.asarray(scores, dtype=float)
@@ -467,56 +545,92 @@ class MulticlassEstimator:
             raise DataError(
                 f"the reference has {len(present)} label class(es): estimating needs several"
             )
-        onehot = np.eye(len(classes))[truth]
+        k = len(classes)
+        onehot = np.eye(k)[truth]
         raw = float(np.mean(((scores - onehot) ** 2).sum(axis=1)))
         calibrated = _cross_validated_multiclass(scores, onehot, seed)
         use = calibrated < raw * 0.995
-        calibrators = (
-            [
-                _calibrator("isotonic").fit(_column(scores[:, c]), onehot[:, c])
-                for c in range(len(classes))
-            ]
-            if use
-            else None
+        name = "isotonic" if use else "none"
+        knots = np.stack([_knots(scores[:, c]) for c in range(k)])
+        curves = np.stack(
+            [_fit_curve(name, scores[:, c], onehot[:, c], knots[c]) for c in range(k)]
         )
+        boots = np.stack(
+            [
+                _bootstrap_curves(name, scores[:, c], onehot[:, c], knots[c], curves[c], seed + c)
+                for c in range(k)
+            ],
+            axis=1,
+        )
+        rule = None
+        if decisions is not None:
+            decided = _codes(decisions, classes, "prediction")
+            rule = {"kind": "argmax", "share": float(np.mean(decided == scores.argmax(axis=1)))}
         top = scores.max(axis=1)
         low, high = np.quantile(top, [0.005, 0.995])
         return cls(
             list(classes),
-            calibrators,
+            bool(use),
+            knots,
+            curves,
+            boots,
             (float(low), float(high)),
             {"none": raw, "isotonic": calibrated},
+            rule,
+            onehot.mean(axis=0).tolist(),
         )
 
     @property
     def calibration(self) -> str:
-        return "none" if self.calibrators is None else "isotonic"
+        return "isotonic" if self.calibrated else "none"
 
-    def probabilities(self, scores: np.ndarray) -> np.ndarray:
-        if self.calibrators is None:
-            return scores
-        fitted = np.column_stack([c.predict(scores[:, i]) for i, c in enumerate(self.calibrators)])
-        total = fitted.sum(axis=1, keepdims=True)
+    def _at(self, scores: np.ndarray, curves: np.ndarray) -> np.ndarray:
+        """Per-class curves (``(..., K, G)``) at the scores, renormalized: ``(..., n, K)``."""
+        if not self.calibrated:
+            return np.broadcast_to(scores, (*curves.shape[:-2], *scores.shape))
+        fitted = np.stack(
+            [
+                _interpolated(scores[:, c], self.knots[c], curves[..., c, :])
+                for c in range(len(self.classes))
+            ],
+            axis=-1,
+        )
+        fitted = np.clip(fitted, 0, 1)
+        total = fitted.sum(axis=-1, keepdims=True)
         return np.where(total > 0, fitted / np.where(total > 0, total, 1), scores)
 
-    def estimate(self, scores: Any, confidence: float = 0.95, seed: int = 0) -> dict[str, Metric]:
+    def probabilities(self, scores: np.ndarray) -> np.ndarray:
+        return self._at(np.asarray(scores, dtype=float), self.curves)
+
+    def estimate(
+        self, scores: Any, confidence: float = 0.95, seed: int = 0, decisions: Any = None
+    ) -> dict[str, Metric]:
+        """Expected macro metrics of a window with bands; ``decisions`` are the logged
+        predicted labels (else the class of the largest score)."""
+        from keel.performance import _codes
+
         scores = np.asarray(scores, dtype=float)
         _check_probabilities(scores)
         n, k = scores.shape
         names = ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc")
         if n < MIN_ROWS:
             return _too_few(names, n, "confidence-based")
+        codes = (
+            scores.argmax(axis=1)
+            if decisions is None
+            else _codes(decisions, self.classes, "prediction")
+        )
+        decided = np.eye(k)[codes]  # n × k
         p = self.probabilities(scores)
-        decided = np.eye(k)[scores.argmax(axis=1)]  # n × k
         expected = _multiclass_from(p.T @ decided)  # k × k: truth × decided
         rng = np.random.default_rng(seed)
-        cumulative = np.cumsum(p, axis=1)
-        drawn_labels = (rng.random((DRAWS, n))[..., None] > cumulative[None]).sum(axis=2)
+        refits = self._at(scores, self.bootstrap)  # B × n × k
+        cumulative = np.cumsum(refits[np.arange(DRAWS) % len(refits)], axis=2)
+        drawn_labels = (rng.random((DRAWS, n))[..., None] > cumulative).sum(axis=2)
         drawn_labels = np.minimum(drawn_labels, k - 1)
-        matrices = np.stack(
-            [np.eye(k)[labels].T @ decided for labels in drawn_labels]
-        )  # a loop over draws (400), each a matrix product over rows
-        drawn = _multiclass_from(matrices)
+        cells = (np.arange(DRAWS)[:, None] * k + drawn_labels) * k + codes[None, :]
+        matrices = np.bincount(cells.ravel(), minlength=DRAWS * k * k).reshape(DRAWS, k, k)
+        drawn = _multiclass_from(matrices.astype(float))
         # One-vs-rest macro ROC AUC: expected per class, and per draw from its midranks.
         expected["roc_auc"] = np.mean([_expected_auc(p[:, c], scores[:, c]) for c in range(k)])
         per_class = []
@@ -529,31 +643,8 @@ class MulticlassEstimator:
                     (positives @ ranks - count * (count + 1) / 2) / (count * (n - count))
                 )
         drawn["roc_auc"] = np.nanmean(np.stack(per_class), axis=0)
-        tail = (1 - confidence) / 2 * 100
-        out = {}
-        for name in names:
-            low, high = np.percentile(drawn[name][np.isfinite(drawn[name])], [tail, 100 - tail])
-            out[name] = Metric(
-                name,
-                float(expected[name]),
-                float(low),
-                float(high),
-                n,
-                f"confidence-based, macro ({self.calibration} calibration)",
-            )
-        return out
-
-    def reliability(self, scores: Any) -> dict[str, Any]:
-        top = np.asarray(scores, dtype=float).max(axis=1)
-        low, high = self.confidence_range
-        outside = float(((top < low) | (top > high)).mean()) if len(top) else 0.0
-        return {
-            "reliable": outside <= OUTSIDE_SHARE,
-            "outside_reference_share": outside,
-            "reason": None
-            if outside <= OUTSIDE_SHARE
-            else f"{outside:.0%} of top-class scores outside the reference's central 99%",
-        }
+        method = f"confidence-based, macro ({self.calibration} calibration)"
+        return _banded(names, expected, drawn, confidence, n, method)
 
 
 def _multiclass_from(matrix: np.ndarray) -> dict[str, np.ndarray]:
@@ -586,6 +677,9 @@ def _multiclass_from(matrix: np.ndarray) -> dict[str, np.ndarray]:
 def _cross_validated_multiclass(scores: np.ndarray, onehot: np.ndarray, seed: int) -> float:
     from sklearn.model_selection import KFold
 
+    if len(scores) > BOOTSTRAP_ROWS:
+        keep = np.random.default_rng(seed).choice(len(scores), BOOTSTRAP_ROWS, replace=False)
+        scores, onehot = scores[keep], onehot[keep]
     errors = []
     for train, test in KFold(5, shuffle=True, random_state=seed).split(scores):
         fitted = np.column_stack(
@@ -600,3 +694,686 @@ def _cross_validated_multiclass(scores: np.ndarray, onehot: np.ndarray, seed: in
         fitted = np.where(total > 0, fitted / np.where(total > 0, total, 1), scores[test])
         errors.append(np.mean(((fitted - onehot[test]) ** 2).sum(axis=1)))
     return float(np.mean(errors))
+
+
+# ---------------------------------------------------------------------------- regression
+
+
+@dataclass
+class Forest:
+    """A fitted gradient-boosting regressor as plain arrays (numeric splits), so a baseline
+    file can keep it; ``predict`` walks every tree at once, level by level.
+
+    >>> from sklearn.ensemble import HistGradientBoostingRegressor
+    >>> x = np.linspace(0, 1, 400)[:, None]
+    >>> model = HistGradientBoostingRegressor(max_iter=20).fit(x, np.sin(6 * x[:, 0]))
+    >>> bool(np.allclose(Forest.from_sklearn(model).predict(x), model.predict(x)))
+    True
+    """
+
+    feature: np.ndarray
+    threshold: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    missing_left: np.ndarray
+    value: np.ndarray
+    roots: np.ndarray
+    baseline: float
+
+    @classmethod
+    def from_sklearn(cls, model: Any) -> Forest:
+        trees = [predictors[0].nodes for predictors in model._predictors]
+        offsets = np.r_[0, np.cumsum([len(t) for t in trees])[:-1]].astype(np.int64)
+        nodes = np.concatenate(trees) if trees else np.zeros(0, trees[0].dtype)
+        shift = np.repeat(offsets, [len(t) for t in trees])
+        index = np.arange(len(nodes))
+        leaf = nodes["is_leaf"].astype(bool)
+        left = np.where(leaf, index, nodes["left"].astype(np.int64) + shift)
+        right = np.where(leaf, index, nodes["right"].astype(np.int64) + shift)
+        return cls(
+            nodes["feature_idx"].astype(np.int64),
+            nodes["num_threshold"].astype(float),
+            left,
+            right,
+            nodes["missing_go_to_left"].astype(bool),
+            np.where(leaf, nodes["value"], 0.0).astype(float),
+            offsets,
+            float(np.ravel(model._baseline_prediction)[0]),
+        )
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs, dtype=float)
+        out = np.full(len(inputs), self.baseline)
+        for start in range(0, len(inputs), 20_000):  # bounded memory: trees × 20,000 rows
+            x = inputs[start : start + 20_000]
+            rows = np.arange(len(x))[None, :]
+            node = np.repeat(self.roots[:, None], len(x), axis=1)
+            while True:
+                moving = self.left[node] != node
+                if not moving.any():
+                    break
+                value = x[rows, self.feature[node]]
+                go_left = np.where(
+                    np.isnan(value), self.missing_left[node], value <= self.threshold[node]
+                )
+                node = np.where(go_left, self.left[node], self.right[node])
+            out[start : start + len(x)] += self.value[node].sum(axis=0)
+        return out
+
+    def arrays(self, prefix: str) -> dict[str, np.ndarray]:
+        names = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
+        out = {f"{prefix}.{name}": getattr(self, name) for name in names}
+        out[f"{prefix}.baseline"] = np.array([self.baseline])
+        return out
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], prefix: str) -> Forest:
+        names = ("feature", "threshold", "left", "right", "missing_left", "value", "roots")
+        values = {name: arrays[f"{prefix}.{name}"] for name in names}
+        return cls(**values, baseline=float(arrays[f"{prefix}.baseline"][0]))
+
+
+@dataclass
+class LossEstimator:
+    """Expected regression errors from learned loss models (see the module docstring)."""
+
+    absolute: Forest
+    squared: Forest
+    features: list[str]
+    input_range: Any  # (2, inputs): each input's 0.1% and 99.9% quantiles on the holdout
+    categories: dict[str, list] = field(default_factory=dict)
+    fit_edges: np.ndarray = field(default_factory=lambda: np.zeros(0))  # predicted-loss deciles
+    fit_error: np.ndarray = field(default_factory=lambda: np.zeros((1, 1)))  # (B, bins) relative
+
+    @classmethod
+    @with_limited_threads
+    def fit(cls, frame: Any, features: list[str], prediction: str, truth: str, seed: int = 0):
+        import pandas as pd
+        from sklearn.ensemble import HistGradientBoostingRegressor
+
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
+        missing = [c for c in [*features, prediction, truth] if c not in frame.columns]
+        if missing:
+            raise DataError(f"the reference has no column(s) {missing}")
+        frame = frame.dropna(subset=[truth, prediction])
+        if len(frame) < 200:
+            raise DataError(f"{len(frame)} labelled reference rows: at least 200 are needed")
+        categories = {
+            name: sorted(frame[name].dropna().astype(str).unique().tolist())
+            for name in features
+            if not pd.api.types.is_numeric_dtype(frame[name])
+        }
+        inputs = _inputs(frame, features, prediction, categories)
+        error = frame[prediction].to_numpy(float) - frame[truth].to_numpy(float)
+
+        def learner(iterations: int = 200) -> Any:
+            return HistGradientBoostingRegressor(
+                max_iter=iterations, learning_rate=0.05, early_stopping=True, random_state=seed
+            )
+
+        absolute = learner().fit(inputs, np.abs(error))
+        squared = learner().fit(inputs, error**2)
+        edges, fit_error = _loss_fit_error(
+            inputs, np.abs(error), absolute, learner(absolute.n_iter_), seed
+        )
+        # Trees do not extrapolate: beyond the holdout's inputs a loss model repeats its edge.
+        input_range = np.nanquantile(inputs, [0.001, 0.999], axis=0)
+        return cls(
+            Forest.from_sklearn(absolute),
+            Forest.from_sklearn(squared),
+            list(features),
+            input_range,
+            categories,
+            edges,
+            fit_error,
+        )
+
+    @with_limited_threads
+    def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
+        import pandas as pd
+
+        frame = frame.to_pandas() if hasattr(frame, "to_pandas") else pd.DataFrame(frame)
+        n = len(frame)
+        if n < MIN_ROWS:
+            return _too_few(("mae", "rmse", "mape"), n, "loss model")
+        inputs = _inputs(frame, self.features, prediction, self.categories)
+        absolute = np.maximum(self.absolute.predict(inputs), 0)
+        squared = np.maximum(self.squared.predict(inputs), absolute**2)
+        z = stats.norm.ppf(0.5 + confidence / 2)
+        # The loss model's own error: a relative error per decile of predicted loss, the
+        # same for every row of a window (fully correlated: the conservative choice).
+        relative = self.fit_error[:, np.searchsorted(self.fit_edges, absolute)]  # B × n
+        fit_sd = float(np.std((relative * absolute).mean(axis=1)))
+        fit_share = fit_sd / max(absolute.mean(), 1e-12)
+        mae = absolute.mean()
+        noise = np.sqrt(np.maximum(squared - absolute**2, 0).sum()) / n
+        mae_half = z * np.hypot(noise, fit_sd)
+        mse = squared.mean()
+        # var(e²) = 2σ⁴ for normal errors; the squared loss's fit error ≈ twice the relative
+        mse_half = z * np.hypot(np.sqrt((2 * squared**2).sum()) / n, 2 * fit_share * mse)
+        denominator = np.abs(frame[prediction].to_numpy(float))
+        usable = denominator > 0
+        mape = (absolute[usable] / denominator[usable]).mean() if usable.any() else np.nan
+        return {
+            "mae": Metric(
+                "mae", float(mae), float(mae - mae_half), float(mae + mae_half), n, "loss model"
+            ),
+            "rmse": Metric(
+                "rmse",
+                float(np.sqrt(mse)),
+                float(np.sqrt(max(mse - mse_half, 0))),
+                float(np.sqrt(mse + mse_half)),
+                n,
+                "loss model",
+            ),
+            "mape": Metric(
+                "mape",
+                float(mape) if np.isfinite(mape) else None,
+                None,
+                None,
+                n,
+                "loss model over |prediction|; no band",
+            ),
+        }
+
+
+def _loss_fit_error(
+    inputs: np.ndarray, target: np.ndarray, model: Any, learner: Any, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The loss model's relative fit error by decile of its prediction: ``BOOTSTRAPS``
+    refits on resamples of at most 2,000 rows, each one's deviation from the refits' mean
+    over the fit's prediction, averaged per decile and scaled by √(2,000/n)."""
+    rng = np.random.default_rng(seed)
+    n = len(inputs)
+    rows = min(n, 2_000)
+    evaluation = rng.choice(n, min(n, 2_000), replace=False)
+    predicted = np.maximum(model.predict(inputs[evaluation]), 1e-12)
+    edges = np.quantile(predicted, np.linspace(0.1, 0.9, 9))
+    bins = np.searchsorted(edges, predicted)
+    refits = np.empty((BOOTSTRAPS, len(evaluation)))
+    for b in range(BOOTSTRAPS):  # a loop over refits; each is one vectorised fit
+        chosen = rng.integers(0, n, rows)
+        refits[b] = learner.fit(inputs[chosen], target[chosen]).predict(inputs[evaluation])
+    relative = (refits - refits.mean(axis=0)) / predicted * np.sqrt(rows / n)
+    counts = np.bincount(bins, minlength=10)
+    per_bin = np.stack([np.bincount(bins, r, minlength=10) for r in relative])
+    return edges, per_bin / np.maximum(counts, 1)
+
+
+def _inputs(frame: Any, features: list[str], prediction: str, categories: dict) -> Any:
+    """Numbers for the loss models: categories coded as the reference coded them (a value
+    the reference never had is missing, which gradient boosting handles)."""
+    import pandas as pd
+
+    inputs = frame[[*features, prediction]].copy()
+    for name, known in categories.items():
+        codes = pd.Categorical(inputs[name].astype(str), categories=known).codes.astype(float)
+        inputs[name] = np.where(codes < 0, np.nan, codes)
+    return inputs.to_numpy(dtype=float)
+
+
+# ---------------------------------------------------------------------------- reliability
+
+
+@dataclass
+class SupportReference:
+    """Where the holdout taught the estimator: a window's rows against it, by a domain
+    classifier (see the module docstring).
+
+    >>> rng = np.random.default_rng(0)
+    >>> holdout = {"x": rng.normal(size=2000)}
+    >>> support = SupportReference.fit(holdout, ["x"])
+    >>> support.reliability({"x": rng.normal(size=1000)})["reliable"]
+    True
+    >>> far = support.reliability({"x": rng.normal(5, 1, size=1000)})
+    >>> far["reliable"], far["outside_share"] > 0.9
+    (False, True)
+    """
+
+    columns: list[str]
+    center: np.ndarray
+    scale: np.ndarray
+    categories: dict[str, dict[str, float]]
+    reference: np.ndarray  # encoded holdout rows
+    unreliable_share: float = OUTSIDE_SHARE
+    #: The holdout rows' own 99th percentile of the distance to their 10th nearest other
+    #: holdout row (the ``nearest`` method's limit).
+    nearest_limit: float = float("nan")
+
+    @classmethod
+    def fit(cls, frame: Any, columns: list[str], seed: int = 0) -> SupportReference:
+        import pandas as pd
+
+        frame = _frame(frame)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise DataError(f"the holdout has no column(s) {missing} for the reliability check")
+        if len(frame) > SUPPORT_ROWS:
+            frame = frame.iloc[np.random.default_rng(seed).choice(len(frame), SUPPORT_ROWS, False)]
+        categories = {
+            name: frame[name].astype(str).value_counts(normalize=True).to_dict()
+            for name in columns
+            if not pd.api.types.is_numeric_dtype(frame[name])
+        }
+        raw = _encoded(frame, columns, categories)
+        center = np.nanmedian(raw, axis=0)
+        spread = np.nanquantile(raw, 0.75, axis=0) - np.nanquantile(raw, 0.25, axis=0)
+        scale = np.where(spread > 0, spread / 1.349, np.nanstd(raw, axis=0))
+        scale = np.where(scale > 0, scale, 1.0)
+        center, scale = np.nan_to_num(center), np.nan_to_num(scale, nan=1.0)
+        reference = _standardized(raw, center, scale)
+        return cls(
+            list(columns), center, scale, categories, reference, OUTSIDE_SHARE,
+            _nearest_limit(reference),
+        )  # fmt: skip
+
+    def encode(self, frame: Any) -> np.ndarray:
+        return _standardized(
+            _encoded(_frame(frame), self.columns, self.categories), self.center, self.scale
+        )
+
+    def outside(self, frame: Any, seed: int = 0, method: str = "nearest") -> np.ndarray:
+        """Which window rows (a sample of at most 2,000) are outside the holdout's support.
+
+        ``nearest``: the distance to the 10th nearest holdout row is above the holdout
+        rows' own 99th percentile of it (leave-one-out). ``domain_classifier``: the
+        out-of-fold P(window) is above the 99th percentile of the holdout rows' own."""
+        window = self.encode(frame)
+        rng = np.random.default_rng(seed)
+        if len(window) > SUPPORT_ROWS:
+            window = window[rng.choice(len(window), SUPPORT_ROWS, replace=False)]
+        if method == "nearest":
+            from scipy.spatial import cKDTree
+
+            k = min(NEIGHBOURS, len(self.reference))
+            distance, _ = cKDTree(self.reference).query(window, k=k)
+            return np.reshape(distance, (len(window), -1))[:, -1] > self.nearest_limit
+        if method != "domain_classifier":
+            raise DataError(f"reliability {method!r}: nearest or domain_classifier")
+        reference = self.reference
+        x = np.vstack([reference, window])
+        y = np.r_[np.zeros(len(reference)), np.ones(len(window))]
+        fold = np.r_[rng.permutation(len(reference)) % 2, rng.permutation(len(window)) % 2]
+        features = _expanded(x)
+        probability = np.empty(len(x))
+        for part in (0, 1):  # two folds: each row scored by the model that never saw it
+            train = fold != part
+            weights = np.where(y[train] == 1, len(reference) / max(len(window), 1), 1.0)
+            beta = _ridge_logistic(features[train], y[train], weights)
+            probability[~train] = features[~train] @ beta
+        limit = np.quantile(probability[y == 0], OUTSIDE_QUANTILE)
+        return probability[y == 1] > limit
+
+    def reliability(
+        self,
+        frame: Any,
+        seed: int = 0,
+        unreliable_share: float | None = None,
+        method: str = "nearest",
+    ) -> dict[str, Any]:
+        """``reliable``, ``outside_share`` and, when unreliable, the ``reason``: a window is
+        unreliable when more than ``unreliable_share`` (default 10%) of its rows are outside."""
+        frame = _frame(frame)
+        if len(frame) == 0:
+            return {"reliable": False, "outside_share": 0.0, "reason": "no rows"}
+        missing = [c for c in self.columns if c not in frame.columns]
+        if missing:
+            return {
+                "reliable": False,
+                "outside_share": None,
+                "reason": f"the window has no column(s) {missing}: its support is unknown",
+            }
+        limit = self.unreliable_share if unreliable_share is None else unreliable_share
+        share = float(self.outside(frame, seed, method).mean())
+        reliable = share <= limit
+        how = (
+            "farther from the holdout's rows than 99% of holdout rows are"
+            if method == "nearest"
+            else "more window-like than 99% of holdout rows to a domain classifier"
+        )
+        return {
+            "reliable": reliable,
+            "outside_share": share,
+            "reliability_method": method,
+            "reason": None
+            if reliable
+            else f"{share:.0%} of rows outside the holdout's support ({how})",
+        }
+
+
+def _nearest_limit(reference: np.ndarray) -> float:
+    """The 99th percentile, over holdout rows, of the distance to their 10th nearest other."""
+    from scipy.spatial import cKDTree
+
+    if len(reference) < 2:
+        return float("inf")
+    k = min(NEIGHBOURS, len(reference) - 1)
+    distance, _ = cKDTree(reference).query(reference, k=k + 1)  # the first is the row itself
+    return float(np.quantile(distance[:, -1], OUTSIDE_QUANTILE))
+
+
+def _frame(data: Any) -> Any:
+    import pandas as pd
+
+    return data.to_pandas() if hasattr(data, "to_pandas") else pd.DataFrame(data)
+
+
+def _encoded(frame: Any, columns: list[str], categories: dict) -> np.ndarray:
+    """Numbers per column: numeric as they are, categories by their holdout share."""
+    out = np.empty((len(frame), len(columns)))
+    for j, name in enumerate(columns):
+        if name in categories:
+            out[:, j] = frame[name].astype(str).map(categories[name]).fillna(0.0).to_numpy(float)
+        else:
+            out[:, j] = frame[name].to_numpy(dtype=float, na_value=np.nan)
+    return out
+
+
+def _standardized(raw: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    z = (raw - center) / scale
+    return np.clip(np.nan_to_num(z, nan=0.0, posinf=50.0, neginf=-50.0), -50, 50)
+
+
+def _expanded(x: np.ndarray) -> np.ndarray:
+    """An intercept, the inputs and their squares (scaled down): a boundary that can close
+    around the holdout on each input."""
+    return np.hstack([np.ones((len(x), 1)), x, x**2 / 10])
+
+
+def _ridge_logistic(x: np.ndarray, y: np.ndarray, weights: np.ndarray, penalty: float = 1.0):
+    """Weighted logistic regression with an L2 penalty (not on the intercept), by Newton's
+    method; returns the coefficients on the log-odds scale."""
+    beta = np.zeros(x.shape[1])
+    ridge = np.full(x.shape[1], penalty)
+    ridge[0] = 1e-6
+    for _ in range(25):  # Newton steps; each vectorised over rows
+        eta = np.clip(x @ beta, -30, 30)
+        p = 1 / (1 + np.exp(-eta))
+        gradient = x.T @ (weights * (p - y)) + ridge * beta
+        hessian = (x * (weights * p * (1 - p))[:, None]).T @ x + np.diag(ridge)
+        step = np.linalg.solve(hessian, gradient)
+        beta -= step
+        if np.max(np.abs(step)) < 1e-6:
+            break
+    return beta
+
+
+# ---------------------------------------------------------------------------- the holdout
+
+
+@dataclass
+class HoldoutFit:
+    """What a baseline keeps of its labelled holdout for estimation and label shift: the
+    fitted estimator, the support reference, the label distribution; as JSON plus arrays.
+
+    >>> import pandas as pd
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.uniform(size=3000)
+    >>> rows = pd.DataFrame({"x": s, "score": s, "y": (rng.uniform(size=3000) < s).astype(int)})
+    >>> fit = fit_holdout(rows, "binary", "y", score="score", features=["x"])
+    >>> again = HoldoutFit.from_bytes(fit.meta(), fit.to_bytes())
+    >>> again.labels["counts"] == fit.labels["counts"], again.estimator.calibration
+    (True, 'none')
+    """
+
+    task: str
+    target: str
+    score: str | None
+    prediction: str | None
+    classes: list | None
+    rows: int  # holdout rows with a label
+    fitted_rows: int  # the rows the estimator learned from (≤ 1,000,000)
+    estimator: Any
+    support: SupportReference | None
+    labels: dict[str, Any]  # classes and counts, or a sample of the regression targets
+
+    @property
+    def rule(self) -> dict[str, Any] | None:
+        return getattr(self.estimator, "rule", None)
+
+    def meta(self) -> dict[str, Any]:
+        estimator = self.estimator
+        meta: dict[str, Any] = {
+            "task": self.task,
+            "target": self.target,
+            "score": self.score,
+            "prediction": self.prediction,
+            "classes": self.classes,
+            "rows": self.rows,
+            "fitted_rows": self.fitted_rows,
+            "labels": {k: v for k, v in self.labels.items() if k != "sample"},
+            "support": None
+            if self.support is None
+            else {
+                "columns": self.support.columns,
+                "categories": self.support.categories,
+                "nearest_limit": self.support.nearest_limit,
+            },
+        }
+        if isinstance(estimator, ConfidenceEstimator):
+            meta["estimator"] = {
+                "calibration": estimator.calibration,
+                "threshold": estimator.threshold,
+                "score_range": list(estimator.score_range),
+                "brier": estimator.brier,
+                "positive": estimator.positive,
+                "rule": estimator.rule,
+                "prior": estimator.prior,
+            }
+        elif isinstance(estimator, MulticlassEstimator):
+            meta["estimator"] = {
+                "calibrated": estimator.calibrated,
+                "confidence_range": list(estimator.confidence_range),
+                "brier": estimator.brier,
+                "rule": estimator.rule,
+                "prior": estimator.prior,
+            }
+        else:
+            meta["estimator"] = {
+                "features": estimator.features,
+                "categories": estimator.categories,
+            }
+        return meta
+
+    def to_bytes(self) -> bytes:
+        """The fit's arrays (``numpy.savez``, no pickles)."""
+        estimator = self.estimator
+        arrays: dict[str, np.ndarray] = {}
+        if isinstance(estimator, ConfidenceEstimator | MulticlassEstimator):
+            arrays |= {
+                "knots": estimator.knots,
+                "curves": estimator.curves,
+                "bootstrap": estimator.bootstrap,
+            }
+        else:
+            arrays |= estimator.absolute.arrays("absolute") | estimator.squared.arrays("squared")
+            arrays |= {
+                "input_range": np.asarray(estimator.input_range, dtype=float),
+                "fit_edges": estimator.fit_edges,
+                "fit_error": estimator.fit_error,
+            }
+        if self.support is not None:
+            arrays |= {
+                "support.center": self.support.center,
+                "support.scale": self.support.scale,
+                "support.reference": self.support.reference,
+            }
+        if "sample" in self.labels:
+            arrays["labels.sample"] = np.asarray(self.labels["sample"], dtype=float)
+        sink = io.BytesIO()
+        np.savez_compressed(sink, **arrays)
+        return sink.getvalue()
+
+    @classmethod
+    def from_bytes(cls, meta: dict[str, Any], data: bytes) -> HoldoutFit:
+        arrays = dict(np.load(io.BytesIO(data), allow_pickle=False))
+        kept = meta["estimator"]
+        if meta["task"] == "binary":
+            estimator: Any = ConfidenceEstimator(
+                kept["calibration"],
+                arrays["knots"],
+                arrays["curves"],
+                arrays["bootstrap"],
+                kept["threshold"],
+                tuple(kept["score_range"]),
+                kept["brier"],
+                kept["positive"],
+                kept["rule"],
+                kept["prior"],
+            )
+        elif meta["task"] == "multiclass":
+            estimator = MulticlassEstimator(
+                list(meta["classes"]),
+                kept["calibrated"],
+                arrays["knots"],
+                arrays["curves"],
+                arrays["bootstrap"],
+                tuple(kept["confidence_range"]),
+                kept["brier"],
+                kept["rule"],
+                kept["prior"],
+            )
+        else:
+            estimator = LossEstimator(
+                Forest.from_arrays(arrays, "absolute"),
+                Forest.from_arrays(arrays, "squared"),
+                kept["features"],
+                arrays["input_range"],
+                kept["categories"],
+                arrays["fit_edges"],
+                arrays["fit_error"],
+            )
+        support = None
+        if meta.get("support"):
+            support = SupportReference(
+                meta["support"]["columns"],
+                arrays["support.center"],
+                arrays["support.scale"],
+                meta["support"]["categories"],
+                arrays["support.reference"],
+                OUTSIDE_SHARE,
+                meta["support"]["nearest_limit"],
+            )
+        labels = dict(meta["labels"])
+        if "labels.sample" in arrays:
+            labels["sample"] = arrays["labels.sample"]
+        return cls(
+            meta["task"],
+            meta["target"],
+            meta["score"],
+            meta["prediction"],
+            meta["classes"],
+            meta["rows"],
+            meta["fitted_rows"],
+            estimator,
+            support,
+            labels,
+        )
+
+
+def stratified_rows(labels: Any, limit: int, seed: int) -> np.ndarray:
+    """Row positions: all of them up to ``limit``, else a sample keeping each class's share.
+
+    >>> rows = stratified_rows(np.r_[np.zeros(900), np.ones(100)], 100, seed=0)
+    >>> len(rows), int(np.r_[np.zeros(900), np.ones(100)][rows].sum())
+    (100, 10)
+    """
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n <= limit:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    _, codes = np.unique(labels.astype(str), return_inverse=True)
+    chosen = []
+    for code in np.unique(codes):  # a loop over classes
+        members = np.flatnonzero(codes == code)
+        take = max(1, int(round(len(members) * limit / n)))
+        chosen.append(rng.choice(members, min(take, len(members)), replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+@with_limited_threads
+def fit_holdout(
+    data: Any,
+    task: str,
+    target: str,
+    score: str | None = None,
+    prediction: str | None = None,
+    classes: list | None = None,
+    features: list[str] | None = None,
+    seed: int = 0,
+) -> HoldoutFit:
+    """Fit the estimator, the support reference and the label distribution on a labelled
+    holdout (a table or frame): all rows with a label up to 1,000,000, a class-stratified
+    sample above (regression: uniform). Multiclass scores are ``<score>_<class>``."""
+    import pandas as pd
+
+    frame = _frame(data)
+    needed = [target, *([prediction] if prediction else [])]
+    if task == "binary":
+        needed += [score] if score else []
+    if task == "multiclass":
+        needed += [f"{score}_{c}" for c in classes or []]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise DataError(f"the holdout has no column(s) {', '.join(missing)}")
+    frame = frame[pd.notna(frame[target])]
+    labelled = len(frame)
+    truth = frame[target].to_numpy()
+    keep = (
+        stratified_rows(truth, FIT_ROWS, seed)
+        if task != "regression"
+        else np.sort(np.random.default_rng(seed).permutation(labelled)[:FIT_ROWS])
+    )
+    frame = frame.iloc[keep]
+    features = [c for c in (features or []) if c in frame.columns]
+    if task == "binary":
+        if not score:
+            raise DataError("estimating a binary classifier needs its score column")
+        scores = frame[score].to_numpy(float)
+        decisions = frame[prediction].to_numpy() if prediction else None
+        if decisions is not None and pd.isna(decisions).any():
+            decisions = None
+        estimator: Any = ConfidenceEstimator.fit(
+            scores, frame[target].to_numpy(), seed=seed, decisions=decisions
+        )
+        inputs = [*features, score]
+    elif task == "multiclass":
+        if not score or not classes:
+            raise DataError("estimating a multiclass classifier needs --score PREFIX and classes")
+        columns = [f"{score}_{c}" for c in classes]
+        decisions = frame[prediction].to_numpy() if prediction else None
+        estimator = MulticlassEstimator.fit(
+            frame[columns].to_numpy(float),
+            frame[target].to_numpy(),
+            list(classes),
+            seed=seed,
+            decisions=decisions,
+        )
+        inputs = [*features, *columns]
+    else:
+        if not prediction:
+            raise DataError("estimating a regressor needs its prediction column")
+        estimator = LossEstimator.fit(frame, features, prediction, target, seed=seed)
+        inputs = [*features, prediction]
+    support = SupportReference.fit(frame, inputs, seed=seed)
+    truth = frame[target].to_numpy()
+    if task == "regression":
+        sample = truth.astype(float)
+        if len(sample) > 5_000:
+            sample = np.random.default_rng(seed).choice(sample, 5_000, replace=False)
+        labels: dict[str, Any] = {"sample": np.sort(sample), "rows": labelled}
+    else:
+        names = list(classes) if classes else np.unique(truth).tolist()
+        counts = [int(np.sum(truth.astype(str) == str(c))) for c in names]
+        labels = {"classes": [_plain(c) for c in names], "counts": counts}
+    return HoldoutFit(
+        task, target, score, prediction, list(classes) if classes else None,
+        labelled, len(frame), estimator, support, labels,
+    )  # fmt: skip
+
+
+def _plain(value: Any) -> Any:
+    """A label as JSON keeps it (numpy scalars become Python ones)."""
+    value = value.item() if hasattr(value, "item") else value
+    return json.loads(json.dumps(value, default=str))

@@ -1,16 +1,23 @@
 """Estimated performance as checks: every window, before its labels, with a reliability flag.
 
-``fit_estimator`` learns from the baseline's labelled sample (the score or
-prediction with the target, kept by ``Baseline.from_data``):
-``keel.estimation.ConfidenceEstimator`` for binary classifiers,
-``LossEstimator`` for regressors. ``estimated_results`` gives a window's
-``check: estimated_performance`` Results, named like the realized ones, with
-the band a realized value would fall in (``details.lower``/``upper``) and
-the reliability. They are judged like realized metrics: an alert when the
-whole band is on the worse side of the holdout value, at the level that
-shares the monitor's false alarm rate across the metrics. An unreliable
-estimate (the window outside what the reference covered) is reported with
-status ``warn`` and its reason, and never alerts: a confident wrong number
+``fit_estimator`` returns what the baseline learned on its labelled holdout
+(``keel.estimation.HoldoutFit``: ``keel baseline create --holdout`` or
+``Baseline.from_data(..., holdout=...)``), never the 10,000-row drift sample or
+training rows; without a holdout there is no estimate, and the Results say why.
+``estimated_results`` gives a window's ``check: estimated_performance`` Results,
+named like the realized ones, with the band a realized value would fall in
+(``details.lower``/``upper``) and the reliability. They are judged like realized
+metrics: against the holdout value with both errors, at the level that shares the
+monitor's false alarm rate across the metrics.
+
+The model's decisions: the window's logged prediction when it has one; else the
+rule learned on the holdout (a threshold, or argmax, reproducing at least 99% of
+the holdout's logged decisions) or ``decision_threshold`` from the monitor's
+configuration; with neither, no estimate.
+
+An unreliable estimate (more than ``unreliable_share`` of the window's rows
+outside the holdout's support) is reported with status ``warn``, the share and
+the reason, and neither fires nor clears an alert rule: a confident wrong number
 is worse than none.
 
 Estimation cannot see concept drift: see ``keel.estimation``.
@@ -32,42 +39,21 @@ ESTIMATED = {
     "multiclass": ("accuracy", "precision", "recall", "specificity", "f1", "roc_auc"),
     "regression": ("mae", "rmse"),
 }
+NO_HOLDOUT = (
+    "the baseline has no labelled holdout to fit the estimator on "
+    "(keel baseline create --holdout FILE, or --reference-is-holdout)"
+)
 
 
 def fit_estimator(baseline: Any, spec: Any) -> Any:
-    """The estimator for this baseline and task, or None when its sample cannot teach one
-    (no target, no score, one class); the reason is then the Results' ``reason``."""
-    from keel.errors import DataError
-    from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
-    from keel.seeds import derive_seed
-
-    seed = derive_seed(baseline.id, "reference", "estimator", spec.task)
-    sample = baseline.sample
-    target = next((c.name for c in baseline.schema.by_role("target")), None)
-    if sample is None or target is None or target not in sample.column_names:
+    """The baseline's holdout fit (``keel.estimation.HoldoutFit``) when it was made for
+    this task and score, else None (the Results then say why)."""
+    fit = getattr(baseline, "holdout", None)
+    if fit is None or fit.task != spec.task:
         return None
-    try:
-        if spec.task == "binary" and spec.score in sample.column_names:
-            scores = sample.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
-            labels = sample.column(target).to_numpy(zero_copy_only=False)
-            keep = np.isfinite(scores) & ~_missing(labels)
-            return ConfidenceEstimator.fit(scores[keep], labels[keep], seed=seed)
-        columns = [f"{spec.score}_{c}" for c in spec.classes or []]
-        if spec.task == "multiclass" and columns and set(columns) <= set(sample.column_names):
-            scores = np.column_stack(
-                [sample.column(c).to_numpy(zero_copy_only=False) for c in columns]
-            ).astype(float)
-            labels = sample.column(target).to_numpy(zero_copy_only=False)
-            keep = np.isfinite(scores).all(axis=1) & ~_missing(labels)
-            return MulticlassEstimator.fit(
-                scores[keep], labels[keep], list(spec.classes), seed=seed
-            )
-        if spec.task == "regression" and spec.prediction in sample.column_names:
-            features = [c.name for c in baseline.schema.features if c.name in sample.column_names]
-            return LossEstimator.fit(sample, features, spec.prediction, target, seed=seed)
-    except DataError:
+    if spec.task != "regression" and spec.score and fit.score and spec.score != fit.score:
         return None
-    return None
+    return fit
 
 
 def estimated_results(
@@ -79,46 +65,43 @@ def estimated_results(
     value_matrix: dict[str, float] | None = None,
     seed: int = 0,
 ) -> list[Result]:
-    """The estimated-performance Results of one window; ``seed`` drives the label draws."""
+    """The estimated-performance Results of one window; ``seed`` drives the label draws and
+    the reliability check's folds. ``estimator`` is a ``HoldoutFit``."""
     names = list(ESTIMATED.get(spec.task, ()))
     if estimator is None or not names:
         return unjudged(
-            "estimated_performance",
-            names,
-            holdout,
-            "insufficient_data",
-            reason="no labelled reference sample with the score (or prediction) and the target",
+            "estimated_performance", names, holdout, "insufficient_data", reason=NO_HOLDOUT
         )
     if value_matrix and spec.task == "binary":
         names.append("value_per_1000")
     confidence = 1 - 2 * false_alarm_rate / max(len(names), 1)
+    model = estimator.estimator
+    logged = _logged(window, spec.prediction)
     if spec.task == "binary":
         scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
         kept = np.isfinite(scores)
-        decisions = None  # the model's own logged decisions, when the log has them
-        if spec.prediction and spec.prediction in window.column_names:
-            logged = window.column(spec.prediction)
-            if logged.null_count == 0:
-                decisions = logged.to_numpy(zero_copy_only=False)[kept]
         scores = scores[kept]
-        estimates = estimator.estimate(
-            scores, value_matrix, confidence, seed=seed, decisions=decisions
-        )
-        reliability = estimator.reliability(scores)
+        decisions = None if logged is None else logged[kept]
+        if decisions is None:
+            threshold = getattr(spec, "decision_threshold", None)
+            if threshold is None and not _rule_holds(model.rule):
+                return _undecided(names, holdout, model.rule)
+            decisions = model.decide(scores, threshold)
+        estimates = model.estimate(scores, value_matrix, confidence, seed=seed, decisions=decisions)
     elif spec.task == "multiclass":
+        columns = [f"{spec.score}_{c}" for c in spec.classes]
         scores = np.column_stack(
-            [
-                window.column(f"{spec.score}_{c}").to_numpy(zero_copy_only=False)
-                for c in spec.classes
-            ]
+            [window.column(c).to_numpy(zero_copy_only=False) for c in columns]
         ).astype(float)
-        scores = scores[np.isfinite(scores).all(axis=1)]
-        estimates = estimator.estimate(scores, confidence, seed=seed)
-        reliability = estimator.reliability(scores)
+        kept = np.isfinite(scores).all(axis=1)
+        scores = scores[kept]
+        decisions = None if logged is None else logged[kept]
+        if decisions is None and not _rule_holds(model.rule):
+            return _undecided(names, holdout, model.rule)
+        estimates = model.estimate(scores, confidence, seed=seed, decisions=decisions)
     else:
-        frame = window.to_pandas()
-        estimates = estimator.estimate(frame, spec.prediction, confidence)
-        reliability = estimator.reliability(frame, spec.prediction)
+        estimates = model.estimate(window.to_pandas(), spec.prediction, confidence)
+    reliability = _reliability(window, estimator, spec, seed)
     results = [
         judged(
             "estimated_performance",
@@ -132,11 +115,46 @@ def estimated_results(
     ]
     if reliability["reliable"]:
         return results
-    # Outside what the reference covered: reported, never alerting.
+    # Outside what the holdout covered: reported, never alerting.
     return [replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results]
 
 
-def _missing(values: np.ndarray) -> np.ndarray:
-    import pandas as pd
+def _reliability(window: pa.Table, fit: Any, spec: Any, seed: int) -> dict[str, Any]:
+    if fit.support is None:
+        return {"reliable": True, "outside_share": None}
+    share = getattr(spec, "unreliable_share", None)
+    method = getattr(spec, "reliability", "nearest")
+    columns = [c for c in fit.support.columns if c in window.column_names]
+    return fit.support.reliability(window.select(columns).to_pandas(), seed, share, method)
 
-    return np.asarray(pd.isna(values), dtype=bool)
+
+def _logged(window: pa.Table, prediction: str | None) -> np.ndarray | None:
+    """The window's logged decisions, when every row has one."""
+    if not prediction or prediction not in window.column_names:
+        return None
+    column = window.column(prediction)
+    return None if column.null_count else column.to_numpy(zero_copy_only=False)
+
+
+def _rule_holds(rule: dict | None) -> bool:
+    from keel.estimation import RULE_SHARE
+
+    return rule is not None and rule.get("share", 0.0) >= RULE_SHARE
+
+
+def _undecided(names: list[str], holdout: dict[str, float], rule: dict | None) -> list[Result]:
+    why = (
+        "the holdout had no logged predictions to learn the decision rule from"
+        if rule is None
+        else f"the best {rule['kind']} rule reproduces only {rule['share']:.1%} of the "
+        "holdout's decisions (99% needed)"
+    )
+    return unjudged(
+        "estimated_performance",
+        names,
+        holdout,
+        "insufficient_data",
+        reason=f"the window has no logged prediction and {why}: log the prediction or set "
+        "decision_threshold",
+        decision_rule=rule,
+    )

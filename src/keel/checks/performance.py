@@ -62,6 +62,9 @@ class PerformanceSpec:
     unlabelled_as: Any = 0
     value_matrix: dict[str, float] | None = None
     estimate: bool = True
+    decision_threshold: float | None = None  # for windows without a logged prediction
+    unreliable_share: float = 0.10  # estimates unreliable above this share of rows outside
+    reliability: str = "nearest"  # or domain_classifier: how a row is outside the holdout
 
     @property
     def checked(self) -> tuple[str, ...]:

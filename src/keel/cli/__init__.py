@@ -354,7 +354,13 @@ def baseline_create(
     output: Annotated[Path, typer.Option("-o", "--output", help="Baseline file to write.")],
     target: Annotated[str | None, typer.Option(help="Target (label) column.")] = None,
     prediction: Annotated[str | None, typer.Option(help="Prediction column.")] = None,
-    score: Annotated[str | None, typer.Option(help="Score (probability) column.")] = None,
+    score: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Score (probability) column; repeat it for per-class scores (score_a, "
+            "score_b, ...), or give their prefix with --classes."
+        ),
+    ] = None,
     timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
     id: Annotated[str | None, typer.Option(help="Row or entity id column.")] = None,  # noqa: A002
     ignore: Columns = None,
@@ -386,7 +392,8 @@ def baseline_create(
     from keel.baseline import Baseline
     from keel.data import open_source
 
-    metrics, why_none = _holdout_metrics(
+    score, classes = _per_class_scores(score, classes)
+    task, why_none = _holdout_task(
         holdout if holdout is not None else (data if reference_is_holdout else None),
         task,
         target,
@@ -400,20 +407,21 @@ def baseline_create(
             source,
             target=target,
             prediction=prediction,
-            score=None if classes else score,  # multiclass: one score column per class
+            score=score,  # multiclass: the prefix of one score column per class
             timestamp=timestamp,
             id=id,
-            roles={
-                **_roles(ignore=ignore),
-                **{f"{score}_{c}": "score" for c in (classes or []) if score},
-            },
+            roles=_roles(ignore=ignore),
             sample_size=sample_size,
             kinds={c: "categorical" for c in categorical or []},
             start=start,
             end=end,
             on_batch=advance,
-            metrics=metrics,
+            holdout=holdout if task else None,
+            reference_is_holdout=bool(task and reference_is_holdout and holdout is None),
+            task=task,
+            classes=classes,
         )
+    metrics = result.metrics
     result.save(output)
     roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
     out.print(
@@ -430,10 +438,29 @@ def baseline_create(
         err.print(f"[yellow]no holdout metrics recorded:[/] {why_none}", highlight=False)
 
 
-def _holdout_metrics(holdout, task, target, score, prediction, classes):
-    """(metrics, reason none were recorded) for ``baseline create``."""
-    from keel.performance import holdout_metrics
+def _per_class_scores(scores: list[str] | None, classes: list | None):
+    """(the score column or prefix, the classes): repeated ``--score score_a --score score_b``
+    means the prefix ``score`` and the classes a, b."""
+    import os
 
+    if not scores or len(scores) == 1:
+        return (scores[0] if scores else None), classes
+    prefix = os.path.commonprefix(scores)
+    prefix = prefix[: prefix.rfind("_")] if "_" in prefix else ""
+    found = [name[len(prefix) + 1 :] for name in scores]
+    if not prefix or not all(found):
+        raise KeelError(
+            f"--score {' --score '.join(scores)}: per-class scores are named <prefix>_<class> "
+            "(score_a, score_b)"
+        )
+    if classes and [str(c) for c in classes] != found:
+        raise KeelError(f"--classes {classes} do not match the --score columns' classes {found}")
+    return prefix, classes or found
+
+
+def _holdout_task(holdout, task, target, score, prediction, classes):
+    """(the holdout's task, or None with the reason no holdout metrics are recorded) for
+    ``baseline create``; the baseline computes them and fits its estimator there."""
     if target is None:
         return None, None  # no label: nothing to measure, nothing to say
     if holdout is None:
@@ -446,7 +473,7 @@ def _holdout_metrics(holdout, task, target, score, prediction, classes):
         task = "multiclass" if classes else task
     if task not in ("binary", "multiclass", "regression"):
         raise KeelError(f"--task {task!r}: one of binary, multiclass, regression")
-    return holdout_metrics(holdout, task, target, score, prediction, classes), None
+    return task, None
 
 
 @baseline_app.command("calibrate")

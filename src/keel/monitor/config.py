@@ -56,6 +56,9 @@ class PerformanceConfig(BaseModel):
     labels_expected_within: str | None = None
     value_matrix: dict[Literal["tp", "fp", "fn", "tn"], float] | None = None
     estimate: bool = True
+    decision_threshold: float | None = Field(default=None, ge=0, le=1)
+    unreliable_share: float = Field(default=0.10, gt=0, le=1)
+    reliability: Literal["nearest", "domain_classifier"] = "nearest"
 
     @field_validator("label_maturity", "labels_expected_within")
     @classmethod
@@ -94,6 +97,9 @@ class PerformanceConfig(BaseModel):
             unlabelled_as=self.unlabelled_as,
             value_matrix=self.value_matrix,
             estimate=self.estimate,
+            decision_threshold=self.decision_threshold,
+            unreliable_share=self.unreliable_share,
+            reliability=self.reliability,
         )
 
 
