@@ -52,6 +52,7 @@ _EXPORTS = {
     "MulticlassEstimator": "keel.estimation",
     "LossEstimator": "keel.estimation",
     "read_labelled": "keel.store.queries",
+    "track": "keel.tracking",
 }
 
 __all__ = [
@@ -119,6 +120,7 @@ if TYPE_CHECKING:
     from keel.store import ResultStore
     from keel.store.logs import log_labels, log_predictions
     from keel.store.queries import read_labelled
+    from keel.tracking import track
     from keel.windows import WindowSpec
 
 

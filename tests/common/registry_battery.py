@@ -111,3 +111,46 @@ def check_tags_are_added_to_a_version(registry):
 
 
 CHECKS = [value for name, value in sorted(globals().items()) if name.startswith("check_")]
+
+
+# -- what the training, lineage and reproduce tests share: a real git repo to train from --
+
+TRAIN_PY = """from sklearn.linear_model import LogisticRegression
+
+
+def fit(train, params):
+    rows = train.select(["x", "z"]).to_pandas()
+    return LogisticRegression(C=float(params.get("C", 1.0))).fit(rows, train["y"].to_numpy())
+"""
+
+
+def make_training_repo(folder, rows: int = 600, seed: int = 0):
+    """A git repo in ``folder`` with ``train.py:fit`` committed and ``loans.parquet`` (x, z,
+    t hourly from 2026-01-01, y) beside it; returns the data's path."""
+    import subprocess
+
+    import pandas as pd
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    data = pd.DataFrame(
+        {
+            "x": rng.normal(size=rows),
+            "z": rng.normal(size=rows),
+            "t": pd.date_range("2026-01-01", periods=rows, freq="h", tz="UTC"),
+        }
+    )
+    data["y"] = (data["x"] + rng.normal(0, 0.7, rows) > 0).astype(int)
+    data.to_parquet(folder / "loans.parquet")
+    (folder / "train.py").write_text(TRAIN_PY)
+    (folder / ".gitignore").write_text(".keel/\n*.parquet\n")
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=folder, check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "test@keel.invalid")
+    git("config", "user.name", "keel test")
+    git("add", "train.py", ".gitignore")
+    git("commit", "-q", "-m", "train.py")
+    return folder / "loans.parquet"

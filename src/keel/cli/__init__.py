@@ -904,6 +904,7 @@ def demo(
 # One line per group; keep the list sorted.
 # -- command groups --
 app.add_typer(__import__("keel.cli.tokens", fromlist=["app"]).app, name="tokens")
+app.command("train")(__import__("keel.cli.train", fromlist=["train"]).train)
 # -- end of command groups --
 
 

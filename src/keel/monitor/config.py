@@ -244,6 +244,14 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
             monitor = MonitorConfig.model_validate(entry)
         except (ValidationError, ConfigError) as error:
             raise ConfigError(_explain(error, source, document, "monitors", index)) from error
+        if monitor.baseline.startswith("models:/"):  # a registered version's baseline
+            from keel.errors import KeelError
+            from keel.registry.baselines import bind_baseline
+
+            try:
+                monitor.baseline = str(bind_baseline(monitor.baseline))
+            except KeelError as error:
+                raise ConfigError(f"{source}: monitors[{index}].baseline: {error}") from error
         if monitor.name in names:
             raise ConfigError(f"{source}: monitor {monitor.name!r} is declared twice")
         problems = rule_errors(monitor.alerts, channels) + _kpi_rule_errors(monitor)
