@@ -238,7 +238,7 @@ def _sample_of(window: Window, samples: dict, spec: WindowSpec, rows_per_window)
 def _window_key(key: int, spec: WindowSpec, rows_per_window: int | None) -> str:
     """A window's start as its Window says it: ISO time, or row offset."""
     if spec.period is not None:
-        return _iso(key * spec.period_ns)
+        return window_key(key * spec.period_ns / 1e9)
     return str(key * rows_per_window)
 
 
@@ -263,7 +263,8 @@ def _finish(windows, spec, schema, edges, rows_per_window, oldest, newest) -> li
     first, last = min(windows), max(windows)
     if last - first + 1 > MAX_WINDOWS:
         span = (
-            f"{_iso(first * spec.period_ns)} to {_iso(last * spec.period_ns)}"
+            f"{window_key(first * spec.period_ns / 1e9)} to "
+            f"{window_key(last * spec.period_ns / 1e9)}"
             if spec.period is not None
             else f"{last - first + 1} windows"
         )
@@ -275,7 +276,7 @@ def _finish(windows, spec, schema, edges, rows_per_window, oldest, newest) -> li
         profile = windows.get(key) or Profile.empty(schema, bin_edges=edges)
         if spec.period is not None:
             size = spec.period_ns
-            start, end = _iso(key * size), _iso((key + 1) * size)
+            start, end = window_key(key * size / 1e9), window_key((key + 1) * size / 1e9)
             begins = key * size
             tolerance = PARTIAL_SHARE * size
             # incomplete: the data ends inside, its newest event leaves the end uncovered;
@@ -408,5 +409,18 @@ def _timestamp_column(schema: Schema) -> str:
     return candidates[0].name
 
 
-def _iso(nanos: int) -> str:
-    return datetime.fromtimestamp(nanos / 1e9, tz=UTC).isoformat().replace("+00:00", "Z")
+def window_key(seconds: float | None = None, *, micros: int | None = None) -> str:
+    """A window's key (its start or end) as stored: ISO 8601 in UTC, ending in ``Z``.
+
+    From epoch seconds (time windows: a fraction only when there is one), or exact epoch
+    microseconds (row windows: always six digits of fraction, so that keys sort as text).
+
+    >>> window_key(86_400 * 3), window_key(micros=1_500_000)
+    ('1970-01-04T00:00:00Z', '1970-01-01T00:00:01.500000Z')
+    """
+    if micros is not None:
+        moment = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
+            microsecond=micros % 1_000_000
+        )
+        return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 
 from keel.alerts.channels import DeliveryError, send
 from keel.alerts.config import ChannelConfig
-from keel.store.results import ResultStore, notifications
+from keel.store.results import ResultStore, notifications, stamp
 
 MAX_ATTEMPTS = 10
 
@@ -48,7 +48,7 @@ def deliver(
                 sa.select(notifications)
                 .where(
                     (notifications.c.status == "queued")
-                    & (notifications.c.next_attempt_at <= _iso(now))
+                    & (notifications.c.next_attempt_at <= stamp(now))
                 )
                 .order_by(notifications.c.id)
             )
@@ -80,7 +80,7 @@ def deliver(
                 store,
                 notice["id"],
                 status="sent",
-                sent_at=_iso(now),
+                sent_at=stamp(now),
                 last_error=None,
                 attempts=notice["attempts"] + 1,
             )
@@ -93,7 +93,7 @@ def deliver(
             status="failed" if attempts >= MAX_ATTEMPTS else "queued",
             attempts=attempts,
             last_error=str(error)[:2000],
-            next_attempt_at=_iso(now + timedelta(seconds=backoff(attempts))),
+            next_attempt_at=stamp(now + timedelta(seconds=backoff(attempts))),
         )
         counts["failed"] += 1
         if on_failure is not None:
@@ -118,7 +118,3 @@ def queue(store: ResultStore, status: str | None = None):
     with store._connection() as connection:
         rows = connection.execute(query).mappings().all()
     return pd.DataFrame([dict(r) for r in rows], columns=list(notifications.c.keys()))
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

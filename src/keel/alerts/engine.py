@@ -39,7 +39,7 @@ import sqlalchemy as sa
 
 from keel.alerts.config import AlertRule
 from keel.result import readable
-from keel.store.results import ResultStore, alerts, notifications, silences
+from keel.store.results import ResultStore, alerts, notifications, silences, stamp
 
 FIELDS = ("check", "column", "metric", "value", "threshold", "status", "revision")
 
@@ -174,7 +174,7 @@ def _evaluate_rule(
         if current is None or current["state"] in ("resolved", "cleared"):
             return None
         if current["state"] == "pending":
-            _update(store, current["id"], state="cleared", updated_at=_iso(now))
+            _update(store, current["id"], state="cleared", updated_at=stamp(now))
             return None
         return resolve(breaking[breaking["window_start"] == newest])
     first = windows[-run]
@@ -185,7 +185,7 @@ def _evaluate_rule(
             store,
             alert_id,
             last_window=newest,
-            updated_at=_iso(now),
+            updated_at=stamp(now),
             summary=_summary(rule, triggering, newest, state),
         )
         return None
@@ -241,12 +241,12 @@ def _move(context: _Context, alert_id, current, state, newest, first, triggering
         state=state,
         last_window=newest,
         revision=revision,
-        updated_at=_iso(now),
+        updated_at=stamp(now),
         summary=summary,
         details=json.dumps(payload, default=str),
     )
     if state == "resolved":
-        values["resolved_at"] = _iso(now)
+        values["resolved_at"] = stamp(now)
     with store._transaction() as connection:
         exists = connection.execute(sa.select(alerts.c.id).where(alerts.c.id == alert_id)).first()
         if exists is None:
@@ -259,7 +259,7 @@ def _move(context: _Context, alert_id, current, state, newest, first, triggering
                     segment=key[3],
                     severity=rule.severity,
                     first_window=first,
-                    started_at=_iso(now),
+                    started_at=stamp(now),
                     **values,
                 )
             )
@@ -349,7 +349,7 @@ def _withheld(store, rule, key, alert_id, state, now, notify) -> str | None:
     if silenced(store, key[0], key[1], now):
         return "silenced"
     if state == "firing" and rule.cooldown_seconds:
-        since = _iso(now - timedelta(seconds=rule.cooldown_seconds))
+        since = stamp(now - timedelta(seconds=rule.cooldown_seconds))
         with store._connection() as connection:
             earlier = connection.execute(
                 sa.select(alerts.c.id).where(
@@ -385,9 +385,9 @@ def _queue(store, alert_id, channel, payload, reason, now) -> str:
                 idempotency_key=payload["idempotency_key"],
                 status=status,
                 attempts=0,
-                next_attempt_at=_iso(now),
+                next_attempt_at=stamp(now),
                 payload=json.dumps(payload, default=str, sort_keys=True),
-                created_at=_iso(now),
+                created_at=stamp(now),
             )
         )
     return status
@@ -409,8 +409,8 @@ def silence(
             silences.insert().values(
                 monitor=monitor,
                 rule=rule,
-                created_at=_iso(now),
-                expires_at=_iso(now + timedelta(hours=hours)),
+                created_at=stamp(now),
+                expires_at=stamp(now + timedelta(hours=hours)),
                 created_by=created_by,
                 reason=reason,
             )
@@ -427,7 +427,7 @@ def silenced(store: ResultStore, monitor: str, rule: str, now: datetime) -> bool
                 sa.select(silences.c.id).where(
                     silences.c.monitor.in_([monitor, "*"])
                     & silences.c.rule.in_([rule, "*"])
-                    & (silences.c.expires_at > _iso(now))
+                    & (silences.c.expires_at > stamp(now))
                 )
             ).first()
             is not None
@@ -546,7 +546,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and value != value:
         return None
     return value
-
-
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")

@@ -38,7 +38,7 @@ from keel.store.queries import (
     read_log,
     unmatched_labels,
 )
-from keel.windows import WindowSpec, utc_times
+from keel.windows import WindowSpec, utc_times, window_key
 
 
 def run_monitor(
@@ -85,7 +85,7 @@ def _run_locked(
         cutoff = datetime.fromtimestamp(closed_before // size * size, UTC)  # newest closed end
         data = _changed_source(monitor, ledger, since, cutoff, size)
         cutter = _TimeCut(monitor, size, _log_start(monitor), cutoff)
-        newest = (_iso(cutoff.timestamp() - size), _iso(cutoff.timestamp()))
+        newest = (window_key(cutoff.timestamp() - size), window_key(cutoff.timestamp()))
     # Counted, not fatal: the latest record per request id is the one checked, and labels
     # without a prediction stay in the label log until their prediction arrives.
     seen = {
@@ -299,10 +299,6 @@ def _window_results(window: Any, seen: dict[str, float]) -> list[Result]:
     ]
 
 
-def _iso(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
-
-
 def backfill(
     monitor: MonitorConfig,
     store: ResultStore,
@@ -459,7 +455,7 @@ class _TimeCut:
         times = utc_times(part.column(self.monitor.timestamp), self.monitor.timestamp)
         micros = pc.fill_null(pc.cast(times, pa.int64()), 0).to_numpy(zero_copy_only=False)
         keys, inverse = np.unique(micros // int(self.size * 1e6), return_inverse=True)
-        names = np.array([_iso(k * self.size) for k in keys.tolist()], dtype=object)
+        names = np.array([window_key(k * self.size) for k in keys.tolist()], dtype=object)
         return names[inverse.reshape(-1)] if len(keys) else np.array([], dtype=object)
 
     def rows_of(self, part: pa.Table, starts: list[str]) -> pa.Table:
@@ -883,8 +879,8 @@ def _row_source(monitor: MonitorConfig, since: datetime | None) -> tuple[pa.Tabl
         for index in range(full):
             begin = int(first[index * rows]) if end is None else max(int(first[index * rows]), end)
             end = max(int(first[index * rows + rows - 1]) + 1, begin + 1)
-            starts.append(_iso_us(begin))
-            ends.append(_iso_us(end))
+            starts.append(window_key(micros=begin))
+            ends.append(window_key(micros=end))
         keep = [i for i, start in enumerate(starts) if since is None or _moment(start) >= since]
         if not keep:
             continue
@@ -898,14 +894,6 @@ def _row_source(monitor: MonitorConfig, since: datetime | None) -> tuple[pa.Tabl
         return pa.table({}), _RowCut(monitor, [])
     table = pa.concat_tables(parts, promote_options="default")
     return table.replace_schema_metadata(metadata), _RowCut(monitor, closed)
-
-
-def _iso_us(micros: int) -> str:
-    """An ISO time to the microsecond, always with its fraction (so that keys sort as text)."""
-    moment = datetime.fromtimestamp(micros // 1_000_000, UTC).replace(
-        microsecond=micros % 1_000_000
-    )
-    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass

@@ -965,5 +965,14 @@ def _first_line(error: Exception) -> str:
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
 
 
+def stamp(moment: datetime | None = None) -> str:
+    """A moment as the store writes it: ISO 8601 in UTC to the microsecond (now by default).
+
+    >>> stamp(datetime(2026, 3, 4, 5, 6, tzinfo=UTC))
+    '2026-03-04T05:06:00.000000+00:00'
+    """
+    return (moment or datetime.now(UTC)).astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+    return stamp()
