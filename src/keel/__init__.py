@@ -90,6 +90,7 @@ __all__ = [
     "read_labelled",
     "regression_metrics",
     "run_monitor",
+    "track",
 ]
 
 if TYPE_CHECKING:
