@@ -903,6 +903,7 @@ def demo(
 # Command groups that live in their own modules (one module per group): each defines ``app``.
 # One line per group; keep the list sorted.
 # -- command groups --
+app.add_typer(__import__("keel.cli.serve", fromlist=["app"]).app, name="serve")
 app.add_typer(__import__("keel.cli.tokens", fromlist=["app"]).app, name="tokens")
 app.command("train")(__import__("keel.cli.train", fromlist=["train"]).train)
 # -- end of command groups --

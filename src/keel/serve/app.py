@@ -1,0 +1,353 @@
+"""The HTTP face of the gateway (FastAPI), and running it (uvicorn). Thin: every decision is
+``keel.serve.gateway``'s.
+
+Endpoints: ``POST /v1/models/{name}/predict``, ``GET /v1/models``, ``GET /healthz``,
+``GET /readyz``, ``GET /metrics``, and the admin actions under ``/v1/admin/`` (a per-person
+token, ``Authorization: Bearer TOKEN``; ``keel tokens add NAME`` makes one).
+"""
+
+import contextlib
+import json
+import logging
+import socket
+import sys
+from typing import Any
+
+from keel.errors import ConfigError, KeelError
+from keel.serve.config import ServeConfig
+from keel.serve.gateway import Gateway, Refusal
+from keel.serve.validation import InvalidInput
+
+log = logging.getLogger("keel.serve")
+HOW_TO_GET_A_TOKEN = (
+    "admin actions need a per-person token: ask an operator to run `keel tokens add NAME` "
+    "and send it as 'Authorization: Bearer TOKEN'"
+)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Any:
+    from starlette.responses import Response
+
+    return Response(
+        json.dumps(body, allow_nan=False, default=str),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+def _refused(error: Exception) -> Any:
+    if isinstance(error, InvalidInput):
+        body = {"detail": str(error)}
+        if error.column is not None:
+            body["column"] = error.column
+        if error.record is not None:
+            body["record"] = error.record
+        return _json(422, body)
+    if isinstance(error, Refusal):
+        headers = (
+            {"Retry-After": str(error.details["retry_after"])}
+            if "retry_after" in (error.details)
+            else None
+        )
+        return _json(error.status, error.body(), headers)
+    if isinstance(error, ConfigError):  # an admin request the gateway cannot carry out
+        return _json(422, {"detail": str(error)})
+    return _json(503, {"detail": str(error)})
+
+
+async def read_body(request: Any, limit: int) -> bytes:
+    """The request body, or a 413 Refusal past ``limit`` bytes (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise Refusal(413, f"the body is {declared} bytes; at most {limit} are taken")
+        except ValueError:
+            raise Refusal(400, "Content-Length is not a number") from None
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refusal(413, f"the body is over {limit} bytes; at most {limit} are taken")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _predict_body_schema(gateway: Gateway) -> dict[str, Any]:
+    records = [s.deployment.champion.inputs.json_schema() for s in gateway.served.values()]
+    record: dict[str, Any] = records[0] if len(records) == 1 else {"anyOf": records}
+    return {
+        "oneOf": [
+            {
+                "type": "object",
+                "properties": {"record": record, "request_id": {"type": "string"}},
+                "required": ["record"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "records": {"type": "array", "items": record, "minItems": 1},
+                    "request_ids": {"type": "array", "items": {"type": "string"}},
+                },
+                "required": ["records"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+
+
+def create_app(config: ServeConfig, gateway: Gateway | None = None) -> Any:
+    """The FastAPI app serving ``config``: the gateway starts with the app and is closed
+    (shadows drained, logs written and compacted) when it stops. A ``gateway`` given here
+    is the caller's: started if it is not, closed by the caller.
+
+    >>> create_app.__name__
+    'create_app'
+    """
+    from fastapi import FastAPI, Request
+
+    owned = gateway is None
+    gateway = gateway or Gateway(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any) -> Any:
+        if gateway.started_at is None:
+            gateway.start()
+        try:
+            yield
+        finally:
+            if owned:
+                gateway.close()
+
+    app = FastAPI(
+        title="keel serve",
+        summary="Answers with the champion, shadows challengers, logs every prediction.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    limit = config.max_body_bytes
+
+    @app.post(
+        "/v1/models/{name}/predict",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {"type": "object"}  # filled in once the models are loaded
+                    }
+                },
+            }
+        },
+        responses={
+            200: {"description": "The answer(s), with request id(s) and model version."},
+            400: {"description": "The body is not JSON."},
+            404: {"description": "No such model here."},
+            413: {"description": "The body (or batch) is too large."},
+            422: {"description": "An input is missing, extra or of the wrong kind."},
+            503: {"description": "The prediction could not be logged; not answered."},
+        },
+    )
+    async def predict(name: str, request: Request) -> Any:
+        """Answer one record (``{"record": {...}}``) or a batch (``{"records": [...]}``)."""
+        try:
+            body = await read_body(request, limit)
+            return _json(200, await gateway.predict(name, body))
+        except (InvalidInput, Refusal) as error:
+            response = _refused(error)
+            gateway.metrics.responses.labels(
+                name if name in gateway.served else "-", str(response.status_code)
+            ).inc()
+            return response
+
+    @app.get("/v1/models")
+    async def models() -> Any:
+        """Each model's champion, canaries and weights, shadows and log."""
+        return _json(200, gateway.models())
+
+    @app.get("/healthz")
+    async def healthz() -> Any:
+        """The process is up and answering."""
+        return _json(200, {"status": "ok"})
+
+    @app.get("/readyz")
+    async def readyz() -> Any:
+        """Ready: every champion loaded and every log writable (else 503 with the reasons)."""
+        import asyncio
+
+        ready, body = await asyncio.to_thread(gateway.readiness)
+        return _json(200 if ready else 503, body)
+
+    @app.get("/metrics")
+    async def metrics() -> Any:
+        """Prometheus metrics."""
+        from starlette.responses import Response
+
+        return Response(gateway.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    async def _actor(request: Request) -> str:
+        import asyncio
+
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if not header or scheme.lower() != "bearer" or not token.strip():
+            raise Refusal(401, f"no admin token given; {HOW_TO_GET_A_TOKEN}")
+        from keel.tokens import verify_token
+
+        store = await asyncio.to_thread(gateway.admin_store)
+        actor = await asyncio.to_thread(verify_token, store, token.strip())
+        if actor is None:
+            raise Refusal(
+                403,
+                f"that token is not a valid admin token (revoked or mistyped); "
+                f"{HOW_TO_GET_A_TOKEN}",
+            )
+        return actor
+
+    async def _admin(request: Request, action: Any, *args: Any, field: str | None = None) -> Any:
+        """Authenticate first (401/403), then read the body's ``field`` if asked, then act."""
+        from keel.serve.gateway import parse_body
+
+        try:
+            actor = await _actor(request)
+            if field is not None:
+                body = parse_body(await read_body(request, 65_536) or b"{}")
+                value = body.get(field) if isinstance(body, dict) else None
+                if field == "arm" and value is None:
+                    value = "canary"
+                wanted = dict if field == "weights" else str
+                if not isinstance(value, wanted):
+                    raise InvalidInput(
+                        'the body is {"weights": {"champion": W, ARM: W}}'
+                        if field == "weights"
+                        else 'the body is {"arm": NAME} (a canary arm or a challenger)'
+                    )
+                args = (*args, value)
+            return _json(200, await gateway.run_admin(action, *args, actor))
+        except (InvalidInput, Refusal, KeelError) as error:
+            return _refused(error)
+
+    @app.put("/v1/admin/models/{name}/weights")
+    async def set_weights(name: str, request: Request) -> Any:
+        """Set the canary split: ``{"weights": {"champion": 0.9, "canary": 0.1}}``."""
+        return await _admin(request, gateway.set_weights, name, field="weights")
+
+    @app.post("/v1/admin/models/{name}/promote")
+    async def promote(name: str, request: Request) -> Any:
+        """Promote a canary arm or a challenger: ``{"arm": "canary"}``."""
+        return await _admin(request, gateway.promote, name, field="arm")
+
+    @app.post("/v1/admin/models/{name}/rollback")
+    async def rollback(name: str, request: Request) -> Any:
+        """The champion before the last promotion or reload answers again."""
+        return await _admin(request, gateway.rollback, name)
+
+    @app.post("/v1/admin/models/{name}/reload")
+    async def reload(name: str, request: Request) -> Any:
+        """Load new versions of the model's sources now (as every ``reload_seconds``)."""
+        return await _admin(request, gateway.reload, name)
+
+    original_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = original_openapi()
+        if gateway.served:
+            body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
+            body["content"]["application/json"]["schema"] = _predict_body_schema(gateway)
+            parameters = schema["paths"]["/v1/models/{name}/predict"]["post"]["parameters"]
+            for parameter in parameters:
+                if parameter["name"] == "name":
+                    parameter["schema"] = {"type": "string", "enum": sorted(gateway.served)}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: any free port).
+
+    >>> sock = bind("127.0.0.1", 0); sock.getsockname()[1] > 0
+    True
+    >>> sock.close()
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Accepted sockets inherit it: without, a response's headers and body (two writes) meet
+    # the client's delayed ACK and each answer waits 40 ms.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as error:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _server_class() -> Any:
+    import signal
+    import threading
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, except that a stop asked by a signal exits 0 once done (uvicorn
+        re-raises the signal after its graceful shutdown, which reads as a crash)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            signals = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in signals}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server
+
+
+def serve(config: ServeConfig, announce: Any = None) -> None:
+    """Serve until SIGINT or SIGTERM, then stop gracefully (finish requests in flight,
+    drain the shadows, write and compact the logs). ``announce(url)`` is called once the
+    models are loaded and the socket listens."""
+    import uvicorn
+
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s keel.serve %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    gateway = Gateway(config)
+    gateway.start()
+    gateway.wait_for_shadows(60)
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    app = create_app(config, gateway)
+    server = _server_class()(
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            timeout_graceful_shutdown=10,
+            limit_max_requests=None,
+            h11_max_incomplete_event_size=65_536,
+        )
+    )
+    if announce is not None:
+        announce(f"http://{host}:{port}")
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        gateway.close()  # requests in flight are done: drain shadows, write every log

@@ -1,0 +1,341 @@
+"""Shadows: challengers that see the champion's traffic in their own process, never in its way.
+
+Each challenger runs in a worker process of its own (``multiprocessing``, spawned, at a
+lower CPU priority, optionally under a memory limit) behind a bounded queue. The gateway
+decides which requests a shadow sees by hash before the queue
+(``keel.serve.routing.shadow_sampled``), offers each sampled request with ``put_nowait``
+and never waits for the answer. A collector thread logs each answer beside the champion's
+record (the model's shadow log, ``NAME.shadow``, same request id, ``role`` "shadow").
+
+A sampled request the shadow does not answer is logged as a drop with its reason and
+counted in ``keel_shadow_dropped_total``:
+
+- ``queue_full``: the queue held ``queue_size`` requests already;
+- ``not_running``: the process is starting, restarting or failed to load;
+- ``timeout``: no answer ``timeout`` seconds after the offer (the worker skips requests
+  that are already that old; one that stops answering altogether is killed and restarted);
+- ``crashed``: the process died with the request queued or in hand (it is restarted,
+  waiting longer after each crash in a row);
+- ``error``: the challenger raised on the request;
+- ``shutdown``: still unanswered when the gateway stopped and the drain time ran out.
+
+At shutdown the runner stops offering, waits up to ``drain_seconds`` for the queue to be
+answered and logs whatever is left as drops: every sampled request is accounted for.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+REASONS = ("queue_full", "not_running", "timeout", "crashed", "error", "shutdown")
+_BACKOFF = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+
+
+def _worker_main(spec: dict, requests: Any, results: Any, memory_mb: int | None) -> None:
+    """A shadow process: load the challenger, then answer requests until told to stop."""
+    with contextlib.suppress(OSError):
+        os.nice(5)  # the champion's process comes first when the cores are busy
+    if memory_mb:
+        import resource
+
+        limit = memory_mb * 2**20
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    from keel.threads import limit_process
+
+    limit_process()
+    try:
+        from keel.serve.models import source_from_spec
+
+        model = source_from_spec(spec).load()
+    except BaseException as error:  # any load failure is reported, the process ends
+        results.put(("failed", f"{type(error).__name__}: {error}"))
+        return
+    results.put(("ready", model.version))
+    while True:
+        item = requests.get()
+        if item is None:
+            return
+        item_id, offered_at, timeout, rows = item
+        if time.time() - offered_at > timeout:
+            results.put(("expired", item_id))
+            continue
+        start = time.perf_counter()
+        try:
+            outputs = model.predict(rows)
+        except MemoryError:
+            results.put(("error", item_id, "MemoryError"))
+            continue
+        except Exception as error:
+            results.put(("error", item_id, f"{type(error).__name__}: {error}"))
+            continue
+        results.put(("done", item_id, outputs, time.perf_counter() - start))
+
+
+class ShadowRunner:
+    """One challenger's process, queue and collector (see the module docstring).
+
+    ``log(records)`` takes the records to write (answers and drops) without blocking;
+    ``metrics`` is a ``ServeMetrics`` or None.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        challenger: str,
+        spec: dict,
+        log: Callable[[list[dict]], None],
+        metrics: Any = None,
+        queue_size: int = 1000,
+        timeout: float = 2.0,
+        memory_mb: int | None = None,
+        drain_seconds: float = 5.0,
+    ) -> None:
+        self.model, self.challenger, self.spec = model, challenger, spec
+        self.log, self.metrics = log, metrics
+        self.queue_size, self.timeout, self.memory_mb = queue_size, timeout, memory_mb
+        self.drain_seconds = drain_seconds
+        self.state = "stopped"  # starting, running, failed, restarting, stopping, stopped
+        self.version: str | None = None
+        self.reason: str | None = None  # why it is not running
+        self.dropped: dict[str, int] = dict.fromkeys(REASONS, 0)
+        self.answered = 0
+        self.crashes = 0
+        self._outstanding: dict[int, tuple[float, list[dict]]] = {}
+        self._lock = threading.Lock()
+        self._next_id = 0
+        self._last_heard = time.monotonic()
+        self._restart_at: float | None = None
+        self._process: Any = None
+        self._requests: Any = None
+        self._results: Any = None
+        self._stop = threading.Event()
+        self._collector: threading.Thread | None = None
+
+    # ------------------------------------------------------------ the process
+
+    def start(self) -> None:
+        """Start the process and the collector (returns at once; loading happens there)."""
+        self._spawn()
+        self._collector = threading.Thread(
+            target=self._collect, name=f"keel-shadow-{self.model}-{self.challenger}", daemon=True
+        )
+        self._collector.start()
+
+    def _spawn(self) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self._requests = context.Queue(maxsize=self.queue_size)
+        self._results = context.Queue()
+        self._process = context.Process(
+            target=_worker_main,
+            args=(self.spec, self._requests, self._results, self.memory_mb),
+            name=f"keel-shadow-{self.challenger}",
+            daemon=True,
+        )
+        self.state, self.reason = "starting", "starting"
+        self._last_heard = time.monotonic()
+        self._process.start()
+
+    def _discard_process(self) -> None:
+        process, self._process = self._process, None
+        for channel in (self._requests, self._results):
+            if channel is not None:
+                channel.cancel_join_thread()
+                channel.close()
+        if process is not None:
+            if process.is_alive():
+                process.kill()
+            process.join(timeout=5)
+
+    def restart(self, spec: dict | None = None) -> None:
+        """Restart the process (with a new source, on reload); requests in it are dropped."""
+        with self._lock:
+            pending = list(self._outstanding.items())
+            self._outstanding.clear()
+        self._drop_items(pending, "not_running")
+        self._discard_process()
+        if spec is not None:
+            self.spec = spec
+        self.crashes = 0
+        self._spawn()
+
+    # ------------------------------------------------------------ offering
+
+    def offer(self, rows: list[dict], records: list[dict]) -> bool:
+        """Offer one request's rows (inputs) and its logged records (without outputs).
+
+        Never blocks; returns whether the shadow took it (else the drop is logged)."""
+        if self.state != "running":
+            self._drop(records, "shutdown" if self.state == "stopping" else "not_running")
+            return False
+        with self._lock:
+            self._next_id += 1
+            item_id = self._next_id
+            self._outstanding[item_id] = (time.monotonic(), records)
+        try:
+            self._requests.put_nowait((item_id, time.time(), self.timeout, rows))
+        except (queue.Full, ValueError, OSError, AssertionError):  # full, or closed under us
+            with self._lock:
+                self._outstanding.pop(item_id, None)
+            self._drop(records, "queue_full")
+            return False
+        if self.metrics is not None:
+            self.metrics.shadow_queue.labels(self.model, self.challenger).set(
+                len(self._outstanding)
+            )
+        return True
+
+    # ------------------------------------------------------------ collecting
+
+    def _collect(self) -> None:
+        while not self._stop.is_set():
+            try:
+                message = self._results.get(timeout=0.05) if self._results else None
+            except (queue.Empty, OSError, ValueError, EOFError):
+                message = None
+            if message is not None:
+                self._last_heard = time.monotonic()
+                self._handle(message)
+            self._watch()
+
+    def _handle(self, message: tuple) -> None:
+        kind = message[0]
+        if kind == "ready":
+            self.state, self.version, self.reason = "running", message[1], None
+            self.crashes = 0
+            return
+        if kind == "failed":
+            self.state, self.reason = "failed", f"the challenger did not load: {message[1]}"
+            self._restart_at = None  # a model that does not load waits for a reload
+            return
+        with self._lock:
+            entry = self._outstanding.pop(message[1], None)
+        if entry is None:
+            return  # already dropped (timed out): its late answer is not logged
+        offered, records = entry
+        if kind == "done":
+            outputs, seconds = message[2], message[3]
+            lag = time.monotonic() - offered
+            self.answered += 1
+            self.log(
+                [
+                    {
+                        **record,
+                        **output,
+                        "model_version": self.version,
+                        "latency_ms": round(seconds * 1000, 3),
+                        "shadow_lag_ms": round(lag * 1000, 3),
+                        "shadow_dropped": None,
+                    }
+                    for record, output in zip(records, outputs, strict=True)
+                ]
+            )
+            if self.metrics is not None:
+                self.metrics.shadow_done.labels(self.model, self.challenger).inc()
+                self.metrics.shadow_lag.labels(self.model, self.challenger).observe(lag)
+        elif kind == "expired":
+            self._drop(records, "timeout")
+        else:
+            self._drop(records, "error", message[2])
+
+    def _watch(self) -> None:
+        now = time.monotonic()
+        expired = []
+        with self._lock:
+            for item_id, (offered, _records) in list(self._outstanding.items()):
+                if now - offered > self.timeout:
+                    expired.append((item_id, self._outstanding.pop(item_id)))
+        self._drop_items(expired, "timeout")
+        if self.metrics is not None:
+            self.metrics.shadow_queue.labels(self.model, self.challenger).set(
+                len(self._outstanding)
+            )
+        process = self._process
+        if self.state in ("running", "starting") and process is not None:
+            if not process.is_alive():
+                self._crashed(f"the shadow process exited (code {process.exitcode})")
+            elif expired and now - self._last_heard > self.timeout:
+                self._crashed(f"the shadow process stopped answering for {self.timeout:g} s")
+            elif self.state == "starting" and now - self._last_heard > 120:
+                self._crashed("the shadow process did not load its model within 120 s")
+        if self.state == "restarting" and self._restart_at is not None and now >= self._restart_at:
+            self._restart_at = None
+            self._spawn()
+
+    def _crashed(self, why: str) -> None:
+        with self._lock:
+            pending = list(self._outstanding.items())
+            self._outstanding.clear()
+        self._drop_items(pending, "crashed")
+        self._discard_process()
+        wait = _BACKOFF[min(self.crashes, len(_BACKOFF) - 1)]
+        self.crashes += 1
+        self.state, self.reason = "restarting", f"{why}; restarting in {wait:g} s"
+        self._restart_at = time.monotonic() + wait
+
+    # ------------------------------------------------------------ drops and shutdown
+
+    def _drop_items(self, items: list[tuple[int, tuple[float, list[dict]]]], reason: str) -> None:
+        for _item_id, (_offered, records) in items:
+            self._drop(records, reason)
+
+    def _drop(self, records: list[dict], reason: str, detail: str | None = None) -> None:
+        self.dropped[reason] += 1
+        if self.metrics is not None:
+            self.metrics.shadow_dropped.labels(self.model, self.challenger, reason).inc()
+        self.log(
+            [
+                {
+                    **record,
+                    "model_version": self.version,
+                    "shadow_dropped": reason,
+                    **({"shadow_error": detail} if detail else {}),
+                }
+                for record in records
+            ]
+        )
+
+    def status(self) -> dict[str, Any]:
+        """State, version, why it is not running, answers and drops by reason."""
+        return {
+            "state": self.state,
+            "version": self.version,
+            "reason": self.reason,
+            "answered": self.answered,
+            "dropped": {k: v for k, v in self.dropped.items() if v},
+            "queued": len(self._outstanding),
+        }
+
+    def close(self) -> None:
+        """Stop offering, drain for up to ``drain_seconds``, log the rest as drops, stop."""
+        if self.state != "running":
+            self.state = "stopping"
+        else:
+            self.state = "stopping"
+            deadline = time.monotonic() + self.drain_seconds
+            while self._outstanding and time.monotonic() < deadline:
+                if self._process is None or not self._process.is_alive():
+                    break
+                time.sleep(0.01)
+        self._stop.set()
+        if self._collector is not None:
+            self._collector.join(timeout=5)
+        with self._lock:
+            pending = list(self._outstanding.items())
+            self._outstanding.clear()
+        self._drop_items(pending, "shutdown")
+        if self._requests is not None and self._process is not None and self._process.is_alive():
+            try:
+                self._requests.put_nowait(None)
+                self._process.join(timeout=1)
+            except (queue.Full, ValueError, OSError):
+                pass
+        self._discard_process()
+        self.state = "stopped"
