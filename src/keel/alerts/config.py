@@ -79,7 +79,7 @@ class AlertRule(BaseModel):
 
     @model_validator(mode="after")
     def _names(self) -> AlertRule:
-        from keel.result import stable_names
+        from keel.checks.base import stable_names
 
         names = stable_names()
         if self.check not in names:

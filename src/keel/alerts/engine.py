@@ -38,7 +38,6 @@ import numpy as np
 import sqlalchemy as sa
 
 from keel.alerts.config import AlertRule
-from keel.result import readable
 from keel.store.results import ResultStore, alerts, notifications, silences, stamp
 
 FIELDS = ("check", "column", "metric", "value", "threshold", "status", "revision")
@@ -474,44 +473,18 @@ def _update(store, alert_id: str, **values: Any) -> None:
 
 
 def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:
+    """The alert's headline: its check's one-line summary of the triggering Results."""
+    from keel.checks.base import CHECKS
+
     day = window[:10]
     if state == "resolved":
         return f"resolved: {rule.name} is quiet again in window {day}"
-    columns = [c for c in triggering["column"] if isinstance(c, str)]
     pending = " (pending)" if state == "pending" else ""
-    if rule.check == "diagnosis":
-        verdicts = [d.get("verdict") for d in triggering["details"] if isinstance(d, dict)]
-        return f"{verdicts[0] if verdicts else 'diagnosis'} in window {day}{pending}"
-    if rule.check in ("performance", "estimated_performance", "kpi", "labels"):  # by metric
-        what = {
-            "performance": "realized metrics worse than the holdout",
-            "estimated_performance": "estimated metrics worse than the holdout",
-            "kpi": "KPIs past their threshold",
-            "labels": "label checks alerted",
-        }[rule.check]
-        values = ", ".join(
-            f"{metric} {readable(value)}"
-            + (f" vs {readable(threshold)}" if threshold == threshold else "")
-            for metric, value, threshold in zip(
-                triggering["metric"], triggering["value"], triggering["threshold"], strict=True
-            )
-            if value == value and value is not None
-        )
-        return f"{what} in window {day}: {values}{pending}"
-    what = {
-        "feature_drift": "features drifted",
-        "prediction_drift": "model outputs drifted",
-        "target_drift": "targets drifted",
-        "quality": "quality checks failed",
-        "multivariate": "multivariate checks alerted",
-    }.get(rule.check, f"{rule.check} results broke the rule")
-    count = len(set(columns)) or len(triggering)
-    if count == 1 and what.endswith("s drifted"):
-        what = what.replace("s drifted", " drifted")
-    elif count == 1:
-        what = what.replace("checks ", "check ", 1)  # "1 quality check failed"
-    named = f": {', '.join(sorted(set(columns))[:10])}" if columns else ""
-    return f"{count} {what} in window {day}{named}{pending}"
+    rows = triggering.to_dict("records")
+    check = CHECKS.get(rule.check)
+    if check is None:
+        return f"{len(rows)} {rule.check} results broke the rule in window {day}{pending}"
+    return check.summary(rows, day) + pending
 
 
 def _diagnosis(series, window: str) -> dict | None:

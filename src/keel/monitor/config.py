@@ -70,7 +70,7 @@ class PerformanceConfig(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, value: list[str] | None) -> list[str] | None:
-        from keel.result import stable_names
+        from keel.checks.base import stable_names
 
         unknown = set(value or []) - stable_names()["performance"]
         if unknown:
