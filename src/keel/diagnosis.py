@@ -46,6 +46,7 @@ VERDICTS = (
     "prediction drift without feature drift",
     "concept drift",
     "unexplained alert",
+    "label shift",
 )
 MIN_IMPORTANCE = 0.02
 PIPELINE_METRICS = frozenset(
@@ -103,8 +104,15 @@ def diagnose(
     >>> diagnosis.verdict, diagnosis.summary.split(";")[0]
     ('concept drift', "concept drift or drift outside the model's view: roc_auc 0.52 vs 0.7 (-26%)")
     """
+    results = list(results)
+    return with_label_shift(_diagnosed(results, importance, min_importance), results)
+
+
+def _diagnosed(
+    results: list[Result], importance: Mapping[str, float] | None, min_importance: float
+) -> Diagnosis:
     results = [r for r in results if r.check not in ("diagnosis", "window")]
-    alerting = [r for r in results if r.status == "alert"]
+    alerting = [r for r in results if r.status == "alert" and r.metric != "label_shift"]
     broken = [r for r in alerting if r.check == "quality" and r.metric in PIPELINE_METRICS]
     broken += [
         r for r in results if r.check == "feature_drift" and r.status == "error"
@@ -266,6 +274,27 @@ def _describe_other(result: Result) -> str:
     where = f" in {result.column}" if result.column else ""
     value = "" if result.value is None else f" {readable(result.value, 3)}"
     return f"{result.check.replace('_', ' ')}: {result.metric}{where}{value}"
+
+
+def with_label_shift(diagnosis: Diagnosis, results: Iterable[Result]) -> Diagnosis:
+    """A label shift that alerted is named: the verdict when nothing else alerted, else
+    said after the verdict's own summary.
+
+    >>> shift = Result("labels", None, "label_shift", 0.35, 0.1, "alert",
+    ...                details={"summary": "label shift: positive rate 0.23 vs 0.51"})
+    >>> diagnose([shift]).summary
+    'label shift: positive rate 0.23 vs 0.51'
+    """
+    shifted = [r for r in results if r.metric == "label_shift" and r.status == "alert"]
+    if not shifted:
+        return diagnosis
+    said = (shifted[0].details or {}).get("summary") or "label shift"
+    cause = _cause(shifted[0])
+    if diagnosis.verdict == "healthy":
+        return Diagnosis("label shift", said, [cause])
+    return replace(
+        diagnosis, summary=f"{diagnosis.summary}; {said}", causes=[*diagnosis.causes, cause]
+    )
 
 
 def with_estimates(diagnosis: Diagnosis, results: Iterable[Result]) -> Diagnosis:

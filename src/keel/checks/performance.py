@@ -78,11 +78,14 @@ def performance_results(
     false_alarm_rate: float,
     now: datetime,
     seed: int = 0,
+    label_reference: dict[str, Any] | None = None,
 ) -> list[Result]:
     """The labels and performance Results of one window (see the module docstring).
 
     ``seed`` drives the intervals' resampling (a monitor derives it from the baseline
-    and the window, so the same window gets the same interval in every run)."""
+    and the window, so the same window gets the same interval in every run).
+    ``label_reference`` is the holdout's label distribution (``HoldoutFit.labels``):
+    with it, the window's labels are checked for label shift (``keel.checks.labels``)."""
     rows = window.num_rows
     labels = _matured(window, spec, now)
     labelled = pc.is_valid(labels)
@@ -115,6 +118,14 @@ def performance_results(
         )
     chosen = window.filter(labelled)
     truth = labels.filter(labelled).to_numpy(zero_copy_only=False)
+    if label_reference is not None:
+        from keel.checks.labels import label_shift_result
+
+        decided = not provisional and _all_matured(window, spec, now)
+        shift = label_shift_result(
+            truth, label_reference, spec.task, false_alarm_rate, provisional=not decided
+        )
+        results += [shift] if shift is not None else []
     confidence = 1 - 2 * false_alarm_rate / max(len(spec.checked), 1)
     try:
         metrics = _metrics(chosen, truth, spec, confidence, seed)
@@ -311,6 +322,14 @@ def _matured(window: pa.Table, spec: PerformanceSpec, now: datetime) -> pa.Array
     )
     mature = pc.and_(pc.less(times, cutoff), pc.is_null(labels))
     return pc.if_else(mature, pc.cast(fill, labels.type), labels)
+
+
+def _all_matured(window: pa.Table, spec: PerformanceSpec, now: datetime) -> bool:
+    """Every row past ``label_maturity`` (always, without one): its labels are final."""
+    if spec.label_maturity_seconds is None or window.num_rows == 0:
+        return True
+    newest = pc.max(pc.cast(window.column("event_time"), pa.timestamp("us", tz="UTC"))).as_py()
+    return newest is None or newest.timestamp() <= now.timestamp() - spec.label_maturity_seconds
 
 
 def _latency(window: pa.Table, labelled: pa.Array) -> list[Result]:

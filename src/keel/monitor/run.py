@@ -620,6 +620,7 @@ def _performance(
                 rate or monitor.false_alarm_rate,
                 now,
                 seed=derive_seed(baseline.id, window.start, "performance"),
+                label_reference=baseline.holdout.labels if baseline.holdout else None,
             )
             if spec is not None
             else []
