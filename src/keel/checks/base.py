@@ -178,6 +178,7 @@ def _members() -> Iterable[Check]:
                 "label_latency_p50_seconds",
                 "label_latency_p90_seconds",
                 "labelled_subset_shift",
+                "label_shift",
                 "hours_since_last_label",
                 "label_column_missing",
             }
