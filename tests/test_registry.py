@@ -6,47 +6,20 @@ correctly, external moves seen, a registry made once by two processes at once.""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 
 import pytest
 
 from keel.registry import RegistryError, open_registry
-from keel.registry.embedded import EmbeddedRegistry
 from keel.store import ResultStore
 
-from .common.registry_battery import CHECKS, _register
+from .common import registry_battery as battery
+from .common.registry_battery import CHECKS, _register, make_mlflow_registry
+
+registry, mlflow_template = battery.registry, battery.mlflow_template  # the fixtures
 
 mlflow = pytest.importorskip("mlflow", reason="the MLflow registry needs keel[registry]")
-
-
-@pytest.fixture(scope="session")
-def mlflow_template(tmp_path_factory):
-    """An empty MLflow SQLite registry made (and migrated) once, copied per test."""
-    from keel.registry.mlflow import MlflowRegistry
-
-    folder = tmp_path_factory.mktemp("mlflow-template")
-    registry = MlflowRegistry(f"sqlite:///{folder / 'mlflow.db'}", artifacts=folder / "unused")
-    from mlflow.tracking import MlflowClient
-
-    MlflowClient(tracking_uri=registry.uri).search_experiments()  # creates the tables
-    return folder / "mlflow.db"
-
-
-def make_mlflow_registry(tmp_path, template):
-    from keel.registry.mlflow import MlflowRegistry
-
-    shutil.copy(template, tmp_path / "mlflow.db")
-    return MlflowRegistry(f"sqlite:///{tmp_path / 'mlflow.db'}")
-
-
-@pytest.fixture(params=["embedded", "mlflow"])
-def registry(request, tmp_path, mlflow_template):
-    if request.param == "embedded":
-        store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
-        return EmbeddedRegistry(store, tmp_path / "registry")
-    return make_mlflow_registry(tmp_path, mlflow_template)
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=lambda c: c.__name__.removeprefix("check_"))

@@ -7,6 +7,8 @@ Each check takes a fresh, empty registry.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
@@ -111,6 +113,47 @@ def check_tags_are_added_to_a_version(registry):
 
 
 CHECKS = [value for name, value in sorted(globals().items()) if name.startswith("check_")]
+
+
+# -- the members, as fixtures: import ``registry`` (and ``mlflow_template``) into a test module --
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory):
+    """An empty MLflow SQLite registry made (and migrated) once, copied per test."""
+    pytest.importorskip("mlflow", reason="the MLflow registry needs keel[registry]")
+    from mlflow.tracking import MlflowClient
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    with warnings.catch_warnings():  # MLflow's mappers: a loader SQLAlchemy 2.1 deprecates
+        warnings.simplefilter("ignore", DeprecationWarning)
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments()  # the tables
+    return folder / "mlflow.db"
+
+
+def make_mlflow_registry(folder, template):
+    """A fresh MLflow registry in ``folder`` (a copy of the template, artifacts beside it)."""
+    import shutil
+
+    from keel.registry.mlflow import MlflowRegistry
+
+    shutil.copy(template, folder / "mlflow.db")
+    return MlflowRegistry(f"sqlite:///{folder / 'mlflow.db'}")
+
+
+@pytest.fixture(params=["embedded", "mlflow"])
+def registry(request, tmp_path):
+    """Each member of the family, fresh and empty (its store at ``registry.store``)."""
+    from keel.registry.embedded import EmbeddedRegistry
+    from keel.store import ResultStore
+
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    if request.param == "embedded":
+        return EmbeddedRegistry(store, tmp_path / "registry")
+    found = make_mlflow_registry(tmp_path, request.getfixturevalue("mlflow_template"))
+    found.store = store  # keel's store, for the audit, beside MLflow's registry
+    return found
 
 
 # -- what the training, lineage and reproduce tests share: a real git repo to train from --

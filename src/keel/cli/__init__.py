@@ -903,6 +903,8 @@ def demo(
 # Command groups that live in their own modules (one module per group): each defines ``app``.
 # One line per group; keep the list sorted.
 # -- command groups --
+app.command("lineage")(__import__("keel.cli.lineage", fromlist=["lineage"]).lineage)
+app.add_typer(__import__("keel.cli.models", fromlist=["app"]).app, name="models")
 app.add_typer(__import__("keel.cli.serve", fromlist=["app"]).app, name="serve")
 app.add_typer(__import__("keel.cli.tokens", fromlist=["app"]).app, name="tokens")
 app.command("train")(__import__("keel.cli.train", fromlist=["train"]).train)

@@ -24,6 +24,7 @@ import json
 import os
 import tempfile
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -216,15 +217,17 @@ class MlflowRegistry:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         import logging
 
-        for logger in ("mlflow", "alembic"):  # "Creating initial MLflow database tables…"
-            logging.getLogger(logger).setLevel(logging.WARNING)
         try:
             from mlflow.tracking import MlflowClient
         except ImportError as error:
             raise RegistryError(
                 "the MLflow registry needs keel's registry extra: pip install 'keel[registry]'"
             ) from error
-        with _creation_lock(self.uri):
+        for logger in ("mlflow", "alembic"):  # "Creating initial MLflow database tables…"
+            logging.getLogger(logger).setLevel(logging.WARNING)
+        with _creation_lock(self.uri), warnings.catch_warnings():
+            # MLflow's own mappers use a loader SQLAlchemy 2.1 deprecates: not keel's to fix.
+            warnings.simplefilter("ignore", DeprecationWarning)
             client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
             found = self._call(
                 "open the registry", lambda: client.get_experiment_by_name(EXPERIMENT)
