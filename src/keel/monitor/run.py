@@ -11,8 +11,7 @@ state at the end. A model version is a dimension of every Result.
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,35 @@ from keel.store.queries import (
 from keel.windows import WindowSpec, utc_times, window_key
 
 
+@dataclass(frozen=True)
+class MonitorRun:
+    """What one run of a monitor did: the windows it checked, the Results it stored, the
+    windows that alert, the alert changes it made, and what it noticed on the way.
+
+    ``run["windows"]`` reads a field too, for scripts written against the dict it was.
+    """
+
+    monitor: str
+    windows: int
+    written: int
+    unchanged: int = 0
+    alerting: list[str] = field(default_factory=list)
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    duplicate_request_ids: int = 0
+    duplicate_labels: int = 0
+    labels_without_prediction: int = 0
+
+    def __getitem__(self, name: str) -> Any:
+        return getattr(self, name)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def run_monitor(
     monitor: MonitorConfig,
     store: ResultStore,
@@ -48,7 +76,7 @@ def run_monitor(
     since: datetime | None = None,
     alerting: bool = True,
     notify_history: bool = False,
-) -> dict[str, Any]:
+) -> MonitorRun:
     """Check the monitor's closed, unchecked (or changed) windows; store their Results.
 
     ``alerting=False`` (a backfill) replays the alert rules window by window over the
@@ -69,7 +97,7 @@ def _run_locked(
     since: datetime | None,
     alerting: bool,
     notify_history: bool,
-) -> dict[str, Any]:
+) -> MonitorRun:
     now = now or datetime.now(UTC)
     interrupted = store.unfinished_runs(monitor.name)
     ledger = _Ledger(store.latest(monitor=monitor.name))  # what the store holds: read once
@@ -106,15 +134,14 @@ def _run_locked(
 
             transitions = evaluate(monitor, store, now=now, notify=alerting)
             _recovered(store, monitor, interrupted)
-        return {
-            "monitor": monitor.name,
-            "windows": 0,
-            "written": 0,
-            "alerting": [],
-            "alerts": _alerts(transitions),
-            "warnings": [w.details["reason"] for w in warnings],
+        return MonitorRun(
+            monitor.name,
+            windows=0,
+            written=0,
+            alerts=_alerts(transitions),
+            warnings=[w.details["reason"] for w in warnings],
             **seen,
-        }
+        )
     versions = (
         [v for v in pc.unique(data.column("model_version")).to_pylist()]
         if "model_version" in data.column_names
@@ -204,16 +231,16 @@ def _run_locked(
         monitor.name,
         {"written": written, "unchanged": unchanged, "run": run, **seen},
     )
-    return {
-        "monitor": monitor.name,
-        "windows": len(checked),
-        "written": written,
-        "unchanged": unchanged,
-        "alerting": sorted(set(alerting_windows)) if alerting else [],
-        "alerts": _alerts(transitions),
-        "warnings": [w.details["reason"] for w in warnings],
+    return MonitorRun(
+        monitor.name,
+        windows=len(checked),
+        written=written,
+        unchanged=unchanged,
+        alerting=sorted(set(alerting_windows)) if alerting else [],
+        alerts=_alerts(transitions),
+        warnings=[w.details["reason"] for w in warnings],
         **seen,
-    }
+    )
 
 
 def _alerts(transitions: list) -> list[dict[str, Any]]:
@@ -305,7 +332,7 @@ def backfill(
     since: datetime,
     now: datetime | None = None,
     notify_history: bool = False,
-) -> dict[str, Any]:
+) -> MonitorRun:
     """History from ``since``: every window's Results and alert states stored in order; only
     the state at the end is notified (``notify_history``: every change)."""
     return run_monitor(
@@ -961,7 +988,3 @@ def _source(monitor: MonitorConfig, since: datetime | None, cutoff: datetime) ->
             keep, pc.greater_equal(times, pa.scalar(since, pa.timestamp("us", tz="UTC")))
         )
     return data.filter(keep)
-
-
-def dumps(result: dict) -> str:
-    return json.dumps(result, default=str)

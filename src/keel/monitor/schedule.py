@@ -104,9 +104,9 @@ def _run_safely(
         if metrics is not None:
             metrics.run_seconds.labels(monitor.name).observe(time.perf_counter() - started)
         report(
-            f"{monitor.name}: {outcome['windows']} windows checked, "
-            f"alerting: {', '.join(outcome['alerting']) or 'none'}"
-            + "".join(f"; alert {a['state']}: {a['summary']}" for a in outcome.get("alerts", []))
+            f"{monitor.name}: {outcome.windows} windows checked, "
+            f"alerting: {', '.join(outcome.alerting) or 'none'}"
+            + "".join(f"; alert {a['state']}: {a['summary']}" for a in outcome.alerts)
         )
     except MonitorBusy as busy:  # another process runs it now: its turn, not a failure
         report(f"{monitor.name}: skipped: {busy}")

@@ -470,13 +470,24 @@ def arrow_frame(kind: int, table: pa.Table) -> bytes:
 # ---------------------------------------------------------------- decoding and compaction
 
 
+def _rows_table(rows: list[dict]) -> pa.Table:
+    """Rows as a table with every field any row has (``pa.Table.from_pylist`` keeps only the
+    first row's fields, so a field the first record lacks would be lost).
+
+    >>> _rows_table([{"a": 1}, {"a": 2, "b": 3}]).to_pydict()
+    {'a': [1, 2], 'b': [None, 3]}
+    """
+    names = dict.fromkeys(name for row in rows for name in row)
+    return pa.Table.from_pydict({name: [row.get(name) for row in rows] for name in names})
+
+
 def _json_table(payloads: list[dict]) -> pa.Table:
     """Rows of JSON frames as one table; a field whose types disagree becomes text."""
     tables = []
     for group in _runs(payloads):
         rows = [row for payload in group for row in payload["rows"]]
         try:
-            tables.append(_with_times(pa.Table.from_pylist(rows), group[0]["us"]))
+            tables.append(_with_times(_rows_table(rows), group[0]["us"]))
         except (pa.ArrowException, TypeError, ValueError, OverflowError):
             for payload in group:
                 tables.append(_with_times(_tolerant_table(payload["rows"]), payload["us"]))
@@ -495,7 +506,7 @@ def _runs(payloads: list[dict]) -> list[list[dict]]:
 
 def _tolerant_table(rows: list[dict]) -> pa.Table:
     try:
-        return pa.Table.from_pylist(rows)
+        return _rows_table(rows)
     except (pa.ArrowException, TypeError, ValueError, OverflowError):
         return unify([pa.Table.from_pylist([row]) for row in rows])
 
