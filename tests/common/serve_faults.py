@@ -9,8 +9,8 @@ import time
 
 
 def sleepy(rows):
-    """A slow challenger: 50 ms per request."""
-    time.sleep(0.05)
+    """A slow challenger: 200 ms per request."""
+    time.sleep(0.2)
     return rows
 
 
@@ -28,9 +28,3 @@ def hanging(rows):
 def raising(rows):
     """A challenger that raises on every request."""
     raise ValueError("this challenger is broken")
-
-
-def hungry(rows):
-    """A challenger that asks for far more memory than its limit allows."""
-    ballast = bytearray(4 * 2**30)
-    return rows if ballast else rows

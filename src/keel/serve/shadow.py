@@ -156,6 +156,7 @@ class ShadowRunner:
 
     def restart(self, spec: dict | None = None) -> None:
         """Restart the process (with a new source, on reload); requests in it are dropped."""
+        self.state, self.reason = "restarting", "restarting (reload)"
         with self._lock:
             pending = list(self._outstanding.items())
             self._outstanding.clear()
@@ -270,14 +271,14 @@ class ShadowRunner:
             self._spawn()
 
     def _crashed(self, why: str) -> None:
+        wait = _BACKOFF[min(self.crashes, len(_BACKOFF) - 1)]
+        self.crashes += 1
+        self.state, self.reason = "restarting", f"{why}; restarting in {wait:g} s"
         with self._lock:
             pending = list(self._outstanding.items())
             self._outstanding.clear()
         self._drop_items(pending, "crashed")
         self._discard_process()
-        wait = _BACKOFF[min(self.crashes, len(_BACKOFF) - 1)]
-        self.crashes += 1
-        self.state, self.reason = "restarting", f"{why}; restarting in {wait:g} s"
         self._restart_at = time.monotonic() + wait
 
     # ------------------------------------------------------------ drops and shutdown
