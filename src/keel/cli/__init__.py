@@ -65,15 +65,15 @@ def monitor_run(
         except MonitorBusy as busy:  # another run has it: not an error, and not a finding
             out.print(f"{monitor.name}: skipped: {busy}")
             continue
-        alerting |= bool(outcome["alerting"])
-        for warning in outcome.get("warnings", []):
+        alerting |= bool(outcome.alerting)
+        for warning in outcome.warnings:
             err.print(f"[yellow]warning:[/] {monitor.name}: {warning}", highlight=False)
         out.print(
-            f"{monitor.name}: {outcome['windows']} closed windows checked, "
-            f"{outcome['written']:,} results stored ({outcome.get('unchanged', 0):,} "
-            f"unchanged); alerting: {', '.join(outcome['alerting']) or 'none'}"
+            f"{monitor.name}: {outcome.windows} closed windows checked, "
+            f"{outcome.written:,} results stored ({outcome.unchanged:,} "
+            f"unchanged); alerting: {', '.join(outcome.alerting) or 'none'}"
         )
-        for alert in outcome.get("alerts", []):
+        for alert in outcome.alerts:
             out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
     channels = {key: c for m in chosen for key, c in m.channels.items()}
     if channels:  # queued notices, this run's and any a channel refused before
@@ -138,11 +138,11 @@ def monitor_backfill(
     chosen = _monitors(load_config(config), name)
     for monitor in chosen:
         outcome = backfill(monitor, store, since=start, now=moment, notify_history=notify_history)
-        firing = sorted({a["rule"] for a in outcome.get("alerts", []) if a["state"] == "firing"})
+        firing = sorted({a["rule"] for a in outcome.alerts if a["state"] == "firing"})
         out.print(
-            f"{monitor.name}: backfilled {outcome['windows']} windows, "
-            f"{outcome['written']:,} results stored; "
-            f"{len(outcome.get('alerts', []))} alert changes replayed"
+            f"{monitor.name}: backfilled {outcome.windows} windows, "
+            f"{outcome.written:,} results stored; "
+            f"{len(outcome.alerts)} alert changes replayed"
             + (f" (fired: {', '.join(firing)})" if firing else "")
         )
     channels = {key: c for m in chosen for key, c in m.channels.items()}
@@ -955,4 +955,3 @@ def _unexpected(error: Exception) -> int:
         f"[red]error:[/] unexpected {type(error).__name__}: {error} ({where})", highlight=False
     )
     return EXIT_ERROR
-
