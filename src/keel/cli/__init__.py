@@ -905,6 +905,7 @@ def demo(
 # -- command groups --
 app.command("lineage")(__import__("keel.cli.lineage", fromlist=["lineage"]).lineage)
 app.add_typer(__import__("keel.cli.models", fromlist=["app"]).app, name="models")
+app.command("reproduce")(__import__("keel.cli.reproduce", fromlist=["reproduce"]).reproduce)
 app.add_typer(__import__("keel.cli.serve", fromlist=["app"]).app, name="serve")
 app.add_typer(__import__("keel.cli.tokens", fromlist=["app"]).app, name="tokens")
 app.command("train")(__import__("keel.cli.train", fromlist=["train"]).train)
