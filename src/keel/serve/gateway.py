@@ -55,6 +55,9 @@ class Served:
     shadow_log: Any
     shadows: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    previous_source: ModelSource | None = (
+        None  # where the champion before the last switch came from
+    )
 
 
 def _source(config: ModelConfig, location: str) -> ModelSource:
@@ -436,7 +439,7 @@ class Gateway:
         store = self._store
         if store is not None and hasattr(store, "log_event"):
             try:
-                store.log_event(actor, f"serve {action}", subject=name)
+                store.log_event(actor, f"serve {action}", subject=name, details=detail)
             except Exception as error:  # the action is done; its audit line is said
                 log.error("audit of %s by %s not stored: %s", action, actor, error)
         self._publish_versions()
@@ -456,12 +459,15 @@ class Gateway:
             deployment = served.deployment
             if arm in deployment.canaries:
                 served.deployment = deployment.promoted(arm)
-                served.champion_source = served.canary_sources.pop(arm)
+                source = served.canary_sources.pop(arm)
             elif arm in served.config.challengers:
                 source = _source(served.config, served.config.challengers[arm])
                 served.deployment = deployment.with_champion(source.load())
-                served.champion_source = source
             else:
+                source = None
+            if source is not None:
+                served.previous_source, served.champion_source = served.champion_source, source
+            if source is None:
                 choices = sorted([*deployment.canaries, *served.config.challengers])
                 raise ConfigError(f"nothing named {arm!r} to promote (choices: {choices})")
         self._audit(
@@ -474,6 +480,11 @@ class Gateway:
         served = self._served(name)
         with served.lock:
             served.deployment = served.deployment.rolled_back()
+            if served.previous_source is not None:
+                served.previous_source, served.champion_source = (
+                    served.champion_source,
+                    served.previous_source,
+                )
         self._audit(actor, "rollback", name, {"version": served.deployment.champion.version})
         return self.models()[name]
 
@@ -487,6 +498,7 @@ class Gateway:
             version = served.champion_source.current_version()
             if version != deployment.champion.version:
                 deployment = deployment.with_champion(served.champion_source.load())
+                served.previous_source = served.champion_source  # same place, older version
                 changed[CHAMPION] = version
             canaries = dict(deployment.canaries)
             for arm, source in served.canary_sources.items():
