@@ -133,6 +133,10 @@ def test_promote_rollback_and_reload_switch_the_champion_without_a_restart(canar
     new = reloaded.json()["champion"]["version"]
     assert new not in (old, canary) and reloaded.json()["changed"]["champion"] == new
     assert ask(client, "someone")["model_version"] == new
+    assert client.post("/v1/admin/models/loans/rollback", headers=admin).status_code == 200
+    again = client.post("/v1/admin/models/loans/reload", headers=admin).json()
+    assert again["changed"] == {} and again["champion"]["version"] == old, "held back"
+    assert ask(client, "someone")["model_version"] == old
 
     nothing = client.post("/v1/admin/models/loans/promote", json={"arm": "nope"}, headers=admin)
     assert nothing.status_code == 422 and "nothing named 'nope'" in nothing.json()["detail"]

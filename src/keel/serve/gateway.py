@@ -55,9 +55,10 @@ class Served:
     shadow_log: Any
     shadows: dict[str, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    previous_source: ModelSource | None = (
-        None  # where the champion before the last switch came from
-    )
+    #: Where the champion before the last switch came from.
+    previous_source: ModelSource | None = None
+    #: A version rolled back from: not loaded again until the source names another.
+    held_back: str | None = None
 
 
 def _source(config: ModelConfig, location: str) -> ModelSource:
@@ -476,9 +477,11 @@ class Gateway:
         return self.models()[name]
 
     def rollback(self, name: str, actor: str) -> dict[str, Any]:
-        """The previous champion answers again."""
+        """The previous champion answers again; the version rolled back from is not reloaded
+        (by the poll or an admin reload) until its source names another version."""
         served = self._served(name)
         with served.lock:
+            served.held_back = served.deployment.champion.version
             served.deployment = served.deployment.rolled_back()
             if served.previous_source is not None:
                 served.previous_source, served.champion_source = (
@@ -496,7 +499,7 @@ class Gateway:
         with served.lock:
             deployment = served.deployment
             version = served.champion_source.current_version()
-            if version != deployment.champion.version:
+            if version != deployment.champion.version and version != served.held_back:
                 deployment = deployment.with_champion(served.champion_source.load())
                 served.previous_source = served.champion_source  # same place, older version
                 changed[CHAMPION] = version
