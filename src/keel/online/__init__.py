@@ -1,4 +1,4 @@
-"""Streaming detectors, one per module, and the calibration of their thresholds.
+"""Streaming detectors, one per module; ``keel.online.calibrate`` sets their thresholds.
 
 >>> sorted(DETECTORS)
 ['cusum', 'ewma', 'page_hinkley']
@@ -7,7 +7,6 @@
 from typing import Any
 
 from keel.online.base import Alarm, Detector, DetectorStateError, StreamDetector
-from keel.online.calibrate import Calibration, calibrate
 from keel.online.cusum import CUSUM
 from keel.online.ewma import EWMA
 from keel.online.page_hinkley import PageHinkley
@@ -32,11 +31,9 @@ __all__ = [
     "DETECTORS",
     "EWMA",
     "Alarm",
-    "Calibration",
     "Detector",
     "DetectorStateError",
     "PageHinkley",
     "StreamDetector",
-    "calibrate",
     "restore",
 ]
