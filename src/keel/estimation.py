@@ -6,8 +6,11 @@ class-stratified sample above, once per baseline; ``fit_holdout`` makes the
 ``HoldoutFit`` a baseline file keeps.
 
 **Classifiers** (``ConfidenceEstimator``, binary). keel checks whether the scores
-are calibrated: 5-fold cross-validated Brier scores compare the raw scores, an
-isotonic fit and a sigmoid (Platt) fit, and the best is kept. In a window, each
+are calibrated: the raw scores are kept when they pass the Hosmer–Lemeshow test and
+an isotonic fit does not beat their 5-fold cross-validated Brier score; otherwise
+the isotonic fit is used (a parametric Platt fit is not offered: where
+its shape is wrong it is biased in a region, and a window shifted there inherits a
+bias no bootstrap shows). In a window, each
 row's calibrated probability ``p`` is the chance its label is positive; with the
 model's decisions fixed (the logged prediction; without it, the rule learned on
 the holdout), the expected confusion matrix is
@@ -173,10 +176,13 @@ def _bootstrap_curves(
 ) -> np.ndarray:
     """``BOOTSTRAPS`` refits of the calibration on resamples of the rows, at the knots:
     the main curve plus each refit's deviation from the refits' mean, scaled by √(m/n)
-    when the refits saw a subsample of m rows."""
+    when the refits saw a subsample of m rows. Raw scores kept as they are get isotonic
+    refits too: that they passed a test of calibration does not make them exact, and an
+    isotonic fit's spread is what the holdout can tell about them."""
     rng = np.random.default_rng(seed)
     n = len(scores)
-    if name == "none" or n == 0:
+    name = "isotonic" if name == "none" else name
+    if n == 0 or len(np.unique(y)) < 2:
         return np.repeat(curve[None], BOOTSTRAPS, axis=0)
     rows = min(n, BOOTSTRAP_ROWS)
     fits = np.empty((BOOTSTRAPS, len(knots)))
@@ -189,16 +195,47 @@ def _bootstrap_curves(
     return np.clip(curve[None] + (fits - fits.mean(axis=0)) * scale, 0.0, 1.0)
 
 
+def hosmer_lemeshow(scores: Any, y: Any, groups: int = 10) -> float:
+    """The p-value of the Hosmer–Lemeshow test that the scores are calibrated: observed
+    against expected positives in ``groups`` equal-count bins of the score, χ² with
+    ``groups`` degrees of freedom (the scores come from a model fitted elsewhere).
+
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.uniform(size=5000)
+    >>> hosmer_lemeshow(s, rng.uniform(size=5000) < s) > 0.05
+    True
+    >>> hosmer_lemeshow(s, rng.uniform(size=5000) < s**2) < 0.001
+    True
+    """
+    s, y = np.asarray(scores, dtype=float), np.asarray(y, dtype=float)
+    order = np.argsort(s, kind="mergesort")
+    bins = np.array_split(order, groups)
+    observed = np.array([y[b].sum() for b in bins])
+    expected = np.array([s[b].sum() for b in bins])
+    sizes = np.array([len(b) for b in bins], dtype=float)
+    variance = expected * (1 - expected / np.maximum(sizes, 1))
+    usable = variance > 0
+    statistic = float(np.sum((observed - expected)[usable] ** 2 / variance[usable]))
+    return float(stats.chi2.sf(statistic, int(usable.sum())))
+
+
 def _choose(scores: np.ndarray, y: np.ndarray, seed: int) -> tuple[str, dict[str, float]]:
-    """The calibration with the lowest cross-validated Brier score (on at most 200,000
-    rows); a fit must beat the raw scores by 0.5%."""
+    """The raw scores when they pass the Hosmer–Lemeshow test (p ≥ 0.05) and an isotonic
+    fit does not beat their cross-validated Brier score (on at most 200,000 rows); else
+    the isotonic fit. A Brier score alone keeps biased raw scores on a small holdout (the
+    isotonic fit's noise costs more Brier than their bias), though the bias moves every
+    estimate; the isotonic fit's noise is in the bands. A parametric fit (Platt's sigmoid) is not
+    offered: where its shape is wrong it is biased in a region, and a window shifted into
+    that region inherits the bias, which no bootstrap of the fit shows."""
     if len(scores) > BOOTSTRAP_ROWS:
         keep = np.random.default_rng(seed).choice(len(scores), BOOTSTRAP_ROWS, replace=False)
         scores, y = scores[keep], y[keep]
     if len(np.unique(y)) < 2 or min(int(y.sum()), int(len(y) - y.sum())) < 5:
         return "none", {"none": float(np.mean((scores - y) ** 2))}
     brier = _cross_validated_brier(scores, y, seed)
-    return min(brier, key=brier.get), brier
+    brier["calibrated_p_value"] = hosmer_lemeshow(scores, y)
+    raw = brier["calibrated_p_value"] >= 0.05 and brier["none"] <= brier["isotonic"]
+    return ("none" if raw else "isotonic"), brier
 
 
 # ---------------------------------------------------------------------------- binary
@@ -211,7 +248,7 @@ class ConfidenceEstimator:
     ``knots``, ``curves`` (one per decided class when calibrated within decisions, else
     one) and ``bootstrap`` (``BOOTSTRAPS`` × curves) are the fitted calibration."""
 
-    calibration: str  # none, isotonic or sigmoid (or "a / b" within decided classes)
+    calibration: str  # none or isotonic ("a / b" when within each decided class)
     knots: np.ndarray  # (D, G)
     curves: np.ndarray  # (D, G)
     bootstrap: np.ndarray  # (B, D, G)
@@ -292,7 +329,7 @@ class ConfidenceEstimator:
     def probabilities(self, scores: np.ndarray, decided: Any = None) -> np.ndarray:
         """Calibrated P(positive) of each row (within its decided class when so fitted)."""
         scores = np.asarray(scores, dtype=float)
-        return np.clip(self._curves_at(scores, decided, self.curves[:, None]), 0, 1)[0]
+        return np.clip(self._curves_at(scores, decided, self.curves), 0, 1)
 
     def _curves_at(self, scores: np.ndarray, decided: Any, curves: np.ndarray) -> np.ndarray:
         """``curves`` (``(..., D, G)``) at the scores, each row on its decided class's."""
@@ -431,26 +468,16 @@ def _expected_auc(p: np.ndarray, scores: np.ndarray) -> float:
 
 
 def _cross_validated_brier(scores: np.ndarray, y: np.ndarray, seed: int) -> dict[str, float]:
+    """5-fold cross-validated Brier scores of the raw scores and of an isotonic fit."""
     from sklearn.model_selection import StratifiedKFold
 
     folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    errors = {"none": [], "isotonic": [], "sigmoid": []}
+    errors: dict[str, list[float]] = {"none": [], "isotonic": []}
     for train, test in folds.split(scores, y):
         errors["none"].append(np.mean((scores[test] - y[test]) ** 2))
-        for name in ("isotonic", "sigmoid"):
-            fitted = _calibrator(name).fit(_column(scores[train]), y[train])
-            predicted = (
-                fitted.predict(scores[test])
-                if name == "isotonic"
-                else fitted.predict_proba(_column(scores[test]))[:, 1]
-            )
-            errors[name].append(np.mean((predicted - y[test]) ** 2))
-    # Keep the raw scores unless a fit is clearly better: a tie goes to the simplest.
-    result = {name: float(np.mean(values)) for name, values in errors.items()}
-    for name in ("isotonic", "sigmoid"):
-        if result[name] > result["none"] * 0.995:
-            result[name] = result[name] + 1.0  # not clearly better: never chosen
-    return result
+        fitted = _calibrator("isotonic").fit(_column(scores[train]), y[train])
+        errors["isotonic"].append(np.mean((fitted.predict(scores[test]) - y[test]) ** 2))
+    return {name: float(np.mean(values)) for name, values in errors.items()}
 
 
 def _calibrator(name: str) -> Any:
@@ -586,8 +613,8 @@ class MulticlassEstimator:
 
     def _at(self, scores: np.ndarray, curves: np.ndarray) -> np.ndarray:
         """Per-class curves (``(..., K, G)``) at the scores, renormalized: ``(..., n, K)``."""
-        if not self.calibrated:
-            return np.broadcast_to(scores, (*curves.shape[:-2], *scores.shape))
+        if not self.calibrated and curves is self.curves:
+            return scores
         fitted = np.stack(
             [
                 _interpolated(scores[:, c], self.knots[c], curves[..., c, :])
