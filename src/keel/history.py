@@ -28,21 +28,12 @@ x: out of range share in window 2026-03-01
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import datetime
 from typing import Any
-
-import pyarrow as pa
 
 from keel.baseline import Baseline
 from keel.calibration import Calibration
-from keel.checks.drift import DriftReport, ProfileSide, compare
-from keel.checks.quality import (
-    as_output_findings,
-    column_checks,
-    freshness_check,
-    partial_volume,
-    volume_check,
-)
+from keel.checks.drift import DriftReport, ProfileSide
+from keel.checks.suite import WindowContext, run_window_checks
 from keel.data import open_source
 from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
 from keel.errors import ConfigError, DataError
@@ -288,49 +279,23 @@ def check_history(
     reference_side = ProfileSide(baseline.profile, f"baseline {baseline.id}")
     results = []
     seen_rows = [float(r) for r in recent_rows or []]
-    for piece in windows:
-        report = compare(
-            reference_side,
-            ProfileSide(piece.profile, piece.start),
-            rule=rule,
-            calibration=calibration,
+    for piece in windows:  # windows × one suite
+        report, quality = run_window_checks(
+            WindowContext(
+                baseline,
+                schema,
+                piece,
+                reference_side,
+                timestamp=timestamp,
+                period_seconds=spec.period_ns / 1e9 if spec.period is not None else None,
+                rule=rule,
+                calibration=calibration,
+                multivariate=model,
+                false_alarm_rate=false_alarm_rate,
+                expected_rows=expected_rows,
+                seen_rows=seen_rows,
+            )
         )
-        quality = []
-        for spec_column in schema.columns:
-            name = spec_column.name
-            mine, theirs = baseline.profile.columns.get(name), piece.profile.columns.get(name)
-            if mine is None or theirs is None or type(mine) is not type(theirs):
-                continue
-            if spec_column.role in ("id", "timestamp", "ignored"):
-                continue
-            found = column_checks(name, spec_column.kind, mine, theirs)
-            if spec_column.role in ("prediction", "score"):
-                found = as_output_findings(found)
-            quality.extend(found)
-        # A partial window (the data ends or starts inside it) is short of rows by
-        # construction: volume judges whole windows only; freshness, those the data does not
-        # end inside.
-        if piece.partial:
-            quality.append(partial_volume(piece.rows, expected_rows))
-        else:
-            quality.append(volume_check(piece.rows, seen_rows, expected_rows))
-            seen_rows.append(float(piece.rows))
-        if spec.period is not None and timestamp in piece.profile.columns and piece.complete:
-            times = piece.profile.columns[timestamp]
-            newest = times.maximum if times.count else None
-            quality.append(
-                freshness_check(timestamp, newest, _seconds(piece.end), spec.period_ns / 1e9)
-            )
-        if model is not None:
-            sample = piece.sample if piece.sample is not None else pa.table({})
-            quality.append(
-                model.domain_classifier(
-                    sample,
-                    tail=false_alarm_rate / 10,
-                    seed=derive_seed(baseline.id, piece.start, "domain_classifier"),
-                )
-            )
-            quality.append(model.reconstruction(sample, tail=false_alarm_rate / 10))
         results.append(
             WindowResult(
                 piece.start,
@@ -546,7 +511,3 @@ def baseline_importance(baseline: Baseline) -> dict[str, float] | None:
         return None
     seed = derive_seed(baseline.id, "reference", "surrogate_importance")
     return surrogate_importance(sample, features, output, seed=seed) or None
-
-
-def _seconds(iso: str) -> float:
-    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
