@@ -18,13 +18,35 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from keel.errors import DataError
 
 DEFAULT_BATCH_ROWS = 262_144
+
+
+class Source(Protocol):
+    """What every source is: a name to quote in errors, an Arrow schema, the row count when
+    known, and a stream of record batches (optionally some columns only). ``open_source``
+    opens every kind keel reads today (``SOURCE_KINDS``); ``tests/common/test_sources.py``
+    runs one battery over them. Sources that answer for entities and times (an offline
+    feature store) extend this protocol."""
+
+    name: str
+    schema: pa.Schema
+    num_rows: int | None
+
+    def batches(
+        self, columns: list[str] | None = None, batch_rows: int = ...
+    ) -> Iterator[pa.RecordBatch]: ...
+
+    def read_all(self, columns: list[str] | None = None) -> pa.Table: ...
+
+
+#: Every kind of input ``open_source`` reads.
+SOURCE_KINDS = ("pandas", "arrow", "parquet file", "parquet folder", "csv file")
 
 
 @dataclass
