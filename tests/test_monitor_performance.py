@@ -305,3 +305,18 @@ def test_performance_is_estimated_before_labels_and_is_blind_to_concept_drift(tm
     values = estimated["value"].to_numpy()
     assert np.abs(values[4:] - values[:4].mean()).max() < 0.03  # the estimate stays flat
     assert (estimated["status"] != "alert").all()
+
+
+def test_labels_that_shift_once_decided_alert_and_the_diagnosis_names_the_rates(tmp_path, world):
+    monitor, store, end = _setup(tmp_path, world)
+    _label(tmp_path, world[2][:5])
+    _label(tmp_path, world[2][5:], share=0.3)  # the newest week: early labels only
+    run_monitor(monitor, store, now=end)
+    shift = store.latest(monitor="loans", metric="label_shift").sort_values("window_start")
+    # weeks 1-4 as the holdout; week 5 has a third of its labels flipped; week 6 is provisional
+    assert shift["status"].tolist() == ["ok"] * 4 + ["alert", "warn"]
+    assert shift["details"].iloc[5]["provisional"]
+    week = world[2][4]["defaulted"].to_numpy()
+    assert f"positive rate {week.mean():.2g} vs" in shift["details"].iloc[4]["summary"]
+    verdicts = store.latest(monitor="loans", check="diagnosis").sort_values("window_start")
+    assert "label shift: positive rate" in verdicts["details"].iloc[4]["summary"]
