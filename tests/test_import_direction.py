@@ -150,3 +150,25 @@ def test_a_planted_upward_import_is_caught_with_its_chain():
     seen = _reach(graph, "keel.stats.ks")
     assert _chain(seen, "keel.monitor.run") == "keel.stats.ks -> keel.monitor.run"
     assert any(_family(m) == "store" for m in seen)
+
+
+def test_nothing_outside_the_store_opens_its_transactions_or_imports_sqlalchemy():
+    # The store has one public face (docs/architecture.md): its private transactions and
+    # connections, and SQLAlchemy itself, are used inside keel.store only.
+    offences = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if _family(_module_name(path)) == "store":
+            continue
+        where = path.relative_to(PACKAGE.parent)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr in ("_transaction", "_connection"):
+                offences.append(f"{where}:{node.lineno}: .{node.attr}")
+            elif isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+                offences += [
+                    f"{where}:{node.lineno}: import {name}"
+                    for name in names
+                    if name == "sqlalchemy" or name.startswith("sqlalchemy.")
+                ]
+    assert not offences, "outside keel.store:\n" + "\n".join(offences)

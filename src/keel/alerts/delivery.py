@@ -19,11 +19,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-
 from keel.alerts.channels import DeliveryError, send
 from keel.alerts.config import ChannelConfig
-from keel.store.results import ResultStore, notifications, stamp
+from keel.store.results import ResultStore, stamp
 
 MAX_ATTEMPTS = 10
 
@@ -42,19 +40,7 @@ def deliver(
 ) -> dict[str, int]:
     """Send every due notification; returns counts of sent, failed (for now) and waiting."""
     now = now or datetime.now(UTC)
-    with store._connection() as connection:
-        due = (
-            connection.execute(
-                sa.select(notifications)
-                .where(
-                    (notifications.c.status == "queued")
-                    & (notifications.c.next_attempt_at <= stamp(now))
-                )
-                .order_by(notifications.c.id)
-            )
-            .mappings()
-            .all()
-        )
+    due = store.alerts.due_notices(now)
     counts = {"sent": 0, "failed": 0, "waiting": 0}
     if not due:
         return counts
@@ -102,19 +88,9 @@ def deliver(
 
 
 def _record(store: ResultStore, number: int, **values: Any) -> None:
-    with store._transaction() as connection:
-        connection.execute(
-            notifications.update().where(notifications.c.id == number).values(**values)
-        )
+    store.alerts.mark_notice(number, **values)
 
 
 def queue(store: ResultStore, status: str | None = None):
     """Notifications as a DataFrame (newest first), optionally of one status."""
-    import pandas as pd
-
-    query = sa.select(notifications).order_by(notifications.c.id.desc())
-    if status:
-        query = query.where(notifications.c.status == status)
-    with store._connection() as connection:
-        rows = connection.execute(query).mappings().all()
-    return pd.DataFrame([dict(r) for r in rows], columns=list(notifications.c.keys()))
+    return store.alerts.notices(status)

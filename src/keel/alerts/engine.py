@@ -35,10 +35,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
 
 from keel.alerts.config import AlertRule
-from keel.store.results import ResultStore, alerts, notifications, silences, stamp
+from keel.store.results import ResultStore, stamp
 
 FIELDS = ("check", "column", "metric", "value", "threshold", "status", "revision")
 
@@ -69,6 +68,7 @@ def streak(breaches: list[bool]) -> int:
 
 
 def state_for(run: int, rule: AlertRule) -> str:
+    """The state a streak of ``run`` breaching windows puts the rule's alert in."""
     if run >= rule.for_windows:
         return "firing"
     return "pending" if run else "inactive"
@@ -152,8 +152,8 @@ def _evaluate_rule(
     hit = set(breaking["window_start"]) & set(windows)
     run = streak([window in hit for window in windows])
     state, newest = state_for(run, rule), windows[-1]
-    current = _current(store, monitor.name, rule.name, version, segment)
     key = (monitor.name, rule.name, version, segment)
+    current = store.alerts.current(key)
 
     context = _Context(store, monitor, rule, key, series, now, notify, report_url)
 
@@ -173,15 +173,14 @@ def _evaluate_rule(
         if current is None or current["state"] in ("resolved", "cleared"):
             return None
         if current["state"] == "pending":
-            _update(store, current["id"], state="cleared", updated_at=stamp(now))
+            store.alerts.update(current["id"], state="cleared", updated_at=stamp(now))
             return None
         return resolve(breaking[breaking["window_start"] == newest])
     first = windows[-run]
     alert_id = _alert_id(*key, first)
     triggering = breaking[breaking["window_start"] == newest]
     if current is not None and current["id"] == alert_id and current["state"] == state:
-        _update(  # the same episode, one more window: stored, nobody told again
-            store,
+        store.alerts.update(  # the same episode, one more window: stored, nobody told again
             alert_id,
             last_window=newest,
             updated_at=stamp(now),
@@ -246,24 +245,9 @@ def _move(context: _Context, alert_id, current, state, newest, first, triggering
     )
     if state == "resolved":
         values["resolved_at"] = stamp(now)
-    with store._transaction() as connection:
-        exists = connection.execute(sa.select(alerts.c.id).where(alerts.c.id == alert_id)).first()
-        if exists is None:
-            connection.execute(
-                alerts.insert().values(
-                    id=alert_id,
-                    monitor=key[0],
-                    rule=key[1],
-                    model_version=key[2],
-                    segment=key[3],
-                    severity=rule.severity,
-                    first_window=first,
-                    started_at=stamp(now),
-                    **values,
-                )
-            )
-        else:
-            connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
+    store.alerts.save(
+        alert_id, key, severity=rule.severity, first_window=first, started_at=now, **values
+    )
     transition = Transition(
         alert_id,
         monitor.name,
@@ -317,25 +301,13 @@ def replay(
 def _release(store: ResultStore, transition: Transition) -> None:
     """Send the notices of an alert still firing at the end of a backfill (withheld till
     then): its state is the one people need to know."""
-    with store._transaction() as connection:
-        state = connection.execute(
-            sa.select(alerts.c.state).where(alerts.c.id == transition.alert_id)
-        ).scalar()
-        if state != "firing" or transition.state != "firing":
-            return
+    if store.alerts.state(transition.alert_id) != "firing" or transition.state != "firing":
+        return
     rule = transition.rule
     released = (
         "silenced" if silenced(store, transition.monitor, rule, datetime.now(UTC)) else "queued"
     )
-    with store._transaction() as connection:
-        connection.execute(
-            notifications.update()
-            .where(
-                (notifications.c.idempotency_key == transition.payload.get("idempotency_key"))
-                & (notifications.c.status == "backfill")
-            )
-            .values(status=released)
-        )
+    store.alerts.release_backfilled(transition.payload.get("idempotency_key"), released)
     for channel, status in transition.notices.items():
         if status == "backfill":
             transition.notices[channel] = released
@@ -348,48 +320,16 @@ def _withheld(store, rule, key, alert_id, state, now, notify) -> str | None:
     if silenced(store, key[0], key[1], now):
         return "silenced"
     if state == "firing" and rule.cooldown_seconds:
-        since = stamp(now - timedelta(seconds=rule.cooldown_seconds))
-        with store._connection() as connection:
-            earlier = connection.execute(
-                sa.select(alerts.c.id).where(
-                    (alerts.c.monitor == key[0])
-                    & (alerts.c.rule == key[1])
-                    & (alerts.c.model_version == key[2])
-                    & (alerts.c.segment == key[3])
-                    & (alerts.c.id != alert_id)
-                    & (alerts.c.started_at >= since)
-                    & (alerts.c.state.in_(["firing", "resolved"]))
-                )
-            ).first()
-        if earlier is not None:
+        since = now - timedelta(seconds=rule.cooldown_seconds)
+        if store.alerts.earlier_since(key, alert_id, since) is not None:
             return "cooldown"
     return None
 
 
 def _queue(store, alert_id, channel, payload, reason, now) -> str:
-    status = reason or "queued"
-    with store._transaction() as connection:
-        done = connection.execute(
-            sa.select(notifications.c.status).where(
-                (notifications.c.idempotency_key == payload["idempotency_key"])
-                & (notifications.c.channel == channel)
-            )
-        ).scalar()
-        if done is not None:
-            return done
-        connection.execute(
-            notifications.insert().values(
-                alert_id=alert_id,
-                channel=channel,
-                idempotency_key=payload["idempotency_key"],
-                status=status,
-                attempts=0,
-                next_attempt_at=stamp(now),
-                payload=json.dumps(payload, default=str, sort_keys=True),
-                created_at=stamp(now),
-            )
-        )
-    return status
+    return store.alerts.queue_notice(
+        alert_id, channel, payload["idempotency_key"], payload, reason or "queued", now
+    )
 
 
 def silence(
@@ -403,73 +343,21 @@ def silence(
 ) -> int:
     """Silence a monitor's rule (or every rule: ``*``) for ``hours``; returns the silence id."""
     now = now or datetime.now(UTC)
-    with store._transaction() as connection:
-        created = connection.execute(
-            silences.insert().values(
-                monitor=monitor,
-                rule=rule,
-                created_at=stamp(now),
-                expires_at=stamp(now + timedelta(hours=hours)),
-                created_by=created_by,
-                reason=reason,
-            )
-        )
-        number = int(created.inserted_primary_key[0])
+    number = store.alerts.add_silence(
+        monitor, rule, now, now + timedelta(hours=hours), created_by, reason
+    )
     store.log_event(created_by, "silence", f"{monitor}/{rule}", {"id": number, "hours": hours})
     return number
 
 
 def silenced(store: ResultStore, monitor: str, rule: str, now: datetime) -> bool:
-    with store._connection() as connection:
-        return (
-            connection.execute(
-                sa.select(silences.c.id).where(
-                    silences.c.monitor.in_([monitor, "*"])
-                    & silences.c.rule.in_([rule, "*"])
-                    & (silences.c.expires_at > stamp(now))
-                )
-            ).first()
-            is not None
-        )
+    """Whether a silence of the monitor (or ``*``) and rule (or ``*``) holds at ``now``."""
+    return store.alerts.silenced(monitor, rule, now)
 
 
 def active(store: ResultStore, monitor: str | None = None, everything: bool = False):
     """Alerts as a DataFrame: pending and firing ones (``everything``: resolved too)."""
-    import pandas as pd
-
-    query = sa.select(alerts).order_by(alerts.c.updated_at.desc())
-    if monitor:
-        query = query.where(alerts.c.monitor == monitor)
-    if not everything:
-        query = query.where(alerts.c.state.in_(["pending", "firing"]))
-    with store._connection() as connection:
-        rows = connection.execute(query).mappings().all()
-    return pd.DataFrame([dict(r) for r in rows], columns=list(alerts.c.keys()))
-
-
-def _current(store, monitor, rule, version, segment) -> dict | None:
-    with store._connection() as connection:
-        row = (
-            connection.execute(
-                sa.select(alerts)
-                .where(
-                    (alerts.c.monitor == monitor)
-                    & (alerts.c.rule == rule)
-                    & (alerts.c.model_version == version)
-                    & (alerts.c.segment == segment)
-                )
-                .order_by(alerts.c.first_window.desc(), alerts.c.started_at.desc())
-                .limit(1)
-            )
-            .mappings()
-            .first()
-        )
-    return dict(row) if row is not None else None
-
-
-def _update(store, alert_id: str, **values: Any) -> None:
-    with store._transaction() as connection:
-        connection.execute(alerts.update().where(alerts.c.id == alert_id).values(**values))
+    return store.alerts.listing(monitor, everything)
 
 
 def _summary(rule: AlertRule, triggering, window: str, state: str) -> str:

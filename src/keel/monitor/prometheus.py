@@ -91,10 +91,6 @@ class _StoreCollector:
         return families
 
     def _alerts_and_notices(self) -> list:
-        import sqlalchemy as sa
-
-        from keel.store.results import alerts, notifications
-
         firing = GaugeMetricFamily(
             "keel_alerts", "Alerts by state", labels=("monitor", "rule", "severity", "state")
         )
@@ -103,50 +99,21 @@ class _StoreCollector:
             "Notifications by channel and status",
             labels=("channel", "status"),
         )
-        with self.store._connection() as connection:
-            for monitor, rule, severity, state, count in connection.execute(
-                sa.select(
-                    alerts.c.monitor,
-                    alerts.c.rule,
-                    alerts.c.severity,
-                    alerts.c.state,
-                    sa.func.count(),
-                )
-                .where(alerts.c.state.in_(["pending", "firing"]))
-                .group_by(alerts.c.monitor, alerts.c.rule, alerts.c.severity, alerts.c.state)
-            ):
-                firing.add_metric([monitor, rule, severity, state], float(count))
-            for channel, state, count in connection.execute(
-                sa.select(
-                    notifications.c.channel, notifications.c.status, sa.func.count()
-                ).group_by(notifications.c.channel, notifications.c.status)
-            ):
-                notices.add_metric([channel, state], float(count))
+        counts = self.store.alerts.counts()
+        for monitor, rule, severity, state, count in counts["alerts"]:
+            firing.add_metric([monitor, rule, severity, state], float(count))
+        for channel, state, count in counts["notifications"]:
+            notices.add_metric([channel, state], float(count))
         return [firing, notices]
 
     def _last_runs(self):
-        import sqlalchemy as sa
-
-        from keel.store.results import runs
-
         family = GaugeMetricFamily(
             "keel_last_run_duration_seconds",
             "How long each monitor's last run took",
             labels=("monitor",),
         )
-        newest = (
-            sa.select(runs.c.monitor, sa.func.max(runs.c.id).label("id"))
-            .where(runs.c.finished_at.is_not(None))
-            .group_by(runs.c.monitor)
-            .subquery()
-        )
-        with self.store._connection() as connection:
-            for monitor, started, finished in connection.execute(
-                sa.select(runs.c.monitor, runs.c.started_at, runs.c.finished_at).join(
-                    newest, runs.c.id == newest.c.id
-                )
-            ):
-                family.add_metric([monitor or ""], _epoch(finished) - _epoch(started))
+        for monitor, started, finished in self.store.alerts.last_runs():
+            family.add_metric([monitor or ""], _epoch(finished) - _epoch(started))
         return family
 
 

@@ -848,6 +848,13 @@ class ResultStore:
     def _connection(self):
         return _Guard(self, self.engine.connect)
 
+    @property
+    def alerts(self):
+        """This store's alert states, notifications and silences (``keel.store.alerts``)."""
+        from keel.store.alerts import AlertStore
+
+        return AlertStore(self)
+
 
 class _Guard:
     """Turns database errors into StoreError naming the store (password hidden)."""
