@@ -136,6 +136,7 @@ class Server:
         env: dict | None = None,
         prefix: list[str] = (),
         timeout: float = 90,
+        cwd: Path | None = None,
     ):
         self.log_root = log_root
         environment = {
@@ -165,6 +166,7 @@ class Server:
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=environment,
+            cwd=cwd,
         )
         self.url: str | None = None
         found = threading.Event()
