@@ -11,7 +11,8 @@ docs/formats.md): params; data (source, rows, time range, fingerprint, schema); 
 commit, dirty flag, the diff when dirty, the entrypoint); environment (Python and the
 versions of the packages loaded); the holdout metrics; the baseline.
 
->>> import numpy as np, pandas as pd, tempfile, pathlib
+>>> import numpy as np, pandas as pd, tempfile, pathlib, warnings
+>>> warnings.simplefilter("ignore")  # the working folder's git tree may be dirty: warned
 >>> from sklearn.linear_model import LogisticRegression
 >>> from keel.store import ResultStore
 >>> from keel.registry.embedded import EmbeddedRegistry
@@ -55,10 +56,9 @@ from typing import Any
 import pyarrow as pa
 
 from keel.errors import ConfigError, DataError, KeelError, SchemaError
+from keel.registry.base import BASELINE_ARTIFACT, PREDICTIONS_ARTIFACT
 
 LINEAGE_FORMAT = "keel.lineage/v1"
-PREDICTIONS_ARTIFACT = "holdout_predictions.parquet"
-BASELINE_ARTIFACT = "baseline.keel"
 MAX_DIFF_BYTES = 5_000_000
 
 

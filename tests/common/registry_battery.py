@@ -118,18 +118,25 @@ CHECKS = [value for name, value in sorted(globals().items()) if name.startswith(
 # -- the members, as fixtures: import ``registry`` (and ``mlflow_template``) into a test module --
 
 
+_TEMPLATE = None
+
+
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory):
     """An empty MLflow SQLite registry made (and migrated) once, copied per test."""
     pytest.importorskip("mlflow", reason="the MLflow registry needs keel[registry]")
     from mlflow.tracking import MlflowClient
 
+    global _TEMPLATE
+    if _TEMPLATE is not None and _TEMPLATE.is_file():  # one per process, however many modules
+        return _TEMPLATE
     folder = tmp_path_factory.mktemp("mlflow-template")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     with warnings.catch_warnings():  # MLflow's mappers: a loader SQLAlchemy 2.1 deprecates
         warnings.simplefilter("ignore", DeprecationWarning)
         MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments()  # the tables
-    return folder / "mlflow.db"
+    _TEMPLATE = folder / "mlflow.db"
+    return _TEMPLATE
 
 
 def make_mlflow_registry(folder, template):

@@ -20,6 +20,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from keel.errors import KeelError
 
+#: The artifacts of a training run keel records (beside ``model.skops`` and its lineage).
+BASELINE_ARTIFACT = "baseline.keel"
+PREDICTIONS_ARTIFACT = "holdout_predictions.parquet"
+
 
 class RegistryError(KeelError):
     """A registry that cannot be reached, or a model, version, alias or run it does not have."""

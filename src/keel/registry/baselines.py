@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from keel.registry.base import RegistryError, resolve
+from keel.registry.base import BASELINE_ARTIFACT, RegistryError, resolve
 
 CACHE = Path(".keel") / "registry-cache"
 
@@ -32,7 +32,6 @@ def bind_baseline(
     from keel._files import write_atomically
     from keel.baseline import Baseline
     from keel.registry import open_registry
-    from keel.tracking import BASELINE_ARTIFACT
 
     registry = registry if registry is not None else open_registry(store=store)
     version = resolve(registry, ref)
