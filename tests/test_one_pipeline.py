@@ -35,7 +35,8 @@ def _monitor(folder, segments: bool, performance: bool):
     if segments:
         text += "    segments:\n      - {name: country, column: country}\n"
     if performance:  # a KPI joins the window's verdict as performance does (judge_with)
-        text += '    kpis:\n      - {name: big_loans, expression: "avg(CAST(amount > 5000 AS INTEGER))"}\n'
+        text += "    kpis:\n"
+        text += '      - {name: big_loans, expression: "avg(CAST(amount > 5000 AS INTEGER))"}\n'
     return parse_config(text, "keel.yaml")[0]
 
 
@@ -46,7 +47,8 @@ def _run_counting(monitor, store, now, monkeypatch):
     def count(conn, cursor, statement, parameters, context, executemany):
         # Reads of what the store holds; a write's own look-up of the keys it is about to
         # write (``window_start IN (...)``) is the write's, one per series written.
-        reading = statement.lstrip().upper().startswith("SELECT") and "keel_results" in statement
+        selecting = statement.lstrip().upper().startswith("SELECT")
+        reading = selecting and "keel_results" in statement
         if reading and "window_start IN" not in statement:
             selects.append(statement)
 
