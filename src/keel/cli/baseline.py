@@ -1,0 +1,195 @@
+"""``keel baseline``: record and inspect baselines."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from keel.cli._shared import Columns, err, out, progress_bar, role_names, spinner
+from keel.errors import KeelError
+
+app = typer.Typer(help="Record and inspect baselines.", no_args_is_help=True)
+
+
+@app.command("create")
+def baseline_create(
+    data: Annotated[str, typer.Argument(help="Reference data: Parquet, CSV or a folder.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Baseline file to write.")],
+    target: Annotated[str | None, typer.Option(help="Target (label) column.")] = None,
+    prediction: Annotated[str | None, typer.Option(help="Prediction column.")] = None,
+    score: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Score (probability) column; repeat it for per-class scores (score_a, "
+            "score_b, ...), or give their prefix with --classes."
+        ),
+    ] = None,
+    timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
+    id: Annotated[str | None, typer.Option(help="Row or entity id column.")] = None,  # noqa: A002
+    ignore: Columns = None,
+    categorical: Columns = None,
+    sample_size: Annotated[int, typer.Option(help="Rows kept in the reference sample.")] = 10_000,
+    start: Annotated[
+        str | None, typer.Option("--from", help="Keep rows at or after this time (ISO 8601).")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="Keep rows before this time (ISO 8601).")
+    ] = None,
+    holdout: Annotated[
+        str | None,
+        typer.Option(help="Rows the model did not learn from: its holdout metrics come from here."),
+    ] = None,
+    reference_is_holdout: Annotated[
+        bool,
+        typer.Option(help="The reference's labelled rows are out of sample: metrics from them."),
+    ] = False,
+    task: Annotated[
+        str | None, typer.Option(help="binary, multiclass or regression (with the holdout).")
+    ] = None,
+    classes: Columns = None,
+) -> None:
+    """Record a baseline of reference data: schema, profile, bins, sample, fingerprint.
+
+    With --holdout (or --reference-is-holdout), also the model's holdout metrics, with
+    their intervals: what a monitor's performance checks judge windows against."""
+    from keel.baseline import Baseline
+    from keel.data import open_source
+
+    score, classes = _per_class_scores(score, classes)
+    task, why_none = _holdout_task(
+        holdout if holdout is not None else (data if reference_is_holdout else None),
+        task,
+        target,
+        score,
+        prediction,
+        classes,
+    )
+    source = open_source(data)
+    with progress_bar(source.num_rows, "baseline") as advance:
+        result = Baseline.from_data(
+            source,
+            target=target,
+            prediction=prediction,
+            score=score,  # multiclass: the prefix of one score column per class
+            timestamp=timestamp,
+            id=id,
+            roles=role_names(ignore=ignore),
+            sample_size=sample_size,
+            kinds={c: "categorical" for c in categorical or []},
+            start=start,
+            end=end,
+            on_batch=advance,
+            holdout=holdout if task else None,
+            reference_is_holdout=bool(task and reference_is_holdout and holdout is None),
+            task=task,
+            classes=classes,
+        )
+    metrics = result.metrics
+    result.save(output)
+    roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
+    out.print(
+        f"baseline {result.id}: {result.rows:,} rows, {len(result.schema.features)} "
+        f"features{'; ' + roles if roles else ''} → {output}"
+    )
+    if metrics:
+        shown = [k for k in metrics if not k.endswith(("_lower", "_upper")) and k != "holdout_rows"]
+        out.print(
+            f"holdout metrics on {int(metrics['holdout_rows']):,} rows: "
+            + ", ".join(f"{k} {metrics[k]:.4g}" for k in shown)
+        )
+    elif why_none:
+        err.print(f"[yellow]no holdout metrics recorded:[/] {why_none}", highlight=False)
+
+
+def _per_class_scores(scores: list[str] | None, classes: list | None):
+    """(the score column or prefix, the classes): repeated ``--score score_a --score score_b``
+    means the prefix ``score`` and the classes a, b."""
+    import os
+
+    if not scores or len(scores) == 1:
+        return (scores[0] if scores else None), classes
+    prefix = os.path.commonprefix(scores)
+    prefix = prefix[: prefix.rfind("_")] if "_" in prefix else ""
+    found = [name[len(prefix) + 1 :] for name in scores]
+    if not prefix or not all(found):
+        raise KeelError(
+            f"--score {' --score '.join(scores)}: per-class scores are named <prefix>_<class> "
+            "(score_a, score_b)"
+        )
+    if classes and [str(c) for c in classes] != found:
+        raise KeelError(f"--classes {classes} do not match the --score columns' classes {found}")
+    return prefix, classes or found
+
+
+def _holdout_task(holdout, task, target, score, prediction, classes):
+    """(the holdout's task, or None with the reason no holdout metrics are recorded) for
+    ``baseline create``; the baseline computes them and fits its estimator there."""
+    if target is None:
+        return None, None  # no label: nothing to measure, nothing to say
+    if holdout is None:
+        return None, (
+            "performance checks cannot alert without them; give --holdout FILE (rows the "
+            "model did not learn from) or --reference-is-holdout"
+        )
+    if task is None:
+        task = "regression" if score is None and prediction is not None else "binary"
+        task = "multiclass" if classes else task
+    if task not in ("binary", "multiclass", "regression"):
+        raise KeelError(f"--task {task!r}: one of binary, multiclass, regression")
+    return task, None
+
+
+@app.command("calibrate")
+def baseline_calibrate(
+    baseline_path: Annotated[Path, typer.Argument(help="Baseline file.")],
+    data: Annotated[str, typer.Argument(help="Its reference data, with event times.")],
+    window: Annotated[str, typer.Option(help="The monitor's window (1h, 1D, 7D).")],
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Calibration file to write.")
+    ] = None,
+    false_alarm_rate: Annotated[
+        float, typer.Option(help="Share of quiet windows allowed to alert.")
+    ] = 0.01,
+    timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
+) -> None:
+    """Fit thresholds for a monitor's windows on the baseline's reference data."""
+    from keel.baseline import Baseline
+    from keel.calibration import Calibration
+    from keel.store import ResultStore
+
+    baseline = Baseline.load(baseline_path)
+    output = output or baseline_path.with_name(f"{baseline_path.stem}.calibration-{window}.json")
+    with spinner(f"calibrating windows of {window}"):
+        calibration = Calibration.fit(
+            baseline, data, window, timestamp=timestamp, false_alarm_rate=false_alarm_rate
+        )
+    calibration.save(output)
+    ResultStore().register_calibration(calibration, output)
+    how = (
+        f"fallback ({calibration.fallback})"
+        if calibration.fallback
+        else f"{len(calibration.thresholds)} columns"
+    )
+    out.print(
+        f"calibrated {calibration.reference_windows} reference windows of {window} at a false "
+        f"alarm rate of {false_alarm_rate:g}: {how} → {output}"
+    )
+
+
+@app.command("show")
+def baseline_show(path: Annotated[Path, typer.Argument(help="Baseline file.")]) -> None:
+    """Print a baseline's id, size and columns."""
+    from keel.baseline import Baseline
+
+    summary = Baseline.load(path).summary()
+    out.print(
+        f"baseline {summary['id']}: {summary['rows']:,} rows from {summary['source']} "
+        f"({summary['created_at']})"
+    )
+    table = Table("column", "kind", "role")
+    for column in summary["columns"]:
+        table.add_row(column["column"], column["kind"], column["role"])
+    out.print(table)
