@@ -131,6 +131,19 @@ def test_a_monitor_reads_the_baseline_of_models_loans_at_champion(project):
     (monitor,) = load_config(repo / "keel.yaml")
     assert monitor.baseline.endswith("registry-cache/loans/1/baseline.keel")
     assert Baseline.load(monitor.baseline).fingerprint == version.tags["keel.baseline"]
+    # Calibrated when first bound, at the monitor's window, on the recorded training rows.
+    from keel.calibration import Calibration
+
+    calibration = Calibration.load(monitor.calibration)
+    assert calibration.baseline_id == Baseline.load(monitor.baseline).id
+    assert calibration.reference_windows == 20 and calibration.window == "1D"
+    assert registry.store.table("calibrations")["path"].tolist() == [monitor.calibration]
+    (repo / "keel.yaml").write_text(
+        (repo / "keel.yaml").read_text().replace("window: 1D", "window: 7D")
+    )
+    with pytest.warns(UserWarning, match=r"loans@1: only 2 reference windows of 7D .at least 20"):
+        (weekly,) = load_config(repo / "keel.yaml")
+    assert Calibration.load(weekly.calibration).fallback
 
 
 def test_a_dirty_tree_is_recorded_with_its_diff_and_warned_about(project):

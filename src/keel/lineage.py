@@ -84,7 +84,7 @@ def lineage(registry: Any, store: Any, ref: str) -> dict[str, Any]:
 def _monitors(store: Any, name: str, number: int) -> list[dict[str, Any]]:
     """Monitors of this model (bound to this version's baseline or not), with the windows and
     alerting Results they stored for this version."""
-    from keel.registry.baselines import bound_version
+    from keel.binding import bound_version
 
     found = []
     table = store.table("monitors")

@@ -245,6 +245,7 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         except (ValidationError, ConfigError) as error:
             raise ConfigError(_explain(error, source, document, "monitors", index)) from error
         if monitor.baseline.startswith("models:/"):  # a registered version's baseline
+            from keel.binding import bind_baseline, bind_calibration
             from keel.errors import KeelError
             from keel.registry.baselines import bind_baseline
 
