@@ -247,10 +247,13 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         if monitor.baseline.startswith("models:/"):  # a registered version's baseline
             from keel.binding import bind_baseline, bind_calibration
             from keel.errors import KeelError
-            from keel.registry.baselines import bind_baseline
 
             try:
                 monitor.baseline = str(bind_baseline(monitor.baseline))
+                if monitor.calibration is None:  # made when the version is first bound
+                    rate = monitor.false_alarm_rate
+                    made = bind_calibration(monitor.baseline, monitor.window, rate)
+                    monitor.calibration = str(made) if made else None
             except KeelError as error:
                 raise ConfigError(f"{source}: monitors[{index}].baseline: {error}") from error
         if monitor.name in names:
