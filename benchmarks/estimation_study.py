@@ -1,12 +1,14 @@
 """How good is performance estimation? Windows where the truth is known, four kinds.
 
-Run: python benchmarks/estimation_study.py [--windows 40] [--rows 2000]
+Run: python benchmarks/estimation_study.py [--windows 200] [--rows 2000]
 
 A logistic-regression model is trained on a reference where P(y=1 | x) is a
-known function of two features; keel's ``ConfidenceEstimator`` is fitted on a
-labelled holdout of it. Then, for each scenario, windows are drawn and the
-estimate (from the scores alone) is compared with the realized metric (from
-the labels):
+known function of two features, and decides at a threshold of 0.65 (not 0.5);
+keel's estimator is fitted on a labelled holdout of 20,000 rows
+(``keel.estimation.fit_holdout``, as a baseline made with ``--holdout`` does) and
+estimates each window with the model's logged decisions. Then, for each
+scenario, windows are drawn and the estimate (from the scores alone) is compared
+with the realized metric (from the labels):
 
 - quiet: the reference's distribution;
 - shift that hurts: the inputs move toward the decision boundary, where the
@@ -21,7 +23,10 @@ concept drift makes y = 2x + noise.
 
 Printed per scenario and metric: the mean realized and estimated values, the
 mean absolute error of the estimate, how often the band covers the realized
-value (95% bands), and how often the reliability flag fired. Where NannyML is
+value (95% bands; among all windows, and among the windows keel reports
+reliable), and how often the reliability flag fired. With NannyML, the paired
+difference of the absolute errors (keel − NannyML, per window) with its
+standard error. Where NannyML is
 installed in its side environment (``benchmarks/peers/README.md``; or
 ``--nannyml PYTHON``), its CBPE estimates the same windows from the same
 holdout (``benchmarks/peers/run_nannyml_estimation.py``), and its DLE the
@@ -44,7 +49,9 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from keel.estimation import ConfidenceEstimator, LossEstimator
+from keel.estimation import fit_holdout
+
+THRESHOLD = 0.65
 
 
 def truth(x: np.ndarray, concept: bool = False) -> np.ndarray:
@@ -82,30 +89,45 @@ class Case:
 def classifier(rng: np.random.Generator) -> Case:
     train = rng.normal(size=(20_000, 2))
     model = LogisticRegression().fit(train, rng.random(20_000) < truth(train))
-    holdout = rng.normal(size=(20_000, 2))
-    scores = model.predict_proba(holdout)[:, 1]
-    labels = rng.random(20_000) < truth(holdout)
-    estimator = ConfidenceEstimator.fit(scores, labels)
+    x = rng.normal(size=(20_000, 2))
+    scores = model.predict_proba(x)[:, 1]
+    labels = rng.random(20_000) < truth(x)
+    reference = pd.DataFrame(
+        {
+            "x1": x[:, 0],
+            "x2": x[:, 1],
+            "score": scores,
+            "prediction": (scores >= THRESHOLD).astype(int),
+            "label": labels.astype(int),
+        }
+    )
+    fit = fit_holdout(
+        reference, "binary", "label", score="score", prediction="prediction",
+        features=["x1", "x2"],
+    )  # fmt: skip
 
     def draw(rng, rows, scenario, strength):
         x = inputs(rng, rows, scenario, strength)
         labels = rng.random(rows) < truth(x, concept=scenario == "concept drift")
         scores = model.predict_proba(x)[:, 1]
-        frame = pd.DataFrame({"score": scores, "prediction": (scores >= 0.5).astype(int)})
+        decided = scores >= THRESHOLD
+        frame = pd.DataFrame(
+            {"x1": x[:, 0], "x2": x[:, 1], "score": scores, "prediction": decided.astype(int)}
+        )
         return frame, {
-            "accuracy": accuracy_score(labels, scores >= 0.5),
+            "accuracy": accuracy_score(labels, decided),
             "roc_auc": roc_auc_score(labels, scores),
         }
 
     def estimate(frame):
-        scores = frame["score"].to_numpy()
-        return estimator.estimate(scores), not estimator.reliability(scores)["reliable"]
+        found = fit.estimator.estimate(frame["score"].to_numpy(), decisions=frame["prediction"])
+        return found, not fit.support.reliability(frame[fit.support.columns])["reliable"]
 
-    reference = pd.DataFrame(
-        {"score": scores, "prediction": (scores >= 0.5).astype(int), "label": labels.astype(int)}
+    title = (
+        f"classifier (confidence-based; threshold {THRESHOLD}, learned {fit.rule['threshold']:.3f}"
+        f" reproducing {fit.rule['share']:.1%}; calibration: {fit.estimator.calibration})"
     )
-    title = f"classifier (confidence-based; calibration chosen: {estimator.calibration})"
-    return Case(title, "cbpe", reference, draw, estimate)
+    return Case(title, "cbpe", reference.drop(columns=["x1", "x2"]), draw, estimate)
 
 
 def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.DataFrame:
@@ -121,7 +143,7 @@ def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.Data
 
 def regressor(rng: np.random.Generator) -> Case:
     holdout = regression_window(rng, 20_000, "quiet", 0.0)
-    estimator = LossEstimator.fit(holdout, ["x"], "prediction", "y")
+    fit = fit_holdout(holdout, "regression", "y", prediction="prediction", features=["x"])
 
     def draw(rng, rows, scenario, strength):
         frame = regression_window(rng, rows, scenario, strength)
@@ -130,15 +152,15 @@ def regressor(rng: np.random.Generator) -> Case:
         return frame[["x", "prediction"]], realized
 
     def estimate(frame):
-        unreliable = not estimator.reliability(frame, "prediction")["reliable"]
-        return estimator.estimate(frame, "prediction"), unreliable
+        unreliable = not fit.support.reliability(frame)["reliable"]
+        return fit.estimator.estimate(frame, "prediction"), unreliable
 
-    return Case("regressor (loss models)", "dle", holdout, draw, estimate)
+    return Case("regressor (loss models, 20,000 holdout rows)", "dle", holdout, draw, estimate)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--windows", type=int, default=40)
+    parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--nannyml", type=Path, default=NANNYML)
     args = parser.parse_args()
@@ -187,17 +209,20 @@ def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> Non
 def _table(found: pd.DataFrame, peer: dict | None) -> None:
     header = (
         f"{'scenario':<18} {'metric':<9} {'realized':>8} {'keel':>6} {'MAE':>6} "
-        f"{'covered':>8} {'unreliable':>10}"
+        f"{'covered':>8} {'reliable':>9} {'unreliable':>10}"
     )
     if peer is not None:
-        header += f" {'NannyML':>8} {'MAE':>6} {'covered':>8}"
+        header += f" {'NannyML':>8} {'MAE':>6} {'covered':>8} {'keel-NannyML':>14}"
     print(header)
     for (scenario, name), part in found.groupby(["scenario", "metric"], sort=False):
         real = part["realized"].to_numpy()
-        covered = (part["keel_lower"] <= real) & (real <= part["keel_upper"])
+        covered = ((part["keel_lower"] <= real) & (real <= part["keel_upper"])).to_numpy()
+        reliable = ~part["unreliable"].to_numpy(bool)
+        error = np.abs(real - part["keel"].to_numpy())
         line = (
             f"{scenario:<18} {name:<9} {real.mean():8.3f} {part['keel'].mean():6.3f} "
-            f"{np.abs(real - part['keel']).mean():6.3f} {covered.mean():8.0%} "
+            f"{error.mean():6.3f} {covered.mean():8.0%} "
+            f"{covered[reliable].mean() if reliable.any() else float('nan'):9.0%} "
             f"{part['unreliable'].mean():10.0%}"
         )
         if peer is not None:
@@ -205,9 +230,11 @@ def _table(found: pd.DataFrame, peer: dict | None) -> None:
                 np.array([peer[w][name][field] for w in part["window"]])
                 for field in ("value", "lower", "upper")
             )
+            paired = error - np.abs(real - theirs)
             line += (
                 f" {theirs.mean():8.3f} {np.abs(real - theirs).mean():6.3f} "
-                f"{((low <= real) & (real <= high)).mean():8.0%}"
+                f"{((low <= real) & (real <= high)).mean():8.0%} "
+                f"{paired.mean():+7.4f}±{paired.std(ddof=1) / np.sqrt(len(paired)):.4f}"
             )
         print(line)
 
