@@ -127,6 +127,33 @@ class History:
 
         return pd.DataFrame([r.to_dict() for r in self.results()], columns=RESULT_COLUMNS)
 
+    def save(self, store: Any, monitor: str, actor: str = "keel") -> tuple[int, int]:
+        """Store every window's Results under ``monitor`` as one run of a results store
+        (``keel.store.ResultStore``); returns (written, unchanged). Saving the same history
+        again writes nothing new.
+
+        >>> import pyarrow as pa, numpy as np
+        >>> from keel.store import ResultStore
+        >>> rng = np.random.default_rng(0)
+        >>> baseline = Baseline.from_data(pa.table({"x": rng.normal(size=2_000)}), sample_size=0)
+        >>> history = check_history(baseline, pa.table({"x": rng.normal(size=2_000)}), "1000rows")
+        >>> store = ResultStore("sqlite://")
+        >>> written, _ = history.save(store, "m")
+        >>> written > 0, history.save(store, "m")[0]
+        (True, 0)
+        """
+        run = store.start_run(monitor, {"window": self.window, "baseline": self.baseline_id})
+        rows = [replace(r, monitor=monitor) for r in self.results()]
+        written, unchanged = store.write(rows, run)
+        store.finish_run(run, "alert" if self.alert else "ok")
+        store.log_event(
+            actor,
+            "stored results",
+            monitor,
+            {"written": written, "unchanged": unchanged, "run": run},
+        )
+        return written, unchanged
+
     def to_dict(self) -> dict[str, Any]:
         calibration = self.calibration
         return {

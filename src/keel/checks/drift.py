@@ -166,6 +166,13 @@ class DriftReport:
             )
         return results
 
+    def most_changed_first(self) -> list[ColumnDrift]:
+        """The columns, most changed first: drifted, then errors, then warnings, then by
+        effect size over its floor (a p-value rule: smaller is more change); the order the
+        CLI's table and the HTML report both show."""
+        rank = {"alert": 0, "error": 1, "warn": 2, "ok": 3, "insufficient_data": 4}
+        return sorted(self.columns, key=lambda c: (rank[c.status], -_change(c), c.column))
+
     def to_pandas(self):
         """The results as a DataFrame, one row per column, columns in the Result schema."""
         import pandas as pd
@@ -176,6 +183,17 @@ class DriftReport:
         from keel.report.html import drift_report_html
 
         return drift_report_html(self)
+
+
+def _change(column: ColumnDrift) -> float:
+    """How much a column changed, in multiples of its effect floor (or threshold)."""
+    value = column.effect_size if column.effect_size is not None else column.statistic
+    floor = column.effect_floor or column.threshold or 1.0
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return -1.0
+    if column.rule == "method" and column.p_value is not None:
+        return 1.0 - value  # a p-value: smaller is more change
+    return value / floor if floor else value
 
 
 class ProfileSide:

@@ -13,7 +13,6 @@ from keel.cli._shared import (
     EXIT_FOUND,
     EXIT_OK,
     Columns,
-    as_number,
     err,
     formatted,
     out,
@@ -222,23 +221,10 @@ def _window_name(window: str) -> str:
 
 
 def _store_history(history, monitor: str) -> None:
-    from dataclasses import replace
-
     from keel.store import ResultStore
 
     results_store = ResultStore()
-    run = results_store.start_run(
-        monitor, {"window": history.window, "baseline": history.baseline_id}
-    )
-    rows = [replace(r, monitor=monitor) for r in history.results()]
-    written, unchanged = results_store.write(rows, run)
-    results_store.finish_run(run, "alert" if history.alert else "ok")
-    results_store.log_event(
-        "keel drift",
-        "stored results",
-        monitor,
-        {"written": written, "unchanged": unchanged, "run": run},
-    )
+    written, unchanged = history.save(results_store, monitor, actor="keel drift")
     err.print(f"stored {written:,} results ({unchanged:,} unchanged) in {results_store.name}")
 
 
@@ -279,15 +265,12 @@ def print_history(history) -> None:
 def print_drift(report) -> None:
     """A table of columns, most changed first, and the verdict in one sentence."""
     table = Table("column", "kind", "test", "statistic", "p (adj.)", "effect", "verdict")
-    ordered = sorted(
-        report.columns,
-        key=lambda c: (not c.drift, c.status == "ok", -(as_number(c.effect_size) or 0.0)),
-    )
-    for column in ordered:
+    for column in report.most_changed_first():
         verdict = {
             "alert": "[bold red]drift[/]",
             "ok": "ok",
             "error": "[red]error[/]",
+            "warn": "[yellow]warn[/]",
             "insufficient_data": "[yellow]no data[/]",
         }[column.status]
         effect = (

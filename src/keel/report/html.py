@@ -78,27 +78,11 @@ def headline(report: DriftReport) -> str:
     return f"No drift in {checked} columns{tail}."
 
 
-def order_columns(columns: list[ColumnDrift]) -> list[ColumnDrift]:
-    """Most changed first: drifted, then errors, then by effect size over its floor."""
-
-    def change(column: ColumnDrift) -> float:
-        value = column.effect_size if column.effect_size is not None else column.statistic
-        floor = column.effect_floor or column.threshold or 1.0
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            return -1.0
-        if column.rule == "method" and column.p_value is not None:
-            return 1.0 - value  # a p-value: smaller is more change
-        return value / floor if floor else value
-
-    rank = {"alert": 0, "error": 1, "warn": 2, "ok": 3, "insufficient_data": 4}
-    return sorted(columns, key=lambda c: (rank[c.status], -change(c), c.column))
-
-
 def drift_report_html(
     report: DriftReport, max_charts: int = MAX_CHARTS, table_limit: int = TABLE_LIMIT
 ) -> str:
     """Render a DriftReport as one self-contained HTML page."""
-    ordered = order_columns(report.columns)
+    ordered = report.most_changed_first()
     rows = []
     for index, column in enumerate(ordered):
         draw = index < max_charts and column.distribution is not None
