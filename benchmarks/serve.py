@@ -289,6 +289,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--folder", type=Path, default=None, help="where logs go (a real disk)")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--only", nargs="*", default=None, help="setups to run (and bare)")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("needs wrk (apt-get install -y wrk)")
@@ -320,6 +321,8 @@ def main() -> None:
         ("durable+sleepy", "durable", "sleepy"),
         ("durable+crashing", "durable", "crashing"),
     ]
+    if args.only:
+        setups = [setup for setup in setups if setup[0] in args.only]
     for tag, mode, challenger in setups:
         process, url, _root = start_keel(folder, paths, mode, challenger, tag)
         try:
@@ -342,11 +345,13 @@ def main() -> None:
             f"{h['p50_ms'] - bare['half_rate']['p50_ms']:6.2f} "
             f"{h['p99_ms'] - bare['half_rate']['p99_ms']:6.2f}"
         )
-    reference = answers["durable"]
+    reference = answers.get("durable", answers["bare"])
     same = {tag: answers[tag] == reference for tag in answers if tag != "bare"}
     print("champion answers identical to the no-shadow run:", same)
-    no_shadow_p99 = results["durable"]["half_rate"]["p99_ms"]
+    no_shadow_p99 = results.get("durable", bare)["half_rate"]["p99_ms"]
     for tag in ("durable+sleepy", "durable+crashing", "durable+shadow"):
+        if tag not in results:
+            continue
         ratio = results[tag]["half_rate"]["p99_ms"] / no_shadow_p99
         print(f"{tag}: half-rate p99 / no-shadow p99 = {ratio:.2f}")
     if args.json is not None:

@@ -290,6 +290,28 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+class JsonLines(logging.Formatter):
+    """Log records as one JSON object a line: time, level, logger, message (and the error).
+
+    >>> record = logging.LogRecord("keel.serve", logging.WARNING, "", 0, "a %s", ("b",), None)
+    >>> json.loads(JsonLines().format(record))["message"]
+    'a b'
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import UTC, datetime
+
+        line = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["error"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
 def _server_class() -> Any:
     import signal
     import threading
@@ -322,11 +344,14 @@ def serve(config: ServeConfig, announce: Any = None) -> None:
     models are loaded and the socket listens."""
     import uvicorn
 
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s keel.serve %(levelname)s %(message)s",
-        stream=sys.stderr,
-    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLines())
+    logging.getLogger("keel.serve").addHandler(handler)
+    logging.getLogger("keel.serve").setLevel(logging.INFO)
+    # The committer and shadow threads hand the GIL back and forth with the event loop; at
+    # Python's default 5 ms switch interval a woken thread can wait that long for it, which
+    # would add milliseconds to each durable answer.
+    sys.setswitchinterval(0.0005)
     gateway = Gateway(config)
     gateway.start()
     gateway.wait_for_shadows(60)

@@ -288,7 +288,8 @@ class ShadowRunner:
             self._drop(records, reason)
 
     def _drop(self, records: list[dict], reason: str, detail: str | None = None) -> None:
-        self.dropped[reason] += 1
+        with self._lock:  # the event loop (queue_full) and the collector both drop
+            self.dropped[reason] += 1
         if self.metrics is not None:
             self.metrics.shadow_dropped.labels(self.model, self.challenger, reason).inc()
         self.log(
