@@ -773,18 +773,19 @@ class Forest:
         out = np.full(len(inputs), self.baseline)
         for start in range(0, len(inputs), 20_000):  # bounded memory: trees × 20,000 rows
             x = inputs[start : start + 20_000]
-            rows = np.arange(len(x))[None, :]
-            node = np.repeat(self.roots[:, None], len(x), axis=1)
-            while True:
-                moving = self.left[node] != node
-                if not moving.any():
-                    break
-                value = x[rows, self.feature[node]]
+            rows = np.tile(np.arange(len(x)), len(self.roots))
+            node = np.repeat(self.roots, len(x))  # every (tree, row) pair at its root
+            active = np.flatnonzero(self.left[node] != node)
+            while len(active):  # one level at a time; pairs that reach a leaf drop out
+                at = node[active]
+                value = x[rows[active], self.feature[at]]
                 go_left = np.where(
-                    np.isnan(value), self.missing_left[node], value <= self.threshold[node]
+                    np.isnan(value), self.missing_left[at], value <= self.threshold[at]
                 )
-                node = np.where(go_left, self.left[node], self.right[node])
-            out[start : start + len(x)] += self.value[node].sum(axis=0)
+                moved = np.where(go_left, self.left[at], self.right[at])
+                node[active] = moved
+                active = active[self.left[moved] != moved]
+            out[start : start + len(x)] += self.value[node].reshape(len(self.roots), -1).sum(axis=0)
         return out
 
     def arrays(self, prefix: str) -> dict[str, np.ndarray]:
@@ -1139,8 +1140,8 @@ class HoldoutFit:
     >>> rows = pd.DataFrame({"x": s, "score": s, "y": (rng.uniform(size=3000) < s).astype(int)})
     >>> fit = fit_holdout(rows, "binary", "y", score="score", features=["x"])
     >>> again = HoldoutFit.from_bytes(fit.meta(), fit.to_bytes())
-    >>> again.labels["counts"] == fit.labels["counts"], again.estimator.calibration
-    (True, 'none')
+    >>> again.labels["counts"] == fit.labels["counts"], again.fitted_rows
+    (True, 3000)
     """
 
     task: str
