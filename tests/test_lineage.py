@@ -189,35 +189,25 @@ def test_lineage_walks_version_run_data_baseline_promotions_and_monitors(tmp_pat
     store = registry.store
     config = {"baseline": ".keel/registry-cache/loans/1/baseline.keel", "window": "1D"}
     store.save_monitor("loans-daily", "loans", config)
+
+    def result(version, day, status):
+        return Result(
+            check="feature_drift",
+            column="x",
+            metric="wasserstein",
+            value=0.3 if status == "alert" else 0.01,
+            threshold=0.1,
+            status=status,
+            monitor="loans-daily",
+            model="loans",
+            model_version=version,
+            window_start=f"2026-02-0{day}",
+            window_end=f"2026-02-0{day + 1}",
+        )
+
+    # Version 2's window is not this version's; a log naming no version is, once bound.
     store.write(
-        [
-            Result(
-                check="feature_drift",
-                column="x",
-                metric="wasserstein",
-                value=0.3,
-                threshold=0.1,
-                status="alert",
-                monitor="loans-daily",
-                model="loans",
-                model_version="1",
-                window_start="2026-02-01",
-                window_end="2026-02-02",
-            ),
-            Result(
-                check="feature_drift",
-                column="x",
-                metric="wasserstein",
-                value=0.01,
-                threshold=0.1,
-                status="ok",
-                monitor="loans-daily",
-                model="loans",
-                model_version="1",
-                window_start="2026-02-02",
-                window_end="2026-02-03",
-            ),
-        ]
+        [result("1", 1, "alert"), result("1", 2, "ok"), result("2", 3, "ok"), result(None, 4, "ok")]
     )
     found = lineage(registry, store, "models:/loans@champion")
     assert found["version"]["ref"] == "loans@1" and found["version"]["aliases"] == ["champion"]
@@ -228,7 +218,7 @@ def test_lineage_walks_version_run_data_baseline_promotions_and_monitors(tmp_pat
     assert found["holdout"]["metrics"]["roc_auc"] > 0.7
     assert [(p["actor"], p["reason"]) for p in found["promotions"]] == [("ada", "first model")]
     (monitor,) = found["monitors"]
-    assert monitor["bound_to_this_version"] and monitor["windows"] == 2
+    assert monitor["bound_to_this_version"] and monitor["windows"] == 3
     assert monitor["alerting_windows"] == ["2026-02-01"]
     assert found["reproducible"] is True
     text = "\n".join(describe(found))

@@ -219,3 +219,41 @@ def test_keel_train_registers_a_version_and_exits_0_or_2(project, run_keel):
         assert failed.returncode == 2, (bad, failed.stdout, failed.stderr)
         assert failed.stderr.startswith("error:"), failed.stderr
     assert [v.version for v in registry.versions("loans")] == [1]
+
+
+def test_a_monitor_bound_to_the_champion_runs_and_lineage_counts_its_windows(project):
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from keel.lineage import lineage
+    from keel.monitor.run import run_monitor
+    from keel.registry.aliases import promote
+    from keel.store.logs import ingest_file, log_root
+
+    repo, data, registry = project
+    _train(data, registry)
+    promote(registry, registry.store, "loans", 1, "champion", "first model", "ada")
+    rng = np.random.default_rng(5)
+    hours = 24 * 6
+    served = pd.DataFrame(
+        {
+            "x": rng.normal(1.5, 1.0, hours),  # shifted: every day should drift
+            "z": rng.normal(size=hours),
+            "event_time": pd.date_range("2026-04-01", periods=hours, freq="h", tz="UTC"),
+            "request_id": [f"r{i}" for i in range(hours)],
+            "score": rng.uniform(size=hours),
+        }
+    )
+    served["prediction"] = (served["score"] > 0.5).astype(int)
+    ingest_file(served, log_root(None), "predictions", "loans")
+    (repo / "keel.yaml").write_text(
+        "monitors:\n  - name: loans\n    model: loans\n"
+        "    baseline: models:/loans@champion\n    window: 1D\n"
+    )
+    (monitor,) = load_config(repo / "keel.yaml")
+    outcome = run_monitor(monitor, registry.store, now=datetime(2026, 4, 10, tzinfo=UTC))
+    assert outcome["windows"] == 6 and len(outcome["alerting"]) >= 5
+    (watching,) = lineage(registry, registry.store, "loans@champion")["monitors"]
+    assert watching["bound_to_this_version"] and watching["windows"] == 6
+    assert len(watching["alerting_windows"]) == len(outcome["alerting"])

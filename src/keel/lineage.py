@@ -95,7 +95,13 @@ def _monitors(store: Any, name: str, number: int) -> list[dict[str, Any]]:
         bound = bound_version(str(config.get("baseline", "")))
         if bound is not None and bound[0] != name:
             continue
-        results = store.latest(monitor=row["name"], model_version=str(number))
+        results = store.latest(monitor=row["name"])
+        if len(results):
+            versions = results["model_version"]
+            mine = versions == str(number)
+            if bound == (name, number):  # a log that names no version: judged on this one
+                mine |= versions.isna() | (versions == "")
+            results = results[mine]
         windows = sorted(set(results["window_start"].dropna())) if len(results) else []
         alerting = results[results["status"] == "alert"] if len(results) else results
         found.append(
