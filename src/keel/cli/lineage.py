@@ -19,7 +19,9 @@ def lineage(
     ref: Annotated[str, typer.Argument(help="loans@champion, loans@3 or models:/loans@champion")],
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Walk version → run → data → baseline → monitors, and say what trained the model:
+    """What trained this model, who promoted it and why.
+
+    Walks version → run → data → baseline → monitors and says what trained the model:
     data (fingerprints, time ranges), code, params, environment, holdout metrics, and who
     moved its aliases and why."""
     from keel.lineage import describe

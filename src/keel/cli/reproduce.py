@@ -23,7 +23,9 @@ def reproduce(
     alpha: Annotated[float, typer.Option(help="Significance level of the paired test.")] = 0.05,
     as_json: Annotated[bool, typer.Option("--json", help="JSON on stdout.")] = False,
 ) -> None:
-    """Run the recorded entrypoint from a clean checkout of the recorded commit on the
+    """Re-do a recorded training run and compare it item by item. Exit 0/1/2.
+
+    Runs the recorded entrypoint from a clean checkout of the recorded commit on the
     recorded data, and compare data fingerprints, code, package versions, params and the
     holdout predictions. Exit 0 all match, 1 something differs, 2 cannot run."""
     from keel.registry import open_registry

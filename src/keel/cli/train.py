@@ -38,8 +38,10 @@ def train(
     timestamp: Annotated[str | None, typer.Option(help="Event-time column.")] = None,
     id: Annotated[str | None, typer.Option(help="Row or entity id column.")] = None,  # noqa: A002
 ) -> None:
-    """Call ENTRYPOINT(train: pyarrow.Table, params: dict) -> model, score the holdout, and
-    register the model with its lineage: data fingerprints, code, params, environment,
+    """Train through ENTRYPOINT and register the model with everything that made it.
+
+    Calls ENTRYPOINT(train: pyarrow.Table, params: dict) -> model, scores the holdout, and
+    registers the model with its lineage: data fingerprints, code, params, environment,
     holdout metrics and a baseline."""
     from keel.errors import ConfigError
     from keel.tracking import load_entrypoint, track
