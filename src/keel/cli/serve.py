@@ -63,6 +63,9 @@ def serve(
         int | None, typer.Option(help="Not ready below this much free disk.")
     ] = None,
     store: Annotated[str | None, typer.Option(help="Store URL (admin tokens).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (each its own shadows and WAL).")
+    ] = None,
 ) -> None:
     """Serve models over HTTP until SIGINT/SIGTERM, then stop gracefully (nothing lost)."""
     import sys
@@ -114,6 +117,10 @@ def serve(
         settings.min_free_mb = min_free_mb
     if store is not None:
         settings.store_url = store
+    if workers is not None:
+        if workers < 1:
+            raise ConfigError(f"--workers {workers}: at least 1")
+        settings.workers = workers
 
     def announce(url: str) -> None:
         names = ", ".join(m.name for m in settings.models)

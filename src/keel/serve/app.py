@@ -9,6 +9,7 @@ token, ``Authorization: Bearer TOKEN``; ``keel tokens add NAME`` makes one).
 import contextlib
 import json
 import logging
+import os
 import socket
 import sys
 from typing import Any
@@ -98,7 +99,7 @@ def _predict_body_schema(gateway: Gateway) -> dict[str, Any]:
     }
 
 
-def create_app(config: ServeConfig, gateway: Gateway | None = None) -> Any:
+def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: Any = None) -> Any:
     """The FastAPI app serving ``config``: the gateway starts with the app and is closed
     (shadows drained, logs written and compacted) when it stops. A ``gateway`` given here
     is the caller's: started if it is not, closed by the caller.
@@ -115,6 +116,9 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None) -> Any:
     async def lifespan(app: Any) -> Any:
         if gateway.started_at is None:
             gateway.start()
+            gateway.wait_for_shadows(60)
+        if on_ready is not None:
+            on_ready()
         try:
             yield
         finally:
@@ -170,8 +174,8 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None) -> Any:
 
     @app.get("/healthz")
     async def healthz() -> Any:
-        """The process is up and answering."""
-        return _json(200, {"status": "ok"})
+        """The process is up and answering (``pid``: which worker answered)."""
+        return _json(200, {"status": "ok", "pid": os.getpid()})
 
     @app.get("/readyz")
     async def readyz() -> Any:
@@ -338,16 +342,92 @@ def _server_class() -> Any:
     return Server
 
 
+CONFIG_VARIABLE = "KEEL_SERVE_CONFIG"
+READY_VARIABLE = "KEEL_SERVE_READY_FOLDER"
+
+
+def _log_json_lines() -> None:
+    logger = logging.getLogger("keel.serve")
+    if not any(isinstance(h.formatter, JsonLines) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(JsonLines())
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def worker_app() -> Any:
+    """The app of one ``--workers`` process: a gateway of its own (models, shadow processes,
+    log writers), started with the app, from the configuration in ``KEEL_SERVE_CONFIG``."""
+    sys.setswitchinterval(0.0005)
+    _log_json_lines()
+    config = ServeConfig.from_dict(json.loads(os.environ[CONFIG_VARIABLE]))
+    folder = os.environ.get(READY_VARIABLE)
+
+    def ready() -> None:
+        if folder:
+            with open(os.path.join(folder, str(os.getpid())), "w"):
+                pass
+
+    return create_app(config, on_ready=ready)
+
+
+def _serve_workers(config: ServeConfig, announce: Any) -> None:
+    """``workers`` processes on one socket (uvicorn's supervisor restarts any that dies);
+    each has its own gateway: its own shadow processes and its own WAL segments (several
+    writers share a log folder safely: each segment is locked by its writer and compacted
+    under its own name)."""
+    import shutil
+    import tempfile
+    import threading
+    import time
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    ready = tempfile.mkdtemp(prefix="keel-serve-ready-")
+    os.environ[CONFIG_VARIABLE] = json.dumps(config.to_dict())
+    os.environ[READY_VARIABLE] = ready
+    sock = bind(config.host, config.port)
+    host, port = sock.getsockname()[:2]
+    settings = uvicorn.Config(
+        "keel.serve.app:worker_app",
+        factory=True,
+        workers=config.workers,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+        h11_max_incomplete_event_size=65_536,
+    )
+    supervisor = Multiprocess(settings, sockets=[sock])
+
+    def wait_for_workers() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and not supervisor.should_exit.is_set():
+            if len(os.listdir(ready)) >= config.workers:
+                if announce is not None:
+                    announce(f"http://{host}:{port}")
+                return
+            time.sleep(0.1)
+
+    threading.Thread(target=wait_for_workers, daemon=True).start()
+    try:
+        supervisor.run()
+    finally:
+        sock.close()
+        shutil.rmtree(ready, ignore_errors=True)
+
+
 def serve(config: ServeConfig, announce: Any = None) -> None:
     """Serve until SIGINT or SIGTERM, then stop gracefully (finish requests in flight,
     drain the shadows, write and compact the logs). ``announce(url)`` is called once the
     models are loaded and the socket listens."""
     import uvicorn
 
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines())
-    logging.getLogger("keel.serve").addHandler(handler)
-    logging.getLogger("keel.serve").setLevel(logging.INFO)
+    _log_json_lines()
+    if config.workers > 1:
+        _serve_workers(config, announce)
+        return
     # The committer and shadow threads hand the GIL back and forth with the event loop; at
     # Python's default 5 ms switch interval a woken thread can wait that long for it, which
     # would add milliseconds to each durable answer.

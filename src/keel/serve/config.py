@@ -103,6 +103,7 @@ class ServeConfig:
     drain_seconds: float = 5.0
     compact_seconds: float = 5.0
     store_url: str | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -115,6 +116,25 @@ class ServeConfig:
         if self.on_log_failure not in ON_LOG_FAILURE:
             raise ConfigError(f"on_log_failure {self.on_log_failure!r}: one of {ON_LOG_FAILURE}")
         self.log_root = Path(self.log_root)
+        if int(self.workers) < 1:
+            raise ConfigError(f"workers must be at least 1, not {self.workers}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data ``from_dict`` reads back (how ``--workers`` hands it to each worker).
+
+        >>> config = ServeConfig.from_dict({"models": {"m": {"model": "m.skops"}}})
+        >>> ServeConfig.from_dict(config.to_dict()) == config
+        True
+        """
+        plain: dict[str, Any] = {
+            f.name: getattr(self, f.name) for f in fields(self) if f.name != "models"
+        }
+        plain["log_root"] = str(self.log_root)
+        plain["models"] = {
+            m.name: {f.name: getattr(m, f.name) for f in fields(m) if f.name != "name"}
+            for m in self.models
+        }
+        return plain
 
     @classmethod
     def from_dict(cls, payload: Mapping[str, Any]) -> ServeConfig:

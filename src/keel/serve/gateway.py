@@ -211,6 +211,9 @@ class Gateway:
         for served in self.served.values():
             served.log.close()
             served.shadow_log.close()
+        import gc
+
+        gc.collect()  # the shadows' queues release their semaphores now, not at a signal
 
     def _poll(self) -> None:
         while not self._stop.wait(self.config.reload_seconds):

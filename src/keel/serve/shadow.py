@@ -145,7 +145,8 @@ class ShadowRunner:
 
     def _discard_process(self) -> None:
         process, self._process = self._process, None
-        for channel in (self._requests, self._results):
+        channels, self._requests, self._results = (self._requests, self._results), None, None
+        for channel in channels:
             if channel is not None:
                 channel.cancel_join_thread()
                 channel.close()
@@ -180,8 +181,11 @@ class ShadowRunner:
             self._next_id += 1
             item_id = self._next_id
             self._outstanding[item_id] = (time.monotonic(), records)
+        requests = self._requests
         try:
-            self._requests.put_nowait((item_id, time.time(), self.timeout, rows))
+            if requests is None:
+                raise ValueError("restarting")
+            requests.put_nowait((item_id, time.time(), self.timeout, rows))
         except (queue.Full, ValueError, OSError, AssertionError):  # full, or closed under us
             with self._lock:
                 self._outstanding.pop(item_id, None)
@@ -197,10 +201,13 @@ class ShadowRunner:
 
     def _collect(self) -> None:
         while not self._stop.is_set():
+            results = self._results
             try:
-                message = self._results.get(timeout=0.05) if self._results else None
-            except (queue.Empty, OSError, ValueError, EOFError):
+                message = results.get(timeout=0.05) if results is not None else None
+            except (queue.Empty, OSError, ValueError, EOFError, TypeError):
                 message = None
+            if results is None:
+                time.sleep(0.05)
             if message is not None:
                 self._last_heard = time.monotonic()
                 self._handle(message)
@@ -333,10 +340,11 @@ class ShadowRunner:
             pending = list(self._outstanding.items())
             self._outstanding.clear()
         self._drop_items(pending, "shutdown")
-        if self._requests is not None and self._process is not None and self._process.is_alive():
+        requests, process = self._requests, self._process
+        if requests is not None and process is not None and process.is_alive():
             try:
-                self._requests.put_nowait(None)
-                self._process.join(timeout=1)
+                requests.put_nowait(None)
+                process.join(timeout=1)
             except (queue.Full, ValueError, OSError):
                 pass
         self._discard_process()
