@@ -28,7 +28,7 @@ RECORD = {"x": 0.1, "y": 2.0, "color": "blue"}
 def setup(tmp_path_factory):
     folder = tmp_path_factory.mktemp("durable")
     models = make_models(folder / "models")
-    return folder, write_config(folder / "serve.yaml", models)
+    return folder, write_config(folder / "serve.yaml", models), models
 
 
 def load(url: str, threads: int, stop: threading.Event, acked: list, per_thread: int = 2000):
@@ -69,7 +69,7 @@ def load(url: str, threads: int, stop: threading.Event, acked: list, per_thread:
 
 
 def test_kill_9_under_load_then_restart_every_acknowledged_request_is_logged_once(setup):
-    folder, config = setup
+    folder, config, _ = setup
     root = folder / "kill-logs"
     server = Server(config, root)
     stop, acked = threading.Event(), []
@@ -101,8 +101,23 @@ def test_kill_9_under_load_then_restart_every_acknowledged_request_is_logged_onc
 
 
 def test_fast_mode_answers_first_and_a_graceful_stop_still_logs_everything(setup):
-    folder, config = setup
+    from datetime import UTC, datetime, timedelta
+
+    from keel.store.logs import LogWriter
+
+    folder, _, models = setup
     root = folder / "fast-logs"
+    now = datetime.now(UTC)
+    with LogWriter(root, "predictions", "loans") as writer:  # one day past retention, one not
+        writer.append(
+            [
+                {"request_id": "old", "event_time": now - timedelta(days=40)},
+                {"request_id": "recent", "event_time": now - timedelta(days=2)},
+            ]
+        )
+    config = write_config(
+        folder / "retained.yaml", make_models(folder / "models"), log_retention_days=30
+    )
     server = Server(config, root, mode="fast")
     with httpx.Client(base_url=server.url) as client:
         ids = [
@@ -112,8 +127,9 @@ def test_fast_mode_answers_first_and_a_graceful_stop_still_logs_everything(setup
         assert client.get("/v1/models").json()["loans"]["log"]["mode"] == "fast"
     assert server.stop(signal.SIGINT) == 0, server.stderr()
     assert sorted(read_log(root, "predictions", "loans").column("request_id").to_pylist()) == (
-        sorted(ids)
-    )
+        sorted([*ids, "recent"])
+    ), "every answer logged; the day past log_retention_days deleted at start, the other kept"
+    assert "retention removed loans/predictions/" in server.stderr()
 
 
 def _namespaced(options: str, root) -> list[str]:
@@ -146,7 +162,7 @@ needs_mount = pytest.mark.skipif(
 
 @needs_mount
 def test_a_full_disk_makes_the_gateway_unready_and_refuse_with_the_reason(setup):
-    folder, config = setup
+    folder, config, _ = setup
     root = folder / "full"
     root.mkdir()
     server = Server(config, root, prefix=_namespaced("size=192k", root))
@@ -173,7 +189,7 @@ def test_a_full_disk_makes_the_gateway_unready_and_refuse_with_the_reason(setup)
 
 @needs_mount
 def test_a_read_only_log_folder_is_not_ready_and_every_prediction_is_refused(setup):
-    folder, config = setup
+    folder, config, _ = setup
     root = folder / "read-only"
     root.mkdir()
     server = Server(config, root, prefix=_namespaced("ro,size=1m", root))

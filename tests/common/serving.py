@@ -110,6 +110,7 @@ def write_config(path: Path, models: dict[str, Path], **settings) -> Path:
         "shadow_timeout",
         "shadow_memory_mb",
         "trusted",
+        "log_retention_days",
     }
     model = {
         "model": str(models["champion"]),

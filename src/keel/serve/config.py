@@ -16,6 +16,7 @@ optional) or built from the command line's options for one model::
           weights: {champion: 0.9, canary: 0.1}
           challengers: {challenger: models/loans-v3.skops}
           shadow_share: 1.0
+          log_retention_days: 90     # older days of its logs (and its shadows') are deleted
 
 >>> config = ServeConfig.from_dict({"models": {"loans": {"model": "m.skops",
 ...                                                       "baseline": "b.baseline"}}})
@@ -55,6 +56,7 @@ class ModelConfig:
     salt: str | None = None
     trusted: list[str] = field(default_factory=list)
     version: str | None = None
+    log_retention_days: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -75,6 +77,8 @@ class ModelConfig:
             raise ConfigError(f"model {self.name!r}: weights for arms with no model: {unknown}")
         if not 0.0 <= float(self.shadow_share) <= 1.0:
             raise ConfigError(f"model {self.name!r}: shadow_share must be in [0, 1]")
+        if self.log_retention_days is not None and int(self.log_retention_days) < 1:
+            raise ConfigError(f"model {self.name!r}: log_retention_days must be at least 1")
         if int(self.shadow_queue) < 1 or float(self.shadow_timeout) <= 0:
             raise ConfigError(f"model {self.name!r}: shadow_queue ≥ 1 and shadow_timeout > 0")
 

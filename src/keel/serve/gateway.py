@@ -182,9 +182,9 @@ class Gateway:
             self.served[model_config.name] = served
         self._publish_versions()
         self.started_at = time.time()
-        if config.reload_seconds > 0:
-            self._poller = threading.Thread(target=self._poll, name="keel-reload", daemon=True)
-            self._poller.start()
+        self.retain()
+        self._poller = threading.Thread(target=self._poll, name="keel-reload", daemon=True)
+        self._poller.start()
 
     def wait_for_shadows(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the shadows to load (or fail); note the ones that failed."""
@@ -216,12 +216,40 @@ class Gateway:
         gc.collect()  # the shadows' queues release their semaphores now, not at a signal
 
     def _poll(self) -> None:
-        while not self._stop.wait(self.config.reload_seconds):
-            for name in list(self.served):
+        """Reload every ``reload_seconds`` (when > 0); apply retention every hour."""
+        interval = self.config.reload_seconds if self.config.reload_seconds > 0 else 3600.0
+        retained = time.monotonic()
+        while not self._stop.wait(min(interval, 3600.0)):
+            if self.config.reload_seconds > 0:
+                for name in list(self.served):
+                    try:
+                        self.reload(name, actor="reload_seconds")
+                    except KeelError as error:
+                        log.warning("reload of %r failed: %s", name, error)
+            if time.monotonic() - retained >= 3600.0:
+                retained = time.monotonic()
+                self.retain()
+
+    def retain(self) -> list[str]:
+        """Delete the log days older than each model's ``log_retention_days`` (its
+        predictions, its shadows', labels and rejected rows); returns what was removed."""
+        from keel.store.logs import retain
+
+        removed = []
+        for name, served in self.served.items():
+            days = served.config.log_retention_days
+            if days is None:
+                continue
+            for logged in (name, f"{name}.shadow"):
                 try:
-                    self.reload(name, actor="reload_seconds")
-                except KeelError as error:
-                    log.warning("reload of %r failed: %s", name, error)
+                    removed += [
+                        f"{logged}/{day}" for day in retain(self.config.log_root, logged, int(days))
+                    ]
+                except OSError as error:
+                    log.error("retention of %s failed: %s", logged, error)
+        if removed:
+            log.warning("retention removed %s", ", ".join(removed))
+        return removed
 
     def _publish_versions(self) -> None:
         versions: dict[str, dict[str, Any]] = {}
