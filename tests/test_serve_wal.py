@@ -58,3 +58,18 @@ def test_a_commit_that_cannot_be_written_fails_every_waiter_and_is_said(tmp_path
     with pytest.raises(DataError):
         log.close()
         log.write_behind([{"request_id": "late", "event_time": "2026-01-05"}])
+
+
+def test_a_write_not_confirmed_in_time_is_not_acknowledged_and_lands_once_later(tmp_path):
+    log = GroupCommitLog(tmp_path, "loans")
+    record = {"request_id": "slow", "event_time": "2026-01-05"}
+    with log._writer._lock:  # the writer is busy (as behind a hung disk) until released
+
+        async def late() -> None:
+            await log.commit([record], timeout=0.2)
+
+        with pytest.raises(DataError, match="did not confirm the write within 0.2 s"):
+            asyncio.run(late())
+    assert log.submit([record]).result(timeout=10) == 1  # the client's retry, same id
+    log.close()
+    assert read_log(tmp_path, "predictions", "loans").column("request_id").to_pylist() == ["slow"]

@@ -108,6 +108,7 @@ class ServeConfig:
     compact_seconds: float = 5.0
     store_url: str | None = None
     workers: int = 1
+    commit_timeout: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -356,7 +356,7 @@ class Gateway:
         self._mirror(served, rows, keys, bases, versions)
         if self.config.log_mode == "durable":
             try:
-                await served.log.commit(logged)
+                await served.log.commit(logged, self.config.commit_timeout)
             except DataError as error:
                 if self.config.on_log_failure == "refuse":
                     raise Refusal(

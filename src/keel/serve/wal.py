@@ -135,14 +135,23 @@ class GroupCommitLog:
             self._backlog += len(records)
             self._condition.notify()
 
-    async def commit(self, records: list[dict]) -> int:
+    async def commit(self, records: list[dict], timeout: float | None = None) -> int:
         """Log records; return (the count) once they are written and, when durable, synced.
 
-        Raises ``DataError`` (with the reason) when the log could not take them."""
+        Raises ``DataError`` (with the reason) when the log could not take them, or did not
+        confirm within ``timeout`` seconds (a hung disk): then they were not acknowledged,
+        though they may still be written (a retry with the same request id is logged once)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._enqueue(records, (loop, future))
-        return await future
+        if timeout is None:
+            return await future
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise DataError(
+                f"the {self.name!r} log did not confirm the write within {timeout:g} s"
+            ) from None
 
     def submit(self, records: list[dict]) -> concurrent.futures.Future:
         """Log records from any thread; the future completes as ``commit`` returns.
@@ -188,8 +197,12 @@ class GroupCommitLog:
                         f"{len(records) - accepted} record(s) refused by the log (kept under "
                         f"{self.root / 'rejected'} with the reason)"
                     )
-            except (DataError, OSError) as raised:
-                error = raised if isinstance(raised, DataError) else DataError(str(raised))
+            except Exception as raised:  # the committer must outlive anything one batch does
+                error = (
+                    raised
+                    if isinstance(raised, DataError)
+                    else DataError(f"{type(raised).__name__}: {raised}")
+                )
             with self._condition:
                 self._backlog -= len(records)
             if error is None:
