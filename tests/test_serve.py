@@ -132,8 +132,9 @@ def test_an_unknown_model_is_a_404_listing_the_models_served(served):
 
 
 def test_health_readiness_and_metrics(served):
-    _, client, _, _ = served
-    assert client.get("/healthz").json() == {"status": "ok"}
+    server, client, _, _ = served
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["pid"] == server.process.pid
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
     metrics = client.get("/metrics").text

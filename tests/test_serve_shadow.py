@@ -22,8 +22,15 @@ def shadowed(tmp_path_factory):
     models = make_models(folder / "models", FAULTS)
     broken = folder / "models" / "broken.skops"
     broken.write_bytes(b"this is not a model file")
-    challengers = {"challenger": str(models["challenger"]), "broken": str(broken)}
-    challengers.update({fault: str(models[fault]) for fault in FAULTS})
+    challengers = {fault: str(models[fault]) for fault in FAULTS}
+    challengers.update(
+        {
+            # its own queue and timeout: roomy enough that a busy machine never drops one
+            "challenger": {"model": str(models["challenger"]), "queue": 1000, "timeout": 30},
+            "broken": str(broken),
+            "sleepy": {"model": str(models["sleepy"]), "queue": 2},  # sure to overflow
+        }
+    )
     config = write_config(
         folder / "serve.yaml",
         models,

@@ -48,7 +48,8 @@ class ModelConfig:
     entity_keys: list[str] = field(default_factory=list)
     canaries: dict[str, str] = field(default_factory=dict)
     weights: dict[str, float] = field(default_factory=lambda: {"champion": 1.0})
-    challengers: dict[str, str] = field(default_factory=dict)
+    #: name → location, or name → {model: location, queue: n, timeout: s, memory_mb: m}
+    challengers: dict[str, Any] = field(default_factory=dict)
     shadow_share: float = 1.0
     shadow_queue: int = 1000
     shadow_timeout: float = 2.0
@@ -57,8 +58,23 @@ class ModelConfig:
     trusted: list[str] = field(default_factory=list)
     version: str | None = None
     log_retention_days: int | None = None
+    #: Per-challenger overrides of shadow_queue, shadow_timeout, shadow_memory_mb.
+    challenger_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for challenger, entry in list(self.challengers.items()):
+            if isinstance(entry, Mapping):
+                entry = dict(entry)
+                if "model" not in entry:
+                    raise ConfigError(f"challenger {challenger!r}: say which model (model:)")
+                self.challengers[challenger] = str(entry.pop("model"))
+                wrong = sorted(set(entry) - {"queue", "timeout", "memory_mb"})
+                if wrong:
+                    raise ConfigError(
+                        f"challenger {challenger!r}: unknown setting(s) {wrong} "
+                        "(known: model, queue, timeout, memory_mb)"
+                    )
+                self.challenger_settings[challenger] = entry
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ConfigError(f"model name {self.name!r} cannot name a log folder")
         if self.name.endswith(".shadow"):
@@ -81,6 +97,20 @@ class ModelConfig:
             raise ConfigError(f"model {self.name!r}: log_retention_days must be at least 1")
         if int(self.shadow_queue) < 1 or float(self.shadow_timeout) <= 0:
             raise ConfigError(f"model {self.name!r}: shadow_queue ≥ 1 and shadow_timeout > 0")
+
+    def shadow(self, challenger: str) -> tuple[int, float, int | None]:
+        """A challenger's (queue size, timeout, memory limit): its own, or the model's.
+
+        >>> m = ModelConfig("m", "m.skops", challengers={"a": {"model": "a.skops", "queue": 2}})
+        >>> m.challengers["a"], m.shadow("a")
+        ('a.skops', (2, 2.0, None))
+        """
+        own = self.challenger_settings.get(challenger, {})
+        return (
+            int(own.get("queue", self.shadow_queue)),
+            float(own.get("timeout", self.shadow_timeout)),
+            own.get("memory_mb", self.shadow_memory_mb),
+        )
 
     @property
     def routing_salt(self) -> str:

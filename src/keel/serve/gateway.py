@@ -172,9 +172,7 @@ class Gateway:
                     spec,
                     served.shadow_log.write_behind,
                     self.metrics,
-                    model_config.shadow_queue,
-                    model_config.shadow_timeout,
-                    model_config.shadow_memory_mb,
+                    *model_config.shadow(challenger),
                     config.drain_seconds,
                 )
                 runner.start()
