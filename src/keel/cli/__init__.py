@@ -53,6 +53,7 @@ app.command("reproduce")(reproduce.reproduce)
 app.add_typer(serve.app, name="serve")
 app.add_typer(tokens.app, name="tokens")
 app.command("train")(train.train)
+app.command("ui")(__import__("keel.cli.ui", fromlist=["ui"]).ui)
 # -- end of command groups --
 
 

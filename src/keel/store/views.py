@@ -1,0 +1,330 @@
+"""Reads shaped for people looking at the store: the dashboard's (``keel ui``) views.
+
+Each function takes a ``ResultStore`` and makes a fixed number of queries, whatever the
+number of monitors, series or windows (the overview is one statement for every monitor's
+latest windows): the work happens in the database, on the newest revision of each Result
+(a row is the newest when no row with its key hash has a higher revision). Statuses are
+ranked as the monitor report ranks them: alert > error > warn > ok > insufficient data.
+
+Two small writes live here too, beside the reads they pair with: ``end_silence`` (the
+dashboard's unsilence) and ``bulk_insert`` (a generated store for benchmarks).
+
+>>> import tempfile, pathlib
+>>> from keel.result import Result
+>>> from keel.store import ResultStore
+>>> store = ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+>>> rows = [Result(check="quality", column="age", metric="missing_share", value=v,
+...                threshold=0.1, status=s, monitor="loans", window_start=day)
+...         for v, s, day in [(0.0, "ok", "2026-01-01"), (0.5, "alert", "2026-01-02")]]
+>>> _ = store.write(rows)
+>>> [(w["window_start"], w["status"]) for w in latest_windows(store, per_monitor=5)]
+[('2026-01-01', 'ok'), ('2026-01-02', 'alert')]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from keel.result import Result
+from keel.store.results import (
+    KEY,
+    ResultStore,
+    events,
+    key_hash,
+    model_versions,
+    models,
+    monitors,
+    results,
+    silences,
+    stamp,
+)
+
+#: A status's rank (the worst of a window wins) and back.
+RANKS = {"insufficient_data": 0, "ok": 1, "warn": 2, "error": 3, "alert": 4}
+STATUS_OF_RANK = {rank: status for status, rank in RANKS.items()}
+#: Checks that describe a window rather than judge it: not counted in its status.
+NOT_JUDGED = ("window", "diagnosis")
+
+_RANK_SQL = "CASE r.status " + " ".join(f"WHEN '{s}' THEN {n}" for s, n in RANKS.items()) + " END"
+_NEWEST = (
+    "NOT EXISTS (SELECT 1 FROM keel_results n "
+    "WHERE n.key_hash = r.key_hash AND n.revision > r.revision)"
+)
+# The newest ``:per_monitor`` distinct window starts of every monitor, as each monitor's
+# earliest start kept: a loose index scan over (monitor, window_start), so a handful of index
+# seeks per monitor instead of reading every row (SQLite and PostgreSQL alike).
+_CUTOFFS = """
+WITH RECURSIVE names(monitor) AS (
+    SELECT MIN(monitor) FROM keel_results
+    UNION ALL
+    SELECT (SELECT MIN(k.monitor) FROM keel_results k WHERE k.monitor > names.monitor)
+    FROM names WHERE names.monitor IS NOT NULL
+),
+starts(monitor, window_start, n) AS (
+    SELECT monitor,
+           (SELECT MAX(k.window_start) FROM keel_results k WHERE k.monitor = names.monitor),
+           1
+    FROM names WHERE monitor IS NOT NULL {only}
+    UNION ALL
+    SELECT monitor,
+           (SELECT MAX(k.window_start) FROM keel_results k
+            WHERE k.monitor = starts.monitor AND k.window_start < starts.window_start),
+           n + 1
+    FROM starts WHERE n < :per_monitor AND window_start IS NOT NULL
+),
+cutoffs(monitor, cutoff) AS (
+    SELECT monitor, MIN(window_start) FROM starts WHERE window_start IS NOT NULL
+    GROUP BY monitor
+)
+"""
+_NOT_JUDGED_SQL = "('window', 'diagnosis')"
+
+
+def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, Any]]:
+    """Every series' (monitor, model version, segment) newest windows, oldest first within a
+    series, in one query: ``status`` (the worst of its checks), ``alerting`` (how many
+    Results alert), ``verdict`` and ``summary`` (its diagnosis), ``rows``, ``labels``,
+    ``newest_data`` and ``newest_labels`` (the window's newest ingestion times, epoch
+    seconds). ``per_monitor``: how many of each monitor's newest window starts."""
+    statement = sa.text(
+        _CUTOFFS.format(only="")
+        + f"""
+SELECT r.monitor, MAX(r.model) AS model, r.model_version, r.segment, r.window_start,
+       MAX(r.window_end) AS window_end,
+       MAX(CASE WHEN r."check" NOT IN {_NOT_JUDGED_SQL} THEN {_RANK_SQL} END) AS rank,
+       SUM(CASE WHEN r."check" NOT IN {_NOT_JUDGED_SQL} AND r.status = 'alert'
+           THEN 1 ELSE 0 END) AS alerting,
+       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis,
+       MAX(CASE WHEN r."check" = 'window' AND r.metric = 'rows' THEN r.value END) AS rows,
+       MAX(CASE WHEN r."check" = 'window' AND r.metric = 'labels' THEN r.value END) AS labels,
+       MAX(CASE WHEN r."check" = 'window' AND r.metric = 'newest_ingestion'
+           THEN r.value END) AS newest_data,
+       MAX(CASE WHEN r."check" = 'window' AND r.metric = 'newest_label_ingestion'
+           THEN r.value END) AS newest_labels,
+       MAX(r.created_at) AS written_at
+FROM cutoffs c JOIN keel_results r
+     ON r.monitor = c.monitor AND r.window_start >= c.cutoff
+WHERE {_NEWEST}
+GROUP BY r.monitor, r.model_version, r.segment, r.window_start
+ORDER BY r.monitor, r.model_version, r.segment, r.window_start
+"""
+    )
+    with store._connection() as connection:
+        fetched = connection.execute(statement, {"per_monitor": int(per_monitor)}).mappings()
+        return [_window_row(dict(row)) for row in fetched]
+
+
+def monitor_timeline(store: ResultStore, monitor: str, windows: int = 60) -> list[dict[str, Any]]:
+    """One monitor's newest ``windows`` window starts, one row per series, window and check
+    (oldest first), in one query: ``status`` (the worst of that check's Results),
+    ``alerting`` (how many alert), ``results`` (how many), and for the ``diagnosis`` check
+    its ``verdict`` and ``summary``."""
+    statement = sa.text(
+        _CUTOFFS.format(only="AND monitor = :monitor")
+        + f"""
+SELECT r.model_version, r.segment, r.window_start, MAX(r.window_end) AS window_end,
+       r."check" AS "check", MAX({_RANK_SQL}) AS rank,
+       SUM(CASE WHEN r.status = 'alert' THEN 1 ELSE 0 END) AS alerting,
+       COUNT(*) AS results,
+       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis
+FROM cutoffs c JOIN keel_results r
+     ON r.monitor = c.monitor AND r.window_start >= c.cutoff
+WHERE r.monitor = :monitor AND {_NEWEST}
+GROUP BY r.model_version, r.segment, r.window_start, r."check"
+ORDER BY r.model_version, r.segment, r.window_start, r."check"
+"""
+    )
+    with store._connection() as connection:
+        fetched = connection.execute(
+            statement, {"per_monitor": int(windows), "monitor": monitor}
+        ).mappings()
+        return [_window_row(dict(row)) for row in fetched]
+
+
+def window_results(store: ResultStore, monitor: str, window_start: str) -> list[dict]:
+    """The newest revision of every Result of one monitor's window (every series), with
+    ``details`` decoded, ordered by series, check, column and metric."""
+    r = results.alias("r")
+    newer = results.alias("n")
+    query = (
+        sa.select(r)
+        .where(
+            (r.c.monitor == monitor)
+            & (r.c.window_start == window_start)
+            & ~sa.exists().where(
+                (newer.c.key_hash == r.c.key_hash) & (newer.c.revision > r.c.revision)
+            )
+        )
+        .order_by(r.c.model_version, r.c.segment, r.c.check, r.c.column, r.c.metric)
+    )
+    with store._connection() as connection:
+        rows = [dict(row) for row in connection.execute(query).mappings()]
+    for row in rows:
+        row["details"] = json.loads(row["details"]) if row["details"] else {}
+    return rows
+
+
+def declared_monitors(store: ResultStore) -> list[dict]:
+    """The monitors declared in the store (name, model, window, updated_at), by name."""
+    query = sa.select(monitors.c.name, monitors.c.model, monitors.c.config, monitors.c.updated_at)
+    with store._connection() as connection:
+        fetched = connection.execute(query.order_by(monitors.c.name)).mappings().all()
+    found = []
+    for row in fetched:
+        config = json.loads(row["config"]) if row["config"] else {}
+        found.append(
+            {
+                "name": row["name"],
+                "model": row["model"],
+                "window": config.get("window"),
+                "updated_at": row["updated_at"],
+            }
+        )
+    return found
+
+
+def model_names(store: ResultStore) -> list[str]:
+    """Every model the store knows: registered (the embedded registry), seen in a monitor's
+    data, or named by a declared monitor; sorted."""
+    query = sa.union(
+        sa.select(model_versions.c.name.label("name")),
+        sa.select(models.c.name.label("name")),
+        sa.select(monitors.c.model.label("name")),
+    )
+    with store._connection() as connection:
+        return sorted({name for (name,) in connection.execute(query) if name})
+
+
+def seen_versions(store: ResultStore) -> list[dict]:
+    """The model versions monitors have seen in their data (name, version, baseline,
+    first_seen, last_seen), by name and version."""
+    query = sa.select(models).order_by(models.c.name, models.c.version)
+    with store._connection() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def silence_rows(store: ResultStore, now: datetime | None = None, expired: int = 20) -> list:
+    """Silences holding at ``now`` (``active`` True), newest first, then the ``expired``
+    most recently ended ones."""
+    now_text = stamp(now or datetime.now(UTC))
+    holding = silences.c.expires_at > now_text
+    with store._connection() as connection:
+        active = connection.execute(
+            sa.select(silences).where(holding).order_by(silences.c.id.desc())
+        ).mappings()
+        rows = [{**dict(r), "active": True} for r in active]
+        ended = connection.execute(
+            sa.select(silences)
+            .where(~holding)
+            .order_by(silences.c.expires_at.desc())
+            .limit(expired)
+        ).mappings()
+        rows += [{**dict(r), "active": False} for r in ended]
+    return rows
+
+
+def end_silence(store: ResultStore, silence_id: int, now: datetime | None = None) -> bool:
+    """End a silence now (its expiry becomes ``now``); False when it had already ended or
+    there is none. The row stays, so who silenced what remains readable."""
+    now_text = stamp(now or datetime.now(UTC))
+    with store._transaction() as connection:
+        return bool(
+            connection.execute(
+                silences.update()
+                .where((silences.c.id == int(silence_id)) & (silences.c.expires_at > now_text))
+                .values(expires_at=now_text)
+            ).rowcount
+        )
+
+
+def recent_events(store: ResultStore, limit: int = 100) -> list[dict]:
+    """The event log's newest ``limit`` entries, newest first, ``details`` decoded."""
+    query = sa.select(events).order_by(events.c.id.desc()).limit(int(limit))
+    with store._connection() as connection:
+        rows = [dict(row) for row in connection.execute(query).mappings()]
+    for row in rows:
+        try:
+            row["details"] = json.loads(row["details"]) if row["details"] else {}
+        except ValueError:
+            row["details"] = {"text": row["details"]}
+    return rows
+
+
+def recent_runs(store: ResultStore, monitor: str, limit: int = 10) -> list[dict]:
+    """One monitor's newest ``limit`` runs (id, started_at, finished_at, status), newest
+    first."""
+    from keel.store.results import runs
+
+    query = (
+        sa.select(runs.c.id, runs.c.started_at, runs.c.finished_at, runs.c.status)
+        .where(runs.c.monitor == monitor)
+        .order_by(runs.c.id.desc())
+        .limit(int(limit))
+    )
+    with store._connection() as connection:
+        return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def change_stamp(store: ResultStore) -> str:
+    """A short text that changes whenever Results, alerts, silences or events change (the
+    newest ids and update time, in one query): the dashboard's "anything new?"."""
+    statement = sa.text(
+        "SELECT (SELECT MAX(id) FROM keel_results), (SELECT MAX(updated_at) FROM keel_alerts), "
+        "(SELECT COUNT(*) FROM keel_alerts), (SELECT MAX(id) FROM keel_silences), "
+        "(SELECT MAX(expires_at) FROM keel_silences), (SELECT MAX(id) FROM keel_events)"
+    )
+    with store._connection() as connection:
+        values = connection.execute(statement).one()
+    return "~".join("" if value is None else str(value) for value in values)
+
+
+def bulk_insert(store: ResultStore, rows: Iterable[Result], chunk: int = 50_000) -> int:
+    """Insert Results as revision 0 without comparing them with what is stored: for
+    generating a fresh store fast (benchmarks). Rows whose key is already stored are
+    skipped by the unique index. Returns how many were offered."""
+    from keel.store.results import _insert_new
+
+    created, count, batch = stamp(), 0, []
+    with store._transaction() as connection:
+        statement = _insert_new(connection)
+        for row in rows:
+            record = {name: getattr(row, name) for name in KEY}
+            record["key_hash"] = key_hash(tuple(record[name] for name in KEY))
+            record.update(
+                value=row.value,
+                threshold=row.threshold,
+                status=row.status,
+                revision=0,
+                details=json.dumps(row.details, default=str) if row.details else None,
+                run_id=None,
+                created_at=created,
+            )
+            batch.append(record)
+            if len(batch) >= chunk:
+                connection.execute(statement, batch)
+                count, batch = count + len(batch), []
+        if batch:
+            connection.execute(statement, batch)
+            count += len(batch)
+    return count
+
+
+def _window_row(row: dict[str, Any]) -> dict[str, Any]:
+    rank = row.pop("rank", None)
+    row["status"] = STATUS_OF_RANK.get(rank, "insufficient_data") if rank is not None else "none"
+    text = row.pop("diagnosis", None)
+    diagnosis = {}
+    if text:
+        try:
+            diagnosis = json.loads(text)
+        except ValueError:
+            diagnosis = {}
+    row["verdict"] = diagnosis.get("verdict", "")
+    row["summary"] = diagnosis.get("summary", "")
+    row["causes"] = diagnosis.get("causes", [])
+    return row
