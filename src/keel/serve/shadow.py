@@ -215,9 +215,9 @@ class ShadowRunner:
 
     def _handle(self, message: tuple) -> None:
         kind = message[0]
-        if kind == "ready":
+        if kind == "ready":  # the crash count is reset by an answer, not by a load: a
+            # challenger that loads and then dies on every request backs off to 30 s
             self.state, self.version, self.reason = "running", message[1], None
-            self.crashes = 0
             return
         if kind == "failed":
             self.state, self.reason = "failed", f"the challenger did not load: {message[1]}"
@@ -229,6 +229,7 @@ class ShadowRunner:
             return  # already dropped (timed out): its late answer is not logged
         offered, records = entry
         if kind == "done":
+            self.crashes = 0
             outputs, seconds = message[2], message[3]
             lag = time.monotonic() - offered
             self.answered += 1
