@@ -279,3 +279,17 @@ def test_a_multiclass_baseline_is_made_from_the_command_line(run_keel, tmp_path)
     found = estimated_results(window, fit_estimator(baseline, spec), spec, baseline.metrics, 0.01)
     assert all(r.value is not None and r.details["reliable"] for r in found)
     assert all(r.status == "ok" for r in found)  # a quiet window, judged against the holdout
+
+
+def test_a_small_holdout_makes_quiet_estimates_alert_at_most_at_the_monitors_rate():
+    rng = np.random.default_rng(derive_seed("known answers", "small holdout"))
+    rows = _population(1000, rng)  # a 1,000-row holdout: its metrics are uncertain too
+    fit, metrics = _fit(rows), holdout_metrics(rows, "binary", "y", "score", "prediction")
+    alerting = sum(
+        any(
+            r.status == "alert"
+            for r in _estimated(_population(1000, rng), fit, metrics, seed=i).values()
+        )
+        for i in range(400)
+    )
+    assert alerting <= 4  # the monitor's rate, 1% of 400 windows (measured: 0)

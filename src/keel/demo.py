@@ -300,10 +300,10 @@ def _tell_estimation(store: Any, console: Console) -> None:
         )
     console.print(
         "The covariate shift (weeks 5-6) shows in the estimate the day each week closes, weeks "
-        "before its labels; the estimate is flagged unreliable where the scores leave the "
-        "reference (the unit change); and it cannot see concept drift (weeks 13-14): the same "
-        "inputs with a new relationship to the label leave it flat while the realized values "
-        "fall. Only labels reveal that."
+        "before its labels; the estimate is flagged unreliable where the inputs leave the "
+        "holdout's support (the unit change); and it cannot see concept drift (weeks 13-14): "
+        "the same inputs with a new relationship to the label leave it flat while the realized "
+        "values fall. Only labels reveal that."
     )
 
 
