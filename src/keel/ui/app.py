@@ -142,9 +142,9 @@ def create_app(
         active = {row["name"] for row in store.token_rows(active_only=True)}
         return session if session["name"] in active else None
 
-    def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
+    def page(request: Request, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         session = session_of(request)
-        html = templates.get_template(name).render(
+        html = templates.get_template(template).render(
             session=session, path=request.url.path, poll_seconds=poll_seconds, **context
         )
         return HTMLResponse(html, status_code=status)
@@ -177,7 +177,7 @@ def create_app(
 
     @app.get("/fragments/overview", response_class=HTMLResponse)
     def overview_fragment(request: Request, since: str = ""):
-        if since and since == _quoted_stamp(store):
+        if since and since == _current_stamp(store):
             return Response(status_code=204)  # nothing new: htmx keeps the page as it is
         return page(request, "_overview.html", **overview_context(store))
 
@@ -412,10 +412,10 @@ def overview_context(store: Any) -> dict[str, Any]:
     }
 
 
-def _quoted_stamp(store: Any) -> str:
+def _current_stamp(store: Any) -> str:
     from keel.store.views import change_stamp
 
-    return quote(change_stamp(store), safe="")
+    return change_stamp(store)
 
 
 def monitor_context(
