@@ -1,5 +1,6 @@
-"""``keel serve --workers 2``: two processes answer on one port, each with its own gateway,
-and a graceful stop leaves every answer of both in the log once."""
+"""``keel serve MODEL --baseline FILE --workers 2``: two processes answer on one port, each
+with its own gateway and shadow process, and a graceful stop leaves every answer of both
+(and every shadow's) in the log once."""
 
 from __future__ import annotations
 
@@ -7,15 +8,22 @@ import httpx
 
 from keel.store.queries import read_log
 
-from .common.serving import Server, make_models, write_config
+from .common.serving import Server, make_models
 
 
 def test_two_workers_answer_and_every_answer_is_logged_once(tmp_path):
     models = make_models(tmp_path / "models")
-    config = write_config(
-        tmp_path / "serve.yaml", models, challengers={"challenger": str(models["challenger"])}
-    )
-    server = Server(config, tmp_path / "logs", "--workers", "2")
+    server = Server(  # the command line's own form: the model, then its options
+        None,
+        tmp_path / "logs",
+        str(models["champion"]),
+        "--baseline", str(models["baseline"]),
+        "--name", "loans",
+        "--entity-key", "customer_id",
+        "--challenger", f"challenger={models['challenger']}",
+        "--min-free-mb", "0",
+        "--workers", "2",
+    )  # fmt: skip
     pids, ids = set(), []
     for i in range(30):
         with httpx.Client(base_url=server.url, timeout=30) as client:  # a new connection each
@@ -28,3 +36,5 @@ def test_two_workers_answer_and_every_answer_is_logged_once(tmp_path):
     assert server.stop() == 0, server.stderr()
     logged = read_log(server.log_root, "predictions", "loans").column("request_id").to_pylist()
     assert sorted(logged) == sorted(ids)
+    shadowed = read_log(server.log_root, "predictions", "loans.shadow")
+    assert sorted(shadowed.column("request_id").to_pylist()) == sorted(ids)

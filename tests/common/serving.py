@@ -126,11 +126,12 @@ def write_config(path: Path, models: dict[str, Path], **settings) -> Path:
 
 
 class Server:
-    """``keel serve`` in a subprocess on 127.0.0.1, port 0; ``url`` once it announced itself."""
+    """``keel serve`` in a subprocess on 127.0.0.1, port 0; ``url`` once it announced itself.
+    Without ``config``, ``args`` say what to serve (``MODEL --baseline FILE ...``)."""
 
     def __init__(
         self,
-        config: Path,
+        config: Path | None,
         log_root: Path,
         *args: str,
         mode: str = "durable",
@@ -154,8 +155,7 @@ class Server:
                 "-m",
                 "keel.cli",
                 "serve",
-                "--config",
-                str(config),
+                *(["--config", str(config)] if config is not None else []),
                 "--port",
                 "0",
                 "--log-root",

@@ -22,7 +22,7 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, str]:
     return pairs
 
 
-@app.callback(invoke_without_command=True)
+@app.command()
 def serve(
     model: Annotated[
         str | None, typer.Argument(help="A skops model file, or models:/NAME@ALIAS.")
