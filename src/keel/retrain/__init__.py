@@ -1,0 +1,1 @@
+"""Retraining: the gate that decides whether a challenger replaces the champion."""
