@@ -120,7 +120,11 @@ def classifier(rng: np.random.Generator) -> Case:
         }
 
     def estimate(frame):
-        found = fit.estimator.estimate(frame["score"].to_numpy(), decisions=frame["prediction"])
+        found = fit.estimator.estimate(
+            frame["score"].to_numpy(),
+            decisions=frame["prediction"],
+            local=fit.local_correction(frame),  # as a monitor's estimated_results does
+        )
         return found, not fit.support.reliability(frame[fit.support.columns])["reliable"]
 
     title = (

@@ -87,7 +87,10 @@ def estimated_results(
             if threshold is None and not _rule_holds(model.rule):
                 return _undecided(names, holdout, model.rule)
             decisions = model.decide(scores, threshold)
-        estimates = model.estimate(scores, value_matrix, confidence, seed=seed, decisions=decisions)
+        local = _local(window, estimator, kept)
+        estimates = model.estimate(
+            scores, value_matrix, confidence, seed=seed, decisions=decisions, local=local
+        )
     elif spec.task == "multiclass":
         columns = [f"{spec.score}_{c}" for c in spec.classes]
         scores = np.column_stack(
@@ -117,6 +120,16 @@ def estimated_results(
         return results
     # Outside what the holdout covered: reported, never alerting.
     return [replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results]
+
+
+def _local(window: pa.Table, fit: Any, kept: np.ndarray) -> Any:
+    """The holdout's local calibration correction for the window's kept rows, when the
+    fit has one and the window has every input it needs."""
+    if getattr(fit, "local_inputs", None) is None or fit.support is None:
+        return None
+    if any(c not in window.column_names for c in fit.support.columns):
+        return None
+    return fit.local_correction(window.select(fit.support.columns).to_pandas()[kept])
 
 
 def _reliability(window: pa.Table, fit: Any, spec: Any, seed: int) -> dict[str, Any]:
