@@ -293,3 +293,24 @@ def test_a_small_holdout_makes_quiet_estimates_alert_at_most_at_the_monitors_rat
         for i in range(400)
     )
     assert alerting <= 4  # the monitor's rate, 1% of 400 windows (measured: 0)
+
+
+def test_the_local_correction_follows_a_shift_that_moves_p_y_given_the_score(holdout):
+    _, fit, metrics = holdout
+    rng = np.random.default_rng(derive_seed("known answers", "local"))
+    covered, corrected, score_only = 0, [], []
+    for index in range(50):
+        window = _population(2000, rng)
+        window[["x1", "x2"]] *= 0.5  # toward the centre: the model's missing interaction fades
+        logit = 1.5 * window["x1"] - window["x2"] + 0.8 * window["x1"] * window["x2"]
+        window["score"] = 1 / (1 + np.exp(-(1.5 * window["x1"] - window["x2"])))
+        window["prediction"] = (window["score"] >= 0.65).astype(int)
+        window["y"] = (rng.random(2000) < 1 / (1 + np.exp(-logit))).astype(int)
+        realized = accuracy_score(window["y"], window["prediction"])
+        found = _estimated(window, fit, metrics, seed=index)["accuracy"]
+        covered += found.details["lower"] <= realized <= found.details["upper"]
+        corrected.append(abs(found.value - realized))
+        plain = fit.estimator.estimate(window["score"].to_numpy(), decisions=window["prediction"])
+        score_only.append(abs(plain["accuracy"].value - realized))
+    assert covered >= 45, covered
+    assert np.mean(corrected) < np.mean(score_only) / 1.5, (np.mean(corrected), np.mean(score_only))
