@@ -424,3 +424,45 @@ def test_keel_ui_serves_the_dashboard_on_loopback(ui, tmp_path):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def exported_series() -> set[str]:
+    """Every series name keel's two Prometheus registries expose (the monitor's, read from a
+    store, and the gateway's), derived from the registries themselves."""
+    from keel.monitor.prometheus import Metrics
+    from keel.serve.metrics import ServeMetrics
+
+    names = set()
+    for registry in (Metrics(ResultStore("sqlite://")).registry, ServeMetrics().registry):
+        for family in registry.collect():
+            suffixes = {
+                "counter": ("_total",),
+                "histogram": ("_bucket", "_sum", "_count"),
+                "summary": ("_sum", "_count"),
+            }.get(family.type, ("",))
+            names.update(family.name + suffix for suffix in suffixes)
+    return names
+
+
+def test_every_grafana_panel_queries_a_series_keel_exports():
+    import json
+
+    dashboard = json.loads((Path(__file__).parents[1] / "docs/grafana/keel.json").read_text())
+    exported = exported_series()
+    assert {"keel_result_value", "keel_alerts", "keel_serve_request_seconds_bucket"} <= exported
+    panels = [p for p in dashboard["panels"] if p["type"] != "row"]
+    assert len(panels) >= 10
+    queried = set()
+    for panel in panels:
+        names = {
+            name
+            for target in panel["targets"]
+            for name in re.findall(r"\bkeel_[a-z0-9_]+", target["expr"])
+        }
+        assert names, f"panel {panel['title']!r} queries no keel series"
+        assert names <= exported, f"{panel['title']!r}: {sorted(names - exported)} not exported"
+        queried |= names
+    variables = [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    assert all(set(re.findall(r"\bkeel_[a-z0-9_]+", v)) <= exported for v in variables)
+    # The alerts and the freshness of each monitor are on the board.
+    assert {"keel_alerts", "keel_window_start_timestamp_seconds"} <= queried

@@ -19,6 +19,15 @@ dashboard's unsilence) and ``bulk_insert`` (a generated store for benchmarks).
 >>> _ = store.write(rows)
 >>> [(w["window_start"], w["status"]) for w in latest_windows(store, per_monitor=5)]
 [('2026-01-01', 'ok'), ('2026-01-02', 'alert')]
+
+A revision replaces what it revises (late labels, revised data):
+
+>>> from dataclasses import replace
+>>> _ = store.write([replace(rows[1], value=0.0, status="ok")])
+>>> [(w["window_start"], w["status"]) for w in latest_windows(store, per_monitor=5)]
+[('2026-01-01', 'ok'), ('2026-01-02', 'ok')]
+>>> [(c["check"], c["status"]) for c in monitor_timeline(store, "loans", 1)]
+[('quality', 'ok')]
 """
 
 from __future__ import annotations
@@ -85,17 +94,8 @@ cutoffs(monitor, cutoff) AS (
 _NOT_JUDGED_SQL = "('window', 'diagnosis')"
 
 
-def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, Any]]:
-    """Every series' (monitor, model version, segment) newest windows, oldest first within a
-    series, in one query: ``status`` (the worst of its checks), ``alerting`` (how many
-    Results alert), ``verdict`` and ``summary`` (its diagnosis), ``rows``, ``labels``,
-    ``newest_data`` and ``newest_labels`` (the window's newest ingestion times, epoch
-    seconds). ``per_monitor``: how many of each monitor's newest window starts."""
-    statement = sa.text(
-        _CUTOFFS.format(only="")
-        + f"""
-SELECT r.monitor, MAX(r.model) AS model, r.model_version, r.segment, r.window_start,
-       MAX(r.window_end) AS window_end,
+_WINDOW_AGGREGATES = f"""
+       MAX(r.model) AS model, MAX(r.window_end) AS window_end,
        MAX(CASE WHEN r."check" NOT IN {_NOT_JUDGED_SQL} THEN {_RANK_SQL} END) AS rank,
        SUM(CASE WHEN r."check" NOT IN {_NOT_JUDGED_SQL} AND r.status = 'alert'
            THEN 1 ELSE 0 END) AS alerting,
@@ -105,14 +105,69 @@ SELECT r.monitor, MAX(r.model) AS model, r.model_version, r.segment, r.window_st
        MAX(CASE WHEN r."check" = 'window' AND r.metric = 'newest_ingestion'
            THEN r.value END) AS newest_data,
        MAX(CASE WHEN r."check" = 'window' AND r.metric = 'newest_label_ingestion'
-           THEN r.value END) AS newest_labels,
-       MAX(r.created_at) AS written_at
-FROM cutoffs c JOIN keel_results r
-     ON r.monitor = c.monitor AND r.window_start >= c.cutoff
-WHERE {_NEWEST}
-GROUP BY r.monitor, r.model_version, r.segment, r.window_start
-ORDER BY r.monitor, r.model_version, r.segment, r.window_start
+           THEN r.value END) AS newest_labels"""
+_CHECK_AGGREGATES = f"""
+       MAX(r.model) AS model, MAX(r.window_end) AS window_end, MAX({_RANK_SQL}) AS rank,
+       SUM(CASE WHEN r.status = 'alert' THEN 1 ELSE 0 END) AS alerting,
+       COUNT(*) AS results,
+       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis"""
+
+
+def _newest_only(groups: str, aggregates: str, names: str, order: str) -> str:
+    """Aggregates over the newest revision of each Result in the kept windows, in one
+    statement: every window is first aggregated over all its rows (one pass over the index
+    range, no per-row lookup) noting its highest revision; only the windows holding a
+    revision (labels that came late, data revised) are aggregated again with the per-row
+    "no newer revision" test, and their figures replace the first ones."""
+    return f"""
+, scanned AS MATERIALIZED (
+    SELECT {groups}, MAX(r.revision) AS revised, {aggregates}
+    FROM cutoffs c JOIN keel_results r ON r.monitor = c.monitor AND r.window_start >= c.cutoff
+    GROUP BY {groups}
+),
+revised_windows AS (
+    SELECT DISTINCT monitor, window_start FROM scanned WHERE revised > 0
+),
+exact AS (
+    SELECT {groups}, {aggregates}
+    FROM revised_windows w JOIN keel_results r
+         ON r.monitor = w.monitor AND r.window_start = w.window_start
+    WHERE {_NEWEST}
+    GROUP BY {groups}
+)
+SELECT {names} FROM exact
+UNION ALL
+SELECT {names} FROM scanned s
+WHERE NOT EXISTS (SELECT 1 FROM revised_windows w
+                  WHERE w.monitor = s.monitor AND w.window_start = s.window_start)
+ORDER BY {order}
 """
+
+
+_WINDOW_NAMES = (
+    "monitor, model_version, segment, window_start, model, window_end, rank, alerting, "
+    "diagnosis, rows, labels, newest_data, newest_labels"
+)
+_CHECK_NAMES = (
+    'monitor, model_version, segment, window_start, "check", model, window_end, rank, '
+    "alerting, results, diagnosis"
+)
+
+
+def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, Any]]:
+    """Every series' (monitor, model version, segment) newest windows, oldest first within a
+    series, in one query: ``status`` (the worst of its checks), ``alerting`` (how many
+    Results alert), ``verdict`` and ``summary`` (its diagnosis), ``rows``, ``labels``,
+    ``newest_data`` and ``newest_labels`` (the window's newest ingestion times, epoch
+    seconds). ``per_monitor``: how many of each monitor's newest window starts."""
+    statement = sa.text(
+        _CUTOFFS.format(only="")
+        + _newest_only(
+            "r.monitor, r.model_version, r.segment, r.window_start",
+            _WINDOW_AGGREGATES,
+            _WINDOW_NAMES,
+            "monitor, model_version, segment, window_start",
+        )
     )
     with store._connection() as connection:
         fetched = connection.execute(statement, {"per_monitor": int(per_monitor)}).mappings()
@@ -126,18 +181,12 @@ def monitor_timeline(store: ResultStore, monitor: str, windows: int = 60) -> lis
     its ``verdict`` and ``summary``."""
     statement = sa.text(
         _CUTOFFS.format(only="AND monitor = :monitor")
-        + f"""
-SELECT r.model_version, r.segment, r.window_start, MAX(r.window_end) AS window_end,
-       r."check" AS "check", MAX({_RANK_SQL}) AS rank,
-       SUM(CASE WHEN r.status = 'alert' THEN 1 ELSE 0 END) AS alerting,
-       COUNT(*) AS results,
-       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis
-FROM cutoffs c JOIN keel_results r
-     ON r.monitor = c.monitor AND r.window_start >= c.cutoff
-WHERE r.monitor = :monitor AND {_NEWEST}
-GROUP BY r.model_version, r.segment, r.window_start, r."check"
-ORDER BY r.model_version, r.segment, r.window_start, r."check"
-"""
+        + _newest_only(
+            'r.monitor, r.model_version, r.segment, r.window_start, r."check"',
+            _CHECK_AGGREGATES,
+            _CHECK_NAMES,
+            'model_version, segment, window_start, "check"',
+        )
     )
     with store._connection() as connection:
         fetched = connection.execute(
@@ -284,9 +333,9 @@ def change_stamp(store: ResultStore) -> str:
 
 
 def bulk_insert(store: ResultStore, rows: Iterable[Result], chunk: int = 50_000) -> int:
-    """Insert Results as revision 0 without comparing them with what is stored: for
-    generating a fresh store fast (benchmarks). Rows whose key is already stored are
-    skipped by the unique index. Returns how many were offered."""
+    """Insert Results with the revision each carries, without comparing them with what is
+    stored: for generating a fresh store fast (benchmarks). A (key, revision) already stored
+    is skipped by the unique index. Returns how many were offered."""
     from keel.store.results import _insert_new
 
     created, count, batch = stamp(), 0, []
@@ -299,7 +348,7 @@ def bulk_insert(store: ResultStore, rows: Iterable[Result], chunk: int = 50_000)
                 value=row.value,
                 threshold=row.threshold,
                 status=row.status,
-                revision=0,
+                revision=row.revision,
                 details=json.dumps(row.details, default=str) if row.details else None,
                 run_id=None,
                 created_at=created,
