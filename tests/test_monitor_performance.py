@@ -320,3 +320,24 @@ def test_labels_that_shift_once_decided_alert_and_the_diagnosis_names_the_rates(
     assert f"positive rate {week.mean():.2g} vs" in shift["details"].iloc[4]["summary"]
     verdicts = store.latest(monitor="loans", check="diagnosis").sort_values("window_start")
     assert "label shift: positive rate" in verdicts["details"].iloc[4]["summary"]
+
+
+def test_a_segment_is_estimated_with_the_whole_holdouts_fit_and_never_label_shifted(
+    tmp_path, world
+):
+    _, store, end = _setup(tmp_path, world)
+    monitor = parse_config(
+        "monitors:\n  - name: loans\n    model: loans\n"
+        f"    baseline: {tmp_path / 'b.keel'}\n    logs: {tmp_path / 'logs'}\n"
+        "    window: 7D\n    false_alarm_rate: 0.01\n"
+        "    performance: {task: binary, label: defaulted, metrics: [accuracy]}\n"
+        "    segments: [{name: country, column: country}]\n    max_segments: 2\n",
+        "keel.yaml",
+    )[0]
+    _label(tmp_path, world[2])
+    run_monitor(monitor, store, now=end)
+    estimated = store.latest(monitor="loans", check="estimated_performance", metric="accuracy")
+    segments = estimated[estimated["segment"].notna() & (estimated["segment"] != "")]
+    assert len(segments) and segments["value"].notna().all()  # the whole holdout's calibration
+    shifted = store.latest(monitor="loans", metric="label_shift")
+    assert len(shifted) == 6 and (shifted["segment"].isna() | (shifted["segment"] == "")).all()

@@ -181,7 +181,7 @@ def _run_locked(
                     rate,
                 )
                 judged = _performance(
-                    rows_of_series, windows, monitor, reference, now, cutter, rate
+                    rows_of_series, windows, monitor, reference, now, cutter, rate, baseline
                 )
                 rows = [
                     replace(
@@ -615,8 +615,10 @@ def _performance(
     now: datetime,
     cutter: Any,
     rate: float | None = None,
+    whole: Baseline | None = None,
 ) -> dict[str, list[Result]]:
-    """Each window's labels, performance and KPI Results; its diagnosis sees them."""
+    """Each window's labels, performance and KPI Results; its diagnosis sees them. A
+    segment's estimate uses the whole baseline's holdout fit (``whole``)."""
     if monitor.performance is None and not monitor.kpis:
         return {}
     from keel.checks.estimated import estimated_results
@@ -628,13 +630,8 @@ def _performance(
     estimator = None
     if spec is not None and spec.estimate:
         from keel.checks.estimated import fit_estimator
-        from keel.history import fitted_once
 
-        estimator = fitted_once(
-            baseline,
-            f"estimator:{spec.task}:{spec.score}:{spec.prediction}",
-            lambda b: fit_estimator(b, spec),
-        )
+        estimator = fit_estimator(whole or baseline, spec)  # fitted with the baseline
     starts = cutter.starts(part)
     judged = {}
     for window in windows:  # a loop over windows; each is one vectorized filter
