@@ -260,7 +260,7 @@ def test_each_page_loads_cleanly_and_has_no_serious_accessibility_violation(visi
     assert problems == []
 
 
-def test_the_pages_show_what_the_store_holds(visit):
+def test_the_pages_show_what_the_store_holds(visit, ui):
     page, _ = visit("/")
     loans = page.locator("section.card", has_text="loans").first
     # 14 newest windows, the two newest alerting; the segment has its own strip.
@@ -273,6 +273,10 @@ def test_the_pages_show_what_the_store_holds(visit):
     page, _ = visit("/monitors/loans")
     assert page.locator(".tl-row").count() == 8  # 2 series × diagnosis, drift, quality, performance
     assert "income" in page.locator("table", has_text="Evidence").first.inner_text()
+    # A window links to its Results; the monitor's report is the one keel monitor report writes.
+    report = httpx.get(f"{ui.base}/monitors/cards/report", timeout=60)
+    assert report.status_code == 200 and "cards" in report.text
+    assert "style-src 'unsafe-inline'" in report.headers["content-security-policy"]
     page, _ = visit("/models")
     history = page.locator("table", has_text="Alias history").inner_text()
     assert re.search(r"champion\s+2.*bob", history) and re.search(r"champion\s+1.*ada", history)
