@@ -76,6 +76,14 @@ def test_the_false_alarm_budget_is_shared_across_segments(shifted_in_france):
     assert whole.get("tail") == pytest.approx(0.01 / (segments + 1) / 10)
 
 
+def test_the_monitor_report_has_a_section_per_segment(shifted_in_france):
+    from keel.report.monitor import monitor_report_html
+
+    store, _, _ = shifted_in_france
+    page = monitor_report_html(store, "loans")
+    assert "all rows" in page and "country=FR" in page and "customer=new" in page
+
+
 def test_split_keeps_the_most_frequent_values_with_enough_rows():
     rows = pa.table({"c": ["a"] * 50 + ["b"] * 30 + ["c"] * 5 + [None] * 3})
     assert [label for label, _ in split(rows, "c", column="c", cap=5, min_rows=10)] == [

@@ -36,7 +36,8 @@ def monitor_report_html(store: Any, monitor: str) -> str:
         raise StoreError(f"the store holds no Results of monitor {monitor!r}")
     frame = frame[frame["check"] != "window"].copy()
     frame["series"] = [
-        " · ".join(part for part in (f"version {v}" if v else "", s or "") if part) or "all rows"
+        " · ".join(part for part in (f"version {v}" if _text(v) else "", _text(s)) if part)
+        or "all rows"
         for v, s in zip(frame["model_version"], frame["segment"], strict=True)
     ]
     sections = [
@@ -52,6 +53,11 @@ def monitor_report_html(store: Any, monitor: str) -> str:
         version=__version__,
         generated_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
+
+
+def _text(value: Any) -> str:
+    """A stored text field, or "" for a missing one (None, or NaN as pandas reads it)."""
+    return value if isinstance(value, str) else ""
 
 
 def _section(name: str, frame: Any) -> dict[str, Any]:
