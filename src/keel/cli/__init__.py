@@ -24,7 +24,7 @@ app = typer.Typer(
 
 # One module per command group (each defines ``app``), or per top-level command; one line
 # each here. Imported after ``app`` exists: a group may reach back for the consoles.
-from keel.cli import (  # noqa: E402  # noqa: E402
+from keel.cli import (  # noqa: E402
     alerts,
     baseline,
     demo,
@@ -37,6 +37,7 @@ from keel.cli import (  # noqa: E402  # noqa: E402
     serve,
     tokens,
     train,
+    ui,
 )
 
 app.command()(drift.profile)
@@ -53,7 +54,7 @@ app.command("reproduce")(reproduce.reproduce)
 app.command("serve")(serve.serve)
 app.add_typer(tokens.app, name="tokens")
 app.command("train")(train.train)
-app.command("ui")(__import__("keel.cli.ui", fromlist=["ui"]).ui)
+app.command("ui")(ui.ui)
 # -- end of command groups --
 
 
