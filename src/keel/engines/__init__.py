@@ -1,8 +1,10 @@
 """Engines: what profiles a source. One protocol, one battery (tests/common/test_engines.py).
 
-``ENGINES`` holds every member: ``local`` (one process) and ``processes`` (one worker
-process per core, ``keel.parallel``). A Spark engine (``keel[spark]``) joins them as one
-more module and one more entry, and gets the battery for free.
+``ENGINES`` holds every member: ``local`` (one process), ``processes`` (one worker
+process per core, ``keel.parallel``) and ``spark`` (``keel.engines.spark``, ``keel[spark]``:
+a profile per partition, merged on the driver). The Spark entry imports pyspark only when
+used, so ``import keel.engines`` never loads it; ``available_engines()`` names the engines
+that can run here.
 
 >>> import pandas as pd
 >>> reference, current = ENGINES["local"].profile_sides(pd.DataFrame({"x": [1.0, 2.0, 3.0]}),
@@ -19,6 +21,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from keel.engines.spark import SparkEngine  # pyspark loads on first use only
 from keel.stats.binning import DEFAULT_BINS
 
 
@@ -68,4 +71,16 @@ class ProcessEngine:
 ENGINES: dict[str, Engine] = {
     "local": ProcessEngine("local", workers=1),
     "processes": ProcessEngine("processes"),
+    "spark": SparkEngine("spark"),
 }
+
+
+def available_engines() -> list[str]:
+    """The engines whose requirements are installed here (Spark needs pyspark and Java).
+
+    >>> {"local", "processes"} <= set(available_engines())
+    True
+    """
+    from keel.engines.spark import missing_requirement
+
+    return [name for name in ENGINES if name != "spark" or missing_requirement() is None]
