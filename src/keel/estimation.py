@@ -69,7 +69,7 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy import stats
@@ -86,6 +86,18 @@ BOOTSTRAPS = 50
 BOOTSTRAP_ROWS = 200_000  # each refit on at most this many rows, its spread scaled to n
 GRID = 513  # knots of a stored calibration curve
 RULE_SHARE = 0.99  # a learned decision rule must reproduce this share of the decisions
+
+
+def rule_holds(rule: dict | None) -> bool:
+    """A learned decision rule may stand for logged decisions: it reproduces ``RULE_SHARE``
+    of the holdout's.
+
+    >>> rule_holds({"kind": "threshold", "share": 0.995}), rule_holds(None)
+    (True, False)
+    """
+    return rule is not None and rule.get("share", 0.0) >= RULE_SHARE
+
+
 SUPPORT_ROWS = 2_000  # holdout rows the domain classifier compares windows with
 OUTSIDE_QUANTILE = 0.99
 NEIGHBOURS = 10
@@ -326,6 +338,36 @@ class ConfidenceEstimator:
             positive,
             rule,
             float(y.mean()),
+        )
+
+    def estimate_window(
+        self,
+        window: Any,
+        fit: HoldoutFit,
+        confidence: float,
+        seed: int = 0,
+        decisions: Any = None,
+        value_matrix: dict[str, float] | None = None,
+        decision_threshold: float | None = None,
+    ) -> dict[str, Metric] | None:
+        """The family's one estimate (``Estimator``): a window's rows (an Arrow table with
+        the score) → estimated metrics with bands; None when the window logs no decision
+        and neither ``decision_threshold`` nor a learned rule can stand for them."""
+        scores = window.column(fit.score).to_numpy(zero_copy_only=False).astype(float)
+        kept = np.isfinite(scores)
+        scores = scores[kept]
+        decisions = None if decisions is None else np.asarray(decisions)[kept]
+        if decisions is None:
+            if decision_threshold is None and not rule_holds(self.rule):
+                return None
+            decisions = self.decide(scores, decision_threshold)
+        local = None
+        if fit.local_inputs is not None and fit.support is not None:
+            columns = fit.support.columns
+            if all(c in window.column_names for c in columns):
+                local = fit.local_correction(window.select(columns).to_pandas()[kept])
+        return self.estimate(
+            scores, value_matrix, confidence, seed=seed, decisions=decisions, local=local
         )
 
     def probabilities(self, scores: np.ndarray, decided: Any = None) -> np.ndarray:
@@ -639,6 +681,30 @@ class MulticlassEstimator:
         total = fitted.sum(axis=-1, keepdims=True)
         return np.where(total > 0, fitted / np.where(total > 0, total, 1), scores)
 
+    def estimate_window(
+        self,
+        window: Any,
+        fit: HoldoutFit,
+        confidence: float,
+        seed: int = 0,
+        decisions: Any = None,
+        value_matrix: dict[str, float] | None = None,
+        decision_threshold: float | None = None,
+    ) -> dict[str, Metric] | None:
+        """The family's one estimate (``Estimator``): the per-class score columns
+        ``<score>_<class>`` of a window → estimated macro metrics; None when the window logs
+        no decision and argmax does not reproduce the holdout's."""
+        columns = [f"{fit.score}_{c}" for c in self.classes]
+        scores = np.column_stack(
+            [window.column(c).to_numpy(zero_copy_only=False) for c in columns]
+        ).astype(float)
+        kept = np.isfinite(scores).all(axis=1)
+        scores = scores[kept]
+        decisions = None if decisions is None else np.asarray(decisions)[kept]
+        if decisions is None and not rule_holds(self.rule):
+            return None
+        return self.estimate(scores, confidence, seed=seed, decisions=decisions)
+
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         return self._at(np.asarray(scores, dtype=float), self.curves)
 
@@ -818,6 +884,8 @@ class Forest:
 class LossEstimator:
     """Expected regression errors from learned loss models (see the module docstring)."""
 
+    rule = None  # a regressor's predictions are its decisions: no rule to learn
+
     absolute: Forest
     squared: Forest
     features: list[str]
@@ -870,6 +938,21 @@ class LossEstimator:
         )
 
     @with_limited_threads
+    def estimate_window(
+        self,
+        window: Any,
+        fit: HoldoutFit,
+        confidence: float,
+        seed: int = 0,
+        decisions: Any = None,
+        value_matrix: dict[str, float] | None = None,
+        decision_threshold: float | None = None,
+    ) -> dict[str, Metric] | None:
+        """The family's one estimate (``Estimator``): a window's inputs and predictions →
+        expected MAE and RMSE with bands (decisions play no part in regression)."""
+        frame = window.to_pandas() if hasattr(window, "to_pandas") else window
+        return self.estimate(frame, fit.prediction, confidence)
+
     def estimate(self, frame: Any, prediction: str, confidence: float = 0.95) -> dict[str, Metric]:
         import pandas as pd
 
@@ -1176,6 +1259,31 @@ class HoldoutFit:
     def rule(self) -> dict[str, Any] | None:
         return getattr(self.estimator, "rule", None)
 
+    def estimate(
+        self,
+        window: Any,
+        confidence: float,
+        seed: int = 0,
+        decisions: Any = None,
+        value_matrix: dict[str, float] | None = None,
+        decision_threshold: float | None = None,
+    ) -> dict[str, Metric] | None:
+        """A window's estimated metrics by this holdout's estimator, whatever its task
+        (``Estimator.estimate_window``)."""
+        return self.estimator.estimate_window(
+            window, self, confidence, seed, decisions, value_matrix, decision_threshold
+        )
+
+    def reliability(
+        self, window: Any, seed: int = 0, share: float | None = None, method: str = "nearest"
+    ) -> dict[str, Any]:
+        """Whether the window's rows lie where the holdout had rows (``SupportReference``):
+        ``{"reliable": ..., "outside_share": ...}``; reliable when there is no support."""
+        if self.support is None:
+            return {"reliable": True, "outside_share": None}
+        columns = [c for c in self.support.columns if c in window.column_names]
+        return self.support.reliability(window.select(columns).to_pandas(), seed, share, method)
+
     def local_correction(self, frame: Any) -> tuple[np.ndarray, float] | None:
         """Each window row's local correction to its calibrated probability — the mean
         calibration residual of its 100 nearest holdout rows — and that correction's
@@ -1475,3 +1583,31 @@ def _plain(value: Any) -> Any:
     """A label as JSON keeps it (numpy scalars become Python ones)."""
     value = value.item() if hasattr(value, "item") else value
     return json.loads(json.dumps(value, default=str))
+
+
+class Estimator(Protocol):
+    """The estimator family: one per task, fitted on a labelled holdout (``fit_holdout``
+    calls the task's ``fit``), each with one ``estimate_window`` shape; reliability is the
+    holdout's support (``HoldoutFit.reliability``), shared by all. ``ESTIMATORS`` holds
+    every member; ``tests/common/test_estimators.py`` runs one battery over them."""
+
+    rule: dict[str, Any] | None
+
+    def estimate_window(
+        self,
+        window: Any,
+        fit: HoldoutFit,
+        confidence: float,
+        seed: int = 0,
+        decisions: Any = None,
+        value_matrix: dict[str, float] | None = None,
+        decision_threshold: float | None = None,
+    ) -> dict[str, Metric] | None: ...
+
+
+#: Every estimator, by the task it estimates.
+ESTIMATORS: dict[str, type] = {
+    "binary": ConfidenceEstimator,
+    "multiclass": MulticlassEstimator,
+    "regression": LossEstimator,
+}

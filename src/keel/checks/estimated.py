@@ -75,36 +75,22 @@ def estimated_results(
     if value_matrix and spec.task == "binary":
         names.append("value_per_1000")
     confidence = 1 - 2 * false_alarm_rate / max(len(names), 1)
-    model = estimator.estimator
-    logged = _logged(window, spec.prediction)
-    if spec.task == "binary":
-        scores = window.column(spec.score).to_numpy(zero_copy_only=False).astype(float)
-        kept = np.isfinite(scores)
-        scores = scores[kept]
-        decisions = None if logged is None else logged[kept]
-        if decisions is None:
-            threshold = getattr(spec, "decision_threshold", None)
-            if threshold is None and not _rule_holds(model.rule):
-                return _undecided(names, holdout, model.rule)
-            decisions = model.decide(scores, threshold)
-        local = _local(window, estimator, kept)
-        estimates = model.estimate(
-            scores, value_matrix, confidence, seed=seed, decisions=decisions, local=local
-        )
-    elif spec.task == "multiclass":
-        columns = [f"{spec.score}_{c}" for c in spec.classes]
-        scores = np.column_stack(
-            [window.column(c).to_numpy(zero_copy_only=False) for c in columns]
-        ).astype(float)
-        kept = np.isfinite(scores).all(axis=1)
-        scores = scores[kept]
-        decisions = None if logged is None else logged[kept]
-        if decisions is None and not _rule_holds(model.rule):
-            return _undecided(names, holdout, model.rule)
-        estimates = model.estimate(scores, confidence, seed=seed, decisions=decisions)
-    else:
-        estimates = model.estimate(window.to_pandas(), spec.prediction, confidence)
-    reliability = _reliability(window, estimator, spec, seed)
+    estimates = estimator.estimate(  # one shape for every task (keel.estimation.Estimator)
+        window,
+        confidence,
+        seed=seed,
+        decisions=_logged(window, spec.prediction) if spec.task != "regression" else None,
+        value_matrix=value_matrix if spec.task == "binary" else None,
+        decision_threshold=getattr(spec, "decision_threshold", None),
+    )
+    if estimates is None:
+        return _undecided(names, holdout, estimator.rule)
+    reliability = estimator.reliability(
+        window,
+        seed,
+        getattr(spec, "unreliable_share", None),
+        getattr(spec, "reliability", "nearest"),
+    )
     results = [
         judged(
             "estimated_performance",
@@ -122,37 +108,12 @@ def estimated_results(
     return [replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results]
 
 
-def _local(window: pa.Table, fit: Any, kept: np.ndarray) -> Any:
-    """The holdout's local calibration correction for the window's kept rows, when the
-    fit has one and the window has every input it needs."""
-    if getattr(fit, "local_inputs", None) is None or fit.support is None:
-        return None
-    if any(c not in window.column_names for c in fit.support.columns):
-        return None
-    return fit.local_correction(window.select(fit.support.columns).to_pandas()[kept])
-
-
-def _reliability(window: pa.Table, fit: Any, spec: Any, seed: int) -> dict[str, Any]:
-    if fit.support is None:
-        return {"reliable": True, "outside_share": None}
-    share = getattr(spec, "unreliable_share", None)
-    method = getattr(spec, "reliability", "nearest")
-    columns = [c for c in fit.support.columns if c in window.column_names]
-    return fit.support.reliability(window.select(columns).to_pandas(), seed, share, method)
-
-
 def _logged(window: pa.Table, prediction: str | None) -> np.ndarray | None:
     """The window's logged decisions, when every row has one."""
     if not prediction or prediction not in window.column_names:
         return None
     column = window.column(prediction)
     return None if column.null_count else column.to_numpy(zero_copy_only=False)
-
-
-def _rule_holds(rule: dict | None) -> bool:
-    from keel.estimation import RULE_SHARE
-
-    return rule is not None and rule.get("share", 0.0) >= RULE_SHARE
 
 
 def _undecided(names: list[str], holdout: dict[str, float], rule: dict | None) -> list[Result]:
