@@ -178,3 +178,16 @@ def test_the_demo_shows_estimation_warning_early_and_flat_through_the_concept_dr
     assert confirmed and int(confirmed[0].split()[1]) >= 8  # three weeks later, from labels
     assert "cannot see concept drift" in result.stdout
     assert "(unreliable:" in result.stdout  # the unit change weeks
+
+
+# Starlette's test client warns that it wants httpx2; the page it fetches is the same.
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_demo_ends_with_the_dashboard_command_and_its_store_opens_there(demo_run):
+    from fastapi.testclient import TestClient
+
+    from keel.ui.app import create_app
+
+    folder, result = demo_run
+    assert "keel ui" in result.stdout
+    page = TestClient(create_app(f"sqlite:///{folder / '.keel' / 'keel.db'}")).get("/")
+    assert page.status_code == 200 and "loans" in page.text

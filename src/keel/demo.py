@@ -168,6 +168,10 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
         f"--calibrate-on {output}/training.parquet[/], or [bold]cd {output} && keel monitor "
         f"status[/]"
     )
+    console.print(
+        f"See it all in the dashboard: [bold]cd {output} && keel ui[/] (then "
+        "http://127.0.0.1:8765/; read-only until you log in with a token from keel tokens add)"
+    )
     return found_all
 
 
