@@ -14,6 +14,25 @@ Measured, in one run (each figure is wall seconds):
 - ``spark profile (first)`` and ``(warm)``: ``ENGINES["spark"].profile_sides(None, path)``,
   split into the partitions' work (``mapInArrow`` and collect) and the driver's merge,
   and the same read and hand-over of Arrow batches to Python with no profiling.
+
+Measured 2026-12-01 (2 cores shared with other jobs, load average 3.5-5; pyspark 4.3.0,
+Java 17), 2,000,000 rows x 20 columns (18 numeric, 2 categorical), one 3-partition file:
+
+| step | s |
+|---|---|
+| one process | 1.71 |
+| session start | 8.97 |
+| first JVM job | 4.96 |
+| first Python job (workers start, import keel) | 4.94 |
+| per extra partition | 0.13 |
+| Spark profile, first | 9.72 |
+| Spark profile, warm | 6.41 (3.76x one process) |
+| of which the partitions' work + collect | 4.00 |
+| of which the driver's merge (512 kB of profiles) | 0.004 |
+| read + Arrow hand-over alone, no profiling | 3.49 |
+
+On one machine Spark's cost is its JVM reading Parquet and handing rows to Python as Arrow
+(3.5 of the 4.0 s a job takes); profiling overlaps it, and merging is free.
 """
 
 from __future__ import annotations
