@@ -231,3 +231,26 @@ def test_bad_input_is_named():
         evaluate_gate(
             Outcomes(predictions=a), Outcomes(predictions=b), y, _config(), segments=["x"] * 3
         )
+
+
+def test_a_sequential_gate_never_peeks_at_a_fixed_horizon_bound():
+    y, a, b = _paired(np.random.default_rng(11), 3000, 0.25, 0.03)
+    values = np.random.default_rng(2).normal(0, 1, 3000)
+    margins = {"accuracy": 0.01, "value": 0.1}
+    arms = Outcomes(predictions=a, values=values), Outcomes(predictions=b, values=values + 1)
+    early = evaluate_gate(*arms, y, _config(sequential=True, horizon=20000, margins=margins))
+    assert early.status == "insufficient_data" and "value" in early.reason  # no bounds declared
+    bounded = _config(
+        sequential=True,
+        horizon=20000,
+        margins={"accuracy": 0.01, "value": 0.5},
+        difference_bounds={"value": (-1.0, 2.0)},
+        sequence_v_min=500,
+    )
+    arms = (
+        Outcomes(predictions=a, values=np.zeros(3000)),
+        Outcomes(predictions=b, values=np.ones(3000)),
+    )
+    assert evaluate_gate(*arms, y, bounded).status == "promote"
+    with pytest.raises(ConfigError, match="needs a horizon"):
+        GateConfig(sequential=True, margins={"accuracy": 0.01, "roc_auc": 0.01})

@@ -266,3 +266,16 @@ def test_newcombe_is_built_from_scipy_wilson_bounds():
     pb, pa = xb / nb, xa / na
     expected = pb - pa - np.hypot(pb - wb.low, wa.high - pa)
     assert paired.newcombe_lower(xb, nb, xa, na, 0.05) == pytest.approx(expected, rel=1e-10)
+
+
+@pytest.mark.parametrize("decimals", [None, 1])
+def test_weighted_auc_equals_sklearn_with_sample_weights(decimals):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(12)
+    y = rng.random(500) < 0.3
+    s = y + rng.normal(0, 1.0, 500)
+    s = s if decimals is None else np.round(s, decimals)  # rounded: the tied-scores branch
+    weights = next(paired._resample_counts(500, 4, seed=5))
+    expected = [roc_auc_score(y, s, sample_weight=w) for w in weights]
+    assert paired._weighted_auc(weights, s, y) == pytest.approx(expected, abs=1e-6)

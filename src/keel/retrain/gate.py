@@ -29,7 +29,10 @@ has more than one request the requests are not independent: correctness and valu
 the entity-clustered bootstrap, t uses the cluster-robust error, and ROC AUC the
 entity bootstrap. With ``sequential=True`` the bounded metrics (correctness; MAE and
 value with declared ``difference_bounds``) use an always-valid confidence sequence and
-may promote at any look; log loss, ROC AUC, precision and F1 stay fixed-horizon.
+may promote at any look; log loss, ROC AUC, precision and F1 stay fixed-horizon. A
+sequential look may come before the segments are large: a segment gates as soon as its
+share of the requests would bring it to ``min_segment_labels`` by the horizon (the cap),
+so an early look cannot skip a segment that the fixed-horizon gate would have judged.
 
 Δ is "challenger better" positive for every metric: for a loss it is
 champion_loss − challenger_loss.
@@ -121,6 +124,15 @@ class GateConfig:
             raise ConfigError("margins are amounts the challenger may lose: use values >= 0")
         if not 0 < self.alpha < 0.5:
             raise ConfigError(f"alpha must lie in (0, 0.5), got {self.alpha}")
+        if (
+            self.sequential
+            and self.horizon is None
+            and any(_fixed_only(m, self) for m in self.margins)
+        ):
+            raise ConfigError(
+                "a sequential gate with log_loss, roc_auc, precision, f1 (or mae/value without "
+                "difference_bounds) needs a horizon: those are judged once, at the horizon"
+            )
         if not self.sequential and self.horizon is None:
             raise ConfigError("a fixed-horizon gate needs its horizon (keel.retrain.horizon)")
 
@@ -202,11 +214,15 @@ def evaluate_gate(
         for segment, rows in groups:
             count = int(rows.sum())
             gating = segment is None or count >= config.min_segment_labels
+            if config.sequential and config.horizon and not gating:
+                # A sequential look may come early: a segment on course to reach
+                # min_segment_labels by the horizon gates already (wide, not skipped).
+                gating = count / n * config.horizon >= config.min_segment_labels
             measured = _measure(metric, champion, challenger, y, rows, entity_of, config, segment)
             if measured is None:
                 continue
             method, size, estimate, lower, mid_p = measured
-            fixed_only = config.sequential and metric in FIXED_ONLY
+            fixed_only = config.sequential and _fixed_only(metric, config)
             if fixed_only and config.horizon is not None and n < config.horizon:
                 waiting.append(metric)
             note = "" if gating else f"segment below min_segment_labels {config.min_segment_labels}"
@@ -248,6 +264,13 @@ def evaluate_gate(
                     ),
                 )
     return _decide(config, n, shadow_drop_share, tuple(conditions), waiting)
+
+
+def _fixed_only(metric: str, config: GateConfig) -> bool:
+    """A metric the confidence sequence cannot take: unbounded, or bounds not declared."""
+    return metric in FIXED_ONLY or (
+        metric in ("mae", "value") and metric not in config.difference_bounds
+    )
 
 
 def _decide(config, n, drop_share, conditions, waiting) -> GateReport:

@@ -202,9 +202,10 @@ def _resample_counts(units: int, resamples: int, seed: int) -> Iterator[np.ndarr
     chunk = max(1, min(resamples, _CHUNK_CELLS // max(units, 1)))
     for start in range(0, resamples, chunk):
         size = min(chunk, resamples - start)
-        draws = rng.integers(0, units, size=(size, units))
+        draws = rng.integers(0, units, size=(size, units), dtype=np.int64)
         flat = (np.arange(size)[:, None] * units + draws).ravel()
-        yield np.bincount(flat, minlength=size * units).reshape(size, units).astype(np.float64)
+        counts = np.bincount(flat, minlength=size * units).reshape(size, units)
+        yield counts.astype(np.float32)  # whole counts, exact in float32 up to 2**24
 
 
 def paired_bootstrap_ratio_lower(
@@ -330,16 +331,32 @@ def delong_lower(champion_scores, challenger_scores, labels, alpha: float = 0.05
 
 
 def _weighted_auc(weights: np.ndarray, scores: np.ndarray, positive: np.ndarray) -> np.ndarray:
-    """AUC under each row of row-weights (ties count ½), via per-score-value weight sums."""
+    """AUC under each row of row-weights (ties count ½).
+
+    Sorted by score, each positive's weighted count of negatives below it is a cumulative
+    sum of the negatives' weights, read at the positive's place; with tied scores the
+    weights are first summed per score value.
+    """
     order = np.argsort(scores, kind="mergesort")
-    sorted_scores = scores[order]
-    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    sorted_scores, sorted_positive = scores[order], positive[order]
     w = weights[:, order]
-    pos = np.add.reduceat(w * positive[order], starts, axis=1)
-    neg = np.add.reduceat(w * ~positive[order], starts, axis=1)
-    below = np.cumsum(neg, axis=1) - neg
+    if np.all(sorted_scores[1:] != sorted_scores[:-1]):
+        negatives = w[:, ~sorted_positive]
+        below = np.cumsum(negatives, axis=1)
+        # For the i-th positive in score order: the negatives before it in the sort.
+        place = np.cumsum(~sorted_positive)[sorted_positive]
+        positives = w[:, sorted_positive]
+        reached = np.where(place > 0, below[:, np.maximum(place - 1, 0)], 0.0)
+        numerator = np.einsum("ij,ij->i", positives, reached)
+        total_positive, total_negative = positives.sum(1), below[:, -1]
+    else:
+        starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+        pos = np.add.reduceat(w * sorted_positive, starts, axis=1)
+        neg = np.add.reduceat(w, starts, axis=1) - pos
+        numerator = (pos * (np.cumsum(neg, axis=1) - 0.5 * neg)).sum(1)
+        total_positive, total_negative = pos.sum(1), neg.sum(1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (pos * (below + 0.5 * neg)).sum(1) / (pos.sum(1) * neg.sum(1))
+        return numerator / (total_positive * total_negative)
 
 
 def paired_bootstrap_auc_lower(
