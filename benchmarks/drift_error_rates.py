@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 import keel
-from keel.checks.drift import ProfileSide, compare
+from keel.checks.drift import ProfileSide, compare_sides
 from keel.compare import align_schema
 from keel.data import open_source
 from keel.parallel import edges_from, profile_sides
@@ -76,7 +76,7 @@ def detection_rate(rows: int, repetitions: int, seed: int, shift=0.0, scale=1.0,
         current_table = open_source(table(rng, rows, shift, scale))
         schema = align_schema(reference_profile.schema, current_table)
         _, current = profile_sides(None, current_table, current_schema=schema, edges=edges)
-        report = compare(ProfileSide(reference_profile), ProfileSide(current))
+        report = compare_sides(ProfileSide(reference_profile), ProfileSide(current))
         detected += report.column("normal").drift
     return detected / repetitions
 

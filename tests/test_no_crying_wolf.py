@@ -248,7 +248,7 @@ def test_a_column_whose_scale_a_few_extremes_set_is_named_and_measured_in_robust
     from scipy.stats import wasserstein_distance
 
     from keel.calibration import exact_wasserstein_loo
-    from keel.checks.drift import TableSide, compare
+    from keel.checks.drift import TableSide, compare_sides
 
     rng = np.random.default_rng(12)
     heavy = rng.normal(size=20_000)
@@ -259,7 +259,7 @@ def test_a_column_whose_scale_a_few_extremes_set_is_named_and_measured_in_robust
     assert baseline.notes[0].startswith("a few extreme values set the scale of heavy")
     # A real 0.5σ shift of the bulk reads as 0.5 robust scales, not 0.002 standard deviations.
     moved = pd.DataFrame({"heavy": rng.normal(size=5000) + 0.5, "calm": rng.normal(size=5000)})
-    report = compare(TableSide.from_data(frame), TableSide.from_data(moved))
+    report = compare_sides(TableSide.from_data(frame), TableSide.from_data(moved))
     column = report.column("heavy")
     assert column.details["wasserstein_scale"] == "robust"
     robust = np.subtract(*np.quantile(heavy, [0.75, 0.25], method="inverted_cdf")) / 1.349

@@ -187,7 +187,7 @@ def window_statistics(
     computed from the values themselves (``exact_wasserstein_loo``); other
     columns compare profiles, merged without the window.
     """
-    from keel.checks.drift import ProfileSide, compare, compared_columns
+    from keel.checks.drift import ProfileSide, compare_sides, compared_columns
     from keel.stats.verdict import DefaultRule
 
     profiles = [w.profile for w in windows]
@@ -226,7 +226,7 @@ def window_statistics(
                 rest.merge(part)
         else:
             rest = baseline.profile
-        report = compare(ProfileSide(rest), ProfileSide(window))
+        report = compare_sides(ProfileSide(rest), ProfileSide(window))
         for column in report.columns:
             if column.effect_size is not None and np.isfinite(column.effect_size):
                 values.setdefault(column.column, []).append(float(column.effect_size))

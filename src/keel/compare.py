@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from keel.baseline import Baseline
-from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare
+from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare_sides
 from keel.data import DataSource, open_source
 from keel.errors import ConfigError
 from keel.parallel import edges_from, profile_sides
@@ -62,7 +62,7 @@ def drift(
         current_source = open_source(current)
         current_schema = align_schema(schema, current_source)
         reference_table, current_table = reference_source.read_all(), current_source.read_all()
-        report = compare(
+        report = compare_sides(
             TableSide(reference_table, schema, reference_source.name),
             TableSide(current_table, current_schema, current_source.name),
             **options,
@@ -80,7 +80,9 @@ def drift(
             source = open_source(reference)
             reference_profile = Profile.build(source, Schema.infer(source, roles, kinds))
             name = source.name
-        report = compare(ProfileSide(reference_profile, name), ProfileSide(current), **options)
+        report = compare_sides(
+            ProfileSide(reference_profile, name), ProfileSide(current), **options
+        )
         return with_quality(report, reference_profile, current)
     current_source = open_source(current)
     if isinstance(reference, Baseline | Profile):
@@ -106,7 +108,7 @@ def drift(
             bins=bins,
         )
         name = reference_source.name
-    report = compare(
+    report = compare_sides(
         ProfileSide(reference_profile, name),
         ProfileSide(current_profile, current_source.name),
         **options,

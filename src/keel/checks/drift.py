@@ -1,6 +1,6 @@
 """Feature drift: compare every feature column of a reference with the same column now.
 
-``compare`` takes two *sides*, each able to hand out one column's sample:
+``compare_sides`` takes two *sides*, each able to hand out one column's sample:
 a profile (profile mode: O(bins) per column, sketch error folded into the
 test) or an in-memory table (exact mode: raw values, agreeing with scipy).
 It returns a ``DriftReport``: one ``ColumnDrift`` per feature, the dataset
@@ -11,7 +11,7 @@ type changed, all null).
 >>> rng = np.random.default_rng(0)
 >>> reference = pd.DataFrame({"x": rng.normal(size=5000), "y": rng.normal(size=5000)})
 >>> current = pd.DataFrame({"x": rng.normal(size=5000) + 1.0, "y": rng.normal(size=5000)})
->>> report = compare(TableSide.from_data(reference), TableSide.from_data(current))
+>>> report = compare_sides(TableSide.from_data(reference), TableSide.from_data(current))
 >>> report.dataset["drift"], report.dataset["drifted_columns"]
 (True, ['x'])
 """
@@ -240,7 +240,7 @@ class TableSide:
         return CategoricalSample.from_values(values)
 
 
-def compare(
+def compare_sides(
     reference: ProfileSide | TableSide,
     current: ProfileSide | TableSide,
     rule: DefaultRule | None = None,

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from keel.checks.drift import DriftReport, ProfileSide, compare
+from keel.checks.drift import DriftReport, ProfileSide, compare_sides
 from keel.checks.quality import (
     as_output_findings,
     column_checks,
@@ -75,7 +75,7 @@ def run_window_checks(context: WindowContext) -> tuple[DriftReport, list[Result]
     (['x'], ['missing_share', 'nonfinite_count'])
     """
     window, baseline = context.window, context.baseline
-    report = compare(
+    report = compare_sides(
         context.reference,
         ProfileSide(window.profile, window.start),
         rule=context.rule,
