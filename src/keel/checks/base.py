@@ -185,6 +185,10 @@ def _members() -> Iterable[Check]:
         ),
         "label checks alerted",
     )
+    # A retrain job (keel.retrain.job): the rows it trained on, or that it failed.
+    yield MeasuredCheck(
+        "retrain", frozenset({"retrain_failed", "training_rows"}), "retraining failed"
+    )
     # A monitor that watches nothing says so.
     yield MeasuredCheck("monitor", frozenset({"records_in_log"}), "the monitor warns")
     # And each monitor's own KPI names.

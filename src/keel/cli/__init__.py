@@ -34,6 +34,7 @@ from keel.cli import (  # noqa: E402
     models,
     monitor,
     reproduce,
+    retrain,
     serve,
     tokens,
     train,
@@ -51,6 +52,7 @@ app.add_typer(alerts.app, name="alerts")
 app.command("lineage")(lineage.lineage)
 app.add_typer(models.app, name="models")
 app.command("reproduce")(reproduce.reproduce)
+app.add_typer(retrain.app, name="retrain")
 app.command("serve")(serve.serve)
 app.add_typer(tokens.app, name="tokens")
 app.command("train")(train.train)

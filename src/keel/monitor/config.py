@@ -36,6 +36,7 @@ from pydantic import (
 
 from keel.alerts.config import AlertRule, ChannelConfig, rule_errors
 from keel.errors import ConfigError
+from keel.retrain.policy import RetrainPolicy
 from keel.windows import WindowSpec, duration_seconds
 
 
@@ -155,6 +156,8 @@ class MonitorConfig(BaseModel):
     max_segments: int = Field(default=20, ge=1, le=500)
     min_segment_rows: int = Field(default=100, ge=1)
     alerts: list[AlertRule] = Field(default_factory=list)
+    #: When to retrain and on what (keel.retrain.policy); none: the monitor never retrains.
+    retrain: RetrainPolicy | None = None
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
 
     @property
