@@ -220,12 +220,16 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
             if field is not None:
                 body = parse_body(await read_body(request, 65_536) or b"{}")
                 value = body.get(field) if isinstance(body, dict) else None
+                if field == "forget":  # the whole body: {"column", "values"}
+                    value = body if isinstance(body, dict) else None
                 if field == "arm" and value is None:
                     value = "canary"
-                wanted = dict if field == "weights" else str
+                wanted = dict if field in ("weights", "forget") else str
                 if not isinstance(value, wanted):
                     raise InvalidInput(
-                        'the body is {"weights": {"champion": W, ARM: W}}'
+                        'the body is {"column": ENTITY_KEY, "values": [VALUE, ...]}'
+                        if field == "forget"
+                        else 'the body is {"weights": {"champion": W, ARM: W}}'
                         if field == "weights"
                         else 'the body is {"arm": NAME} (a canary arm or a challenger)'
                     )
@@ -253,6 +257,12 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
     async def reload(name: str, request: Request) -> Any:
         """Load new versions of the model's sources now (as every ``reload_seconds``)."""
         return await _admin(request, gateway.reload, name)
+
+    @app.post("/v1/admin/models/{name}/forget")
+    async def forget(name: str, request: Request) -> Any:
+        """Forget entities: ``{"column": "customer_id", "values": ["c1", "c2"]}``; what was
+        logged for them goes from the model's logs (and its shadows'). Returns the counts."""
+        return await _admin(request, gateway.forget, name, field="forget")
 
     original_openapi = app.openapi
 

@@ -555,6 +555,32 @@ class Gateway:
             self._audit(actor, "reload", name, changed)
         return {"changed": changed, **self.models()[name]}
 
+    def forget(self, name: str, request: dict[str, Any], actor: str) -> dict[str, Any]:
+        """Forget entities of ``name``'s logs (``keel.store.logs.forget``): what was logged
+        for them before now goes from every file; returns the rows removed per log."""
+        from keel.store.logs import forget
+
+        served = self._served(name)
+        column, values = request.get("column"), request.get("values")
+        if column is None and len(served.config.entity_keys) == 1:
+            column = served.config.entity_keys[0]
+        if not isinstance(column, str) or not column:
+            raise InvalidInput(
+                'the body is {"column": ENTITY_KEY, "values": [VALUE, ...]} '
+                f"(entity keys of {name!r}: {list(served.config.entity_keys)})"
+            )
+        if (
+            not isinstance(values, list)
+            or not values
+            or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+        ):
+            raise InvalidInput('"values": a non-empty list of entity key values (text or integers)')
+        for log_ in (served.log, served.shadow_log):
+            log_.compact()  # what this worker has written is in files forget can rewrite
+        counts = forget(self.config.log_root, name, column, values, actor=actor)
+        self._audit(actor, "forget", name, {"column": column, "entities": len(values), **counts})
+        return {"model": name, "column": column, "removed": counts}
+
     async def run_admin(self, action: Any, *args: Any) -> Any:
         """Run an admin action off the event loop (loading a model takes a while)."""
         return await asyncio.to_thread(action, *args)

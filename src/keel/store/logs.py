@@ -58,13 +58,20 @@ from keel.store.wal import (
     ARROW_REJECTED,
     ARROW_ROWS,
     MAGIC,
+    TOMBSTONE_FORMAT,
+    TOMBSTONE_VERSION,
     FileIO,
     Segment,
+    _micros,
     arrow_frame,
     compact_segment,
+    drop_forgotten,
     encode_records,
+    forgotten_mask,
     parquet_bytes,
+    read_tombstones,
     recover,
+    tombstone_folder,
     wal_folder,
 )
 from keel.windows import utc_times
@@ -118,6 +125,7 @@ class LogWriter:
         try:
             recover_staged(self.root, self.io)
             self.recovered = recover(self.root, kind, model, self.io)
+            finish_forgetting(self.root, model, self.io)  # a forget a crash interrupted
         except OSError as error:
             raise DataError(
                 f"{wal_folder(self.root, kind, model)}: cannot recover the log "
@@ -417,7 +425,11 @@ def _days(table: pa.Table) -> list[tuple[str, pa.Table]]:
 
 
 def compact(root: str | Path, kind: str, model: str) -> int:
-    """Merge each day's small files into one; returns the files removed."""
+    """Merge each day's small files into one; returns the files removed.
+
+    A forget a crash interrupted is finished first (``finish_forgetting``).
+    """
+    finish_forgetting(root, model)
     removed = 0
     for folder in sorted((Path(root) / kind / f"model={model}").glob("date=*")):
         files = sorted(folder.glob("part-*.parquet"))
@@ -442,6 +454,177 @@ def retain(root: str | Path, model: str, days: int, now: datetime | None = None)
                 shutil.rmtree(folder)
                 removed.append(f"{kind}/{day}")
     return sorted(removed)
+
+
+def forget(
+    root: str | Path,
+    model: str,
+    entity_column: str,
+    values: Iterable[Any],
+    actor: str | None = None,
+    io: FileIO | None = None,
+) -> dict[str, int]:
+    """Forget what was logged about some entities: a tombstone, then every file rewritten.
+
+    Writes a durable tombstone (``ROOT/tombstones/model=NAME/``, docs/formats.md,
+    "Tombstones") naming the model, ``entity_column`` and ``values`` (compared as text),
+    then rewrites every Parquet file of the model's prediction, label, shadow
+    (``NAME.shadow``) and rejected logs that holds such rows without them (each file
+    atomically: a hidden file, fsync, rename) and compacts, without them, every WAL segment
+    no live writer holds (this process's open writers are flushed first). Labels are
+    matched by the column when they carry it, else by the request ids of the forgotten
+    predictions (kept in the tombstone). Rows logged after the tombstone are kept. Until
+    the rewrite finishes (a crash mid-way) reads hide those rows, and the next compaction
+    or writer finishes it; another process's live segment is cleaned when it is compacted.
+    Returns the rows removed per log and ``pending_segments`` (live elsewhere).
+
+    >>> import tempfile
+    >>> root = tempfile.mkdtemp()
+    >>> with LogWriter(root, "predictions", model="loans") as writer:
+    ...     writer.append([{"request_id": f"r{i}", "event_time": "2026-01-05", "customer": c}
+    ...                    for i, c in enumerate(["ann", "bob", "ann"])])
+    3
+    >>> forget(root, "loans", "customer", ["ann"], actor="ada")["predictions"]
+    2
+    >>> from keel.store.queries import read_log
+    >>> read_log(root, "predictions", "loans").column("customer").to_pylist()
+    ['bob']
+    """
+    io, root = io or FileIO(), Path(root)
+    values = [str(v) for v in values]
+    if not entity_column or not values:
+        raise ConfigError("forget needs an entity column and at least one value")
+    if not model or "/" in model or model.startswith(".") or model.endswith(".shadow"):
+        raise ConfigError(f"model name {model!r}: name the model (its shadow log goes with it)")
+    logged = (model, f"{model}.shadow")
+    for writer in list(_WRITERS):  # this process's open segments become Parquet first
+        if Path(writer.root) == root and writer.model in logged:
+            writer.flush()
+    for kind in KINDS:
+        for name in logged:
+            recover(root, kind, name, io)
+    request_ids = _forgotten_ids(root, logged, entity_column, values)
+    write_tombstone(root, model, entity_column, values, actor, request_ids, io)
+    return finish_forgetting(root, model, io)
+
+
+def write_tombstone(
+    root: str | Path,
+    model: str,
+    entity_column: str,
+    values: Iterable[Any],
+    actor: str | None = None,
+    request_ids: Iterable[Any] = (),
+    io: FileIO | None = None,
+) -> Path:
+    """Write a tombstone durably (hidden file, fsync, rename, folder fsync); returns its path.
+
+    From then on reads hide the rows it names; ``finish_forgetting`` rewrites the files.
+
+    >>> import tempfile, json
+    >>> path = write_tombstone(tempfile.mkdtemp(), "loans", "customer", [7], actor="ada")
+    >>> json.loads(path.read_bytes())["values"]
+    ['7']
+    """
+    io = io or FileIO()
+    created = datetime.now(UTC)
+    identifier = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}"
+    body = {
+        "format": TOMBSTONE_FORMAT,
+        "version": TOMBSTONE_VERSION,
+        "id": identifier,
+        "model": model,
+        "column": entity_column,
+        "values": [str(v) for v in values],
+        "request_ids": sorted({str(r) for r in request_ids}),
+        "actor": actor,
+        "created_at": created.isoformat().replace("+00:00", "Z"),
+        "created_us": _micros(created),
+    }
+    folder = tombstone_folder(root, model)
+    try:
+        io.makedirs(folder)
+        path = folder / f"tombstone-{identifier}.json"
+        io.write_file(path, json.dumps(body, indent=1).encode())
+    except OSError as error:
+        raise DataError(
+            f"{folder}: cannot write the tombstone ({error.strerror or error})"
+        ) from error
+    return path
+
+
+def finish_forgetting(root: str | Path, model: str, io: FileIO | None = None) -> dict[str, int]:
+    """Rewrite every file of a model's logs that still holds rows a tombstone forgets (every
+    tombstone applies; those not yet finished are marked done). Returns the rows removed per
+    log (``predictions``, ``labels``, ``shadow``, ``rejected``) and ``pending_segments``:
+    WAL segments a live writer holds, cleaned when that writer compacts them.
+
+    >>> import tempfile
+    >>> finish_forgetting(tempfile.mkdtemp(), "loans")["predictions"]
+    0
+    """
+    io, root = io or FileIO(), Path(root)
+    base = model.removesuffix(".shadow")
+    counts = {"predictions": 0, "labels": 0, "shadow": 0, "rejected": 0, "pending_segments": 0}
+    tombstones = read_tombstones(root, base)
+    if not any(not t["done"] for t in tombstones):
+        return counts
+    logs = [
+        ("predictions", base, "predictions"),
+        ("labels", base, "labels"),
+        ("predictions", f"{base}.shadow", "shadow"),
+        ("labels", f"{base}.shadow", "shadow"),
+        ("rejected", base, "rejected"),
+        ("rejected", f"{base}.shadow", "rejected"),
+    ]
+    for kind, name, counted in logs:
+        for path in sorted((root / kind / f"model={name}").glob("date=*/part-*.parquet")):
+            counts[counted] += _rewrite_without(path, tombstones, io)
+    for kind in KINDS:
+        for name in (base, f"{base}.shadow"):
+            recovered = recover(root, kind, name, io)  # without the rows, unless live elsewhere
+            counts["shadow" if name != base else kind] += recovered["forgotten"]
+            counts["pending_segments"] += len(list(wal_folder(root, kind, name).glob("seg*.wal")))
+    for tombstone in tombstones:
+        if not tombstone["done"]:
+            io.write_file(tombstone["path"].with_suffix(".done"), b"")
+    return counts
+
+
+def _rewrite_without(path: Path, tombstones: list[dict], io: FileIO) -> int:
+    """Rewrite one Parquet file without the forgotten rows (removed when none is left)."""
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        return 0  # merged away meanwhile
+    kept, dropped = drop_forgotten(table, tombstones)
+    if not dropped:
+        return 0
+    try:
+        if kept.num_rows:
+            io.write_file(path, parquet_bytes(kept))
+        else:
+            io.unlink(path)
+            io.fsync_dir(path.parent)
+    except OSError as error:
+        raise DataError(f"{path}: cannot rewrite without the forgotten rows ({error})") from error
+    return dropped
+
+
+def _forgotten_ids(root: Path, logged: tuple[str, ...], column: str, values: list[str]) -> list:
+    """The request ids of the prediction rows (and shadows) whose ``column`` is one of
+    ``values``: their labels are forgotten too, whether or not they carry the column."""
+    stone = [{"column": column, "values": values, "request_ids": [], "created_us": 2**62}]
+    ids: set = set()
+    for name in logged:
+        for path in sorted((root / "predictions" / f"model={name}").glob("date=*/part-*.parquet")):
+            names = pq.read_schema(path).names
+            if column not in names or "request_id" not in names:
+                continue
+            table = pq.read_table(path, columns=["request_id", column])
+            hit = table.filter(forgotten_mask(table, stone))
+            ids.update(pc.unique(pc.cast(hit.column("request_id"), pa.string())).to_pylist())
+    return sorted(ids)
 
 
 def _as_table(records: Any) -> pa.Table:

@@ -30,6 +30,7 @@ has to be re-matched later.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +38,7 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from keel.errors import DataError
 
@@ -114,6 +116,7 @@ def read_log(
         """,
         {"files": files, **_time_parameters(start, end)},
         files,
+        (root, model),
     )
     if latest_per_request:
         copies = table.column("_keel_copies")
@@ -189,6 +192,7 @@ def read_labelled(
         """,
         {"predictions": predictions, "labels": labels, **_time_parameters(start, end)},
         predictions + labels,
+        (root, model),
     )
     repeated = (
         _query(  # a request labelled twice: the latest label wins, and it is counted
@@ -196,6 +200,7 @@ def read_labelled(
             "union_by_name = true, hive_partitioning = false)",
             {"labels": labels},
             labels,
+            (root, model),
         )
         .column("n")[0]
         .as_py()
@@ -217,7 +222,7 @@ def unmatched_labels(root: str | Path, model: str) -> int:
         return 0
     predictions = log_files(root, "predictions", model)
     if not predictions:
-        return _count_distinct_ids(labels)
+        return _count_distinct_ids(labels, root, model)
     table = _query(
         """
         SELECT count(DISTINCT request_id) AS n
@@ -229,6 +234,7 @@ def unmatched_labels(root: str | Path, model: str) -> int:
         """,
         {"labels": labels, "predictions": predictions},
         labels + predictions,
+        (root, model),
     )
     return int(table.column("n")[0].as_py())
 
@@ -284,6 +290,7 @@ def window_summaries(
             **_time_parameters(start, end),
         },
         predictions + labels,
+        (root, model),
     )
     found = {}
     for row in table.to_pylist():  # one row per window
@@ -307,6 +314,7 @@ def oldest_event(root: str | Path, model: str) -> datetime | None:
         "hive_partitioning = false)",
         {"files": files},
         files,
+        (root, model),
     )
     oldest = table.column("oldest")[0].as_py()
     return None if oldest is None else _utc(oldest)
@@ -322,16 +330,18 @@ def newest_ingestion(root: str | Path, kind: str, model: str) -> datetime | None
         "hive_partitioning = false)",
         {"files": files},
         files,
+        (root, model),
     )
     return table.column("newest")[0].as_py()
 
 
-def _count_distinct_ids(files: list[str]) -> int:
+def _count_distinct_ids(files: list[str], root: str | Path, model: str) -> int:
     table = _query(
         "SELECT count(DISTINCT request_id) AS n FROM read_parquet($files, "
         "union_by_name = true, hive_partitioning = false)",
         {"files": files},
         files,
+        (root, model),
     )
     return int(table.column("n")[0].as_py())
 
@@ -367,9 +377,15 @@ def _connection() -> Any:
     return connection
 
 
-def _query(sql: str, parameters: dict, files: list[str]) -> pa.Table:
+def _query(
+    sql: str, parameters: dict, files: list[str], forgotten: tuple | None = None
+) -> pa.Table:
+    """Run ``sql``; with ``forgotten`` (root, model), every ``read_parquet($NAME, …)`` of it
+    reads without the rows the model's tombstones forget (``without_forgotten``)."""
     import duckdb
 
+    if forgotten is not None:
+        sql, parameters = without_forgotten(sql, parameters, *forgotten)
     try:
         return _connection().sql(sql, params=parameters).to_arrow_table()
     except duckdb.Error as error:
@@ -379,3 +395,55 @@ def _query(sql: str, parameters: dict, files: list[str]) -> pa.Table:
 
 def _utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+_SCAN = re.compile(r"read_parquet\(\$(\w+),([^)]*)\)")
+
+
+def without_forgotten(sql: str, parameters: dict, root: str | Path, model: str) -> tuple:
+    """``sql`` with each ``read_parquet($NAME, OPTIONS)`` replaced by a scan that anti-joins
+    the model's tombstones (``keel.store.logs.forget``): a row whose entity column (or
+    request id) a tombstone names, ingested no later than it, is not read. So a forgotten
+    entity is hidden at once, before its files are rewritten. Returns (sql, parameters).
+
+    >>> without_forgotten("SELECT 1", {}, "/nonexistent", "loans")
+    ('SELECT 1', {})
+    """
+    from keel.store.wal import read_tombstones
+
+    tombstones = read_tombstones(root, model)
+    if not tombstones:
+        return sql, parameters
+    parameters = dict(parameters)
+
+    def scan(match: re.Match) -> str:
+        name, options = match.group(1), match.group(2)
+        files = parameters.get(name) or []
+        columns = {c for f in files for c in pq.read_schema(f).names}
+        keys: dict[str, dict[str, int]] = {}  # column -> value -> newest tombstone (epoch us)
+        for tombstone in tombstones:
+            for column, values in (
+                (tombstone["column"], tombstone["values"]),
+                ("request_id", tombstone.get("request_ids") or []),
+            ):
+                if column in columns:
+                    newest = keys.setdefault(column, {})
+                    for value in values:  # the tombstone's values, not the log's rows
+                        newest[str(value)] = max(newest.get(str(value), 0), tombstone["created_us"])
+        when = "(r._ingested_at IS NULL OR epoch_us(r._ingested_at) <= f.t)"
+        if "_ingested_at" not in columns:
+            when = "TRUE"
+        tests = []
+        for index, (column, newest) in enumerate(sorted(keys.items())):
+            k, t = f"{name}_forgotten_k{index}", f"{name}_forgotten_t{index}"
+            parameters[k], parameters[t] = list(newest), list(newest.values())
+            tests.append(
+                f"EXISTS (SELECT 1 FROM (SELECT unnest(${k}) AS k, unnest(${t}) AS t) f "
+                f'WHERE f.k = CAST(r."{column.replace(chr(34), chr(34) * 2)}" AS VARCHAR) '
+                f"AND {when})"
+            )
+        if not tests:
+            return match.group(0)
+        return f"(SELECT * FROM read_parquet(${name},{options}) r WHERE NOT ({' OR '.join(tests)}))"
+
+    return _SCAN.sub(scan, sql), parameters

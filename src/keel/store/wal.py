@@ -63,6 +63,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import struct
 import threading
 import time
@@ -674,8 +675,13 @@ def compact_segment(
     frames, valid = read_frames(data)
     accepted, rejected = decode(frames)
     accepted = deduplicate(accepted)
+    tombstones = read_tombstones(root, model)
+    forgotten = 0
+    if tombstones:  # rows of a forgotten entity logged before its tombstone never reach Parquet
+        accepted, forgotten = drop_forgotten(accepted, tombstones)
+        rejected, _ = drop_forgotten(rejected, tombstones)
     number = path.stem.removeprefix("segment-")
-    written = {"accepted": accepted.num_rows, "rejected": rejected.num_rows}
+    written = {"accepted": accepted.num_rows, "rejected": rejected.num_rows, "forgotten": forgotten}
     root = Path(root)
     for day, part in _by_day(accepted) if accepted.num_rows else []:
         folder = root / kind / f"model={model}" / f"date={day}"
@@ -698,7 +704,7 @@ def recover(root: str | Path, kind: str, model: str, io: FileIO | None = None) -
     """
     io = io or FileIO()
     folder = wal_folder(root, kind, model)
-    totals = {"segments": 0, "accepted": 0, "rejected": 0, "torn": 0}
+    totals = {"segments": 0, "accepted": 0, "rejected": 0, "torn": 0, "forgotten": 0}
     if not folder.is_dir():
         return totals
     for stale in sorted(folder.glob(".segment-*.wal.new")):  # creation never finished
@@ -715,6 +721,114 @@ def recover(root: str | Path, kind: str, model: str, io: FileIO | None = None) -
         finally:
             io.close(fd)
         totals["segments"] += 1
-        for key in ("accepted", "rejected", "torn"):
+        for key in ("accepted", "rejected", "torn", "forgotten"):
             totals[key] += counts[key]
     return totals
+
+
+# ---------------------------------------------------------------- tombstones (forgetting)
+
+TOMBSTONE_FORMAT = "keel.tombstone"
+TOMBSTONE_VERSION = 1
+
+
+def tombstone_folder(root: str | Path, model: str) -> Path:
+    """Where a model's tombstones live (a shadow log ``NAME.shadow`` shares ``NAME``'s).
+
+    >>> tombstone_folder("/logs", "loans.shadow").as_posix()
+    '/logs/tombstones/model=loans'
+    """
+    return Path(root) / "tombstones" / f"model={model.removesuffix('.shadow')}"
+
+
+def read_tombstones(root: str | Path, model: str) -> list[dict]:
+    """Every tombstone of a model (of ``NAME`` for ``NAME.shadow``), oldest first, each with
+    ``done`` (its rewrite finished) and ``path``. A tombstone of a newer format is refused:
+    ignoring it would show rows someone asked to forget.
+
+    >>> read_tombstones("/nonexistent", "loans")
+    []
+    """
+    folder = tombstone_folder(root, model)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("tombstone-*.json")):
+        try:
+            tombstone = json.loads(path.read_bytes())
+        except (OSError, ValueError) as error:
+            raise DataError(f"{path}: unreadable tombstone ({error})") from error
+        if tombstone.get("format") != TOMBSTONE_FORMAT or not isinstance(
+            tombstone.get("version"), int
+        ):
+            raise DataError(f"{path}: not a keel tombstone")
+        if tombstone["version"] > TOMBSTONE_VERSION:
+            raise DataError(
+                f"{path}: tombstone format version {tombstone['version']} is newer than this "
+                f"keel reads ({TOMBSTONE_VERSION}); upgrade keel"
+            )
+        tombstone["path"] = path
+        tombstone["done"] = path.with_suffix(".done").exists()
+        found.append(tombstone)
+    return found
+
+
+def forgotten_mask(table: pa.Table, tombstones: list[dict]) -> pa.Array:
+    """True for each row a tombstone forgets: its entity column (or, for rows without it, its
+    request id) names a forgotten value, and it was ingested no later than the tombstone.
+
+    >>> import datetime as dt
+    >>> t = pa.table({"request_id": ["a", "b", "c"], "customer": [7, 8, 7],
+    ...     "_ingested_at": pa.array([dt.datetime(2026, 1, 1), dt.datetime(2026, 1, 1),
+    ...                               dt.datetime(2026, 3, 1)], pa.timestamp("us", tz="UTC"))})
+    >>> stone = {"column": "customer", "values": ["7"], "request_ids": [],
+    ...          "created_us": _micros(dt.datetime(2026, 2, 1))}
+    >>> forgotten_mask(t, [stone]).to_pylist()
+    [True, False, False]
+    """
+    rows = table.num_rows
+    mask = pa.array(np.zeros(rows, dtype=bool))
+    if rows == 0:
+        return mask
+    ingested = None
+    if "_ingested_at" in table.column_names:
+        ingested = pc.cast(table.column("_ingested_at"), pa.timestamp("us", tz="UTC"))
+    record_text = None
+    if "_record" in table.column_names:  # a rejected record kept whole as JSON text
+        record_text = pc.cast(table.column("_record"), pa.string())
+    for tombstone in tombstones:
+        hit = pa.array(np.zeros(rows, dtype=bool))
+        column, values = tombstone["column"], [str(v) for v in tombstone["values"]]
+        if column in table.column_names and values:
+            hit = pc.or_(hit, _matches(table.column(column), values))
+        if record_text is not None and values:
+            pattern = (
+                f'"{re.escape(column)}": "?(?:' + "|".join(re.escape(v) for v in values) + ')"?[,}]'
+            )
+            hit = pc.or_(hit, pc.fill_null(pc.match_substring_regex(record_text, pattern), False))
+        if tombstone.get("request_ids") and "request_id" in table.column_names:
+            hit = pc.or_(hit, _matches(table.column("request_id"), tombstone["request_ids"]))
+        if ingested is not None:
+            limit = pa.scalar(int(tombstone["created_us"]), pa.int64()).cast(
+                pa.timestamp("us", tz="UTC")
+            )
+            hit = pc.and_(hit, pc.fill_null(pc.less_equal(ingested, limit), True))
+        mask = pc.or_(mask, hit)
+    return mask
+
+
+def _matches(column: pa.ChunkedArray, values: list[str]) -> pa.Array:
+    try:
+        text = pc.cast(column, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array(np.zeros(len(column), dtype=bool))
+    return pc.fill_null(pc.is_in(text, value_set=pa.array(values, pa.string())), False)
+
+
+def drop_forgotten(table: pa.Table, tombstones: list[dict]) -> tuple[pa.Table, int]:
+    """The table without the rows the tombstones forget, and how many were dropped."""
+    if not tombstones or table.num_rows == 0:
+        return table, 0
+    mask = forgotten_mask(table, tombstones)
+    dropped = int(pc.sum(mask).as_py() or 0)
+    return (table.filter(pc.invert(mask)), dropped) if dropped else (table, 0)
