@@ -31,6 +31,7 @@ from keel.cli import (  # noqa: E402
     drift,
     ingest,
     lineage,
+    logs,
     models,
     monitor,
     reproduce,
@@ -50,6 +51,7 @@ app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 # -- command groups --
 app.command("lineage")(lineage.lineage)
+app.add_typer(logs.app, name="logs")
 app.add_typer(models.app, name="models")
 app.command("reproduce")(reproduce.reproduce)
 app.add_typer(retrain.app, name="retrain")
