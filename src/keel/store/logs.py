@@ -498,7 +498,7 @@ def forget(
         raise ConfigError(f"model name {model!r}: name the model (its shadow log goes with it)")
     logged = (model, f"{model}.shadow")
     for writer in list(_WRITERS):  # this process's open segments become Parquet first
-        if Path(writer.root) == root and writer.model in logged:
+        if Path(writer.root).resolve() == root.resolve() and writer.model in logged:
             writer.flush()
     for kind in KINDS:
         for name in logged:
