@@ -66,7 +66,10 @@ def chromium_path() -> str | None:
     )
 
 
-@pytest.fixture(scope="session")
+# One browser per test module, not per session: Playwright's sync API keeps an event loop
+# running in the main thread while it is open, and asyncio.run() elsewhere (the gateway's
+# tests and doctests) refuses to start under a running loop.
+@pytest.fixture(scope="module")
 def browser():
     path = chromium_path()
     try:
