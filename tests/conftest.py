@@ -131,3 +131,38 @@ def receiver():
     with WebhookReceiver() as server:
         yield server
         server.delay = 0.0
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh, empty schema on KEEL_TEST_POSTGRES_URL (dropped after the test), as a URL;
+    skipped without the variable, failed on CI without it or when the server is down."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    server = os.environ.get("KEEL_TEST_POSTGRES_URL")
+    if not server:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set KEEL_TEST_POSTGRES_URL for the PostgreSQL store tests")
+        pytest.skip("no PostgreSQL: set KEEL_TEST_POSTGRES_URL to run the store suite on it")
+    schema = f"keel_test_{uuid.uuid4().hex[:12]}"  # one schema per test: tests never collide
+    admin = sa.create_engine(server)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    except sa.exc.OperationalError as error:
+        pytest.fail(f"KEEL_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}")
+    separator = "&" if "?" in server else "?"
+    yield f"{server}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh store's URL: a SQLite file in tmp_path, then a new PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'keel.db'}"
+    return request.getfixturevalue("postgres_url")

@@ -4,8 +4,6 @@
 instead of skipping it.
 """
 
-import os
-import uuid
 
 import pytest
 import sqlalchemy as sa
@@ -14,28 +12,9 @@ from keel.result import Result
 from keel.store import ResultStore, StoreError
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keel.db'}"
-        return
-    server = os.environ.get("KEEL_TEST_POSTGRES_URL")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set KEEL_TEST_POSTGRES_URL for the PostgreSQL store tests")
-        pytest.skip("no PostgreSQL: set KEEL_TEST_POSTGRES_URL to run the store suite on it")
-    schema = f"keel_test_{uuid.uuid4().hex[:12]}"  # one schema per test: tests never collide
-    admin = sa.create_engine(server)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"KEEL_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}")
-    separator = "&" if "?" in server else "?"
-    yield f"{server}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+@pytest.fixture
+def url(store_url):
+    return store_url  # a SQLite file, then a fresh PostgreSQL schema (tests/conftest.py)
 
 
 def _row(value=0.3, status="alert", window="2026-01-01", column="age"):

@@ -472,42 +472,21 @@ def test_every_grafana_panel_queries_a_series_keel_exports():
     assert {"keel_alerts", "keel_window_start_timestamp_seconds"} <= queried
 
 
-def test_the_views_read_the_newest_revisions_on_postgresql_too():
+def test_the_views_read_the_newest_revisions_on_postgresql_too(postgres_url):
     """The overview's and the timeline's statements are plain SQL: PostgreSQL answers as
     SQLite does (KEEL_TEST_POSTGRES_URL, as the store suite; skipped without it)."""
-    import uuid
-
-    import sqlalchemy as sa
+    from dataclasses import replace
 
     from keel.store.views import latest_windows, monitor_timeline
 
-    server = os.environ.get("KEEL_TEST_POSTGRES_URL")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set KEEL_TEST_POSTGRES_URL")
-        pytest.skip("no PostgreSQL: set KEEL_TEST_POSTGRES_URL")
-    schema = f"keel_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        separator = "&" if "?" in server else "?"
-        store = ResultStore(f"{server}{separator}options=-csearch_path%3D{schema}")
-        rows = windows_of("loans", 4, segments=(None, "a"), alert_from=3)
-        store.write(rows)
-        drift = next(r for r in rows if r.check == "feature_drift" and r.status == "alert")
-        from dataclasses import replace
-
-        store.write([replace(drift, value=0.01, status="ok")])  # the drift was revised away
-        found = {(w["segment"], w["window_start"]): w["status"] for w in latest_windows(store, 3)}
-        assert (
-            len(found) == 6 and found[(None, day(3))] == "warn" and found[("a", day(3))] == "alert"
-        )
-        timeline = monitor_timeline(store, "loans", 1)
-        newest = {(c["segment"], c["check"]): c["status"] for c in timeline}
-        assert newest[(None, "feature_drift")] == "ok" and newest[("a", "feature_drift")] == "alert"
-        store.engine.dispose()
-    finally:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    store = ResultStore(postgres_url)
+    rows = windows_of("loans", 4, segments=(None, "a"), alert_from=3)
+    store.write(rows)
+    drift = next(r for r in rows if r.check == "feature_drift" and r.status == "alert")
+    store.write([replace(drift, value=0.01, status="ok")])  # the drift was revised away
+    found = {(w["segment"], w["window_start"]): w["status"] for w in latest_windows(store, 3)}
+    assert len(found) == 6 and found[(None, day(3))] == "warn" and found[("a", day(3))] == "alert"
+    timeline = monitor_timeline(store, "loans", 1)
+    newest = {(c["segment"], c["check"]): c["status"] for c in timeline}
+    assert newest[(None, "feature_drift")] == "ok" and newest[("a", "feature_drift")] == "alert"
+    store.engine.dispose()

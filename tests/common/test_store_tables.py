@@ -9,9 +9,7 @@ must also send SQL that names its table, so an entry cannot pass without touchin
 
 from __future__ import annotations
 
-import os
 import re
-import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -29,29 +27,9 @@ NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 KEY = ("loans", "drift", "3", "")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def url(request, tmp_path):
-    """A fresh store's URL: a file in tmp_path, or a new schema on KEEL_TEST_POSTGRES_URL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'keel.db'}"
-        return
-    server = os.environ.get("KEEL_TEST_POSTGRES_URL")
-    if not server:
-        if os.environ.get("CI"):
-            pytest.fail("CI must set KEEL_TEST_POSTGRES_URL for the PostgreSQL store tests")
-        pytest.skip("no PostgreSQL: set KEEL_TEST_POSTGRES_URL to run the store suite on it")
-    schema = f"keel_test_{uuid.uuid4().hex[:12]}"  # one schema per test: tests never collide
-    admin = sa.create_engine(server)
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    except sa.exc.OperationalError as error:
-        pytest.fail(f"KEEL_TEST_POSTGRES_URL is set but PostgreSQL is unreachable: {error}")
-    separator = "&" if "?" in server else "?"
-    yield f"{server}{separator}options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+@pytest.fixture
+def url(store_url):
+    return store_url  # a SQLite file, then a fresh PostgreSQL schema (tests/conftest.py)
 
 
 # -- one round trip per table: public calls that write, then read back what they wrote --
