@@ -897,7 +897,8 @@ def _insert_new(connection: sa.Connection) -> Any:
     return insert(results).on_conflict_do_nothing(index_elements=["key_hash", "revision"])
 
 
-def _record(row: Result, run_id: int | None) -> dict[str, Any]:
+def _record(row: Result, run_id: int | None, created_at: str | None = None) -> dict[str, Any]:
+    """A Result as a row of keel_results: its key, the key's hash, its value and details."""
     record = {name: getattr(row, name) for name in KEY}
     record["key_hash"] = key_hash(tuple(record[name] for name in KEY))
     record.update(
@@ -907,7 +908,7 @@ def _record(row: Result, run_id: int | None) -> dict[str, Any]:
         revision=row.revision,
         details=json.dumps(row.details, default=str),
         run_id=run_id,
-        created_at=_now(),
+        created_at=created_at or _now(),
     )
     return record
 

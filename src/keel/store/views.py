@@ -41,10 +41,8 @@ import sqlalchemy as sa
 
 from keel.result import Result
 from keel.store.results import (
-    KEY,
     ResultStore,
     events,
-    key_hash,
     model_versions,
     models,
     monitors,
@@ -336,24 +334,13 @@ def bulk_insert(store: ResultStore, rows: Iterable[Result], chunk: int = 50_000)
     """Insert Results with the revision each carries, without comparing them with what is
     stored: for generating a fresh store fast (benchmarks). A (key, revision) already stored
     is skipped by the unique index. Returns how many were offered."""
-    from keel.store.results import _insert_new
+    from keel.store.results import _insert_new, _record
 
     created, count, batch = stamp(), 0, []
     with store._transaction() as connection:
         statement = _insert_new(connection)
         for row in rows:
-            record = {name: getattr(row, name) for name in KEY}
-            record["key_hash"] = key_hash(tuple(record[name] for name in KEY))
-            record.update(
-                value=row.value,
-                threshold=row.threshold,
-                status=row.status,
-                revision=row.revision,
-                details=json.dumps(row.details, default=str) if row.details else None,
-                run_id=None,
-                created_at=created,
-            )
-            batch.append(record)
+            batch.append(_record(row, None, created))
             if len(batch) >= chunk:
                 connection.execute(statement, batch)
                 count, batch = count + len(batch), []
