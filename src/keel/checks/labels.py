@@ -61,32 +61,17 @@ def label_shift_result(
         return None
     truth = np.asarray(truth)
     if len(truth) < MIN_LABELS:
-        return Result(
-            "labels",
-            None,
-            "label_shift",
-            None,
-            None,
-            "insufficient_data",
-            details={"reason": f"{len(truth)} labels: fewer than {MIN_LABELS}"},
-        )
+        return _unjudged("insufficient_data", f"{len(truth)} labels: fewer than {MIN_LABELS}")
     if task != "regression":
         known = np.zeros(len(truth), dtype=bool)
         for label in reference["classes"]:  # a loop over classes
             known |= _same(truth, label)
         if not known.all():
             strange = np.unique(truth[~known].astype(str))[:5].tolist()
-            return Result(
-                "labels",
-                None,
-                "label_shift",
-                None,
-                None,
+            return _unjudged(
                 "error",
-                details={
-                    "reason": f"{int((~known).sum()):,} labels are not among the holdout's "
-                    f"classes {reference['classes']}: {strange}"
-                },
+                f"{int((~known).sum()):,} labels are not among the holdout's classes "
+                f"{reference['classes']}: {strange}",
             )
     if task == "regression":
         effect, p_value, test, summary = _numeric(truth.astype(float), reference["sample"])
@@ -112,6 +97,11 @@ def label_shift_result(
             "summary": f"label shift: {summary}",
         },
     )
+
+
+def _unjudged(status: str, reason: str) -> Result:
+    """A window whose labels could not be compared with the holdout's, and why."""
+    return Result("labels", None, "label_shift", None, None, status, details={"reason": reason})
 
 
 def _classes(truth: np.ndarray, reference: dict[str, Any], task: str):
