@@ -88,6 +88,19 @@ GRID = 513  # knots of a stored calibration curve
 RULE_SHARE = 0.99  # a learned decision rule must reproduce this share of the decisions
 
 
+@dataclass(frozen=True)
+class EstimateRequest:
+    """What every estimator is asked for a window: the band's confidence, the seed of its
+    label draws, the window's logged decisions (None: not logged), the value matrix
+    (binary) and a configured decision threshold (used when no decision is logged)."""
+
+    confidence: float
+    seed: int = 0
+    decisions: Any = None
+    value_matrix: dict[str, float] | None = None
+    decision_threshold: float | None = None
+
+
 def rule_holds(rule: dict | None) -> bool:
     """A learned decision rule may stand for logged decisions: it reproduces ``RULE_SHARE``
     of the holdout's.
@@ -341,18 +354,13 @@ class ConfidenceEstimator:
         )
 
     def estimate_window(
-        self,
-        window: Any,
-        fit: HoldoutFit,
-        confidence: float,
-        seed: int = 0,
-        decisions: Any = None,
-        value_matrix: dict[str, float] | None = None,
-        decision_threshold: float | None = None,
+        self, window: Any, fit: HoldoutFit, request: EstimateRequest
     ) -> dict[str, Metric] | None:
         """The family's one estimate (``Estimator``): a window's rows (an Arrow table with
         the score) → estimated metrics with bands; None when the window logs no decision
         and neither ``decision_threshold`` nor a learned rule can stand for them."""
+        confidence, seed, decisions = request.confidence, request.seed, request.decisions
+        value_matrix, decision_threshold = request.value_matrix, request.decision_threshold
         scores = window.column(fit.score).to_numpy(zero_copy_only=False).astype(float)
         kept = np.isfinite(scores)
         scores = scores[kept]
@@ -682,18 +690,12 @@ class MulticlassEstimator:
         return np.where(total > 0, fitted / np.where(total > 0, total, 1), scores)
 
     def estimate_window(
-        self,
-        window: Any,
-        fit: HoldoutFit,
-        confidence: float,
-        seed: int = 0,
-        decisions: Any = None,
-        value_matrix: dict[str, float] | None = None,
-        decision_threshold: float | None = None,
+        self, window: Any, fit: HoldoutFit, request: EstimateRequest
     ) -> dict[str, Metric] | None:
         """The family's one estimate (``Estimator``): the per-class score columns
         ``<score>_<class>`` of a window → estimated macro metrics; None when the window logs
         no decision and argmax does not reproduce the holdout's."""
+        confidence, seed, decisions = request.confidence, request.seed, request.decisions
         columns = [f"{fit.score}_{c}" for c in self.classes]
         scores = np.column_stack(
             [window.column(c).to_numpy(zero_copy_only=False) for c in columns]
@@ -939,17 +941,11 @@ class LossEstimator:
 
     @with_limited_threads
     def estimate_window(
-        self,
-        window: Any,
-        fit: HoldoutFit,
-        confidence: float,
-        seed: int = 0,
-        decisions: Any = None,
-        value_matrix: dict[str, float] | None = None,
-        decision_threshold: float | None = None,
+        self, window: Any, fit: HoldoutFit, request: EstimateRequest
     ) -> dict[str, Metric] | None:
         """The family's one estimate (``Estimator``): a window's inputs and predictions →
         expected MAE and RMSE with bands (decisions play no part in regression)."""
+        confidence = request.confidence
         frame = window.to_pandas() if hasattr(window, "to_pandas") else window
         return self.estimate(frame, fit.prediction, confidence)
 
@@ -1270,9 +1266,8 @@ class HoldoutFit:
     ) -> dict[str, Metric] | None:
         """A window's estimated metrics by this holdout's estimator, whatever its task
         (``Estimator.estimate_window``)."""
-        return self.estimator.estimate_window(
-            window, self, confidence, seed, decisions, value_matrix, decision_threshold
-        )
+        request = EstimateRequest(confidence, seed, decisions, value_matrix, decision_threshold)
+        return self.estimator.estimate_window(window, self, request)
 
     def reliability(
         self, window: Any, seed: int = 0, share: float | None = None, method: str = "nearest"
@@ -1594,14 +1589,7 @@ class Estimator(Protocol):
     rule: dict[str, Any] | None
 
     def estimate_window(
-        self,
-        window: Any,
-        fit: HoldoutFit,
-        confidence: float,
-        seed: int = 0,
-        decisions: Any = None,
-        value_matrix: dict[str, float] | None = None,
-        decision_threshold: float | None = None,
+        self, window: Any, fit: HoldoutFit, request: EstimateRequest
     ) -> dict[str, Metric] | None: ...
 
 
