@@ -34,9 +34,24 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
-from keel.errors import KeelError
+from keel.errors import ConfigError, KeelError
 
 STATE_FORMAT = 1
+#: Which way a two-sided detector watches: both ways, or only for increases or decreases.
+SIDES = ("both", "up", "down")
+
+
+def check_side(detector: str, option: str, value: str) -> str:
+    """``value`` when it is one of ``SIDES``, else a ConfigError naming the detector's option.
+
+    >>> check_side("CUSUM", "side", "up")
+    'up'
+    """
+    if value not in SIDES:
+        raise ConfigError(f"{detector} {option} must be one of {SIDES}, not {value!r}")
+    return value
+
+
 _FIRST_WINDOW = 256  # values looked ahead at once by update_many after a (re)start
 
 

@@ -46,9 +46,7 @@ from typing import ClassVar
 import numpy as np
 
 from keel.errors import ConfigError, DataError
-from keel.online.base import Carry, StreamDetector, last_zero
-
-SIDES = ("both", "up", "down")
+from keel.online.base import Carry, StreamDetector, check_side, last_zero
 
 
 class CUSUM(StreamDetector):
@@ -68,10 +66,8 @@ class CUSUM(StreamDetector):
     ) -> None:
         if not (np.isfinite(sd) and sd > 0):
             raise ConfigError(f"CUSUM needs a positive, finite reference sd, not {sd!r}")
-        if side not in SIDES:
-            raise ConfigError(f"CUSUM side must be one of {SIDES}, not {side!r}")
         self.mean, self.sd, self.k, self.h = float(mean), float(sd), float(k), float(h)
-        self.side = side
+        self.side = check_side("CUSUM", "side", side)
         super().__init__(baseline_id)
 
     @classmethod

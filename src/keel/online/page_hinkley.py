@@ -45,9 +45,7 @@ from typing import ClassVar
 import numpy as np
 
 from keel.errors import ConfigError
-from keel.online.base import Carry, StreamDetector, last_zero
-
-MODES = ("both", "up", "down")
+from keel.online.base import Carry, StreamDetector, check_side, last_zero
 
 
 class PageHinkley(StreamDetector):
@@ -74,8 +72,7 @@ class PageHinkley(StreamDetector):
         mode: str = "both",
         baseline_id: str | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"PageHinkley mode must be one of {MODES}, not {mode!r}")
+        check_side("PageHinkley", "mode", mode)
         if not 0 < alpha <= 1:
             raise ConfigError(f"PageHinkley alpha must be in (0, 1], not {alpha!r}")
         self.delta, self.threshold, self.alpha = float(delta), float(threshold), float(alpha)
