@@ -149,8 +149,11 @@ def create_app(
         )
         return HTMLResponse(html, status_code=status)
 
+    def message(request: Request, status: int, title: str, text: str) -> HTMLResponse:
+        return page(request, "message.html", status, title=title, message=text)
+
     def refused(request: Request, why: str, status: int = 403) -> HTMLResponse:
-        return page(request, "message.html", status=status, title="Refused", message=why)
+        return message(request, status, "Refused", why)
 
     async def action_form(request: Request) -> tuple[dict | None, dict[str, str], str | None]:
         """(session, form fields, why it is refused or None) for a POST action."""
@@ -167,9 +170,7 @@ def create_app(
 
     @app.exception_handler(KeelError)
     async def keel_error(request: Request, error: KeelError):
-        return await run_in_threadpool(
-            page, request, "message.html", 500, title="keel could not answer", message=str(error)
-        )
+        return await run_in_threadpool(message, request, 500, "keel could not answer", str(error))
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request):
@@ -187,12 +188,8 @@ def create_app(
     ):
         context = monitor_context(store, name, max(1, min(int(windows), 400)), window or None)
         if context is None:
-            return page(
-                request,
-                "message.html",
-                404,
-                title="No such monitor",
-                message=f"the store holds no Results of monitor {name!r}",
+            return message(
+                request, 404, "No such monitor", f"the store holds no Results of monitor {name!r}"
             )
         return page(request, "monitor.html", **context)
 
@@ -200,12 +197,8 @@ def create_app(
     def window_page(request: Request, name: str, start: str):
         context = window_context(store, name, start)
         if context is None:
-            return page(
-                request,
-                "message.html",
-                404,
-                title="No such window",
-                message=f"monitor {name!r} has no window starting {start!r}",
+            return message(
+                request, 404, "No such window", f"monitor {name!r} has no window starting {start!r}"
             )
         return page(request, "window.html", **context)
 
@@ -218,12 +211,8 @@ def create_app(
         except KeelError:
             raise
         except Exception as error:  # noqa: BLE001 - the report's failure, said on a page
-            return page(
-                request,
-                "message.html",
-                500,
-                title="The monitor report failed",
-                message=f"{type(error).__name__}: {error}",
+            return message(
+                request, 500, "The monitor report failed", f"{type(error).__name__}: {error}"
             )
 
     @app.get("/alerts", response_class=HTMLResponse)
