@@ -166,3 +166,30 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'keel.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def redis_namespace():
+    """``(url, prefix)`` on KEEL_TEST_REDIS_URL: a key prefix of this test's own, whose keys
+    are deleted after it; skipped without the variable, failed on CI without it or when the
+    server is down."""
+    import uuid
+
+    url = os.environ.get("KEEL_TEST_REDIS_URL")
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail("CI must set KEEL_TEST_REDIS_URL for the Redis feature-state tests")
+        pytest.skip("no Redis: set KEEL_TEST_REDIS_URL to run the Redis feature-state tests")
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError as error:
+        pytest.fail(f"KEEL_TEST_REDIS_URL is set but Redis is unreachable: {error}")
+    prefix = f"keel-test-{uuid.uuid4().hex[:12]}:"
+    yield url, prefix
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
