@@ -30,6 +30,7 @@ from keel.cli import (  # noqa: E402
     demo,
     drift,
     ingest,
+    leakage,
     lineage,
     logs,
     models,
@@ -50,6 +51,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 # -- command groups --
+app.command("leakage")(leakage.leakage)
 app.command("lineage")(lineage.lineage)
 app.add_typer(logs.app, name="logs")
 app.add_typer(models.app, name="models")
