@@ -1,7 +1,11 @@
-"""``keel retrain``: decide from the monitors' diagnoses, and run the retrain job when due.
+"""``keel retrain``: decide from the monitors' diagnoses, run the retrain job when due, and
+compare, approve or reject the challenger it shadows (keel.retrain.promotion).
 
-Exit codes: 0 nothing to do, or a challenger registered (or another job was running);
+``run``: exit 0 nothing to do, or a challenger registered (or another job was running);
 1 a job failed (the event and the alerting Result say why); 2 could not run.
+``compare``: 0 decided or waiting for data; 1 a promotion waits for approval, or the gate
+refused. ``approve`` / ``reject``: 0 done; 2 refused (audited). ``status``: 1 when a
+promotion is pending.
 """
 
 from __future__ import annotations
@@ -39,3 +43,125 @@ def retrain_run(
         said = f" → {outcome.challenger}" if outcome.challenger else ""
         out.print(f"{monitor.name}: {outcome.status}{said}: {outcome.reason}", highlight=False)
     raise typer.Exit(EXIT_FOUND if failed else EXIT_OK)
+
+
+Token = Annotated[
+    str | None,
+    typer.Option(
+        "--token",
+        envvar="KEEL_TOKEN",
+        show_envvar=True,
+        help="Your keel token (keel tokens add NAME); else KEEL_TOKEN from the environment.",
+    ),
+]
+
+
+@app.command("compare")
+def retrain_compare(
+    name: Annotated[str, typer.Argument(help="The monitor whose challenger to judge.")],
+    config: ConfigPath = Path("keel.yaml"),
+    now: Annotated[
+        str | None,
+        typer.Option(help="Decide as of this time (labels matured by then; ISO 8601)."),
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option(help="A logged column whose ids repeat (clustered bounds).")
+    ] = None,
+    segment: Annotated[
+        str | None,
+        typer.Option(help="A logged column to gate per value (default: the first segment)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="The run as JSON on stdout.")] = False,
+) -> None:
+    """Judge the challenger against the champion on the shadowed requests, at the policy's
+    horizon, and record the run. Exit 1 when a promotion waits for approval or the gate
+    refused; 0 otherwise (insufficient data, keep the champion, promoted under auto)."""
+    import json
+
+    from keel.monitor import load_config
+    from keel.retrain.promotion import compare
+    from keel.store import ResultStore
+
+    moment = parse_moment("--now", now) if now is not None else None
+    (monitor,) = monitors_named(load_config(config), name)
+    run = compare(monitor, ResultStore(), as_of=moment, entity=entity, segment=segment)
+    if as_json:
+        out.print_json(json.dumps(run.to_dict(), default=str))
+    else:
+        out.print(_line(run), highlight=False)
+        if run.status == "pending":
+            out.print(
+                f"  approve: keel retrain approve {run.run}   "
+                f"reject: keel retrain reject {run.run} --reason ...",
+                highlight=False,
+            )
+    raise typer.Exit(run.exit_code)
+
+
+@app.command("approve")
+def retrain_approve(
+    run: Annotated[str, typer.Argument(help="The pending run (keel retrain status MONITOR).")],
+    token: Token = None,
+    reason: Annotated[str | None, typer.Option(help="A note for the audit.")] = None,
+) -> None:
+    """Promote a pending run's challenger to champion (your token says who did it; the gate
+    report is the audit's evidence). Exit 2 when refused (the refusal is audited)."""
+    from keel.retrain.promotion import PREVIOUS, approve
+    from keel.store import ResultStore
+
+    done = approve(ResultStore(), run, token, reason=reason)
+    out.print(
+        f"{done.model}@champion → version {done.challenger_version} (was "
+        f"{done.champion_version}, now {done.model}@{PREVIOUS}), by {done.decided_by}. "
+        f"Rollback: keel models rollback {done.model} --reason ...",
+        highlight=False,
+    )
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("reject")
+def retrain_reject(
+    run: Annotated[str, typer.Argument(help="The pending run (keel retrain status MONITOR).")],
+    reason: Annotated[str, typer.Option(help="Why not (recorded).")],
+    token: Token = None,
+) -> None:
+    """Close a pending run without promoting. Exit 2 when refused (audited)."""
+    from keel.retrain.promotion import reject
+    from keel.store import ResultStore
+
+    done = reject(ResultStore(), run, token, reason)
+    out.print(f"run {done.run} rejected by {done.decided_by}: {reason}", highlight=False)
+    raise typer.Exit(EXIT_OK)
+
+
+@app.command("status")
+def retrain_status(
+    name: Annotated[str, typer.Argument(help="The monitor.")],
+    last: Annotated[int, typer.Option(help="How many runs to show, newest last.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="The runs as JSON on stdout.")] = False,
+) -> None:
+    """The monitor's comparison runs: pending and decided, with who decided. Exit 1 when a
+    promotion waits for approval."""
+    import json
+
+    from keel.retrain.promotion import runs
+    from keel.store import ResultStore
+
+    found = runs(ResultStore(), name)
+    if as_json:
+        out.print_json(json.dumps([r.to_dict() for r in found[-last:]], default=str))
+    elif not found:
+        out.print(f"{name}: no comparison runs yet (keel retrain compare {name})", highlight=False)
+    for run in [] if as_json else found[-last:]:
+        out.print(_line(run), highlight=False)
+    raise typer.Exit(EXIT_FOUND if any(r.status == "pending" for r in found) else EXIT_OK)
+
+
+def _line(run) -> str:
+    n = (run.counts or {}).get("paired", 0)
+    versions = f"v{run.challenger_version} vs champion v{run.champion_version}"
+    decided = f", {run.status} by {run.decided_by} at {run.decided_at}" if run.decided_by else ""
+    return (
+        f"{run.run} {run.monitor}: {run.status} ({versions}, {n} of {run.horizon} paired "
+        f"labels{decided}): {run.reason}"
+    )
