@@ -235,14 +235,14 @@ def check_leakage(
 
     fingerprint = _fingerprint(train)
     identifiers, times = _roles(train, target, ids or [], [time_column, prediction_time])
-    excluded = {target, entity, prediction_time, *(ignore or [])} | {
+    # Ids and times (the entity, the prediction and availability times among them) are
+    # probed as such; features are the rest.
+    identifiers = [c for c in identifiers if c not in (ignore or [])]
+    times = [c for c in times if c not in (ignore or [])]
+    excluded = {target, entity, prediction_time, *(ignore or []), *identifiers, *times} | {
         spec.column for spec in availability.values()
     }
-    excluded.discard(None)
-    identifiers = [c for c in identifiers if c not in excluded]
-    times = [c for c in times if c not in excluded or c in (time_column,)]
-    times = [c for c in times if c != prediction_time]
-    features = [c for c in train.column_names if c not in excluded and c not in identifiers + times]
+    features = [c for c in train.column_names if c not in excluded]
     labels_column = train.column(target)
     task = task or _probes.infer_task(labels_column)
     findings: list[Finding] = []
