@@ -612,6 +612,7 @@ def _probe_all(
                 column=column,
                 message=f"{why}: a post-outcome or target-derived feature? ({probe['rows']:,} "
                 f"rows, {len(probe['folds'])} folds)",
+                rows={"train": {"count": probe["rows"], "first": []}},
                 evidence=probe | {"full_model": full, "threshold": _probes.ALONE[family]},
             )
         )
@@ -634,6 +635,7 @@ def _probe_all(
                         f"(≥ {bar:g}; {probe['rows']:,} rows, {len(probe['folds'])} folds): "
                         "rows ordered or split by outcome?"
                     ),
+                    rows={"train": {"count": probe["rows"], "first": []}},
                     evidence=probe | {"threshold": bar},
                 )
             )
