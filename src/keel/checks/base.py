@@ -91,6 +91,12 @@ def _drift_metrics() -> frozenset[str]:
     return frozenset(METHODS) | {f"{name}_p_value" for name in METHODS}
 
 
+def _skew_metrics() -> frozenset[str]:
+    from keel.checks.skew import METRICS
+
+    return METRICS
+
+
 #: An output's unseen, vanished or out-of-range values (warnings, never quality).
 OUTPUT_FINDINGS = frozenset({"unseen_share", "vanished_categories", "out_of_range_share"})
 
@@ -130,6 +136,8 @@ def _members() -> Iterable[Check]:
         "multivariate check alerted",
     )
     yield VerdictCheck("diagnosis", frozenset({"verdict"}))
+    # Served features against their offline truth (keel.checks.skew).
+    yield CountedCheck("skew", _skew_metrics(), "features skewed", "feature skewed")
     yield MeasuredCheck(
         "performance",
         frozenset(
