@@ -234,6 +234,14 @@ def test_an_equal_challenger_keeps_the_champion(world):
     assert _aliases(registry)["champion"] == 1
 
 
+def test_labels_that_depend_on_the_decision_are_refused_with_the_reason(world):
+    folder, store, registry = world
+    _write_logs(folder / "logs")
+    extra = "\n          labels_depend_on_decision: true"
+    run = compare(_monitor(folder, extra), store, registry=registry)
+    assert run.status == "refused" and "canary" in run.reason
+
+
 def test_too_few_matured_labels_is_insufficient_data(world):
     folder, store, registry = world
     _write_logs(folder / "logs", labelled=600)

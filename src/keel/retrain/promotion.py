@@ -148,6 +148,15 @@ def compare(
         challenger_version=challenger,
         as_of=as_of.isoformat(),
     )
+    if policy.labels_depend_on_decision:
+        reason = (
+            "labels_depend_on_decision: true: the champion's decision chose which requests "
+            "have labels, so pairs on the shadowed requests are biased; the canary's "
+            "randomized arm (unpaired) is the comparison, and it is not built yet"
+        )
+        return _record(
+            store, PromotionRun(status="refused", gate_status="refused", **base, reason=reason)
+        )
     if challenger is None or challenger == champion:
         said = "no challenger alias" if challenger is None else "its challenger is the champion"
         reason = f"model {monitor.model!r} has {said}: nothing to compare"

@@ -140,7 +140,9 @@ def read_shadow_pairs(
 
     as_of = _utc(as_of)
     shadow_files = log_files(root, "predictions", model + SHADOW_SUFFIX, start, as_of)
-    champion_files = log_files(root, "predictions", model, start, None)
+    # The champion answers a request before the shadow does: a day's slack either side.
+    early = start - timedelta(days=1) if start else None
+    champion_files = log_files(root, "predictions", model, early, as_of + timedelta(days=1))
     label_files = log_files(root, "labels", model)
     if not shadow_files:
         return _empty(0, 0, {})
