@@ -273,7 +273,7 @@ def test_shadow_drops_over_the_cap_refuse_with_the_reason(world):
     assert _aliases(registry)["champion"] == 1
 
 
-def test_a_wrong_or_missing_token_is_refused_and_audited(world):
+def test_a_wrong_or_missing_token_is_refused_and_audited(world, monkeypatch):
     folder, store, registry = world
     _write_logs(folder / "logs")
     run = compare(_monitor(folder), store, registry=registry)
@@ -283,12 +283,16 @@ def test_a_wrong_or_missing_token_is_refused_and_audited(world):
             approve(store, run.run, presented, registry=registry)
     with pytest.raises(PromotionRefused, match="no valid token"):
         reject(store, run.run, "keel_wrong", "no", registry=registry)
+    monkeypatch.setenv("KEEL_ADMIN_TOKEN", "a-shared-admin-token-for-everyone")
+    with pytest.raises(PromotionRefused, match="per-person token"):
+        approve(store, run.run, "a-shared-admin-token-for-everyone", registry=registry)
     assert _aliases(registry)["champion"] == 1 and get_run(store, run.run).status == "pending"
     refused = [r for r in store.audit_rows(model="loans") if r["event"] == "refused"]
-    assert len(refused) == 3 and {r["actor"] for r in refused} == {"unknown (no valid token)"}
+    assert [r["actor"] for r in refused] == ["unknown (no valid token)"] * 3 + ["shared-token"]
     assert all(run.run in r["details"] for r in refused) and verify_chain(store) == []
+    assert all(r["version"] == 2 and r["previous_version"] == 1 for r in refused)
     events = store.events()
-    assert (events["action"] == "promotion refused").sum() == 3
+    assert (events["action"] == "promotion refused").sum() == 4
 
 
 def test_a_rejection_keeps_the_champion_and_says_who_and_why(world):

@@ -318,7 +318,7 @@ def get_run(store: Any, run: str) -> PromotionRun:
 
 
 def _authorised(store, run, token, verb, registry=None) -> tuple[str, PromotionRun]:
-    from keel.tokens import verify_token
+    from keel.tokens import SHARED_TOKEN_ACTOR, verify_token
 
     actor = verify_token(store, token)
     try:
@@ -327,6 +327,15 @@ def _authorised(store, run, token, verb, registry=None) -> tuple[str, PromotionR
         found = PromotionRun(run, "", "", "unknown", "", "")
     if actor is None:
         _refuse(store, found, UNKNOWN_ACTOR, "no valid token (keel tokens add NAME)", registry)
+    if actor == SHARED_TOKEN_ACTOR:
+        _refuse(
+            store,
+            found,
+            actor,
+            "a promotion needs a per-person token (keel tokens add "
+            "NAME): the shared KEEL_ADMIN_TOKEN does not say who decided",
+            registry,
+        )
     if found.status == "unknown":
         _refuse(store, found, actor, f"no promotion run {run!r}", registry)
     if found.status not in OPEN:
@@ -489,7 +498,7 @@ def _horizon(store, monitor, policy: RetrainPolicy, challenger, pairs, as_of) ->
     shadow answers is in (and recording it); None before."""
     events = store.events()
     fixed = events[(events["action"] == HORIZON) & (events["subject"] == monitor.name)]
-    for text in reversed(fixed["details"].tolist()):
+    for text in fixed["details"].tolist():  # the first fixed is the horizon, even after a race
         details = json.loads(text or "{}")
         if details.get("challenger_version") == challenger:
             return int(details["horizon"])
