@@ -14,6 +14,7 @@ import textwrap
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -449,3 +450,40 @@ def test_logged_features_written_by_feast_map_to_the_served_log(repo, answered, 
     assert second.num_rows == 20 and set(second["event_time"].to_pylist()) == {day2}
     with pytest.raises(ConfigError, match="needs feature_service"):
         logged_features(repo["path"])
+
+
+def test_the_skew_check_reads_feast_on_both_sides(repo, answered, tmp_path):
+    """Served features from Feast's own log, truth from Feast's offline store: a log that
+    served exactly the offline values is clean; the same log with ``score`` served 100×
+    in a fifth of the rows is skewed in ``score`` only, named a unit mismatch."""
+    from keel.checks.skew import FeastTruth, SkewSpec, check_skew
+
+    rows, answer = answered
+    keep = pc.is_valid(answer["amount_7d"])  # rows the offline store answers
+    rows, answer = rows.filter(keep), answer.filter(keep)
+    logs = _feast_logs(repo, rows, answer, BASE)
+    logs = logs.set_column(
+        logs.schema.get_field_index("__log_timestamp"), "__log_timestamp", rows["served_at"]
+    )
+    pq.write_table(logs, tmp_path / "clean.parquet")
+    score = np.array(answer["score"].to_pylist())
+    score[::5] *= 100
+    skewed = logs.set_column(
+        logs.schema.get_field_index("user_stats__score"), "user_stats__score", pa.array(score)
+    )
+    pq.write_table(skewed, tmp_path / "skewed.parquet")
+    truth = FeastTruth(
+        str(repo["path"]), ("user_stats:amount_7d", "user_stats:score"), ("user_id",)
+    )
+    spec = SkewSpec(features=("amount_7d", "score"), entity_keys=("user_id",))
+
+    clean = check_skew(logged_features(tmp_path / "clean.parquet"), truth, spec)
+    assert [r for r in clean if r.status == "alert"] == []
+    assert {(r.column, r.value) for r in clean if r.metric == "mismatch_share"} == {
+        ("amount_7d", 0.0),
+        ("score", 0.0),
+    }
+    found = check_skew(logged_features(tmp_path / "skewed.parquet"), truth, spec)
+    alerts = [r for r in found if r.status == "alert"]
+    assert {r.column for r in alerts} == {"score"}
+    assert any(r.details.get("kind") == "unit mismatch" for r in alerts)
