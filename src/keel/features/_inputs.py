@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,13 @@ import pyarrow.compute as pc
 
 from keel.errors import DataError, SchemaError
 from keel.features.definition import AVAILABLE_TIME, WindowedFeature
+
+
+def log_root(root: str | Path | None = None) -> Path:
+    """ROOT as ``keel.store.logs.log_root`` resolves it: the argument, ``KEEL_LOG_ROOT``, or
+    ``.keel/logs``. Not imported from there: the checks read keel.features, and the checks
+    never reach the store (tests/test_import_direction.py)."""
+    return Path(root or os.environ.get("KEEL_LOG_ROOT") or Path(".keel") / "logs")
 
 
 def as_table(data: Any, what: str) -> pa.Table:

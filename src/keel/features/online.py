@@ -261,7 +261,7 @@ def _clock() -> int:
 
 def default_url(root: str | Path | None = None) -> str:
     """The embedded default: ``sqlite:///ROOT/features/online.db`` (ROOT: the log root)."""
-    from keel.store.logs import log_root
+    from keel.features._inputs import log_root
 
     return f"sqlite:///{log_root(root) / 'features' / 'online.db'}"
 

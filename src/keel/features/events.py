@@ -35,7 +35,7 @@ _TIME = pa.timestamp("us", tz="UTC")
 
 def event_log(root: str | Path | None = None) -> Path:
     """The event log's folder: ``ROOT/features/events`` (ROOT as ``keel.store.logs``)."""
-    from keel.store.logs import log_root
+    from keel.features._inputs import log_root
 
     return log_root(root) / "features" / "events"
 
