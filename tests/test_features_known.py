@@ -11,8 +11,14 @@ import pyarrow as pa
 import pytest
 
 from keel.errors import ConfigError, DataError, SchemaError
-from keel.features import OnlineFeatures, WindowedFeature, compute_offline, ingest
-from keel.features import EVENT_LOG_FORMAT, event_log
+from keel.features import (
+    EVENT_LOG_FORMAT,
+    OnlineFeatures,
+    WindowedFeature,
+    compute_offline,
+    event_log,
+    ingest,
+)
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TIME = pa.timestamp("us", "UTC")
