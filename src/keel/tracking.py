@@ -122,6 +122,7 @@ class TrainingRun:
                 "params": self.params,
             },
         )
+        baseline.notes += leakage_notes(self.record.get("leakage"))
         self.record["baseline"] = {
             "fingerprint": baseline.fingerprint,
             "id": baseline.id,
@@ -170,11 +171,23 @@ def track(
     entrypoint: str | Callable | None = None,
     registry: Any = None,
     store: Any = None,
+    prediction_time: str | None = None,
+    available: dict[str, Any] | None = None,
+    entity: str | None = None,
+    leakage_probes: bool = False,
+    fail_on_leakage: bool = False,
 ) -> Iterator[TrainingRun]:
     """Record a training run (see the module docstring): yields a ``TrainingRun`` whose
     ``log_model(model)`` registers the model. ``holdout`` is data the model does not learn
     from; ``holdout_last`` ("20%") takes the latest rows by ``timestamp`` instead.
     ``entrypoint`` (``"train.py:fit"`` or the function) is what ``keel reproduce`` calls.
+
+    Leakage (``keel.checks.leakage``) is checked before training: duplicate rows across
+    train and holdout, id and time columns that predict the label, features available
+    after ``prediction_time`` (with ``available``: feature → availability column), and
+    entities in both splits (with ``entity``); ``leakage_probes=True`` also probes every
+    feature alone. Findings are warned and recorded (``record["leakage"]``, and the
+    baseline's notes); ``fail_on_leakage=True`` refuses a run with an alert-level finding.
 
     >>> with track("m", train={"x": [1]}) as run:
     ...     pass
@@ -197,6 +210,17 @@ def track(
             f"(it has: {', '.join(train_table.column_names)}); name it with target="
         )
     timestamp = data.get("split", {}).get("timestamp") or timestamp
+    leakage = leakage_of(
+        train_table,
+        holdout_table,
+        target=target,
+        id=id,
+        prediction_time=prediction_time,
+        available=available,
+        entity=entity,
+        probes=leakage_probes,
+        fail=fail_on_leakage,
+    )
     record: dict[str, Any] = {
         "format": LINEAGE_FORMAT,
         "name": name,
@@ -207,6 +231,7 @@ def track(
         "roles": {"target": target, "timestamp": timestamp, "id": id},
         "data": data,
         "code": code_record(entrypoint),
+        "leakage": leakage,
     }
     if record["code"].get("dirty"):
         stored = "its diff is stored" if record["code"].get("diff") else "no diff stored"
@@ -226,6 +251,73 @@ def track(
         registry=registry,
         store=store,
     )
+
+
+# -- leakage ------------------------------------------------------------------------------
+
+
+class LeakageError(TrainingError):
+    """A training run refused (``fail_on_leakage=True``) for leakage at alert level."""
+
+
+def leakage_of(
+    train: pa.Table,
+    holdout: pa.Table,
+    *,
+    target: str,
+    id: str | None = None,  # noqa: A002 - the role's name
+    prediction_time: str | None = None,
+    available: dict[str, Any] | None = None,
+    entity: str | None = None,
+    probes: bool = False,
+    fail: bool = False,
+) -> dict[str, Any]:
+    """The leakage findings of a training run (``keel.leakage/v1``), each warned; with
+    ``fail``, a LeakageError when any is at alert level. Never fails otherwise.
+
+    >>> import warnings
+    >>> train = pa.table({"x": [float(i) for i in range(40)], "y": [0, 1] * 20})
+    >>> holdout = pa.table({"x": [3.0, 100.0], "y": [1, 0]})
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     found = leakage_of(train, holdout, target="y")
+    >>> [f["kind"] for f in found["findings"]], str(caught[0].message)[:28]
+    (['duplicates'], 'leakage: alert duplicates: 1')
+    """
+    from keel.checks.leakage import check_leakage
+
+    report = check_leakage(
+        train,
+        target=target,
+        holdout=holdout,
+        prediction_time=prediction_time,
+        available=available,
+        entity=entity,
+        ids=[id] if id else None,
+        probes=probes,
+    )
+    for line in report.lines():
+        warnings.warn(f"leakage: {line}", stacklevel=4)
+    if fail and report.alert:
+        raise LeakageError(
+            "leakage found (fail_on_leakage=True): "
+            + "; ".join(line for line in report.lines() if line.startswith("alert"))
+        )
+    return report.to_dict()
+
+
+def leakage_notes(leakage: dict[str, Any] | None) -> list[str]:
+    """One note per leakage finding, for the baseline (``leakage <level> <kind> ...``).
+
+    >>> leakage_notes({"findings": [{"level": "alert", "kind": "duplicates", "column": None,
+    ...                              "message": "3 holdout rows ..."}]})
+    ['leakage alert duplicates: 3 holdout rows ...']
+    """
+    return [
+        f"leakage {f['level']} {f['kind']}{' ' + f['column'] if f['column'] else ''}: "
+        f"{f['message']}"
+        for f in (leakage or {}).get("findings", [])
+    ]
 
 
 # -- data ---------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from keel.cli._shared import Columns, err, out, progress_bar, role_names, spinner
+from keel.cli._shared import EXIT_FOUND, Columns, err, out, progress_bar, role_names, spinner
 from keel.errors import KeelError
 
 app = typer.Typer(help="Record and inspect baselines.", no_args_is_help=True)
@@ -50,11 +50,31 @@ def baseline_create(
         str | None, typer.Option(help="binary, multiclass or regression (with the holdout).")
     ] = None,
     classes: Columns = None,
+    prediction_time: Annotated[
+        str | None, typer.Option(help="Leakage: the column of when rows are predicted.")
+    ] = None,
+    available: Annotated[
+        list[str] | None,
+        typer.Option(help="Leakage: FEATURE=COLUMN[+LAG], when a feature became available."),
+    ] = None,
+    entity: Annotated[
+        str | None, typer.Option(help="Leakage: an entity column not to share with the holdout.")
+    ] = None,
+    leakage_probes: Annotated[
+        bool, typer.Option(help="Leakage: also probe every feature alone (cross-validated).")
+    ] = False,
+    fail_on_leakage: Annotated[
+        bool, typer.Option(help="Leakage at alert level: write no baseline, exit 1.")
+    ] = False,
 ) -> None:
     """Record a baseline of reference data: schema, profile, bins, sample, fingerprint.
 
     With --holdout (or --reference-is-holdout), also the model's holdout metrics, with
-    their intervals: what a monitor's performance checks judge windows against."""
+    their intervals: what a monitor's performance checks judge windows against.
+
+    With --target, leakage is checked first (``keel leakage``): duplicates across the data
+    and the holdout, ids and times that predict the label, and availability and entities
+    when declared; findings are printed and kept in the baseline's notes."""
     from keel.baseline import Baseline
     from keel.data import open_source
 
@@ -68,6 +88,23 @@ def baseline_create(
         classes,
     )
     source = open_source(data)
+    leakage = None
+    if target is not None:
+        leakage = _leakage(
+            source,
+            data,
+            holdout if not reference_is_holdout else None,
+            target,
+            id=id,
+            prediction_time=prediction_time,
+            available=available,
+            entity=entity,
+            probes=leakage_probes,
+            ignore=_model_outputs(source, prediction, score, classes) + list(ignore or []),
+        )
+        if fail_on_leakage and leakage is not None and leakage["alert"]:
+            err.print("[red]leakage at alert level:[/] no baseline written", highlight=False)
+            raise typer.Exit(EXIT_FOUND)
     with progress_bar(source.num_rows, "baseline") as advance:
         result = Baseline.from_data(
             source,
@@ -88,6 +125,11 @@ def baseline_create(
             classes=classes,
         )
     metrics = result.metrics
+    if leakage is not None:
+        from keel.tracking import leakage_notes
+
+        result.notes += leakage_notes(leakage)
+        result.lineage["leakage"] = leakage
     result.save(output)
     roles = ", ".join(f"{c.name}={c.role}" for c in result.schema.columns if c.role != "feature")
     out.print(
@@ -102,6 +144,48 @@ def baseline_create(
         )
     elif why_none:
         err.print(f"[yellow]no holdout metrics recorded:[/] {why_none}", highlight=False)
+
+
+#: Above this many rows, ``baseline create`` leaves leakage to ``keel leakage`` (it reads
+#: the rows into memory; the baseline itself streams).
+LEAKAGE_MAX_ROWS = 2_000_000
+LEAKAGE_MAX_BYTES = 256 * 2**20
+
+
+def _leakage(source, data, holdout, target, **options):
+    """The leakage findings (``keel.leakage/v1``) of the reference and its holdout, printed;
+    None when there are too many rows to read into memory."""
+    from keel.checks.leakage import check_leakage, parse_availability
+
+    small_file = Path(data).is_file() and Path(data).stat().st_size <= LEAKAGE_MAX_BYTES
+    if (source.num_rows is None and not small_file) or (source.num_rows or 0) > LEAKAGE_MAX_ROWS:
+        err.print(
+            f"[dim]note:[/] leakage not checked: over {LEAKAGE_MAX_ROWS:,} rows (or a large "
+            "file of unknown length); run keel leakage",
+            highlight=False,
+        )
+        return None
+    available = dict(parse_availability(spec) for spec in options.pop("available") or [])
+    identifier = options.pop("id")
+    with spinner("checking for leakage"):
+        report = check_leakage(
+            source.read_all(),
+            target=target,
+            holdout=holdout,
+            available=available,
+            ids=[identifier] if identifier else None,
+            **options,
+        )
+    for line in report.lines():
+        color = "red" if line.startswith("alert") else "yellow"
+        err.print(f"[{color}]leakage:[/] {line}", highlight=False)
+    return report.to_dict()
+
+
+def _model_outputs(source, prediction, score, classes) -> list[str]:
+    """The model's own columns in the data (prediction, scores): never leakage suspects."""
+    named = [prediction, score] + [f"{score}_{c}" for c in classes or []] if score else [prediction]
+    return [c for c in named if c and c in source.schema.names]
 
 
 def _per_class_scores(scores: list[str] | None, classes: list | None):
