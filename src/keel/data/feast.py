@@ -410,7 +410,7 @@ def _as_utc(column: Any, what: str) -> pa.ChunkedArray:
         raise SchemaError(f"{what} must be timestamps; it is {kind}")
     if kind.tz is None:
         column = pc.assume_timezone(column, "UTC")
-    return column.cast(_UTC)
+    return column.cast(_UTC, safe=False)  # to the microsecond, as Feast and DuckDB hold them
 
 
 def _ask_feast(
