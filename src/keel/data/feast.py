@@ -441,7 +441,17 @@ def _ask_feast(
 
 def _declared(values: pa.ChunkedArray, declared: pa.DataType | None, ref: str) -> Any:
     """``values`` in the feature's declared type: integers that Feast turned into floats are
-    turned back, refusing any value that is not a whole number in range."""
+    turned back, refusing any value that is not a whole number in range.
+
+    >>> import pyarrow as pa
+    >>> _declared(pa.chunked_array([[4.0, None]]), pa.int64(), "v:n").to_pylist()
+    [4, None]
+    >>> _declared(pa.chunked_array([[4.5]]), pa.int64(), "v:n")
+    Traceback (most recent call last):
+    ...
+    keel.errors.DataError: Feast returned v:n as double, which does not convert back to its \
+declared int64: ...4.5...
+    """
     if declared is None or values.type == declared:
         return values
     try:
