@@ -3,9 +3,9 @@
     nice -n 10 python benchmarks/retrain_shadow_pairs.py              # 1,000,000 requests
     nice -n 10 python benchmarks/retrain_shadow_pairs.py --rows 200000
 
-Writes a champion log, a shadow log and a label log of ``--rows`` requests
-over 10 days (0.5% of shadows dropped), one Parquet file a day per log, in the layout the log writer uses, then
-times ``read_shadow_pairs`` (cold and warm) and the gate on its arrays.
+Writes a champion log, a shadow log (0.5% of shadows dropped) and a label log of
+``--rows`` requests over 10 days, one Parquet file a day per log, in the layout the log
+writer uses, then times ``read_shadow_pairs`` (cold and warm) and the gate on its arrays.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def write(root: Path, rows: int, seed: int = 0) -> None:
         np.datetime64(START.replace(tzinfo=None), "us") + offsets.astype("timedelta64[us]"),
         pa.timestamp("us", tz="UTC"),
     )
-    ingested = pa.array(np.full(rows, np.datetime64("2026-12-01T00:00:00", "us")),
-                        pa.timestamp("us", tz="UTC"))  # fmt: skip
+    ingested = pa.array(
+        np.full(rows, np.datetime64("2026-12-01T00:00:00", "us")), pa.timestamp("us", tz="UTC")
+    )
     day = offsets // 86_400_000_000
     logs = {
         ("predictions", "loans"): {
@@ -66,7 +67,7 @@ def write(root: Path, rows: int, seed: int = 0) -> None:
             "request_id": ids,
             "event_time": pa.array(
                 times.to_numpy() + np.timedelta64(1, "D"), pa.timestamp("us", tz="UTC")
-            ),  # fmt: skip
+            ),
             "label": y,
             "_ingested_at": ingested,
         },
@@ -100,8 +101,13 @@ def main() -> None:
             )
         config = GateConfig(primary="accuracy", margins={"accuracy": 0.01}, horizon=5000)
         began = time.perf_counter()
-        report = evaluate_gate(pairs.champion, pairs.challenger, pairs.labels, config,
-                               shadow_drop_share=pairs.drop_share)  # fmt: skip
+        report = evaluate_gate(
+            pairs.champion,
+            pairs.challenger,
+            pairs.labels,
+            config,
+            shadow_drop_share=pairs.drop_share,
+        )
         print(f"evaluate_gate: {time.perf_counter() - began:.2f} s: {report.reason}")
 
 

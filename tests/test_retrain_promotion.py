@@ -155,14 +155,36 @@ def _aliases(registry):
 def test_pairs_are_the_same_requests_and_only_the_challenger_version(tmp_path):
     y, champion, challenger, drop = _write_logs(tmp_path, dropped=40)
     with LogWriter(tmp_path, "predictions", model="loans.shadow") as writer:  # another one
-        writer.append([{"request_id": "r00000", "event_time": START, "model_version": "7",
-                        "role": "shadow", "prediction": 1 - int(challenger[0])}])  # fmt: skip
+        writer.append(
+            [
+                {
+                    "request_id": "r00000",
+                    "event_time": START,
+                    "model_version": "7",
+                    "role": "shadow",
+                    "prediction": 1 - int(challenger[0]),
+                }
+            ]
+        )
+        # a request the challenger never loaded for: its drop has no version, and counts
+        writer.append(
+            [
+                {
+                    "request_id": "never",
+                    "event_time": START,
+                    "model_version": None,
+                    "role": "shadow",
+                    "prediction": None,
+                    "shadow_dropped": "not_running",
+                }
+            ]
+        )
     pairs = read_shadow_pairs(
         tmp_path, "loans", 2, as_of=START + timedelta(days=30), segment="region"
     )
     keep = ~drop
-    assert pairs.n == keep.sum() == N - 40 and pairs.shadowed == N and pairs.dropped == 40
-    assert pairs.reasons == {"queue_full": 40}
+    assert pairs.n == keep.sum() == N - 40 and pairs.shadowed == N + 1 and pairs.dropped == 41
+    assert pairs.reasons == {"queue_full": 40, "not_running": 1}
     assert np.array_equal(pairs.labels, y[keep])
     assert np.array_equal(pairs.champion.predictions, champion[keep])
     assert np.array_equal(pairs.challenger.predictions, challenger[keep])

@@ -48,9 +48,10 @@ def test_a_shadowed_challenger_is_compared_on_the_gateways_logs_and_promoted(tmp
         "shadow_timeout": 30,
     }
     config.write_text(
-        yaml.safe_dump({"serve": {"reload_seconds": 0, "min_free_mb": 0,
-                                  "models": {"loans": served}}})
-    )  # fmt: skip
+        yaml.safe_dump(
+            {"serve": {"reload_seconds": 0, "min_free_mb": 0, "models": {"loans": served}}}
+        )
+    )
     env = {"KEEL_REGISTRY": "embedded", "KEEL_DATABASE_URL": url}
     traffic = training_frame(rows=BATCH * BATCHES, seed=7)
     traffic["customer_id"] = [f"t{i}" for i in range(len(traffic))]
@@ -97,7 +98,11 @@ monitors:
 
     server = Server(config, tmp_path / "logs2", env=env, cwd=tmp_path)
     with httpx.Client(base_url=server.url, timeout=60) as client:
-        record = {"record": {**json.loads(traffic.iloc[[0]][FEATURES].to_json(orient="records"))[0],
-                             "customer_id": "t0"}}  # fmt: skip
+        record = {
+            "record": {
+                **json.loads(traffic.iloc[[0]][FEATURES].to_json(orient="records"))[0],
+                "customer_id": "t0",
+            }
+        }
         assert client.post("/v1/models/loans/predict", json=record).json()["model_version"] == "2"
     assert server.stop() == 0, server.stderr()

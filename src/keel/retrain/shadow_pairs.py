@@ -7,7 +7,8 @@ model with one DuckDB query: the champion's (``predictions/model=NAME``), the sh
 
 - in the shadow log, only the rows of ``challenger_version`` (another challenger's
   answers are not this one's), the latest record per request id, with event time before
-  ``as_of``;
+  ``as_of``; a drop logged with no version (the challenger never loaded) counts too, so a
+  drop is never left out of the count;
 - in the champion's log, the rows answered by the champion (``role`` champion: a canary's
   answer is not the champion's), the latest per request id;
 - in the label log, the latest label per request id, **matured as of** ``as_of``: its
@@ -155,7 +156,7 @@ def read_shadow_pairs(
             )
     role = "AND CAST(role AS VARCHAR) = 'champion'" if "role" in champion_columns else ""
     extra = "".join(
-        f', "{c}" AS _{n}' for n, c in (("entity", entity), ("segment", segment)) if c is not None
+        f", {_name(c)} AS _{n}" for n, c in (("entity", entity), ("segment", segment)) if c
     )
     champion_score = "score" if "score" in champion_columns else "NULL"
     shadow_score = "score" if "score" in _columns(shadow_files) else "NULL"
@@ -165,9 +166,9 @@ def read_shadow_pairs(
         ingested = point_in_time and "_ingested_at" in _columns(label_files)
         labelled = f"""
         , l AS (
-            SELECT request_id, "{label}" AS _label, event_time AS _label_time
+            SELECT request_id, {_name(label)} AS _label, event_time AS _label_time
             FROM read_parquet($labels, {ORDERED})
-            WHERE "{label}" IS NOT NULL AND event_time <= $matured
+            WHERE {_name(label)} IS NOT NULL AND event_time <= $matured
             {"AND _ingested_at <= $as_of" if ingested else ""}
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC,
                 _keel_file DESC, file_row_number DESC) = 1
@@ -194,7 +195,8 @@ def read_shadow_pairs(
                 CAST(shadow_dropped AS VARCHAR) AS _dropped
             FROM read_parquet($shadow, {ORDERED})
             WHERE event_time IS NOT NULL AND event_time < $as_of
-                AND CAST(model_version AS VARCHAR) = $version
+                AND (CAST(model_version AS VARCHAR) = $version
+                     OR (model_version IS NULL AND shadow_dropped IS NOT NULL))
                 {"AND event_time >= $start" if start else ""}
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC,
                 _keel_file DESC, file_row_number DESC) = 1
@@ -285,17 +287,33 @@ def _pairs(table: pa.Table, with_entity: bool, with_segment: bool) -> ShadowPair
 def _empty(shadowed: int, dropped: int, reasons: dict[str, int]) -> ShadowPairs:
     nothing = np.asarray([])
     return ShadowPairs(
-        nothing.astype(str), Outcomes(nothing), Outcomes(nothing), nothing, None, None,
-        shadowed, dropped, 0, 0, (), reasons,
-    )  # fmt: skip
+        request_ids=nothing.astype(str),
+        champion=Outcomes(nothing),
+        challenger=Outcomes(nothing),
+        labels=nothing,
+        segments=None,
+        entities=None,
+        shadowed=shadowed,
+        dropped=dropped,
+        unpaired=0,
+        unlabelled=0,
+        reasons=reasons,
+    )
 
 
 def _comparable(a: Any, b: Any) -> tuple[Any, Any]:
     """Both as float64 when both are numbers (1 and 1.0 agree), else both as text."""
-    numeric = all(pa.types.is_integer(x.type) or pa.types.is_floating(x.type) or
-                  pa.types.is_boolean(x.type) for x in (a, b))  # fmt: skip
+    numeric = all(
+        pa.types.is_integer(x.type) or pa.types.is_floating(x.type) or pa.types.is_boolean(x.type)
+        for x in (a, b)
+    )
     kind = pa.float64() if numeric else pa.string()
     return pc.cast(a, kind), pc.cast(b, kind)
+
+
+def _name(column: str) -> str:
+    """A column name quoted for DuckDB (a quote inside is doubled)."""
+    return '"' + column.replace('"', '""') + '"'
 
 
 def _columns(files: list[str]) -> set[str]:
