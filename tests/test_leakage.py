@@ -273,3 +273,47 @@ def test_fifty_thousand_rows_by_twenty_columns_take_seconds():
     report = check_leakage(frame, target="y")
     assert report.findings == []
     assert time.perf_counter() - started < 30
+
+
+def test_training_values_that_differ_from_their_as_of_availability_values():
+    from keel.features import WindowedFeature, compute_offline
+
+    rng = np.random.default_rng(9)
+    users = np.array([f"u{i}" for i in range(40)])
+    event_time = START + pd.to_timedelta(rng.integers(0, 30 * 86_400, 3000), unit="s")
+    late = rng.random(3000) < 0.05  # 5% of events arrive two days late
+    events = pd.DataFrame(
+        {
+            "user": rng.choice(users, 3000),
+            "amount": rng.integers(1, 100, 3000),
+            "event_time": event_time,
+            "available_time": event_time + pd.to_timedelta(np.where(late, 2 * 86_400, 60), "s"),
+        }
+    )
+    spend = WindowedFeature(
+        "spend_7d", entity="user", column="amount", aggregation="sum", window="7D"
+    )
+    queries = pd.DataFrame(
+        {
+            "user": rng.choice(users, 800),
+            "predicted_at": START + pd.to_timedelta(rng.integers(8, 30, 800) * 86_400, "s"),
+        }
+    )
+    served_truth = compute_offline([spend], events, queries, at="predicted_at")
+    train = served_truth.to_pandas()
+    train["y"] = rng.integers(0, 2, len(train))
+    options = {"target": "y", "prediction_time": "predicted_at", "probes": False}
+    assert check_leakage(train, features=[spend], events=events, **options).findings == []
+
+    # Computed by event time alone, as a naive offline query would: late events leak in.
+    naive = events.assign(available_time=events["event_time"])
+    train["spend_7d"] = compute_offline([spend], naive, queries, at="predicted_at")["spend_7d"]
+    truth = served_truth["spend_7d"].to_numpy(zero_copy_only=False)
+    expected = np.flatnonzero(train["spend_7d"].to_numpy() != truth)
+    assert len(expected) > 0
+    report = check_leakage(train, features=[spend], events=events, **options)
+    assert kinds(report) == [("not_as_of_availability", "spend_7d")]
+    (finding,) = report.findings
+    assert finding.rows["train"]["count"] == len(expected)
+    assert finding.rows["train"]["first"] == expected[:20].tolist()
+    assert finding.level == "alert"

@@ -125,3 +125,55 @@ def test_served_rows_from_keels_prediction_log(run_keel, files, tmp_path):
     findings = json.loads(done.stdout)["findings"]
     assert [(f["kind"], f["column"]) for f in findings] == [("absent_at_serving", "spend")]
     assert findings[0]["rows"]["served"]["count"] == 300
+
+
+def test_windowed_features_recomputed_as_of_availability(run_keel, tmp_path):
+    from keel.features import WindowedFeature, compute_offline
+
+    rng = np.random.default_rng(4)
+    event_time = START + pd.to_timedelta(rng.integers(0, 20 * 86_400, 2000), unit="s")
+    late = rng.random(2000) < 0.1
+    events = pd.DataFrame(
+        {
+            "user": rng.choice(["a", "b", "c", "d"], 2000),
+            "amount": rng.integers(1, 50, 2000),
+            "event_time": event_time,
+            "available_time": event_time + pd.to_timedelta(np.where(late, 86_400, 0), "s"),
+        }
+    )
+    events.to_parquet(tmp_path / "events.parquet")
+    (tmp_path / "keel.yaml").write_text(
+        "features:\n  - {name: spend_7d, entity: user, column: amount, aggregation: sum, "
+        "window: 7D}\n"
+    )
+    spend = WindowedFeature(
+        "spend_7d", entity="user", column="amount", aggregation="sum", window="7D"
+    )
+    queries = pd.DataFrame(
+        {
+            "user": rng.choice(["a", "b", "c", "d"], 300),
+            "predicted_at": START + pd.to_timedelta(rng.integers(8, 20, 300) * 86_400, "s"),
+        }
+    )
+    naive = events.assign(available_time=events["event_time"])
+    train = compute_offline([spend], naive, queries, at="predicted_at").to_pandas()
+    train["y"] = rng.integers(0, 2, len(train))
+    train.to_parquet(tmp_path / "train.parquet")
+    done = run_keel(
+        "leakage",
+        "train.parquet",
+        "--target",
+        "y",
+        "--no-probes",
+        "--prediction-time",
+        "predicted_at",
+        "--features",
+        "keel.yaml",
+        "--events",
+        "events.parquet",
+        "--json",
+        "-",
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    (finding,) = json.loads(done.stdout)["findings"]
+    assert (finding["kind"], finding["column"]) == ("not_as_of_availability", "spend_7d")

@@ -56,6 +56,13 @@ def leakage(
     json_path: Annotated[
         str | None, typer.Option("--json", help="Write the findings as JSON ('-': stdout).")
     ] = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="A keel.yaml whose features: are recomputed as of availability."),
+    ] = None,
+    events: Annotated[
+        str | None, typer.Option(help="With --features: their event log (Parquet).")
+    ] = None,
     strict: Annotated[bool, typer.Option(help="Exit 1 on warnings too.")] = False,
 ) -> None:
     """Check TRAINING for leakage. Exit 0: nothing at alert level; 1: leakage found; 2: error.
@@ -82,6 +89,8 @@ def leakage(
             ignore=ignore,
             probes=probes,
             task=task,
+            features=_definitions(features),
+            events=events,
         )
     document = json.dumps(report.to_dict(), indent=2, default=str)
     if json_path == "-":
@@ -94,6 +103,23 @@ def leakage(
         print_report(report)
     found = report.alert or (strict and bool(report.findings))
     raise typer.Exit(EXIT_FOUND if found else EXIT_OK)
+
+
+def _definitions(path: Path | None):
+    """The windowed features a keel.yaml declares (its top-level ``features:`` list)."""
+    if path is None:
+        return None
+    import yaml
+
+    from keel.features import parse_features
+
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise KeelError(f"--features {path}: cannot read it ({error})") from error
+    if not isinstance(document, dict) or "features" not in document:
+        raise KeelError(f"--features {path}: no top-level features: list")
+    return parse_features(document["features"], str(path))
 
 
 def _served_rows(served_log: str | None, model: str | None):

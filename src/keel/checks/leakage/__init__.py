@@ -19,6 +19,9 @@ kind                       level    found when
 ``near_duplicates``        alert    ... equal after rounding and normalizing text
 ``shared_entities``        alert    entities in both splits (``entity``)
 ``time_overlap``           alert    the splits' time ranges overlap (``time_column``)
+``not_as_of_availability`` alert    a windowed feature's training values differ from
+                                    its values as of availability (``features``,
+                                    ``events``: ``keel.features``)
 =========================  =======  ==================================================
 
 Ids and time columns are the ones ``keel.schema`` recognises, plus integer columns that
@@ -188,6 +191,8 @@ def check_leakage(
     task: str | None = None,
     folds: int = _probes.DEFAULT_FOLDS,
     max_rows: int = _probes.DEFAULT_MAX_ROWS,
+    features: list[Any] | None = None,
+    events: Any = None,
 ) -> LeakageReport:
     """Every leakage check the inputs allow (see the module docstring).
 
@@ -197,7 +202,10 @@ def check_leakage(
     maps a feature to the column of when its value became available (``"col"`` or
     ``"col+2h"``). ``probes=False`` probes only the id and time columns (cheap); ``True``
     probes every feature and compares with the full model. ``task`` is binary,
-    multiclass or regression (inferred from the target otherwise).
+    multiclass or regression (inferred from the target otherwise). ``features``
+    (``keel.features.WindowedFeature`` definitions) and ``events`` (their event log)
+    recompute each windowed feature as of availability at ``prediction_time``: training
+    values that differ are findings (``as_of.py``).
 
     >>> check_leakage(pa.table({"x": [1, 2]}), target="y")
     Traceback (most recent call last):
@@ -205,6 +213,7 @@ def check_leakage(
     keel.errors.SchemaError: --target 'y': the training data has no such column (it has: x)
     """
     started = time.perf_counter()
+    definitions = list(features) if features is not None else None
     train = _table(train, "training data")
     _require(train, target, "--target", "training data")
     holdout_table = _table(holdout, "holdout") if holdout is not None else None
@@ -224,6 +233,10 @@ def check_leakage(
                 _require(holdout_table, column, option, "holdout")
     for column in [*(ids or []), *(ignore or [])]:
         _require(train, column, "--id/--ignore", "training data")
+    if (features is None) != (events is None):
+        raise SchemaError("feature definitions and their events go together (--features, --events)")
+    if features is not None and prediction_time is None:
+        raise SchemaError("--features needs --prediction-time: the time each row is computed at")
     if availability and prediction_time is None:
         raise SchemaError(
             "--available needs --prediction-time: the column of when rows are predicted"
@@ -252,6 +265,9 @@ def check_leakage(
     if availability:
         checked.append("availability")
         findings += _availability(train, prediction_time, availability)
+    if definitions is not None:
+        checked.append("as_of")
+        findings += _as_of(train, definitions, events, prediction_time, notes)
     if served_table is not None:
         checked.append("serving")
         findings += _serving(train, served_table, features, notes)
@@ -366,6 +382,50 @@ def _availability(
                     "checked": late["checked"],
                     "unknown": late["unknown"],
                     "max_late_seconds": latest,
+                },
+            )
+        )
+    return findings
+
+
+def _as_of(
+    train: pa.Table, features: list[Any], events: Any, at: str, notes: list[str]
+) -> list[Finding]:
+    from keel.checks.leakage.as_of import as_of_differences
+
+    found = as_of_differences(train, features, events, at)
+    missing = [f.name for f in features if f.name not in found]
+    if missing:
+        notes.append(f"defined but not in the training data: {', '.join(missing)}")
+    findings = []
+    for name, differences in found.items():
+        rows = differences["rows"]
+        if not len(rows):
+            continue
+        findings.append(
+            Finding(
+                kind="not_as_of_availability",
+                level="alert",
+                column=name,
+                message=(
+                    f"differs from its value as of availability at {at} in {len(rows):,} of "
+                    f"{differences['checked']:,} rows: the model learned values it will never "
+                    "be served"
+                ),
+                rows={"train": _rows(rows)},
+                evidence={
+                    "differences": int(len(rows)),
+                    "checked": differences["checked"],
+                    "at": at,
+                    "examples": [
+                        {"row": int(r), "training": t, "as_of": a}
+                        for r, t, a in zip(
+                            rows[:FIRST_ROWS],
+                            differences["training"],
+                            differences["as_of"],
+                            strict=False,
+                        )
+                    ],
                 },
             )
         )
