@@ -2,6 +2,9 @@
 
 The rule, in order (the first that holds wins; docs/diagnosis.md explains why):
 
+0. **training–serving skew**: a feature served unlike its offline truth (check ``skew``):
+   first, unless a pipeline fault lies outside the skewed features (then the fault,
+   with the skew named after it). A skewed feature drifts too: skew wins over drift.
 1. **pipeline fault**: a quality check failed (missing values, non-finite values,
    a unit change, volume, freshness), or a feature is missing or of another type.
    Fix the pipeline before reading any drift: broken data drifts too.
@@ -28,6 +31,10 @@ The rule, in order (the first that holds wins; docs/diagnosis.md explains why):
 'data drift'
 >>> diagnose([]).verdict
 'healthy'
+>>> skewed = Result(check="skew", column="clicks_7d", metric="mismatch_share", value=0.3,
+...                 threshold=0.001, status="alert", details={"kind": "truncated window"})
+>>> diagnose([moved, skewed]).summary
+'training–serving skew in clicks_7d (truncated window); drift also in income'
 """
 
 from __future__ import annotations
@@ -47,7 +54,9 @@ VERDICTS = (
     "concept drift",
     "unexplained alert",
     "label shift",
+    "training–serving skew",
 )
+SKEW = "training–serving skew"
 MIN_IMPORTANCE = 0.02
 PIPELINE_METRICS = frozenset(
     {"missing_share", "nonfinite_count", "unit_change", "volume", "freshness_lag_seconds"}
@@ -105,7 +114,8 @@ def diagnose(
     ('concept drift', "concept drift or drift outside the model's view: roc_auc 0.52 vs 0.7 (-26%)")
     """
     results = list(results)
-    return with_label_shift(_diagnosed(results, importance, min_importance), results)
+    diagnosis = _with_skew(_diagnosed(results, importance, min_importance), results)
+    return with_label_shift(diagnosis, results)
 
 
 def _diagnosed(
@@ -117,6 +127,11 @@ def _diagnosed(
     broken += [
         r for r in results if r.check == "feature_drift" and r.status == "error"
     ]  # a feature missing, or of another type
+    skewed = [r for r in alerting if r.check == "skew"]
+    if skewed:
+        skew = _skew(skewed, broken, alerting, results)
+        if skew is not None:
+            return skew
     if broken:
         return Diagnosis(
             "pipeline fault",
@@ -197,6 +212,57 @@ def _diagnosed(
             [],
         )
     return Diagnosis("healthy", "healthy: no check alerted", [])
+
+
+def _skew(
+    skewed: list[Result], broken: list[Result], alerting: list[Result], results: list[Result]
+) -> Diagnosis | None:
+    """Training–serving skew: what was served differs from what training computes for the
+    same rows. It wins over a pipeline fault when every fault is in a skewed feature (the
+    serving path broke, not the data both sides read), and over drift and performance
+    always (a skewed feature drifts too; skew explains a fall). A fault elsewhere (volume,
+    freshness, another column) stays the verdict, with the skew said after it."""
+    features = _skewed_features(skewed)
+    said = "training–serving skew in " + _listed(
+        [f"{name} ({kind})" if kind else name for name, kind in features.items()]
+    )
+    causes = [_cause(r) | {"kind": (r.details or {}).get("kind")} for r in skewed]
+    if broken and not all(r.column in features for r in broken):
+        return None
+    drifted = sorted(
+        {
+            r.column
+            for r in alerting
+            if r.check == "feature_drift" and r.column and r.column not in features
+        }
+    )
+    outputs = sorted({r.column for r in alerting if r.check == "prediction_drift" and r.column})
+    summary = said + (f"; drift also in {_listed(drifted)}" if drifted else "")
+    summary += f"; model outputs moved ({', '.join(outputs)})" if outputs else ""
+    return Diagnosis(SKEW, summary, causes)
+
+
+def _skewed_features(skewed: list[Result]) -> dict[str, str | None]:
+    """Each skewed feature (first seen first) and the kind its Results name."""
+    features: dict[str, str | None] = {}
+    for result in skewed:
+        kind = (result.details or {}).get("kind")
+        if result.column not in features or features[result.column] is None:
+            features[result.column or "?"] = kind
+    return features
+
+
+def _with_skew(diagnosis: Diagnosis, results: Iterable[Result]) -> Diagnosis:
+    """A verdict that is not skew names the skew after its own summary."""
+    skewed = [r for r in results if r.check == "skew" and r.status == "alert"]
+    if not skewed or diagnosis.verdict == SKEW:
+        return diagnosis
+    names = _listed(list(_skewed_features(skewed)))
+    return replace(
+        diagnosis,
+        summary=f"{diagnosis.summary}; training–serving skew in {names}",
+        causes=[*diagnosis.causes, *[_cause(r) for r in skewed]],
+    )
 
 
 MAX_NAMED = 5

@@ -12,6 +12,10 @@
         schedule: "*/15 * * * *"          # cron, for keel monitor serve
         importance: {income: 0.4, ...}    # optional: the model's, ranks the diagnosis
         alerts: [...]                     # rules; see keel.alerts.config
+        skew:                             # optional: served features against their truth
+          features: [clicks_7d]           #   (keel.checks.skew; docs/skew-and-leakage.md)
+          events: events/                 #   the event log keel.features reads
+    features: [...]                       # top level: windowed features (keel.features)
 
 >>> text = "monitors:\\n  - name: m\\n    model: m\\n    baseline: b.keel\\n    window: 1D\\n"
 >>> [m.name for m in parse_config(text, "keel.yaml")]
@@ -20,6 +24,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -131,6 +136,147 @@ class SegmentConfig(BaseModel):
         return self
 
 
+class TableTruthConfig(BaseModel):
+    """A table or Parquet source as the truth: as of the served time (keel.checks.skew)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    table: str = Field(min_length=1)
+    timestamp: str = "event_time"
+    available: str | None = None
+
+
+class FeastRepoConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    repo: str = Field(min_length=1)
+    refs: list[str] = Field(min_length=1)
+
+    @field_validator("refs")
+    @classmethod
+    def _refs(cls, value: list[str]) -> list[str]:
+        bad = [ref for ref in value if ":" not in ref]
+        if bad:
+            raise ValueError(f"a Feast feature reference is view:feature, not {bad[0]!r}")
+        return value
+
+
+class FeastTruthConfig(BaseModel):
+    """Feast's offline store as the truth (keel[feast])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    feast: FeastRepoConfig
+
+
+Truth = Literal["features"] | TableTruthConfig | FeastTruthConfig
+
+
+def _truth(value: Any) -> Truth:
+    """A truth as written: 'features', {table: PATH, ...} or {feast: {repo, refs}}."""
+    if value == "features" or isinstance(value, TableTruthConfig | FeastTruthConfig):
+        return value
+    kind = None
+    if isinstance(value, dict):
+        kind = FeastTruthConfig if "feast" in value else TableTruthConfig
+    if kind is None:
+        raise ValueError(
+            f"truth is 'features', {{table: PATH, timestamp, available}} or "
+            f"{{feast: {{repo, refs}}}}, not {value!r}"
+        )
+    try:
+        return kind.model_validate(value)
+    except ValidationError as error:
+        first = error.errors()[0]
+        key = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{key}: {message}" if key else message) from None
+
+
+def _duration(value: str) -> str:
+    try:
+        duration_seconds(value)
+    except ConfigError as error:
+        raise ValueError(str(error)) from None
+    return value
+
+
+class SkewFeature(BaseModel):
+    """A feature checked against a truth of its own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    truth: Truth = "features"
+
+    _parse_truth = field_validator("truth", mode="before")(classmethod(lambda cls, v: _truth(v)))
+
+
+class SkewConfig(BaseModel):
+    """``skew:``: each served feature against its offline truth, per window.
+
+    ``truth``: ``features`` (the top-level ``features:`` definitions, recomputed by
+    keel.features from ``events``; the default), ``{table: PATH, timestamp, available}``
+    or ``{feast: {repo, refs}}``; a feature may name its own (``{name, truth}``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    features: list[str | SkewFeature] | None = None
+    truth: Truth = "features"
+    events: str | None = None
+    entity_keys: list[str] | None = None
+    request_id: str = "request_id"
+    served_time: str | None = None  # the monitor's timestamp by default
+    tolerance: float = Field(default=0.001, gt=0, lt=1)
+    ttl: str | dict[str, str] | None = None
+    clock_tolerance: str = "1s"
+
+    _parse_truth = field_validator("truth", mode="before")(classmethod(lambda cls, v: _truth(v)))
+
+    @field_validator("features", mode="before")
+    @classmethod
+    def _features(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        parsed = []
+        for index, entry in enumerate(value):
+            if isinstance(entry, dict):
+                try:
+                    entry = SkewFeature.model_validate(entry)
+                except ValidationError as error:
+                    first = error.errors()[0]
+                    key = ".".join(str(part) for part in first["loc"])
+                    message = first["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"[{index}].{key}: {message}") from None
+            elif not isinstance(entry, str):
+                raise ValueError(f"[{index}]: a feature name, or {{name, truth}}")
+            parsed.append(entry)
+        return parsed
+
+    @field_validator("ttl")
+    @classmethod
+    def _ttl(cls, value: str | dict[str, str] | None) -> str | dict[str, str] | None:
+        for text in [value] if isinstance(value, str) else (value or {}).values():
+            _duration(text)
+        return value
+
+    @field_validator("clock_tolerance")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        return _duration(value)
+
+    def truth_of(self) -> dict[str, Any]:
+        """Feature name → the truth it is checked against (config objects)."""
+        named: dict[str, Any] = {}
+        for entry in self.features or []:
+            if isinstance(entry, SkewFeature):
+                named[entry.name] = entry.truth
+            else:
+                named[entry] = self.truth
+        return named
+
+
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -158,7 +304,15 @@ class MonitorConfig(BaseModel):
     alerts: list[AlertRule] = Field(default_factory=list)
     #: When to retrain and on what (keel.retrain.policy); none: the monitor never retrains.
     retrain: RetrainPolicy | None = None
+    #: Served features against their offline truth (keel.checks.skew).
+    skew: SkewConfig | None = None
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
+    _features: list[Any] = PrivateAttr(default_factory=list)
+
+    @property
+    def features(self) -> list[Any]:
+        """The top-level ``features:`` definitions of the file (keel.features)."""
+        return self._features
 
     @property
     def channels(self) -> dict[str, ChannelConfig]:
@@ -232,6 +386,7 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
             f"{source}{where}: unknown top-level key {unknown[0]!r}; "
             f"keel.yaml has {', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
+    features = _features(payload.get("features"), source, document)
     channels: dict[str, ChannelConfig] = {}
     for index, entry in enumerate(payload.get("channels") or []):
         try:
@@ -277,12 +432,169 @@ def parse_config(text: str, source: str) -> list[MonitorConfig]:
         monitor._channels = {
             name: channels[name] for rule in monitor.alerts for name in rule.channels
         }
+        monitor._features = features
+        if monitor.skew is not None:
+            try:
+                resolve_skew(monitor)
+            except ConfigError as error:
+                key = getattr(error, "key", None)
+                line = _line_of(document, "monitors", index, "skew", *([key] if key else []))
+                where = f" (line {line})" if line else ""
+                named = f".{key}" if key else ""
+                raise ConfigError(
+                    f"{source}{where}: monitors[{index}].skew{named}: {error}"
+                ) from error
         names.add(monitor.name)
         monitors.append(monitor)
     return monitors
 
 
-TOP_LEVEL_KEYS = {"monitors", "channels"}
+TOP_LEVEL_KEYS = {"monitors", "channels", "features"}
+
+
+def _features(entries: Any, source: str, document: Any) -> list[Any]:
+    """The top-level ``features:`` list, parsed by keel.features (errors name the entry)."""
+    if entries is None:
+        return []
+    from keel.features import parse_features
+
+    try:
+        return parse_features(entries, source)
+    except ConfigError as error:
+        import re
+
+        found = re.search(r"features\[(\d+)\]", str(error))
+        line = None
+        if found:
+            try:
+                items = next(v for k, v in document.value if k.value == "features")
+                line = items.value[int(found.group(1))].start_mark.line + 1
+            except (AttributeError, StopIteration, IndexError):
+                line = None
+        if line is None:
+            raise
+        message = str(error).removeprefix(f"{source}: ")
+        raise ConfigError(f"{source} (line {line}): {message}") from error
+
+
+@dataclass(frozen=True)
+class ResolvedSkew:
+    """A monitor's skew block made concrete: the check's spec and each feature's truth."""
+
+    spec: Any  # keel.checks.skew.SkewSpec
+    truths: dict[str, Any]  # feature -> keel.checks.skew truth
+
+
+def _skew_error(key: str | None, message: str) -> ConfigError:
+    error = ConfigError(message)
+    error.key = key  # type: ignore[attr-defined]
+    return error
+
+
+def resolve_skew(monitor: MonitorConfig) -> ResolvedSkew:
+    """The skew check's spec and truths for a monitor, or a ConfigError naming the key.
+
+    Features default to every top-level ``features:`` definition (truth ``features``) or
+    the Feast references' names; entity keys to the definitions' entities. Nothing is
+    read here: a table truth reads its file when first asked.
+    """
+    from keel.checks.skew import FeastTruth, FeaturesTruth, SkewSpec, TableTruth
+
+    skew = monitor.skew
+    assert skew is not None
+    defined = {f.name: f for f in monitor.features}
+    named = skew.truth_of()
+    if not named:
+        if skew.truth == "features":
+            named = dict.fromkeys(defined, "features")
+        elif isinstance(skew.truth, FeastTruthConfig):
+            named = {ref.split(":", 1)[1]: skew.truth for ref in skew.truth.feast.refs}
+        if not named:
+            raise _skew_error(
+                "features",
+                "name the features to check (or declare them in the top-level 'features:' "
+                "list for truth: features)",
+            )
+    keys = list(skew.entity_keys or [])
+    by_features = [name for name, truth in named.items() if truth == "features"]
+    if by_features:
+        unknown = [name for name in by_features if name not in defined]
+        if unknown:
+            raise _skew_error(
+                "features",
+                f"{', '.join(map(repr, unknown))} checked against truth 'features' but not "
+                "declared in the top-level 'features:' list"
+                + (f" (declared: {', '.join(defined)})" if defined else " (none declared)"),
+            )
+        if skew.events is None:
+            raise _skew_error(
+                "events",
+                "truth 'features' recomputes the features from their events: give "
+                "events: PATH (the event log keel.features reads)",
+            )
+        if skew.entity_keys is None:
+            keys = list(dict.fromkeys(k for name in by_features for k in defined[name].entities))
+    if not keys:
+        raise _skew_error(
+            "entity_keys",
+            "give entity_keys: the served log's columns that identify the entity "
+            "(a table or Feast truth is joined on them)",
+        )
+    if isinstance(skew.ttl, dict):
+        stray = sorted(set(skew.ttl) - set(named))
+        if stray:
+            raise _skew_error("ttl", f"ttl names {stray[0]!r}, which is not a checked feature")
+    ttl = (
+        {name: duration_seconds(text) for name, text in skew.ttl.items()}
+        if isinstance(skew.ttl, dict)
+        else (duration_seconds(skew.ttl) if skew.ttl is not None else None)
+    )
+    spec = SkewSpec(
+        features=tuple(named),
+        entity_keys=tuple(keys),
+        request_id=skew.request_id,
+        served_time=skew.served_time or monitor.timestamp,
+        tolerance=skew.tolerance,
+        ttl=ttl,
+        clock_tolerance=duration_seconds(skew.clock_tolerance),
+    )
+    truths: dict[str, Any] = {}
+    made: dict[int, Any] = {}  # one truth object per declared truth: asked once per window
+    for name, truth in named.items():
+        if truth == "features":
+            key = -1
+            if key not in made:
+                from keel.features import compute_offline
+
+                made[key] = FeaturesTruth(
+                    [defined[n] for n in by_features],
+                    skew.events,
+                    compute_offline,
+                    request_id=skew.request_id,
+                )
+        elif isinstance(truth, TableTruthConfig):
+            key = id(truth)
+            if key not in made:
+                wanted = tuple(n for n, t in named.items() if t is truth)
+                made[key] = TableTruth(
+                    truth.table,
+                    tuple(keys),
+                    truth.timestamp,
+                    truth.available,
+                    features=wanted,
+                    request_id=skew.request_id,
+                )
+        else:
+            key = id(truth)
+            if key not in made:
+                made[key] = FeastTruth(
+                    truth.feast.repo,
+                    tuple(truth.feast.refs),
+                    tuple(keys),
+                    request_id=skew.request_id,
+                )
+        truths[name] = made[key]
+    return ResolvedSkew(spec, truths)
 
 
 def _refuse_repeated_keys(node: Any, source: str) -> None:

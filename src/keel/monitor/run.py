@@ -200,7 +200,14 @@ def _run_locked(
                 ]
                 new, same = store.write(rows, run)
                 written, unchanged = written + new, unchanged + same
-                alerting_windows += [w.start for w in windows if w.alert]
+                alerting_windows += [
+                    w.start
+                    for w in windows
+                    if w.alert
+                    or any(
+                        r.check == "skew" and r.status == "alert" for r in judged.get(w.start, [])
+                    )
+                ]
                 checked.update(w.start for w in windows)
         freshness = _label_freshness(monitor, now, newest)
         if freshness is not None:  # every run: labels can stop while no window changes
@@ -386,8 +393,25 @@ LABEL_COLUMNS = ("label_time", "_label_ingested_at")
 ROW_WINDOW_COLUMNS = ("_window", "_window_end", "_first_ingested_at")
 PREDICTION_IDENTITY = ("rows", "newest_ingestion")
 JUDGED_LATER = frozenset(
-    {"performance", "estimated_performance", "labels", "kpi", "diagnosis", "window"}
+    {"performance", "estimated_performance", "labels", "kpi", "skew", "diagnosis", "window"}
 )
+
+
+def _judged_later(monitor: MonitorConfig) -> bool:
+    """Whether a window's verdict waits for the Results made beside the suite's."""
+    return monitor.performance is not None or bool(monitor.kpis) or monitor.skew is not None
+
+
+def _skew_results(rows: pa.Table, monitor: MonitorConfig, skew: Any) -> list[Result]:
+    """The skew check on a window's served rows (keel.checks.skew); a served log without
+    what the check joins on is the monitor's configuration error, naming what is missing."""
+    from keel.checks.skew import check_skew
+    from keel.errors import SchemaError
+
+    try:
+        return check_skew(rows, skew.truths, skew.spec)
+    except SchemaError as error:
+        raise ConfigError(f"monitor {monitor.name!r}: skew: {error}") from error
 
 
 def _series(part: pa.Table, monitor: MonitorConfig, baseline: Baseline, calibration: Any):
@@ -452,8 +476,9 @@ def _checked_windows(
             min_importance=monitor.min_importance,
             expected_rows=monitor.expected_rows_per_window,
             recent_rows=_recent_rows(known, fresh),
-            # with performance or KPIs, the window is diagnosed once they are in (_performance)
-            diagnose=monitor.performance is None and not monitor.kpis,
+            # with performance, KPIs or skew, the window is diagnosed once they are in
+            # (_performance)
+            diagnose=not _judged_later(monitor),
             # a segment's share of the budget also lowers the one-off rule's test level
             rule=DefaultRule(alpha=rate) if segment is not None and rate else None,
             # the rows read are a part of the log: it starts where it starts, and every
@@ -619,7 +644,7 @@ def _performance(
 ) -> dict[str, list[Result]]:
     """Each window's labels, performance and KPI Results; its diagnosis sees them. A
     segment's estimate uses the whole baseline's holdout fit (``whole``)."""
-    if monitor.performance is None and not monitor.kpis:
+    if not _judged_later(monitor):
         return {}
     from keel.checks.estimated import estimated_results
     from keel.checks.kpis import kpi_result
@@ -627,6 +652,11 @@ def _performance(
     from keel.history import judge_stored
 
     spec = monitor.performance.spec() if monitor.performance else None
+    skew = None
+    if monitor.skew is not None:
+        from keel.monitor.config import resolve_skew
+
+        skew = resolve_skew(monitor)  # one set of truths for every window of the series
     estimator = None
     if spec is not None and spec.estimate:
         from keel.checks.estimated import fit_estimator
@@ -653,6 +683,8 @@ def _performance(
             kpi_result(k.name, k.expression, rows, k.alert_below, k.alert_above)
             for k in monitor.kpis
         ]
+        if skew is not None:  # served features against their offline truth
+            found += _skew_results(rows, monitor, skew)
         if spec is not None and not set(baseline.metrics or {}) - {"holdout_rows"}:
             found.append(_holdout_missing(monitor))
         if spec is not None and spec.estimate:  # before the labels: what the inputs imply
