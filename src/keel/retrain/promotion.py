@@ -117,7 +117,7 @@ def compare(
     override the planned horizon (else planned once from the first day of shadow answers);
     ``entity``: a logged column whose ids repeat (clustered intervals); ``segment``: a
     logged column whose values gate one by one (default: the monitor's first column
-    segment).
+    segment, when it is logged).
 
     >>> import tempfile, pathlib, textwrap
     >>> from keel.monitor.config import parse_config
@@ -254,12 +254,31 @@ def reject(
     actor, found = _authorised(store, run, token, "reject", registry)
     if not (reason or "").strip():
         _refuse(store, found, actor, "a rejection needs a reason (--reason)", registry)
-    store.log_event(
-        actor,
-        REJECTED,
-        subject=found.monitor,
-        details={"run": found.run, "reason": reason, "version": found.challenger_version},
-    )
+    try:
+        with store.monitor_lock(f"promotion:{found.model}"):
+            current = get_run(store, found.run)  # an approval may have finished first
+            if current.status not in OPEN:
+                _refuse(
+                    store,
+                    current,
+                    actor,
+                    f"run {run} is {current.status}, not pending: nothing to reject",
+                    registry,
+                )
+            store.log_event(
+                actor,
+                REJECTED,
+                subject=found.monitor,
+                details={"run": found.run, "reason": reason, "version": found.challenger_version},
+            )
+    except MonitorBusy:
+        _refuse(
+            store,
+            found,
+            actor,
+            f"a promotion of model {found.model!r} is in progress: not rejected",
+            registry,
+        )
     return get_run(store, found.run)
 
 
@@ -479,10 +498,13 @@ def _pairs(monitor, challenger: int, as_of: datetime, entity, segment):
         from keel.windows import duration_seconds
 
         maturity = timedelta(seconds=duration_seconds(performance.label_maturity))
-    if segment is None:
+    root = log_root(monitor.logs)
+    if segment is None:  # the monitor's first column segment, when the gateway logs it
         segment = next((s.column for s in monitor.segments if s.column), None)
+        if segment is not None and segment not in _logged(root, monitor.model):
+            segment = None
     return read_shadow_pairs(
-        log_root(monitor.logs),
+        root,
         monitor.model,
         challenger,
         as_of=as_of,
@@ -491,6 +513,14 @@ def _pairs(monitor, challenger: int, as_of: datetime, entity, segment):
         entity=entity,
         segment=segment,
     )
+
+
+def _logged(root, model: str) -> set[str]:
+    import pyarrow.parquet as pq
+
+    from keel.store.queries import log_files
+
+    return {n for f in log_files(root, "predictions", model) for n in pq.read_schema(f).names}
 
 
 def _horizon(store, monitor, policy: RetrainPolicy, challenger, pairs, as_of) -> int | None:
