@@ -59,7 +59,7 @@ MAX_CATEGORIES = 254  # HistGradientBoosting takes categories below max_bins (25
 
 
 def infer_task(labels: pa.ChunkedArray | pa.Array) -> str:
-    """binary, multiclass or regression, from the label column: floats with more than 20
+    """binary, multiclass or regression, from the label column: numbers with more than 20
     distinct values are a regression target; anything else is classes.
 
     >>> infer_task(pa.array([0, 1, 1])), infer_task(pa.array(["a", "b", "c"]))
@@ -69,7 +69,8 @@ def infer_task(labels: pa.ChunkedArray | pa.Array) -> str:
     """
     present = pc.drop_null(labels)
     distinct = len(pc.unique(present))
-    if pa.types.is_floating(present.type) and distinct > 20:
+    numeric = pa.types.is_floating(present.type) or pa.types.is_integer(present.type)
+    if numeric and distinct > 20:
         return "regression"
     return "binary" if distinct <= 2 else "multiclass"
 
