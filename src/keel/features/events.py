@@ -45,14 +45,15 @@ def ingest(
     *,
     features: list[WindowedFeature] | WindowedFeature,
     root: str | Path | None = None,
-    online: OnlineFeatures | str | None = None,
+    online: OnlineFeatures | str | bool | None = None,
     now: Any = None,
 ) -> int:
     """Stamp ``events`` available at ``now`` (default: the clock), log them, update the state.
 
-    ``online``: an ``OnlineFeatures``, a store URL, or None for the embedded default
-    (``sqlite:///ROOT/features/online.db``). The batch is refused whole, before anything is
-    written, when it lacks a column a feature needs. Returns the number of events.
+    ``online``: an ``OnlineFeatures``, a store URL, None for the embedded default
+    (``sqlite:///ROOT/features/online.db``), or False for the event log alone. The batch
+    is refused whole, before anything is written, when it lacks a column a feature needs.
+    Returns the number of events.
 
     >>> import pandas as pd, tempfile
     >>> from keel.features import compute_offline
@@ -79,11 +80,14 @@ def ingest(
     for feature in features:
         require(table, _inputs(feature), f"the events of {feature.name!r}")
     table = _stamped(table, features, stamp)
+    if online is False:
+        _append_to_log(table, event_log(root), stamp)
+        return table.num_rows
     state = online if isinstance(online, OnlineFeatures) else None
     if state is None:
         from keel.features.online import default_url
 
-        state = OnlineFeatures(features, online or default_url(root))
+        state = OnlineFeatures(features, str(online or default_url(root)))
     try:
         _append_to_log(table, event_log(root), stamp)
         state.ingest(table, now=stamp)

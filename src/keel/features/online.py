@@ -159,19 +159,22 @@ class OnlineFeatures:
             if len(new) > feature.max_distinct:
                 raise_over_cap(feature, len(new), key)
 
-    def get(self, queries: Any, *, at: str = "event_time") -> pa.Table:
+    def get(
+        self, queries: Any, *, at: str = "event_time", features: list[str] | None = None
+    ) -> pa.Table:
         """``queries`` with each feature's value and ``<name>__as_of`` appended.
 
         The same contract as ``compute_offline``: rows in = rows out, in order; 0 for
         count and distinct_count and null for the others where an entity has no events;
         ``__as_of`` is the newest available_time among the events a value used (null
         when none). A query whose window starts before the evicted horizon is refused.
+        ``features``: only these (by name), in this order.
         """
         table = as_table(queries, "queries")
         require(table, [at], "the queries")
         times, timed = micros(table[at], at)
         out = table
-        for feature in self.features:
+        for feature in self._named(features):
             require(table, list(feature.entities), "the queries")
             values, as_of = self._one(feature, table, times, timed)
             for name, column in ((feature.name, values), (feature.as_of, as_of)):
@@ -179,6 +182,15 @@ class OnlineFeatures:
                     raise SchemaError(f"the queries already have a column {name!r}")
                 out = out.append_column(name, column)
         return out
+
+    def _named(self, names: list[str] | None) -> list[WindowedFeature]:
+        if names is None:
+            return self.features
+        by_name = {feature.name: feature for feature in self.features}
+        unknown = [name for name in names if name not in by_name]
+        if unknown:
+            raise ConfigError(f"no feature {unknown[0]!r} here (features: {list(by_name)})")
+        return [by_name[name] for name in names]
 
     def _one(
         self, feature: WindowedFeature, table: pa.Table, times: np.ndarray, timed: np.ndarray

@@ -1,7 +1,8 @@
 """The HTTP face of the gateway (FastAPI), and running it (uvicorn). Thin: every decision is
 ``keel.serve.gateway``'s.
 
-Endpoints: ``POST /v1/models/{name}/predict``, ``GET /v1/models``, ``GET /healthz``,
+Endpoints: ``POST /v1/models/{name}/predict``, ``POST /v1/features/ingest`` (events for the
+online features, docs/features.md), ``GET /v1/models``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``, and the admin actions under ``/v1/admin/`` (a per-person
 token, ``Authorization: Bearer TOKEN``; ``keel tokens add NAME`` makes one).
 """
@@ -166,6 +167,18 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
                 name if name in gateway.served else "-", str(response.status_code)
             ).inc()
             return response
+
+    @app.post("/v1/features/ingest")
+    async def ingest_features(request: Request) -> Any:
+        """Events for the online features: ``{"records": [{...}, ...]}``, stamped available
+        now, appended to the event log and the online state (``keel.features.ingest``)."""
+        import asyncio
+
+        try:
+            body = await read_body(request, limit)
+            return _json(200, await asyncio.to_thread(gateway.ingest_features, body))
+        except (InvalidInput, Refusal) as error:
+            return _refused(error)
 
     @app.get("/v1/models")
     async def models() -> Any:

@@ -17,6 +17,12 @@ optional) or built from the command line's options for one model::
           challengers: {challenger: models/loans-v3.skops}
           shadow_share: 1.0
           log_retention_days: 90     # older days of its logs (and its shadows') are deleted
+          features:                  # online features looked up by entity key (docs/features.md)
+            definitions: keel.yaml   # a file with a features: list, or the list itself
+            store: sqlite:///.keel/logs/features/online.db   # the default; or redis://...
+            key_prefix: ""           # Redis: a namespace for the keys
+            lateness: 1D             # how late an event may arrive and still count
+            on_failure: refuse       # 503 naming the feature; or null: serve nulls, log why
 
 >>> config = ServeConfig.from_dict({"models": {"loans": {"model": "m.skops",
 ...                                                       "baseline": "b.baseline"}}})
@@ -36,6 +42,8 @@ from keel.errors import ConfigError
 
 MODES = ("durable", "fast")
 ON_LOG_FAILURE = ("refuse", "serve")
+ON_FEATURE_FAILURE = ("refuse", "null")
+FEATURE_KEYS = ("definitions", "store", "key_prefix", "lateness", "on_failure")
 
 
 @dataclass
@@ -60,6 +68,9 @@ class ModelConfig:
     log_retention_days: int | None = None
     #: Per-challenger overrides of shadow_queue, shadow_timeout, shadow_memory_mb.
     challenger_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Online features looked up by entity key: {definitions, store, key_prefix, lateness,
+    #: on_failure} (see the module docstring); None: the records carry every input.
+    features: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         for challenger, entry in list(self.challengers.items()):
@@ -97,6 +108,52 @@ class ModelConfig:
             raise ConfigError(f"model {self.name!r}: log_retention_days must be at least 1")
         if int(self.shadow_queue) < 1 or float(self.shadow_timeout) <= 0:
             raise ConfigError(f"model {self.name!r}: shadow_queue ≥ 1 and shadow_timeout > 0")
+        if self.features is not None:
+            self._check_features()
+
+    def _check_features(self) -> None:
+        where = f"model {self.name!r}: features"
+        if not isinstance(self.features, Mapping) or "definitions" not in self.features:
+            raise ConfigError(f"{where}: a mapping with definitions (a file or a list) and store")
+        self.features = dict(self.features)
+        unknown = sorted(set(self.features) - set(FEATURE_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown} (known: {list(FEATURE_KEYS)})")
+        if self.features.get("on_failure", "refuse") not in ON_FEATURE_FAILURE:
+            raise ConfigError(f"{where}.on_failure: one of {ON_FEATURE_FAILURE}")
+        store = self.features.get("store")
+        if store is not None and not str(store).startswith(("sqlite://", "redis://", "rediss://")):
+            raise ConfigError(f"{where}.store {store!r}: sqlite:///PATH or redis://HOST:PORT/DB")
+        for feature in self.feature_definitions():
+            missing = [c for c in feature.entities if c not in self.entity_keys]
+            if missing:
+                raise ConfigError(
+                    f"{where}: feature {feature.name!r} is keyed by {missing[0]!r}, not an "
+                    f"entity key of the model (entity_keys: {list(self.entity_keys)})"
+                )
+
+    def feature_definitions(self) -> list[Any]:
+        """The ``WindowedFeature`` definitions of ``features`` (none without them)."""
+        if self.features is None:
+            return []
+        from keel.features import parse_features
+
+        definitions = self.features["definitions"]
+        if isinstance(definitions, list):
+            return parse_features(definitions, f"model {self.name!r}: features.definitions")
+        import yaml
+
+        path = Path(str(definitions))
+        try:
+            payload = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigError(
+                f"model {self.name!r}: cannot read the feature definitions {path} ({error})"
+            ) from error
+        entries = payload.get("features") if isinstance(payload, Mapping) else payload
+        if not isinstance(entries, list):
+            raise ConfigError(f"{path}: expected a features: list of feature definitions")
+        return parse_features(entries, str(path))
 
     def shadow(self, challenger: str) -> tuple[int, float, int | None]:
         """A challenger's (queue size, timeout, memory limit): its own, or the model's.
@@ -214,6 +271,7 @@ class ServeConfig:
             raise ConfigError(f"{path}: cannot read the serve configuration ({error})") from error
         if not isinstance(payload, Mapping):
             raise ConfigError(f"{path}: expected a mapping")
+        _features_beside(path, payload)
         config = cls.from_dict(payload)
         for model in config.models:
             model.model = _beside(path, model.model)
@@ -221,6 +279,16 @@ class ServeConfig:
             model.canaries = {k: _beside(path, v) for k, v in model.canaries.items()}
             model.challengers = {k: _beside(path, v) for k, v in model.challengers.items()}
         return config
+
+
+def _features_beside(config: Path, payload: Mapping[str, Any]) -> None:
+    """Feature definition files named relative to the serve configuration: read from its
+    folder (resolved before the models are built, since building them reads the files)."""
+    models = payload.get("serve", payload).get("models")
+    for settings in (models or {}).values() if isinstance(models, Mapping) else ():
+        features = settings.get("features") if isinstance(settings, Mapping) else None
+        if isinstance(features, dict) and isinstance(features.get("definitions"), str):
+            features["definitions"] = _beside(config, features["definitions"])
 
 
 def _beside(config: Path, location: str) -> str:

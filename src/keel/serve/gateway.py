@@ -4,7 +4,10 @@ log durably, answer. The HTTP app (``keel.serve.app``) is a thin shell over this
 Every logged record (format ``keel.serve/1``, docs/formats.md) carries the request id and
 event time, the model's name and version, the route that answered (``champion`` or a
 canary arm) and the ``role`` of the model that wrote it (``champion``, ``canary`` or
-``shadow``), the entity keys, every input as served, the outputs and the latency.
+``shadow``), the entity keys, every input as served, the outputs and the latency; for a
+model served with online features (``features:``), each feature's served value and its
+``<name>__as_of`` (the newest available time among the events the value used), looked up
+by the request's entity keys at the request's time, which is then its ``event_time``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -59,6 +63,92 @@ class Served:
     previous_source: ModelSource | None = None
     #: A version rolled back from: not loaded again until the source names another.
     held_back: str | None = None
+    #: The online features looked up for each request (None: the records carry them).
+    features: FeatureLookup | None = None
+
+
+#: The time column of the feature queries the gateway builds (never a request's column).
+_REQUESTED_AT = "_keel_requested_at"
+
+
+@dataclass
+class FeatureLookup:
+    """A model's online features: looked up by the request's entity keys at its time.
+
+    A lookup that fails never takes serving down: with ``on_failure: refuse`` the request
+    is answered 503 naming the feature (retry after 1 s); with ``null`` the feature is
+    served as null and the log's ``features_error`` says why.
+    """
+
+    definitions: list[Any]
+    state: Any  # keel.features.OnlineFeatures
+    on_failure: str = "refuse"
+
+    def look_up(self, records: list[Any], at: datetime) -> list[dict[str, Any]]:
+        """Per record: each feature's value and ``<name>__as_of`` (plus ``features_error``)."""
+        import pyarrow as pa
+
+        names = {name for f in self.definitions for name in (f.name, f.as_of)}
+        for index, record in enumerate(records):
+            sent = sorted(names & set(record)) if isinstance(record, Mapping) else []
+            if sent:
+                raise InvalidInput(
+                    f"record {index}, column {sent[0]!r}: an online feature the gateway looks "
+                    "up by entity key; do not send it",
+                    sent[0],
+                    index,
+                )
+        columns = dict.fromkeys(c for f in self.definitions for c in f.entities)
+        table = pa.table(
+            {
+                **{c: _key_column(records, c) for c in columns},
+                _REQUESTED_AT: pa.array([at] * len(records), pa.timestamp("us", tz="UTC")),
+            }
+        )
+        out: list[dict[str, Any]] = [{} for _ in records]
+        for feature in self.definitions:
+            try:
+                got = self.state.get(table, at=_REQUESTED_AT, features=[feature.name])
+                values = [_plain(v) for v in got[feature.name].to_pylist()]
+                as_of = got[feature.as_of].to_pylist()
+            except Exception as error:  # the store's failure must not take serving down
+                reason = f"feature {feature.name!r}: {type(error).__name__}: {error}"
+                log.error("online feature lookup failed: %s", reason)
+                if self.on_failure == "refuse":
+                    raise Refusal(
+                        503,
+                        f"not answering: the online feature {feature.name!r} could not be "
+                        f"looked up ({type(error).__name__}: {error})",
+                        feature=feature.name,
+                        retry_after=1,
+                    ) from None
+                values, as_of = [None] * len(records), [None] * len(records)
+                for served in out:
+                    served["features_error"] = "; ".join(
+                        filter(None, [served.get("features_error"), reason])
+                    )
+            for served, value, newest in zip(out, values, as_of, strict=True):
+                served[feature.name], served[feature.as_of] = value, newest
+        return out
+
+
+def _key_column(records: list[Any], column: str) -> Any:
+    """One entity key column of the records: text or integers as sent (other values, which
+    validation refuses anyway, as null)."""
+    import pyarrow as pa
+
+    values = [r.get(column) if isinstance(r, Mapping) else None for r in records]
+    values = [v if isinstance(v, str | int) and not isinstance(v, bool) else None for v in values]
+    if all(isinstance(v, int) for v in values if v is not None):
+        return pa.array(values, pa.int64())
+    return pa.array([None if v is None else str(v) for v in values], pa.string())
+
+
+def _plain(value: Any) -> Any:
+    """A feature value as a model input: decimals as floats."""
+    from decimal import Decimal
+
+    return float(value) if isinstance(value, Decimal) else value
 
 
 def _source(config: ModelConfig, location: str) -> ModelSource:
@@ -126,6 +216,8 @@ class Gateway:
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self._store: Any = None
+        #: One online feature state per (store URL, key prefix), shared by its models.
+        self.feature_states: dict[tuple[str, str], Any] = {}
 
     # ------------------------------------------------------------ life cycle
 
@@ -157,6 +249,8 @@ class Gateway:
                 for name in (model_config.name, f"{model_config.name}.shadow")
             ]
             served = Served(model_config, champion_source, canary_sources, deployment, *logs)
+            if model_config.features is not None:
+                served.features = self._feature_lookup(model_config)
             if not model_config.challengers and hasattr(champion_source, "has_alias"):
                 try:  # a registry champion is shadowed by its challenger alias when it has one
                     if champion_source.has_alias("challenger"):
@@ -184,6 +278,84 @@ class Gateway:
         self._poller = threading.Thread(target=self._poll, name="keel-reload", daemon=True)
         self._poller.start()
 
+    def _feature_lookup(self, model_config: ModelConfig) -> FeatureLookup:
+        """The model's features, on the state of its store (opened once per store)."""
+        from keel.features import OnlineFeatures
+        from keel.features.online import default_url
+
+        settings = model_config.features or {}
+        definitions = model_config.feature_definitions()
+        url = str(settings.get("store") or default_url(self.config.log_root))
+        place = (url, str(settings.get("key_prefix") or ""))
+        state = self.feature_states.get(place)
+        known = {f.name: f for f in state.features} if state is not None else {}
+        for feature in definitions:
+            if feature.name in known and known[feature.name] != feature:
+                raise ConfigError(
+                    f"model {model_config.name!r}: feature {feature.name!r} is defined "
+                    f"otherwise by another model on the store {url}"
+                )
+        merged = [*known.values(), *(f for f in definitions if f.name not in known)]
+        if state is not None:
+            state.close()
+        self.feature_states[place] = OnlineFeatures(
+            merged, url, key_prefix=place[1], lateness=settings.get("lateness", "1D")
+        )
+        for served in self.served.values():  # models opened before share the new state
+            if served.features is not None and served.features.state is state:
+                served.features.state = self.feature_states[place]
+        return FeatureLookup(
+            definitions, self.feature_states[place], settings.get("on_failure", "refuse")
+        )
+
+    def ingest_features(self, body: bytes) -> dict[str, Any]:
+        """``POST /v1/features/ingest``: ``{"records": [EVENT, ...]}`` into the event log and
+        every online feature state served here, stamped available now
+        (``keel.features.ingest``)."""
+        import pyarrow as pa
+
+        from keel.features import ingest
+
+        if not self.feature_states:
+            raise Refusal(404, "no online features are served here (no model has features:)")
+        payload = parse_body(body)
+        records = payload.get("records") if isinstance(payload, dict) else None
+        if not isinstance(payload, dict) or set(payload) != {"records"}:
+            raise InvalidInput('the body is {"records": [EVENT, ...]}')
+        if not isinstance(records, list) or not records:
+            raise InvalidInput("records: a non-empty list of events")
+        if not all(isinstance(record, Mapping) for record in records):
+            raise InvalidInput("records: each event is an object of column values")
+        try:
+            table = pa.Table.from_pylist(records)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as error:
+            raise InvalidInput(f"the events do not make a table: {error}") from None
+        from keel.features.definition import WindowedFeature
+
+        stamp = datetime.now(UTC)
+        everything: dict[str, WindowedFeature] = {}
+        for state in self.feature_states.values():
+            everything.update({f.name: f for f in state.features})
+        try:  # the event log first: what the offline engine (and a retry's judge) reads
+            taken = ingest(
+                table,
+                features=list(everything.values()),
+                root=self.config.log_root,
+                online=False,
+                now=stamp,
+            )
+        except KeelError as error:
+            raise InvalidInput(str(error)) from None
+        failed: dict[str, str] = {}
+        for (url, prefix), state in self.feature_states.items():
+            try:
+                state.ingest(table, now=stamp)
+            except Exception as error:  # a store that is down: said, and serving goes on
+                where = f"{url} {prefix}".strip()
+                failed[where] = f"{type(error).__name__}: {error}"
+                log.error("feature ingest into %s failed: %s", where, failed[where])
+        return {"ingested": taken, "available_time": stamp.isoformat(), "failed": failed}
+
     def wait_for_shadows(self, seconds: float) -> None:
         """Wait up to ``seconds`` for the shadows to load (or fail); note the ones that failed."""
         deadline = time.monotonic() + seconds
@@ -209,6 +381,8 @@ class Gateway:
         for served in self.served.values():
             served.log.close()
             served.shadow_log.close()
+        for state in self.feature_states.values():
+            state.close()
         import gc
 
         gc.collect()  # the shadows' queues release their semaphores now, not at a signal
@@ -293,6 +467,18 @@ class Gateway:
             )
         deployment = served.deployment  # one snapshot for the whole request
         champion: LoadedModel = deployment.champion
+        looked_up: list[dict[str, Any]] | None = None
+        requested_at = None
+        if served.features is not None:
+            requested_at = datetime.now(UTC)
+            looked_up = await asyncio.to_thread(served.features.look_up, records, requested_at)
+            inputs = set(champion.inputs.names)
+            records = [
+                {**r, **{k: v for k, v in found.items() if k in inputs}}
+                if isinstance(r, Mapping)
+                else r
+                for r, found in zip(records, looked_up, strict=True)
+            ]
         rows = champion.inputs.check(records)
         ids = _request_ids(payload, len(rows), single)
         config = served.config
@@ -327,8 +513,9 @@ class Gateway:
                 outputs[i], versions[i] = answer, model.version
         answered = time.perf_counter()
         latency_ms = round((answered - started) * 1000, 3)
-        event_time = datetime.now(UTC)
+        event_time = requested_at or datetime.now(UTC)  # the moment the features were seen at
         entity = config.entity_keys
+        features = looked_up or [{} for _ in rows]
         bases = [
             {
                 "request_id": rid,
@@ -337,9 +524,10 @@ class Gateway:
                 "route": arm,
                 **{key: row.get(key) for key in entity},
                 **{column: row[column] for column in champion.inputs.names},
+                **found,
                 "record_format": RECORD_FORMAT,
             }
-            for rid, arm, row in zip(ids, arms, rows, strict=True)
+            for rid, arm, row, found in zip(ids, arms, rows, features, strict=True)
         ]
         logged = [
             {
