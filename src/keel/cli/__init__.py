@@ -51,6 +51,7 @@ app.add_typer(ingest.app, name="ingest")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(alerts.app, name="alerts")
 # -- command groups --
+app.add_typer(__import__("keel.cli.features", fromlist=["app"]).app, name="features")
 app.command("leakage")(leakage.leakage)
 app.command("lineage")(lineage.lineage)
 app.add_typer(logs.app, name="logs")
