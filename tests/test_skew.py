@@ -291,12 +291,17 @@ def test_a_table_truth_is_an_as_of_join_that_waits_for_availability():
             "at": pa.array([2 * HOUR, 5 * HOUR, 11 * HOUR, 1, 5 * HOUR], pa.int64()).cast(UTC),
         }
     )
-    answer = TableTruth(table, ("item",), "ts", "known")(rows, "at")
+    answer = TableTruth(table, ("item",), "ts", "known")(rows, "at").sort_by("request_id")
     # at 2h the 2h row is not yet known; at 5h the 3h row is the latest known; item 3 has none
     assert answer.column("price").to_pylist() == [10.0, 30.0, 30.0, 40.0, None]
     assert answer.column("_answered").to_pylist() == [True, True, True, True, False]
-    without = TableTruth(table, ("item",), "ts")(rows, "at")
+    without = TableTruth(table, ("item",), "ts")(rows, "at").sort_by("request_id")
     assert without.column("price").to_pylist() == [20.0, 30.0, 30.0, 40.0, None]
+    assert without.column("_answered").to_pylist() == [True, True, True, True, False]
+    # two rows of one entity at one time: the later in the table wins (a correction)
+    tied = pa.concat_tables([table, table.slice(2, 1).set_column(3, "price", pa.array([31.0]))])
+    again = TableTruth(tied, ("item",), "ts")(rows, "at").sort_by("request_id")
+    assert again.column("price").to_pylist() == [20.0, 31.0, 31.0, 40.0, None]
 
 
 def test_a_table_truth_checks_served_rows_and_counts_the_unanswerable(tmp_path):

@@ -249,8 +249,10 @@ def check_skew(
 class TableTruth:
     """Any table keel reads, as of the served time: for each served row, the latest row of
     the same entity with ``timestamp`` ≤ the served time (and ``available`` ≤ it when
-    declared: a row not yet available then is not seen, however old its timestamp). An
-    as-of join in DuckDB; rows with no such row are unanswered.
+    declared: a row not yet available then is not seen, however old its timestamp; of two
+    rows of an entity at one time, the later available, then the later in the table). An
+    as-of join in DuckDB; rows with no such row are unanswered. Answers in no particular
+    order (the check joins them back by request id).
 
     >>> prices = pa.table({"item": [1, 1], "ts": ["2026-03-01", "2026-03-03"],
     ...                    "price": [10.0, 12.0]})
@@ -268,6 +270,7 @@ class TableTruth:
     request_id: str = "request_id"
     name: str = ""
     _table: pa.Table | None = field(default=None, repr=False)
+    _has_ties: bool | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -309,19 +312,13 @@ class TableTruth:
         ]
         if self.features is not None:
             features = [f for f in self.features if f in table.column_names]
-        on = " AND ".join(f"q.{_quote(k)} = b.{_quote(k)}" for k in keys)
-        on = f"{on} AND " if on else ""
-        selected = ", ".join(f"e.{_quote(f)}" for f in features)
-        selected = f"{selected}, " if selected else ""
+        on = "".join(f"q.{_quote(k)} = b.{_quote(k)} AND " for k in keys)
+        selected = "".join(f"e.{_quote(f)}, " for f in features)
         key_list = ", ".join(_quote(k) for k in keys)
-        partition = f"PARTITION BY {key_list}" if keys else ""
-        ts, av = _quote(self.timestamp), _quote(self.available) if self.available else None
-        effective = f"greatest({ts}, {av})" if av else ts
-        order = f"{{'t': {ts}, 'a': {av}, 'r': __rid}}" if av else f"{{'t': {ts}, 'r': __rid}}"
+        ts = _quote(self.timestamp)
         query = pa.table(
             {
                 self.request_id: rows.column(self.request_id),
-                ROW: pa.array(np.arange(rows.num_rows)),
                 "__at": rows.column(at),
                 **{k: rows.column(k) for k in keys},
             }
@@ -329,33 +326,69 @@ class TableTruth:
         connection = duckdb.connect()
         try:
             connection.register("served_rows", query)
-            connection.register("truth_rows", table)
-            # For each row, the effective time (when it is both valid and known); the best
-            # row known by each effective time is the one with the latest timestamp so far.
-            result = connection.sql(
-                f"""
-                WITH e AS (
-                    SELECT *, row_number() OVER () AS __rid, {effective} AS __eff
-                    FROM truth_rows WHERE {ts} IS NOT NULL {f"AND {av} IS NOT NULL" if av else ""}
-                ),
-                b AS (
-                    SELECT {key_list + ", " if keys else ""}__eff,
-                           arg_max(__rid, {order}) OVER (
-                               {partition} ORDER BY __eff, __rid
-                               ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
-                    FROM e
-                )
-                SELECT q.{_quote(self.request_id)}, {selected}
-                       e.__rid IS NOT NULL AS {ANSWERED}
-                FROM served_rows q
-                ASOF LEFT JOIN b ON {on}q.__at >= b.__eff
-                LEFT JOIN e ON e.__rid = b.__best
-                ORDER BY q.{ROW}
+            # Each row's place in the table, which breaks ties (the later row is a correction).
+            numbered = table.append_column("__rid", pa.array(np.arange(table.num_rows)))
+            connection.register("truth_rows", numbered)
+            if self.available is None and not self._ties(connection):
+                # One row per entity and time: the latest at or before the served time.
+                sql = f"""
+                    WITH e AS (
+                        SELECT * EXCLUDE (__rid), true AS __found
+                        FROM truth_rows WHERE {ts} IS NOT NULL
+                    )
+                    SELECT q.{_quote(self.request_id)}, {selected}
+                           coalesce(e.__found, false) AS {ANSWERED}
+                    FROM served_rows q ASOF LEFT JOIN e ON {on.replace("b.", "e.")}q.__at >= e.{ts}
                 """
-            ).to_arrow_table()
+            else:
+                sql = self._bitemporal(key_list, on, selected)
+            result = connection.sql(sql).to_arrow_table()
         finally:
             connection.close()
         return result
+
+    def _ties(self, connection: Any) -> bool:
+        """Whether some entity has two rows at one time (then the later row wins, which a
+        plain as-of join does not promise); asked once per table."""
+        if self._has_ties is None:
+            keys = [*self.entity_keys, self.timestamp]
+            grouped = ", ".join(_quote(k) for k in keys)
+            self._has_ties = bool(
+                connection.sql(
+                    f"SELECT count(*) FROM (SELECT {grouped} FROM truth_rows "
+                    f"GROUP BY ALL HAVING count(*) > 1)"
+                ).fetchall()[0][0]
+            )
+        return self._has_ties
+
+    def _bitemporal(self, key_list: str, on: str, selected: str) -> str:
+        """Each truth row's effective time is when it is both valid and known; the best row
+        known by each effective time is the one with the latest timestamp so far (ties: the
+        latest available, then the last in the table)."""
+        ts = _quote(self.timestamp)
+        av = _quote(self.available) if self.available else None
+        effective = f"greatest({ts}, {av})" if av else ts
+        order = f"{{'t': {ts}, 'a': {av}, 'r': __rid}}" if av else f"{{'t': {ts}, 'r': __rid}}"
+        partition = f"PARTITION BY {key_list}" if key_list else ""
+        known = f"AND {av} IS NOT NULL" if av else ""
+        return f"""
+            WITH e AS (
+                SELECT *, {effective} AS __eff
+                FROM truth_rows WHERE {ts} IS NOT NULL {known}
+            ),
+            b AS (
+                SELECT {key_list + ", " if key_list else ""}__eff,
+                       arg_max(__rid, {order}) OVER (
+                           {partition} ORDER BY __eff
+                           RANGE BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __best
+                FROM e
+            )
+            SELECT q.{_quote(self.request_id)}, {selected}
+                   e.__rid IS NOT NULL AS {ANSWERED}
+            FROM served_rows q
+            ASOF LEFT JOIN b ON {on}q.__at >= b.__eff
+            LEFT JOIN e ON e.__rid = b.__best
+        """
 
 
 @dataclass
