@@ -77,6 +77,7 @@ def _write_logs(root, *, seed=0, lift=0.03, labelled=N, dropped=0, versions=("1"
                     "role": "champion",
                     "route": "champion",
                     "region": str(region[i]),
+                    "customer_id": f"c{i % 800}",
                     "prediction": int(champion[i]),
                     "score": 0.2 + 0.6 * float(champion[i]),
                     "record_format": "keel.serve/1",
@@ -254,6 +255,23 @@ def test_an_equal_challenger_keeps_the_champion(world):
     with pytest.raises(PromotionRefused, match="keep_champion, not pending"):
         approve(store, run.run, add_token(store, "bob"), registry=registry)
     assert _aliases(registry)["champion"] == 1
+
+
+def test_repeated_entities_cluster_the_bounds(world):
+    folder, store, registry = world
+    _write_logs(folder / "logs")
+    run = compare(_monitor(folder), store, registry=registry, entity="customer_id")
+    assert run.status == "pending", run.reason
+    assert all("(entities)" in c["method"] for c in run.gate["conditions"])
+
+
+def test_a_sequential_gate_may_promote_before_the_horizon(world):
+    folder, store, registry = world
+    _write_logs(folder / "logs", lift=0.06)
+    monitor = _monitor(folder, "\n          sequential: true")
+    run = compare(monitor, store, registry=registry, horizon=20_000)
+    assert run.status == "pending" and run.gate["sequential"], run.reason
+    assert run.counts["paired"] == N < run.horizon
 
 
 def test_labels_that_depend_on_the_decision_are_refused_with_the_reason(world):
