@@ -60,6 +60,10 @@ def _table(rows, kind):
                 [T0 + (r[1] + r[2]) * STEP for r in rows], pa.timestamp("us", "UTC")
             ),
             "x": pa.array([r[3] for r in rows], kind),
+            # text for distinct_count: the value's residue, or null
+            "tag": pa.array(
+                [None if r[3] is None else ["p", "q", "r"][r[1] % 3] for r in rows], pa.string()
+            ),
         }
     )
 
@@ -83,6 +87,16 @@ def _features(hop):
             "n_x", entity="user", column="x", aggregation="count", window=WINDOW, hop=hop
         ),
     ]
+    features.append(
+        WindowedFeature(
+            "tags",
+            entity="user",
+            column="tag",
+            aggregation="distinct_count",
+            window=WINDOW,
+            hop=hop,
+        )
+    )
     for aggregation in AGGREGATIONS[1:]:
         features.append(
             WindowedFeature(
@@ -153,7 +167,7 @@ def _reference(feature, events, t):
     base = t_us if hop is None else (t_us // hop) * hop
     start = datetime.fromtimestamp((base - feature.window_us) / 1e6, UTC)
     return [
-        (row["x"], row["available_time"])
+        (row[feature.column or "x"], row["available_time"])
         for row in events
         if start <= row["event_time"] < t and row["available_time"] < t
     ]

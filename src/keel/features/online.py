@@ -99,7 +99,7 @@ class OnlineFeatures:
     def ingest(self, events: Any, *, now: Any = None) -> int:
         """Add events to the state, each stamped available at ``now`` (default: the clock).
 
-        Returns the number of events taken. Events without an event time or an entity
+        Returns the number of events given. Events without an event time or an entity
         key are never in a window and are not kept. A distinct count whose state would
         hold more than ``max_distinct`` distinct values for an entity is refused, and
         nothing of the batch is written.
@@ -365,6 +365,10 @@ class _SQLite:
             self._db.execute(
                 "CREATE INDEX IF NOT EXISTS feature_events_window "
                 "ON feature_events (feature, entity, event_time)"
+            )
+            self._db.execute(  # eviction: every entity's events older than the horizon
+                "CREATE INDEX IF NOT EXISTS feature_events_age "
+                "ON feature_events (feature, event_time)"
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS feature_state (feature TEXT PRIMARY KEY, "
