@@ -34,7 +34,11 @@ _TIME = pa.timestamp("us", tz="UTC")
 
 
 def event_log(root: str | Path | None = None) -> Path:
-    """The event log's folder: ``ROOT/features/events`` (ROOT as ``keel.store.logs``)."""
+    """The event log's folder: ``ROOT/features/events`` (ROOT as ``keel.store.logs``).
+
+    >>> event_log("/srv/keel/logs").as_posix()
+    '/srv/keel/logs/features/events'
+    """
     from keel.features._inputs import log_root
 
     return log_root(root) / "features" / "events"

@@ -272,15 +272,24 @@ def _clock() -> int:
 
 
 def default_url(root: str | Path | None = None) -> str:
-    """The embedded default: ``sqlite:///ROOT/features/online.db`` (ROOT: the log root)."""
+    """The embedded default: ``sqlite:///ROOT/features/online.db`` (ROOT: the log root).
+
+    >>> default_url("/srv/keel/logs")
+    'sqlite:////srv/keel/logs/features/online.db'
+    """
     from keel.features._inputs import log_root
 
     return f"sqlite:///{log_root(root) / 'features' / 'online.db'}"
 
 
 def entity_keys(table: pa.Table, columns: tuple[str, ...]) -> pa.Array:
-    """One text key per row for the entity columns (null where any is null), vectorized:
-    integers (and floats holding whole numbers) as digits, text prefixed, parts joined."""
+    r"""One text key per row for the entity columns (null where any is null), vectorized:
+    integers (and floats holding whole numbers) as digits, text prefixed, parts joined.
+
+    >>> table = pa.table({"user": [7, None], "shop": ["x", "y"]})
+    >>> entity_keys(table, ("user", "shop")).to_pylist()
+    ['i7\x1fsx', None]
+    """
     parts = []
     for name in columns:
         column = table[name].combine_chunks()
