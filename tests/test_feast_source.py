@@ -137,13 +137,20 @@ def repo(tmp_path_factory):
             path=str(root / "data" / "user_profile.parquet"), timestamp_field="event_timestamp"
         ),
     )
+    relative = FeatureView(  # a relative path, as `feast init` writes them
+        name="user_profile_relative",
+        entities=[user],
+        ttl=dt.timedelta(0),
+        schema=[Field(name="user_id", dtype=Int64), Field(name="orders", dtype=Int32)],
+        source=FileSource(path="data/user_profile.parquet", timestamp_field="event_timestamp"),
+    )
     serving = FeatureService(
         name="serving",
         features=[user_stats[["amount_7d", "score"]], user_profile[["orders"]]],
         logging_config=LoggingConfig(destination=FileLoggingDestination(path="logs")),
     )
     store = FeatureStore(repo_path=str(root))
-    store.apply([user, user_stats, user_profile, serving])
+    store.apply([user, user_stats, user_profile, relative, serving])
     return {"path": root, "store": store, "stats": stats, "profile": profile}
 
 
@@ -487,3 +494,19 @@ def test_the_skew_check_reads_feast_on_both_sides(repo, answered, tmp_path):
     alerts = [r for r in found if r.status == "alert"]
     assert {r.column for r in alerts} == {"score"}
     assert any(r.details.get("kind") == "unit mismatch" for r in alerts)
+
+
+def test_a_relative_source_path_is_read_from_the_repository_or_refused(repo, monkeypatch):
+    """Feast's DuckDB store reads a relative FileSource path from the working directory:
+    from elsewhere keel refuses naming the fix; from the repository it answers."""
+    rows = pa.table(
+        {"user_id": [1, 2], "event_timestamp": pa.array([BASE + dt.timedelta(days=19)] * 2)}
+    )
+    with pytest.raises(ConfigError, match=r"relative path.*there from the repository.*absolute"):
+        historical_features(repo["path"], ["user_profile_relative:orders"], rows)
+    monkeypatch.chdir(repo["path"])
+    answer = historical_features(repo["path"], ["user_profile_relative:orders"], rows)
+    assert (
+        answer["orders"].to_pylist()
+        == historical_features(repo["store"], ["user_profile:orders"], rows)["orders"].to_pylist()
+    )

@@ -378,6 +378,7 @@ def _resolve(store: Any, feature_refs: Sequence[str]) -> dict[str, dict[str, Any
                 for c in view.entity_columns
                 if c.name != "__dummy_id"  # an entityless view's placeholder key
             ]
+            _check_source_path(store, view)
             views[view_name] = {
                 "join_keys": keys,
                 "features": [],
@@ -391,6 +392,26 @@ def _resolve(store: Any, feature_refs: Sequence[str]) -> dict[str, dict[str, Any
             )
         views[view_name]["features"].append((str(ref), feature))
     return views
+
+
+def _check_source_path(store: Any, view: Any) -> None:
+    """Feast's DuckDB store reads a relative ``FileSource`` path against the process's
+    working directory, not the repository (``feast apply`` resolves it against the
+    repository): refuse, naming the fix, a path that is not there from here."""
+    location = getattr(getattr(view, "batch_source", None), "path", None)
+    if not isinstance(location, str) or not location or "://" in location:
+        return
+    path = Path(location)
+    if path.is_absolute() or path.exists():
+        return
+    repo = Path(str(getattr(store, "repo_path", "") or "."))
+    there = " (it is there from the repository)" if (repo / path).exists() else ""
+    raise ConfigError(
+        f"the Feast feature view {view.name!r} reads {location!r}, a relative path, and "
+        f"Feast's DuckDB offline store reads it from the working directory ({Path.cwd()}), "
+        f"where there is no such file{there}; give the FileSource an absolute path, or "
+        f"run from {repo}"
+    )
 
 
 def _entity_table(entity_rows: Any) -> pa.Table:
