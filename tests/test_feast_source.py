@@ -510,3 +510,47 @@ def test_a_relative_source_path_is_read_from_the_repository_or_refused(repo, mon
         answer["orders"].to_pylist()
         == historical_features(repo["store"], ["user_profile:orders"], rows)["orders"].to_pylist()
     )
+
+
+def test_a_partitioned_log_folder_is_read_and_a_log_lacking_its_keys_is_refused(tmp_path):
+    """Logs partitioned by day (``__log_date=…/``, as ``partition_by`` writes them), with a
+    stray file beside them; a log without its request id, time or entity keys is refused
+    naming what is missing."""
+    folder = tmp_path / "logs"
+    for day in (1, 2):
+        logged = pa.table(
+            {
+                "user_id": [day],
+                "v__x": [day * 10],
+                "v__x__timestamp": pa.array([BASE], pa.timestamp("s", tz="UTC")),
+                "v__x__status": pa.array([4], pa.int32()),
+                "__log_timestamp": pa.array(
+                    [BASE + dt.timedelta(days=day)], pa.timestamp("us", tz="UTC")
+                ),
+                "__request_id": [f"r{day}"],
+            }
+        )
+        (folder / f"__log_date=2026-11-0{day}").mkdir(parents=True)
+        pq.write_table(logged, folder / f"__log_date=2026-11-0{day}" / "part.parquet")
+    (folder / "README.txt").write_text("not a log")
+    served = logged_features(folder)
+    assert served.column_names == [
+        "request_id",
+        "event_time",
+        "user_id",
+        "x",
+        "x__as_of",
+        "x__status",
+    ]
+    assert served["x"].to_pylist() == [10, 20]
+    assert served["x__status"].to_pylist() == ["OUTSIDE_MAX_AGE"] * 2
+    assert logged_features(folder, start=BASE + dt.timedelta(days=2))["request_id"].to_pylist() == [
+        "r2"
+    ]
+    bare = logged.drop_columns(["__request_id", "user_id"])
+    pq.write_table(bare, tmp_path / "bare.parquet")
+    with pytest.raises(SchemaError, match="lacks __request_id"):
+        logged_features(tmp_path / "bare.parquet")
+    pq.write_table(logged.drop_columns(["user_id"]), tmp_path / "keyless.parquet")
+    with pytest.raises(SchemaError, match="no entity key columns"):
+        logged_features(tmp_path / "keyless.parquet")

@@ -514,10 +514,11 @@ def logged_features(
     if not files:
         raise DataError(f"{path}: no Parquet files of logged features in it")
     try:
-        dataset = ds.dataset(
-            [str(f) for f in files] if path.is_file() else str(path),
+        dataset = ds.dataset(  # only the Parquet files; hive partitions (__log_date=...)
+            [str(f) for f in files],
             format="parquet",
-            partitioning="hive",
+            partitioning=None if path.is_file() else "hive",
+            partition_base_dir=None if path.is_file() else str(path),
         )
         table = dataset.to_table()
     except (pa.ArrowInvalid, OSError) as error:
