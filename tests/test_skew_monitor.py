@@ -133,8 +133,6 @@ def test_skew_configuration_errors_name_the_key(tmp_path):
         parse_config(
             FEATURES_YAML + head + "    skew:\n      features: [nope]\n      events: e/\n", "k"
         )
-    with pytest.raises(ConfigError, match=r"monitors\[0\]\.skew\.events: truth 'features'"):
-        parse_config(FEATURES_YAML + head + "    skew: {}\n", "k")
     with pytest.raises(ConfigError, match=r"monitors\[0\]\.skew\.entity_keys"):
         parse_config(
             head + "    skew:\n      features: [a]\n      truth: {table: t.parquet}\n", "k"
@@ -161,3 +159,17 @@ def test_skew_configuration_errors_name_the_key(tmp_path):
     assert {t.name for t in resolved.truths.values()} == {
         "keel.features (bitemporal: event time and availability)"
     }
+
+
+def test_truth_features_reads_the_event_log_under_the_log_root_by_default(tmp_path):
+    from keel.monitor.config import resolve_skew
+
+    head = "monitors:\n  - name: m\n    model: m\n    baseline: b.keel\n    window: 1D\n"
+    monitor = parse_config(
+        FEATURES_YAML + head + f"    logs: {tmp_path}\n    skew: {{}}\n", "keel.yaml"
+    )[0]
+    truth = resolve_skew(monitor).truths["clicks_7d"]
+    rows = pa.table({"request_id": ["r"], "user_id": [1], "event_time": pa.array([START], UTC_US)})
+    expected = tmp_path / "features" / "events"
+    with pytest.raises(ConfigError, match=f"the event log {expected} does not exist"):
+        truth(rows, "event_time")

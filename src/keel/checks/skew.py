@@ -397,7 +397,7 @@ class FeaturesTruth:
     time, from the events that had happened and were available by then.
 
     ``definitions``: ``keel.features`` windowed features (``.name`` each); ``events``: the
-    event log they read (a table, or anything ``keel.data.open_source`` reads, read once);
+    event log they read (what ``compute`` takes, or a function returning it, called once);
     ``compute``: ``keel.features.compute_offline``, passed in (the check family never
     imports the feature engines: their online half reaches the store). Every row with a
     served time is answered (an empty window is the aggregate's own value, e.g. count 0).
@@ -417,14 +417,12 @@ class FeaturesTruth:
     _events: pa.Table | None = field(default=None, repr=False)
 
     def __call__(self, rows: pa.Table, at: str) -> pa.Table:
-        if self._events is None:  # read once: the check asks again at other times
-            from keel.data import open_source
-
-            events = self.events
-            self._events = (
-                events if isinstance(events, pa.Table) else open_source(events).read_all()
-            )
-        computed = self.compute(list(self.definitions), self._events, rows, at=at)
+        events = self.events
+        if callable(events):  # a loader: read once, the check asks again at other times
+            if self._events is None:
+                self._events = events()
+            events = self._events
+        computed = self.compute(list(self.definitions), events, rows, at=at)
         names = [d.name for d in self.definitions]
         return computed.select([self.request_id, *names])
 

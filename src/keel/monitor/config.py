@@ -477,6 +477,25 @@ def _features(entries: Any, source: str, document: Any) -> list[Any]:
         raise ConfigError(f"{source} (line {line}): {message}") from error
 
 
+def _events_loader(events: str | None, logs: str | None) -> Any:
+    """The event log truth 'features' reads, once per run: ``events``, else the one
+    ``keel.features.ingest`` writes under the monitor's log root."""
+
+    def read() -> Any:
+        from keel.features._inputs import as_table
+        from keel.features.events import event_log
+
+        path = events if events is not None else event_log(logs)
+        if not Path(path).exists():
+            raise ConfigError(
+                f"skew: the event log {path} does not exist (truth 'features' recomputes "
+                "the features from it; give skew.events: PATH, or ingest with keel.features)"
+            )
+        return as_table(str(path), "the skew truth's events")
+
+    return read
+
+
 @dataclass(frozen=True)
 class ResolvedSkew:
     """A monitor's skew block made concrete: the check's spec and each feature's truth."""
@@ -526,12 +545,6 @@ def resolve_skew(monitor: MonitorConfig) -> ResolvedSkew:
                 "declared in the top-level 'features:' list"
                 + (f" (declared: {', '.join(defined)})" if defined else " (none declared)"),
             )
-        if skew.events is None:
-            raise _skew_error(
-                "events",
-                "truth 'features' recomputes the features from their events: give "
-                "events: PATH (the event log keel.features reads)",
-            )
         if skew.entity_keys is None:
             keys = list(dict.fromkeys(k for name in by_features for k in defined[name].entities))
     if not keys:
@@ -568,7 +581,7 @@ def resolve_skew(monitor: MonitorConfig) -> ResolvedSkew:
 
                 made[key] = FeaturesTruth(
                     [defined[n] for n in by_features],
-                    skew.events,
+                    _events_loader(skew.events, monitor.logs),
                     compute_offline,
                     request_id=skew.request_id,
                 )
