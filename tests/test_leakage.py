@@ -317,3 +317,21 @@ def test_training_values_that_differ_from_their_as_of_availability_values():
     assert finding.rows["train"]["count"] == len(expected)
     assert finding.rows["train"]["first"] == expected[:20].tolist()
     assert finding.level == "alert"
+
+
+def dominated(strength: float, rows: int = 3000) -> pd.DataFrame:
+    """One informative feature and two of noise: the full model is that feature."""
+    rng = np.random.default_rng(11)
+    signal = rng.normal(size=rows)
+    y = (strength * signal + rng.logistic(size=rows) > 0).astype(int)
+    return pd.DataFrame(
+        {"signal": signal, "n1": rng.normal(size=rows), "n2": rng.normal(size=rows), "y": y}
+    )
+
+
+def test_a_feature_carrying_a_strong_model_alone_is_flagged_a_weak_one_is_not():
+    strong = check_leakage(dominated(3.5), target="y")
+    (finding,) = strong.findings
+    assert finding.column == "signal" and "within 0.02 of the full model" in finding.message
+    assert 0.9 <= finding.evidence["score"] < 0.95
+    assert check_leakage(dominated(1.5), target="y").findings == []

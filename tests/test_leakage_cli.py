@@ -28,6 +28,7 @@ def files(tmp_path_factory):
     leaky["refund_issued"] = leaky["y"] + np.random.default_rng(5).normal(0, 0.2, len(leaky))
     leaky.to_parquet(folder / "leaky.parquet")
     (folder / "broken.parquet").write_bytes(b"PAR1 not really")
+    (folder / "logs" / "predictions").mkdir(parents=True)
     return folder
 
 
@@ -84,6 +85,8 @@ def test_a_warning_alone_exits_0_unless_strict(run_keel, files):
         (["--target", "y", "--available", "spend"], "FEATURE=COLUMN"),
         (["--target", "y", "--holdout", "BROKEN"], "broken.parquet"),
         (["--target", "y", "--holdout", "MISSING"], "missing.parquet"),
+        (["--target", "y", "--served-log", "LOGS"], "name the --model"),
+        (["--target", "y", "--task", "ranking"], "--task 'ranking'"),
     ],
 )
 def test_bad_input_exits_2_naming_it(run_keel, files, arguments, named):
@@ -91,6 +94,7 @@ def test_bad_input_exits_2_naming_it(run_keel, files, arguments, named):
         "HOLDOUT": files / "holdout.parquet",
         "BROKEN": files / "broken.parquet",
         "MISSING": files / "missing.parquet",
+        "LOGS": files / "logs",
     }
     arguments = [str(paths.get(a, a)) for a in arguments]
     done = run_keel("leakage", files / "train.parquet", "--no-probes", *arguments)

@@ -125,6 +125,8 @@ def _definitions(path: Path | None):
 def _served_rows(served_log: str | None, model: str | None):
     """The served rows: a file or folder, or a model's prediction log (latest per request)."""
     if model is None:
+        if served_log is not None and (Path(served_log) / "predictions").is_dir():
+            raise KeelError(f"--served-log {served_log} is a log root: name the --model")
         return served_log
     from keel.store.logs import log_root
     from keel.store.queries import read_log
