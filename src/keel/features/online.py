@@ -25,6 +25,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +122,12 @@ class OnlineFeatures:
         kind = None
         values: np.ndarray | None = None
         if feature.column is not None:
-            kind = value_kind(feature, table.schema.field(feature.column).type)
+            column_type = table.schema.field(feature.column).type
             stored = ValueKind.decode(meta["kind"]) if meta.get("kind") else None
-            kind = _compatible(feature, stored, kind)
+            if pa.types.is_null(column_type) and stored is not None:
+                kind = stored  # a batch of nulls only: no type of its own
+            else:
+                kind = _compatible(feature, stored, value_kind(feature, column_type))
             values, valid = normalize(_as_kind(table[feature.column], kind), kind)
             keep &= valid
         horizon = meta.get("horizon")
@@ -249,17 +253,17 @@ class OnlineFeatures:
         return result, as_of
 
 
+@dataclass
 class _Write:
     """One feature's share of an ingested batch, ready for the backend."""
 
-    def __init__(self, **fields: Any) -> None:
-        self.feature: WindowedFeature = fields["feature"]
-        self.kind: ValueKind | None = fields["kind"]
-        self.horizon: int | None = fields["horizon"]
-        self.keys: list[str] = fields["keys"]
-        self.times: np.ndarray = fields["times"]
-        self.stamp: int = fields["stamp"]
-        self.values: np.ndarray | None = fields["values"]
+    feature: WindowedFeature
+    kind: ValueKind | None
+    horizon: int | None
+    keys: list[str]
+    times: np.ndarray
+    stamp: int
+    values: np.ndarray | None
 
 
 def _columns(feature: WindowedFeature) -> list[str]:
@@ -459,7 +463,6 @@ class _Redis:
             ) from error
         self.prefix = prefix + "keel:features:"
         self._client = redis.Redis.from_url(url)
-        self._counter = 0
 
     def _key(self, feature: str, key: str) -> str:
         return f"{self.prefix}{feature}:{key}"
