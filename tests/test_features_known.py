@@ -24,6 +24,15 @@ T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TIME = pa.timestamp("us", "UTC")
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def open_state(request):
+    """Open an online state on each backend: the same answers are expected of both."""
+    if request.param == "sqlite":
+        return lambda features, **options: OnlineFeatures(features, "sqlite://", **options)
+    url, prefix = request.getfixturevalue("redis_namespace")
+    return lambda features, **options: OnlineFeatures(features, url, key_prefix=prefix, **options)
+
+
 def feature(name, aggregation, column="amount", **options):
     return WindowedFeature(
         name,
@@ -99,7 +108,7 @@ def test_with_five_percent_late_events_only_the_bitemporal_offline_matches_servi
         assert differ > 0.3, (f.name, differ)  # 49.6 % here; the issue measured 52 %
 
 
-def test_an_event_available_at_the_instant_of_the_query_is_not_seen():
+def test_an_event_available_at_the_instant_of_the_query_is_not_seen(open_state):
     count = feature("n", "count", column=None, window="1h")
     events = pa.table(
         {
@@ -123,7 +132,7 @@ def test_an_event_available_at_the_instant_of_the_query_is_not_seen():
         }
     )
     assert compute_offline([count], events, queries)["n"].to_pylist() == [0, 1, 1, 0]
-    with OnlineFeatures([count], "sqlite://", lateness=None) as state:
+    with open_state([count], lateness=None) as state:
         state.ingest(events.drop_columns(["available_time"]), now=T0 + timedelta(minutes=5))
         assert state.get(queries)["n"].to_pylist() == [0, 1, 1, 0]
 
@@ -143,7 +152,7 @@ def test_a_hop_snaps_the_window_start_to_the_hop_before_it():
     assert compute_offline([count], events, queries)["n"].to_pylist() == [2]
 
 
-def test_a_distinct_count_past_its_cap_is_refused_by_both_engines():
+def test_a_distinct_count_past_its_cap_is_refused_by_both_engines(open_state):
     distinct = feature("merchants", "distinct_count", column="merchant", max_distinct=3)
     events = pa.table(
         {
@@ -157,7 +166,7 @@ def test_a_distinct_count_past_its_cap_is_refused_by_both_engines():
         DataError, match="merchants.*4 distinct values for entity 'a'.*max_distinct=3"
     ):
         compute_offline([distinct], events, queries)
-    with OnlineFeatures([distinct], "sqlite://", lateness=None) as state:
+    with open_state([distinct], lateness=None) as state:
         state.ingest(events.slice(0, 3), now=T0)
         with pytest.raises(DataError, match="merchants.*max_distinct=3"):
             state.ingest(events.slice(3), now=T0)
@@ -193,7 +202,7 @@ def test_a_definition_the_online_state_cannot_compute_is_refused_naming_why(opti
         WindowedFeature(**settings)
 
 
-def test_missing_columns_and_non_time_moments_are_named():
+def test_missing_columns_and_non_time_moments_are_named(open_state):
     spend = feature("spend", "sum")
     events = pa.table({"user": ["a"], "amount": [1], "event_time": pa.array([T0], TIME)})
     queries = pa.table({"user": ["a"], "event_time": pa.array([T0], TIME)})
@@ -214,14 +223,14 @@ def test_missing_columns_and_non_time_moments_are_named():
     text = events.set_column(1, "amount", pa.array(["1"]))
     with pytest.raises(SchemaError, match="sum needs numbers"):
         compute_offline([spend], text, queries)
-    with OnlineFeatures([spend], "sqlite://") as state:
+    with open_state([spend]) as state:
         with pytest.raises(SchemaError, match="events of 'spend' have no column 'amount'"):
             state.ingest(events.drop_columns(["amount"]), now=T0)
         with pytest.raises(SchemaError, match="column 'flag' is bool"):
             state.get(flags, at="flag")
 
 
-def test_rows_in_equal_rows_out_in_order_whatever_the_queries_hold():
+def test_rows_in_equal_rows_out_in_order_whatever_the_queries_hold(open_state):
     """Duplicates, unknown entities, null keys and null times, unsorted: every row answered
     where it was asked (Feast's Dask store dropped rows outside its TTL)."""
     features = [feature("n", "count", column=None), feature("spend", "sum"), feature("top", "max")]
@@ -254,14 +263,14 @@ def test_rows_in_equal_rows_out_in_order_whatever_the_queries_hold():
     assert offline["spend"].to_pylist() == [12, None, None, None, None, 5, 1]
     assert offline["top"].to_pylist() == [7, None, None, None, None, 5, 1]
     assert offline.schema.field("spend").type == pa.int64()  # integers stay integers
-    with OnlineFeatures(features, "sqlite://", lateness=None) as state:
+    with open_state(features, lateness=None) as state:
         state.ingest(events, now=T0 - timedelta(1))
         served = state.get(queries)
     for f in features:
         assert served[f.name].to_pylist() == offline[f.name].to_pylist()
 
 
-def test_decimals_are_summed_exactly_and_keep_their_scale():
+def test_decimals_are_summed_exactly_and_keep_their_scale(open_state):
     features = [feature(f"d_{a}", a) for a in ("sum", "min", "max", "mean")]
     amounts = pa.array(
         [Decimal("0.10"), Decimal("0.20"), Decimal("1234567.89")], pa.decimal128(10, 2)
@@ -275,7 +284,7 @@ def test_decimals_are_summed_exactly_and_keep_their_scale():
     assert offline.schema.field("d_sum").type == pa.decimal128(38, 2)
     assert offline["d_min"].to_pylist() == [Decimal("0.10")]
     assert offline["d_mean"].to_pylist() == [123456819 / 300]  # correctly rounded
-    with OnlineFeatures(features, "sqlite://", lateness=None) as state:
+    with open_state(features, lateness=None) as state:
         state.ingest(events, now=T0)
         served = state.get(queries)
     for f in features:
@@ -283,7 +292,7 @@ def test_decimals_are_summed_exactly_and_keep_their_scale():
         assert served.schema.field(f.name).type == offline.schema.field(f.name).type
 
 
-def test_a_composite_entity_key_with_integer_parts():
+def test_a_composite_entity_key_with_integer_parts(open_state):
     spend = WindowedFeature(
         "spend", entity=("user", "shop"), column="amount", aggregation="sum", window="1D"
     )
@@ -304,15 +313,15 @@ def test_a_composite_entity_key_with_integer_parts():
     )
     offline = compute_offline([spend], events, queries)
     assert offline["spend"].to_pylist() == [1.5, 2.5, 4.0, None]
-    with OnlineFeatures([spend], "sqlite://", lateness=None) as state:
+    with open_state([spend], lateness=None) as state:
         state.ingest(events, now=T0)
         assert state.get(queries)["spend"].to_pylist() == [1.5, 2.5, 4.0, None]
 
 
-def test_the_online_state_refuses_to_answer_short_past_its_evicted_horizon():
+def test_the_online_state_refuses_to_answer_short_past_its_evicted_horizon(open_state):
     count = feature("n", "count", column=None, window="1h")
     events = pa.table({"user": ["a"], "event_time": pa.array([T0], TIME)})
-    with OnlineFeatures([count], "sqlite://", lateness="1h") as state:
+    with open_state([count], lateness="1h") as state:
         state.ingest(events, now=T0 + timedelta(minutes=1))
         state.ingest(events.slice(0, 0), now=T0 + timedelta(days=1))  # the clock moves on
         recent = pa.table({"user": ["a"], "event_time": pa.array([T0 + timedelta(1)], TIME)})
