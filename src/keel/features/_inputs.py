@@ -21,8 +21,9 @@ def log_root(root: str | Path | None = None) -> Path:
     return Path(root or os.environ.get("KEEL_LOG_ROOT") or Path(".keel") / "logs")
 
 
-def as_table(data: Any, what: str) -> pa.Table:
-    """A pyarrow Table, a pandas DataFrame, a list of records, or a Parquet path/folder."""
+def as_table(data: Any, what: str, columns: list[str] | None = None) -> pa.Table:
+    """A pyarrow Table, a pandas DataFrame, a list of records, or a Parquet path/folder
+    (of which only ``columns`` are read, where given and present)."""
     if isinstance(data, pa.Table):
         return data
     if isinstance(data, pa.RecordBatch):
@@ -30,7 +31,7 @@ def as_table(data: Any, what: str) -> pa.Table:
     if isinstance(data, list):
         return pa.Table.from_pylist(data)
     if isinstance(data, str | Path) and Path(data).is_dir():
-        return _parquet_folder(Path(data))
+        return _parquet_folder(Path(data), columns)
     from keel.data import open_source
 
     try:
@@ -39,14 +40,18 @@ def as_table(data: Any, what: str) -> pa.Table:
         raise DataError(f"{what}: {error}") from None
 
 
-def _parquet_folder(folder: Path) -> pa.Table:
+def _parquet_folder(folder: Path, columns: list[str] | None) -> pa.Table:
     """Every Parquet file under a folder (an event log: files may add columns over time)."""
     import pyarrow.parquet as pq
 
     files = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
     if not files:
         raise DataError(f"{folder}: no Parquet files (no events ingested yet?)")
-    tables = [pq.read_table(path) for path in files]
+    tables = []
+    for path in files:
+        present = pq.ParquetFile(path).schema_arrow.names
+        wanted = present if columns is None else [c for c in present if c in set(columns)]
+        tables.append(pq.read_table(path, columns=wanted))
     return pa.concat_tables(tables, promote_options="permissive")
 
 

@@ -31,7 +31,7 @@ from keel.features._inputs import (
     require,
     window_starts,
 )
-from keel.features.definition import WindowedFeature
+from keel.features.definition import AVAILABLE_TIME, WindowedFeature
 
 
 def compute_offline(
@@ -73,7 +73,8 @@ def compute_offline(
 
     features = [features] if isinstance(features, WindowedFeature) else list(features)
     queries_table = as_table(queries, "queries")
-    events_table = as_table(events, "events")
+    wanted = [AVAILABLE_TIME, *(c for f in features for c in needed_columns(f))]
+    events_table = as_table(events, "events", columns=wanted)
     require(queries_table, [at], "the queries")
     times, timed = micros(queries_table[at], at)
     out = queries_table
