@@ -44,6 +44,10 @@ def compute_offline(
 ) -> pa.Table:
     """``queries`` with one column per feature appended: rows in = rows out, same order.
 
+    The value at a query's time t aggregates its entity's events with event_time in
+    ``[t − W, t)`` (with a hop h: ``[⌊t/h⌋·h − W, t)``) and available_time ``< t``, strictly:
+    what had arrived before that moment, as serving saw it.
+
     ``events``: a pyarrow Table, a pandas DataFrame or a Parquet path or folder (the event
     log ``keel.features.ingest`` writes); ``queries``: a table with each feature's entity
     column(s) and the time column ``at``. A query whose entity has no events in its
