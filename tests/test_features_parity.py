@@ -268,3 +268,39 @@ def test_offline_and_online_agree_bit_for_bit_on_redis(redis_namespace, rows, st
     ) as online:
         _replay(online, events)
         assert_same_bits(offline, online.get(queries), features)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=_events(INTEGERS),
+    steps=st.lists(st.integers(min_value=0, max_value=28), min_size=1, max_size=8),
+    hop=st.sampled_from([None, "1h"]),
+    lateness=st.sampled_from(["0", "30min", "2h"]),
+)
+def test_an_evicting_state_answers_exactly_or_refuses_never_short(rows, steps, hop, lateness):
+    """With eviction, each query is answered with the offline bits, or refused when its
+    window reaches back past the horizon (newest clock − lateness − W − h): never short."""
+    from keel.errors import DataError
+    from keel.features.definition import _micros
+
+    events, queries, features = _table(rows, pa.int64()), _queries(steps), _features(hop)
+    offline = compute_offline(features, events, queries, as_of=True)
+    with OnlineFeatures(features, "sqlite://", lateness=lateness) as online:
+        _replay(online, events)
+        clock = max(events["available_time"].to_pylist(), default=T0)
+        for row in range(queries.num_rows):
+            query = queries.slice(row, 1)
+            t = query["event_time"][0].as_py()
+            for f in features:
+                reach = f.window_us + (f.hop_us or 0) + _micros("", "", lateness, zero=True)
+                t_us = int(t.timestamp() * 1e6)
+                start = t_us if f.hop_us is None else t_us // f.hop_us * f.hop_us
+                horizon = int(clock.timestamp() * 1e6) - reach
+                try:
+                    served = online.get(query, features=[f.name])
+                except DataError as error:
+                    assert "horizon" in str(error)
+                    assert start - f.window_us < horizon, (f.name, t, clock)
+                    continue
+                assert start - f.window_us >= horizon or not rows
+                assert _bits(served[f.name]) == _bits(offline[f.name].slice(row, 1)), f.name
