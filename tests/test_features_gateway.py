@@ -100,6 +100,18 @@ def test_a_feature_sent_by_the_caller_is_refused(served):
     assert "clicks_1h" in response.json()["detail"] and "looks up" in response.json()["detail"]
 
 
+def test_the_gateway_says_which_features_it_looks_up_and_asks_no_caller_for_them(served):
+    _, client, _, folder = served
+    described = client.get("/v1/models").json()["loans"]["features"]
+    assert described["names"] == ["clicks_1h", "spend_1h"]
+    assert described["store"].endswith("features/online.db")
+    assert described["on_failure"] == "refuse"
+    schema = client.get("/openapi.json").json()
+    body = schema["paths"]["/v1/models/{name}/predict"]["post"]["requestBody"]
+    text = str(body)
+    assert "clicks_1h" not in text and "'x'" in text
+
+
 def test_bad_events_are_refused_naming_what_is_missing(served):
     _, client, _, _ = served
     response = client.post("/v1/features/ingest", json={"records": [{"customer_id": "c1"}]})

@@ -76,8 +76,22 @@ async def read_body(request: Any, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _record_schema(served: Any) -> dict[str, Any]:
+    """A record's JSON Schema: the model's inputs, less the online features the gateway
+    looks up itself (a record that sends one is refused)."""
+    schema = served.deployment.champion.inputs.json_schema()
+    if served.features is None:
+        return schema
+    looked_up = {n for f in served.features.definitions for n in (f.name, f.as_of)}
+    return {
+        **schema,
+        "properties": {k: v for k, v in schema["properties"].items() if k not in looked_up},
+        "required": [name for name in schema["required"] if name not in looked_up],
+    }
+
+
 def _predict_body_schema(gateway: Gateway) -> dict[str, Any]:
-    records = [s.deployment.champion.inputs.json_schema() for s in gateway.served.values()]
+    records = [_record_schema(s) for s in gateway.served.values()]
     record: dict[str, Any] = records[0] if len(records) == 1 else {"anyOf": records}
     return {
         "oneOf": [

@@ -618,6 +618,17 @@ class Gateway:
                 "shadows": {c: r.status() for c, r in served.shadows.items()},
                 "inputs": served.deployment.champion.inputs.names,
                 "entity_keys": list(served.config.entity_keys),
+                **(
+                    {
+                        "features": {
+                            "names": [f.name for f in served.features.definitions],
+                            "store": served.features.state.url,
+                            "on_failure": served.features.on_failure,
+                        }
+                    }
+                    if served.features is not None
+                    else {}
+                ),
                 "log": {
                     "mode": self.config.log_mode,
                     "committed": served.log.committed,
