@@ -345,3 +345,44 @@ def test_a_served_log_without_keys_or_times_is_refused_naming_what_is_missing(wo
         check_skew(served.drop_columns(["request_id"]), truth, _spec())
     with pytest.raises(SchemaError, match="feature.*'spend_7d'"):
         check_skew(served.drop_columns(["spend_7d"]), truth, _spec())
+
+
+def test_a_feast_truth_counts_a_view_with_every_feature_null_as_unanswered(monkeypatch):
+    import keel.data.feast as feast
+    from keel.checks.skew import FeastTruth
+
+    asked = {}
+
+    def historical_features(repo, refs, entity_rows, *, timestamp="event_timestamp"):
+        asked.update(repo=repo, refs=refs, columns=entity_rows.column_names)
+        # Feast answers in its own way: rows in = rows out, nulls where it had nothing
+        return entity_rows.append_column("clicks", pa.array([3, None, 5])).append_column(
+            "spend", pa.array([1.5, None, None])
+        )
+
+    monkeypatch.setattr(feast, "historical_features", historical_features)
+    served = pa.table(
+        {
+            "request_id": ["a", "b", "c"],
+            "user_id": [1, 2, 3],
+            "event_time": pa.array([HOUR] * 3, pa.int64()).cast(UTC),
+            "clicks": [3, 4, 5],
+            "spend": [1.5, 2.0, None],
+        }
+    )
+    truth = FeastTruth("repo/", ("stats:clicks", "stats:spend"), ("user_id",))
+    results = check_skew(served, truth, SkewSpec(("clicks", "spend"), ("user_id",)))
+    assert asked == {
+        "repo": "repo/",
+        "refs": ["stats:clicks", "stats:spend"],
+        "columns": ["request_id", "user_id", "event_timestamp"],
+    }
+    shares = {
+        (r.column, r.metric): r.details["count"] for r in results if r.metric.endswith("_share")
+    }
+    # row b: the whole view null, unanswered; row c: spend alone null, both sides: equal
+    assert (
+        shares[("clicks", "unanswered_share")] == 1 and shares[("spend", "unanswered_share")] == 1
+    )
+    assert shares[("clicks", "mismatch_share")] == 0 and shares[("spend", "extra_share")] == 0
+    assert results[0].details["truth"] == "feast repo/ (stats:clicks, stats:spend)"

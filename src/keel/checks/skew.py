@@ -524,9 +524,10 @@ class _Compared:
         if self.age is None:
             return None
         known = ~np.isnan(self.age)
-        found = {"future_share": (known & (self.age < -self.clock_tolerance), known)}
+        found = {}
         if self.ttl is not None:
             found["stale_share"] = (known & (self.age > self.ttl), known)
+        found["future_share"] = (known & (self.age < -self.clock_tolerance), known)
         return found
 
     def numeric(self) -> bool:
