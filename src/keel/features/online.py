@@ -440,8 +440,13 @@ class _SQLite:
                         (name, write.horizon),
                     )
                 self._db.execute(
+                    # the first kind stays; the horizon only moves forward (two writers
+                    # with different clocks must not pull it back past evicted events)
                     "INSERT INTO feature_state VALUES (?, ?, ?) ON CONFLICT (feature) DO UPDATE "
-                    "SET kind = coalesce(excluded.kind, kind), horizon = excluded.horizon",
+                    "SET kind = coalesce(feature_state.kind, excluded.kind), horizon = CASE "
+                    "WHEN excluded.horizon IS NULL THEN feature_state.horizon "
+                    "WHEN feature_state.horizon IS NULL THEN excluded.horizon "
+                    "ELSE max(feature_state.horizon, excluded.horizon) END",
                     (name, write.kind.encode() if write.kind else None, write.horizon),
                 )
 
@@ -452,7 +457,8 @@ class _SQLite:
 
 class _Redis:
     """A sorted set per feature and entity (score: event time; member: the event as JSON,
-    with a unique tail so that duplicates stay two), and a hash of metadata."""
+    with a unique tail so that duplicates stay two); a hash of each feature's value kind
+    and a sorted set of its horizon (ZADD GT: it only moves forward)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         try:
@@ -468,8 +474,14 @@ class _Redis:
         return f"{self.prefix}{feature}:{key}"
 
     def meta(self, feature: str) -> dict[str, Any]:
-        raw = self._client.hget(self.prefix + "state", feature)
-        return {} if raw is None else json.loads(raw)
+        pipe = self._client.pipeline(transaction=False)
+        pipe.hget(self.prefix + "kinds", feature)
+        pipe.zscore(self.prefix + "horizons", feature)
+        kind, horizon = pipe.execute()
+        return {
+            "kind": None if kind is None else kind.decode(),
+            "horizon": None if horizon is None else int(horizon),
+        }
 
     def fetch(
         self, feature: str, key: str, low: int | None, high: int | None, kind: ValueKind | None
@@ -504,11 +516,10 @@ class _Redis:
                 pipe.zadd(self._key(name, key), members)
                 if write.horizon is not None:
                     pipe.zremrangebyscore(self._key(name, key), "-inf", f"({write.horizon}")
-            state = self.meta(name)
-            if write.kind is not None:
-                state["kind"] = write.kind.encode()
-            state["horizon"] = write.horizon
-            pipe.hset(self.prefix + "state", name, json.dumps(state))
+            if write.kind is not None:  # the first kind stays
+                pipe.hsetnx(self.prefix + "kinds", name, write.kind.encode())
+            if write.horizon is not None:  # only forward: ZADD GT
+                pipe.zadd(self.prefix + "horizons", {name: write.horizon}, gt=True)
         pipe.execute()
 
     def close(self) -> None:
