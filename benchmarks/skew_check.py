@@ -12,7 +12,10 @@ check must find and name). Timed, each on the same data:
   comparison must at least do), and a bare join by request id of two ready tables;
 * the check against a table already joined by request id (comparison only);
 * the check against ``TableTruth`` (the as-of join, then the comparison), correct twin
-  and with the skew (which adds the clock-tolerance and timezone probes).
+  and with the skew (which adds the clock-tolerance probes on the disagreeing rows), and
+  with every row of one feature skewed (the probes then ask again for every row);
+* keel.features as the truth: a million events and served rows, two 7-day features;
+  the floor is one ``compute_offline`` of the same queries.
 
 Prints seconds and served rows per second for each.
 """
@@ -131,6 +134,64 @@ def main() -> None:
     )
     alerts = {r.column: r.details.get("kind") for r in found if r.status == "alert"}
     print(f"found: {alerts}")
+    everywhere = served.set_column(
+        served.column_names.index("spend_7d"), "spend_7d", pc.multiply(spend, 100.0)
+    )
+    found = timed(
+        "skew check, TableTruth, all spend_7d ×100 (probes all rows)",
+        served.num_rows,
+        lambda: check_skew(everywhere, TableTruth(truth, ("user_id",), "event_time"), spec),
+    )
+    print(f"found: { ({r.column: r.details.get('kind') for r in found if r.status == 'alert'}) }")
+    features_truth(args.rows, args.entities)
+
+
+def features_truth(rows: int, entities: int) -> None:
+    """keel.features as the truth: the served values are compute_offline's own (the twin),
+    then the check recomputes them at the served time from the same event log."""
+    from keel.checks.skew import FeaturesTruth
+    from keel.features import WindowedFeature, compute_offline
+
+    rng = np.random.default_rng(2)
+    times = START + np.sort(rng.integers(0, 30 * DAY, rows))
+    events = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, entities, rows)),
+            "amount": pa.array(np.round(rng.gamma(2.0, 20.0, rows), 2)),
+            "event_time": pa.array(times, pa.int64()).cast(UTC),
+            "available_time": pa.array(times + 1_000_000, pa.int64()).cast(UTC),
+        }
+    )
+    queries = pa.table(
+        {
+            "request_id": pa.array(np.arange(rows)),
+            "user_id": pa.array(rng.integers(0, entities, rows)),
+            "event_time": pa.array(
+                START + 10 * DAY + rng.integers(0, 20 * DAY, rows), pa.int64()
+            ).cast(UTC),
+        }
+    )
+    definitions = [
+        WindowedFeature(
+            "clicks_7d", entity="user_id", column=None, aggregation="count", window="7D"
+        ),
+        WindowedFeature(
+            "spend_7d", entity="user_id", column="amount", aggregation="sum", window="7D"
+        ),
+    ]
+    print(f"keel.features: {rows:,} events, {rows:,} served rows, 2 windowed features")
+    served = timed(
+        "floor: compute_offline once (the recomputation alone)",
+        rows,
+        lambda: compute_offline(definitions, events, queries),
+    )
+    spec = SkewSpec(("clicks_7d", "spend_7d"), ("user_id",))
+    found = timed(
+        "skew check, FeaturesTruth (recomputation + comparison)",
+        rows,
+        lambda: check_skew(served, FeaturesTruth(definitions, events, compute_offline), spec),
+    )
+    assert not [r for r in found if r.status == "alert"]
 
 
 if __name__ == "__main__":
