@@ -86,7 +86,10 @@ def setup(tmp_path):
     return tmp_path
 
 
-def _monitor(folder, skew="    skew:\n      events: {events}\n      ttl: 1h\n"):
+def _monitor(
+    folder,
+    skew="    skew:\n      events: {events}\n    alerts: [{{name: skewed, check: skew}}]\n",
+):
     text = FEATURES_YAML + (
         "monitors:\n  - name: clicks\n    model: clicks\n"
         f"    baseline: {folder / 'b.keel'}\n    logs: {folder / 'logs'}\n    window: 7D\n"
@@ -117,6 +120,11 @@ def test_a_truncated_online_window_reads_skew_not_drift(setup):
     drifted = stored[(stored["check"] == "feature_drift") & (stored["status"] == "alert")]
     assert "clicks_7d" in set(drifted[drifted["window_start"] == second]["column"])  # it drifts too
     assert second in run.alerting
+    from keel.checks.base import CHECKS
+
+    assert set(skew["metric"]) <= CHECKS["skew"].metrics
+    assert [(a["rule"], a["state"]) for a in run.alerts] == [("skewed", "firing")]
+    assert "1 feature skewed in window" in run.alerts[0]["summary"], run.alerts[0]["summary"]
 
 
 def test_a_served_log_without_the_entity_keys_is_a_clear_error(setup):
