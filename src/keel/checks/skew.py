@@ -138,6 +138,11 @@ class SkewSpec:
     clock_tolerance: float = CLOCK_TOLERANCE_SECONDS
 
     def ttl_of(self, feature: str) -> float | None:
+        """The ttl of one feature in seconds, or None.
+
+        >>> SkewSpec(("a", "b"), ttl={"a": 3600}).ttl_of("a"), SkewSpec(("a",)).ttl_of("a")
+        (3600.0, None)
+        """
         if isinstance(self.ttl, Mapping):
             value = self.ttl.get(feature)
             return None if value is None else float(value)
@@ -433,7 +438,11 @@ class FeastTruth:
     ``keel.data.feast.historical_features`` for the served rows' entities at the served
     time. Feature ``view:name`` is checked as ``name``; a row whose every feature of a
     view is null is unanswered for that view's features (Feast cannot tell it from no
-    feature row)."""
+    feature row). Feast is imported when first asked.
+
+    >>> FeastTruth("feature_repo/", ("user_stats:clicks_7d",), ("user_id",)).name
+    'feast feature_repo/ (user_stats:clicks_7d)'
+    """
 
     repo: str
     refs: tuple[str, ...]

@@ -516,6 +516,12 @@ def resolve_skew(monitor: MonitorConfig) -> ResolvedSkew:
     Features default to every top-level ``features:`` definition (truth ``features``) or
     the Feast references' names; entity keys to the definitions' entities. Nothing is
     read here: a table truth reads its file when first asked.
+
+    >>> text = ("monitors:\\n  - {name: m, model: m, baseline: b.keel, window: 1D, skew: "
+    ...         "{features: [price], truth: {table: prices.parquet}, entity_keys: [item]}}\\n")
+    >>> resolved = resolve_skew(parse_config(text, "keel.yaml")[0])
+    >>> resolved.spec.features, resolved.truths["price"].name
+    (('price',), 'table prices.parquet (as of event_time)')
     """
     from keel.checks.skew import FeastTruth, FeaturesTruth, SkewSpec, TableTruth
 
