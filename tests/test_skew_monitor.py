@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
@@ -181,3 +182,47 @@ def test_truth_features_reads_the_event_log_under_the_log_root_by_default(tmp_pa
     expected = tmp_path / "features" / "events"
     with pytest.raises(ConfigError, match=f"the event log {expected} does not exist"):
         truth(rows, "event_time")
+
+
+def test_a_stale_value_served_from_a_cache_reads_skew_in_the_monitor(tmp_path):
+    rng = np.random.default_rng(8)
+    n = 16_000
+    times = START + np.sort(rng.integers(0, 32 * DAY, n))
+    events = pa.table(
+        {
+            "user_id": pa.array(rng.integers(0, 1000, n)),
+            "amount": pa.array(np.round(rng.gamma(2.0, 20.0, n), 2)),
+            "event_time": pa.array(times, pa.int64()).cast(UTC_US),
+        }
+    )
+    pq.write_table(events, tmp_path / "events.parquet")
+    training = _served(events, _requests(rng, START + 8 * DAY, 10, 3_000, "t"), (CLICKS, SPEND))
+    Baseline.from_data(
+        training, score="score", timestamp="event_time", id="request_id", roles={"user_id": "id"}
+    ).save(tmp_path / "b.keel")
+    requests = _requests(rng, WEEK_ONE, 7, 1_500, "s")
+    served_at = pc.cast(requests.column("event_time"), pa.int64()).to_numpy()
+    cached = requests.set_column(  # values computed 6 hours before they were served
+        2, "event_time", pa.array(served_at - 6 * 3_600_000_000, pa.int64()).cast(UTC_US)
+    )
+    served = _served(events, cached, (CLICKS, SPEND)).set_column(
+        2, "event_time", requests.column("event_time")
+    )
+    served = served.append_column("clicks_7d__as_of", cached.column("event_time"))
+    keel.log_predictions(served, "clicks", root=tmp_path / "logs")
+    from keel.store.logs import _flush_all
+
+    _flush_all()
+    monitor = _monitor(
+        tmp_path, "    skew:\n      events: {events}\n      ttl: {{clicks_7d: 1h}}\n"
+    )
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    now = datetime.fromtimestamp((WEEK_ONE + 7 * DAY) / 1e6, UTC) + timedelta(hours=1)
+    run_monitor(monitor, store, now=now)
+    stored = store.latest(monitor="clicks")
+    stale = stored[(stored["check"] == "skew") & (stored["metric"] == "stale_share")]
+    assert stale["value"].tolist() == [1.0] and stale["status"].tolist() == ["alert"]
+    verdict = stored[stored["check"] == "diagnosis"]["details"].iloc[0]
+    assert verdict["summary"].startswith("training–serving skew in clicks_7d (stale value)"), (
+        verdict["summary"]
+    )

@@ -763,7 +763,9 @@ def _name_kinds(group: list[_Compared], source: Any, rows: pa.Table, spec: SkewS
                 item.finding = (
                     f"timezone shift: the served time is {abs(hours)} h {direction} the time "
                     f"the value was computed (the truth {hours:+d} h agrees with "
-                    f"{agreed:.0%} of {int(own.sum())} sampled disagreeing rows)"
+                    f"{agreed:.0%} of {int(own.sum())} sampled disagreeing rows; or every "
+                    f"value was computed exactly {abs(hours)} h "
+                    f"{'before' if hours < 0 else 'after'} it was served)"
                 )
                 probing.remove(item)
 
