@@ -129,7 +129,7 @@ def _diagnosed(
     ]  # a feature missing, or of another type
     skewed = [r for r in alerting if r.check == "skew"]
     if skewed:
-        skew = _skew(skewed, broken, alerting, results)
+        skew = _skew(skewed, broken, alerting)
         if skew is not None:
             return skew
     if broken:
@@ -214,9 +214,7 @@ def _diagnosed(
     return Diagnosis("healthy", "healthy: no check alerted", [])
 
 
-def _skew(
-    skewed: list[Result], broken: list[Result], alerting: list[Result], results: list[Result]
-) -> Diagnosis | None:
+def _skew(skewed: list[Result], broken: list[Result], alerting: list[Result]) -> Diagnosis | None:
     """Training–serving skew: what was served differs from what training computes for the
     same rows. It wins over a pipeline fault when every fault is in a skewed feature (the
     serving path broke, not the data both sides read), and over drift and performance
