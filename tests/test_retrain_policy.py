@@ -37,7 +37,7 @@ def test_concept_drift_retrains_on_twelve_weeks_without_the_faulty_windows():
     assert "excluding 1 window" in decision.reason
 
 
-@pytest.mark.parametrize("verdict", ["pipeline fault", "skew"])
+@pytest.mark.parametrize("verdict", ["pipeline fault", "training–serving skew"])
 def test_a_pipeline_fault_or_skew_pages_and_never_retrains(verdict):
     windows = _weeks("concept drift", (verdict, "unit change: income in cents"))
     decision = decide(POLICY, windows, NOW, last_retrain=None, matured_labels=5000)

@@ -19,7 +19,7 @@
       min_segment_labels: 500
       sequential: false
 
-A pipeline fault or training-serving skew never triggers a retrain: broken upstream data
+A pipeline fault or training–serving skew never triggers a retrain: broken upstream data
 drifts too, and a model retrained on it learns the fault. Those page people instead, and
 the decision says so. ``decide`` is a pure function of the policy, the diagnoses, the
 clock, the last retrain and the matured label count.
@@ -45,11 +45,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from keel.diagnosis import SKEW
 from keel.retrain.gate import FIXED_ONLY, METRICS, GateConfig
 from keel.retrain.horizon import accuracy_horizon, paired_horizon
 
 #: Verdicts that page a person and never start a retrain.
-NEVER_TRIGGER = ("pipeline fault", "skew", "training-serving skew")
+NEVER_TRIGGER = ("pipeline fault", SKEW)
 #: Verdicts a trigger may name ("data drift hurting the model" is data drift whose
 #: estimated performance fell: the diagnosis says so in its summary).
 TRIGGERABLE = (
