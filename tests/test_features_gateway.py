@@ -121,6 +121,27 @@ def test_bad_events_are_refused_naming_what_is_missing(served):
     assert response.status_code == 422 and "records" in response.json()["detail"]
 
 
+def test_an_empty_ingest_is_a_heartbeat_that_advances_the_watermark(served):
+    """A pipeline with nothing new says so: the state is then current up to the beat."""
+    from keel.features import OnlineFeatures
+
+    _, client, _, folder = served
+    store = client.get("/v1/models").json()["loans"]["features"]["store"]
+    beat = client.post("/v1/features/ingest", json={"records": []})
+    assert beat.status_code == 200, beat.text
+    body = beat.json()
+    assert body["ingested"] == 0
+    assert list(body["failed"]) == [next(iter(body["failed"]))]  # only the dead store
+    stamp = datetime.fromisoformat(body["available_time"])
+    later = stamp + timedelta(minutes=1)
+    with OnlineFeatures(parse_features(FEATURES, "test"), store) as state:
+        got = state.get([{"customer_id": "c-quiet", "event_time": later}])
+    assert got["clicks_1h"].to_pylist() == [0]
+    assert got["clicks_1h__as_of"].to_pylist() == [stamp]
+    response = client.post("/v1/features/ingest", json={"records": [1]})
+    assert response.status_code == 422 and "object" in response.json()["detail"]
+
+
 def test_a_store_that_is_down_answers_503_naming_the_feature(served):
     _, client, _, _ = served
     response = client.post(
@@ -186,8 +207,8 @@ def test_served_features_come_from_the_online_state_and_match_the_offline_truth(
     assert log["clicks_1h"].tolist() == [3, 1, 0]
     assert log["spend_1h"].tolist()[:2] == [31.5, 1.25] and pd.isna(log["spend_1h"].iloc[2])
     stamp = pd.Timestamp(body["available_time"])
-    assert (log["clicks_1h__as_of"].iloc[:2] == stamp).all()
-    assert pd.isna(log["clicks_1h__as_of"].iloc[2])
+    # current as of the state's newest ingest, the entity never seen ("c9", 0) too
+    assert (log["clicks_1h__as_of"] == stamp).all() and (log["spend_1h__as_of"] == stamp).all()
     # the skew check's question, answered here: offline at the served time = served
     definitions = parse_features(FEATURES, "test")
     truth = compute_offline(

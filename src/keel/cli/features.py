@@ -44,7 +44,9 @@ def compute(
         str | None, typer.Option(help="Events (Parquet file or folder); default the event log.")
     ] = None,
     at: Annotated[str, typer.Option(help="The queries' time column.")] = "event_time",
-    as_of: Annotated[bool, typer.Option(help="Also write each <name>__as_of.")] = False,
+    as_of: Annotated[
+        bool, typer.Option(help="Also write each <name>__as_of (the query's time: complete then).")
+    ] = False,
     root: Root = None,
 ) -> None:
     """The queries with each feature appended, point-in-time and as of availability."""

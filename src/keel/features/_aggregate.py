@@ -1,7 +1,7 @@
 """The values of a window and their aggregation: one function, shared by both engines.
 
-Both engines reduce a query to the multiset of its window's values (with each value's
-available_time), then call ``aggregate`` here. Every reduction is independent of the
+Both engines reduce a query to the multiset of its window's values, then call
+``aggregate`` here. Every reduction is independent of the
 order of the values, so the engines agree bit for bit whatever order the events
 arrived in or DuckDB returned them:
 
@@ -18,9 +18,7 @@ arrived in or DuckDB returned them:
 >>> from keel.features.definition import WindowedFeature
 >>> feature = WindowedFeature("s", entity="u", column="x", aggregation="sum", window="1D")
 >>> kind = ValueKind("float")
->>> result, as_of = aggregate(feature, kind, np.array([0.1, 0.2, 0.3, 5.0]),
-...                           np.array([1, 2, 3, 4]), np.array([3, 0, 1]))
->>> result.to_pylist()
+>>> aggregate(feature, kind, np.array([0.1, 0.2, 0.3, 5.0]), np.array([3, 0, 1])).to_pylist()
 [0.6, None, 5.0]
 """
 
@@ -38,7 +36,6 @@ import pyarrow.compute as pc
 from keel.errors import DataError, SchemaError
 
 _EXACT = 2.0**53
-_TIME = pa.timestamp("us", tz="UTC")
 
 
 @dataclass(frozen=True)
@@ -146,15 +143,14 @@ def aggregate(
     feature: Any,
     kind: ValueKind,
     values: np.ndarray,
-    available: np.ndarray,
     counts: np.ndarray,
     describe: Callable[[int], str] | None = None,
-) -> tuple[pa.Array, pa.Array]:
-    """One feature over groups of values → (its values, the newest available_time used).
+) -> pa.Array:
+    """One feature over groups of values → its value per group.
 
     ``values`` holds each group's values one group after another (``counts[i]`` values
-    for group ``i``), missing values already left out; ``available`` their available
-    times (µs); ``describe(i)`` names group ``i``'s entity in errors.
+    for group ``i``), missing values already left out; ``describe(i)`` names group
+    ``i``'s entity in errors.
     """
     counts = np.asarray(counts, dtype=np.int64)
     n = len(counts)
@@ -162,31 +158,27 @@ def aggregate(
     np.cumsum(counts, out=offsets[1:])
     empty = counts == 0
     starts = offsets[:-1][~empty]
-    newest = np.zeros(n, dtype=np.int64)
-    if len(starts):
-        newest[~empty] = np.maximum.reduceat(np.asarray(available, dtype=np.int64), starts)
-    as_of = pa.array(newest, pa.int64(), mask=empty).cast(_TIME)
     aggregation = feature.aggregation
     if aggregation == "count":
-        return pa.array(counts, pa.int64()), as_of
+        return pa.array(counts, pa.int64())
     if aggregation == "distinct_count":
-        return _distinct(feature, values, counts, describe), as_of
+        return _distinct(feature, values, counts, describe)
     if aggregation in ("min", "max"):
         ufunc = np.minimum if aggregation == "min" else np.maximum
         out = np.zeros(n, dtype=kind.dtype)
         if len(starts):
             out[~empty] = ufunc.reduceat(values, starts)
-        return kind.arrow(out, empty), as_of
+        return kind.arrow(out, empty)
     if aggregation == "sum":
         if kind.kind == "float":
-            return pa.array(_fsums(values, offsets), pa.float64(), mask=empty), as_of
-        return kind.arrow(_int_sums(feature, values, offsets), empty, wide=True), as_of
+            return pa.array(_fsums(values, offsets), pa.float64(), mask=empty)
+        return kind.arrow(_int_sums(feature, values, offsets), empty, wide=True)
     if aggregation == "mean":
-        return pa.array(_means(feature, kind, values, offsets), pa.float64(), mask=empty), as_of
+        return pa.array(_means(feature, kind, values, offsets), pa.float64(), mask=empty)
     if aggregation == "std":
         deviations = counts - feature.ddof
         stds = _stds(kind, values, offsets, deviations)
-        return pa.array(stds, pa.float64(), mask=deviations <= 0), as_of
+        return pa.array(stds, pa.float64(), mask=deviations <= 0)
     raise AssertionError(aggregation)  # WindowedFeature validated it
 
 

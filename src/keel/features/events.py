@@ -57,7 +57,9 @@ def ingest(
     ``online``: an ``OnlineFeatures``, a store URL, None for the embedded default
     (``sqlite:///ROOT/features/online.db``), or False for the event log alone. The batch
     is refused whole, before anything is written, when it lacks a column a feature needs.
-    Returns the number of events.
+    An empty batch is a heartbeat: nothing is logged, and the online state's watermark
+    moves to ``now`` (its values are current up to then: ``OnlineFeatures.get``'s
+    ``__as_of``). Returns the number of events.
 
     >>> import pandas as pd, tempfile
     >>> from keel.features import compute_offline
@@ -78,14 +80,15 @@ def ingest(
     """
     features = [features] if isinstance(features, WindowedFeature) else list(features)
     table = as_table(events, "events")
-    if table.num_rows == 0:
-        return 0
     stamp = _clock() if now is None else moment(now)
-    for feature in features:
-        require(table, _inputs(feature), f"the events of {feature.name!r}")
-    table = _stamped(table, features, stamp)
+    heartbeat = table.num_rows == 0
+    if not heartbeat:
+        for feature in features:
+            require(table, _inputs(feature), f"the events of {feature.name!r}")
+        table = _stamped(table, features, stamp)
     if online is False:
-        _append_to_log(table, event_log(root), stamp)
+        if not heartbeat:
+            _append_to_log(table, event_log(root), stamp)
         return table.num_rows
     state = online if isinstance(online, OnlineFeatures) else None
     if state is None:
@@ -93,7 +96,8 @@ def ingest(
 
         state = OnlineFeatures(features, str(online or default_url(root)))
     try:
-        _append_to_log(table, event_log(root), stamp)
+        if not heartbeat:
+            _append_to_log(table, event_log(root), stamp)
         state.ingest(table, now=stamp)
     finally:
         if state is not online:

@@ -52,8 +52,10 @@ def compute_offline(
     log ``keel.features.ingest`` writes); ``queries``: a table with each feature's entity
     column(s) and the time column ``at``. A query whose entity has no events in its
     window gets 0 for count and distinct_count and null for the others; a query with a
-    null time gets nulls. ``as_of=True`` also appends ``<name>__as_of``: the newest
-    available_time among the events each value used (as ``OnlineFeatures.get`` does).
+    null time gets nulls. ``as_of=True`` also appends ``<name>__as_of``, the moment up to
+    which the value is known complete, as ``OnlineFeatures.get`` serves it (there:
+    min(the state's watermark, t)): here t itself, since the offline truth at t is
+    complete as of t by construction (null where t is).
 
     >>> import pandas as pd
     >>> events = pd.DataFrame({
@@ -87,12 +89,11 @@ def compute_offline(
         for feature in features:
             require(queries_table, list(feature.entities), "the queries")
             require(events_table, needed_columns(feature), f"the events of {feature.name!r}")
-            values, as_of_values = _one_feature(
-                connection, feature, events_table, queries_table, times, timed
-            )
+            values = _one_feature(connection, feature, events_table, queries_table, times, timed)
             out = _append(out, feature.name, values)
             if as_of:
-                out = _append(out, feature.as_of, as_of_values)
+                stamps = pa.array(times, pa.int64(), mask=~timed)
+                out = _append(out, feature.as_of, stamps.cast(pa.timestamp("us", tz="UTC")))
     finally:
         connection.close()
     return out
@@ -105,7 +106,7 @@ def _one_feature(
     queries: pa.Table,
     times: np.ndarray,
     timed: np.ndarray,
-) -> tuple[pa.Array, pa.Array]:
+) -> pa.Array:
     import duckdb
 
     keys = [f"k{i}" for i in range(len(feature.entities))]
@@ -146,7 +147,7 @@ def _one_feature(
     on = " AND ".join(f"q.{k} = e.{k}" for k in keys)
     value = ", e.v" if "v" in columns else ""
     sql = (
-        f"SELECT q.qid, e.av{value} FROM q JOIN e ON {on} "
+        f"SELECT q.qid{value} FROM q JOIN e ON {on} "
         "AND e.et >= q.lo AND e.et < q.t AND e.av < q.t ORDER BY q.qid"
     )
     try:
@@ -177,18 +178,17 @@ def _one_feature(
         window_values = np.zeros(len(qid), dtype=np.int64)
     from keel.features._aggregate import ValueKind
 
-    result, newest = aggregate(
+    result = aggregate(
         feature,
         kind or ValueKind("int"),
         window_values,
-        np.asarray(window["av"].to_numpy(), dtype=np.int64),
         counts,
         describe=lambda i: _entity(queries, feature, i),
     )
     if not timed.all():  # no time, no window: nulls, count included
         mask = pa.array(~timed)
         result = pc.if_else(mask, pa.scalar(None, result.type), result)
-    return result, newest
+    return result
 
 
 def _entity(queries: pa.Table, feature: WindowedFeature, row: int) -> str:

@@ -8,14 +8,19 @@ for bit. Keeping the window's events, rather than running sums, is what makes a 
 event, a duplicate or a hop exact; the state is bounded by the window and the lateness.
 
 Events arrive only through ``ingest``, which stamps each with its ``available_time``
-(the ingesting clock, or ``now``). Eviction: when an ingest's clock reaches ``now``, the
-events older than ``now − lateness − W − h`` go; a later query whose window starts
-before that horizon is refused (its answer would no longer be exact) rather than
-answered short. ``lateness=None`` keeps everything.
+(the ingesting clock, or ``now``). Each feature's **watermark** is the newest stamp its
+state has received (an empty batch, a heartbeat, advances it too; it only moves
+forward): the state is known complete up to it, and ``get`` serves ``<name>__as_of`` =
+min(watermark, t), the moment up to which the served value is known current.
+Eviction: when an ingest's clock reaches ``now``, the events older than
+``now − lateness − W − h`` go; a later query whose window starts before that horizon is
+refused (its answer would no longer be exact) rather than answered short.
+``lateness=None`` keeps everything.
 
 Backends: ``sqlite:///path/to/state.db`` (embedded, the default; ``sqlite://`` alone is a
 private in-memory one) and ``redis://host:port/db`` (one sorted set per feature and
-entity, scored by event time; ``key_prefix`` namespaces the keys).
+entity, scored by event time; ``key_prefix`` namespaces the keys). docs/formats.md
+describes what each stores.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from keel.features._inputs import as_table, micros, moment, require, window_star
 from keel.features.definition import AVAILABLE_TIME, WindowedFeature
 
 _NONE = np.zeros(0, dtype=np.int64)
+_TIME = pa.timestamp("us", tz="UTC")
 
 
 class OnlineFeatures:
@@ -57,10 +63,20 @@ class OnlineFeatures:
     2
     >>> served["logins_1h"].to_pylist()
     [0, 2, 1, 0]
-    >>> [t and t.isoformat()[11:16] for t in served["logins_1h__as_of"].to_pylist()]
-    [None, '10:31', '10:31', None]
+    >>> [t.isoformat()[11:16] for t in served["logins_1h__as_of"].to_pylist()]
+    ['10:31', '10:31', '10:31', '10:31']
 
-    At 10:31 nothing is seen yet: the events became available at that very instant.
+    At 10:31 nothing is seen yet: the events became available at that very instant. Every
+    value is current as of 10:31, the state's watermark (its newest ingest), "z"'s 0
+    too; a heartbeat (an empty batch) moves it on when there is nothing new:
+
+    >>> with OnlineFeatures([count], "sqlite://") as online:
+    ...     online.ingest([], now="2026-03-01T12:00:00Z")
+    ...     served = online.get(pd.DataFrame({"user": ["a"],
+    ...         "event_time": ["2026-03-01T11:00:00Z"]}))
+    0
+    >>> served["logins_1h__as_of"].to_pylist()[0].isoformat()[11:16]
+    '11:00'
     """
 
     def __init__(
@@ -100,8 +116,10 @@ class OnlineFeatures:
     def ingest(self, events: Any, *, now: Any = None) -> int:
         """Add events to the state, each stamped available at ``now`` (default: the clock).
 
-        Returns the number of events given. Events without an event time or an entity
-        key are never in a window and are not kept. A distinct count whose state would
+        Returns the number of events given. Every feature's watermark moves to ``now``
+        (never back): an empty batch is a heartbeat, which says the state is complete up
+        to ``now`` when a pipeline has nothing new. Events without an event time or an
+        entity key are never in a window and are not kept. A distinct count whose state would
         hold more than ``max_distinct`` distinct values for an entity is refused, and
         nothing of the batch is written.
         """
@@ -114,11 +132,18 @@ class OnlineFeatures:
         return table.num_rows
 
     def _prepare(self, feature: WindowedFeature, table: pa.Table, stamp: int) -> _Write:
+        meta = self._backend.meta(feature.name)
+        horizon = meta.get("horizon")
+        if self.lateness_us is not None:
+            reach = feature.window_us + (feature.hop_us or 0) + self.lateness_us
+            horizon = max(horizon if horizon is not None else stamp - reach, stamp - reach)
+        if table.num_rows == 0 and not set(_columns(feature)) <= set(table.column_names):
+            # a heartbeat without columns (with them, it tells a state its value kind too)
+            return _Write(feature, None, horizon, [], _NONE, stamp, None)
         require(table, _columns(feature), f"the events of {feature.name!r}")
         times, known = micros(table[feature.event_time], feature.event_time)
         keys = entity_keys(table, feature.entities)
         keep = known & np.asarray(keys.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-        meta = self._backend.meta(feature.name)
         kind = None
         values: np.ndarray | None = None
         if feature.column is not None:
@@ -130,10 +155,6 @@ class OnlineFeatures:
                 kind = _compatible(feature, stored, value_kind(feature, column_type))
             values, valid = normalize(_as_kind(table[feature.column], kind), kind)
             keep &= valid
-        horizon = meta.get("horizon")
-        if self.lateness_us is not None:
-            reach = feature.window_us + (feature.hop_us or 0) + self.lateness_us
-            horizon = max(horizon if horizon is not None else stamp - reach, stamp - reach)
         if horizon is not None:
             keep &= times >= horizon
         rows = np.nonzero(keep)[0]
@@ -169,9 +190,13 @@ class OnlineFeatures:
         """``queries`` with each feature's value and ``<name>__as_of`` appended.
 
         The same contract as ``compute_offline``: rows in = rows out, in order; 0 for
-        count and distinct_count and null for the others where an entity has no events;
-        ``__as_of`` is the newest available_time among the events a value used (null
-        when none). A query whose window starts before the evicted horizon is refused.
+        count and distinct_count and null for the others where an entity has no events.
+        ``__as_of`` is min(watermark, t): the moment up to which the state is known
+        complete for the query at t, so the value is current as of it (the watermark is
+        the newest ingest stamp, heartbeats included; an entity never seen is current as
+        of it too). Null where the feature never had an ingest or the query has no time.
+        The skew check's ``stale_share`` reads it: t − ``__as_of`` is how far the state
+        lags. A query whose window starts before the evicted horizon is refused.
         ``features``: only these (by name), in this order.
         """
         table = as_table(queries, "queries")
@@ -219,7 +244,7 @@ class OnlineFeatures:
             if key is not None and timed[row]:
                 rows_of.setdefault(key, []).append(row)
         parts_values: list[np.ndarray | None] = [None] * len(keys)
-        parts_available: list[np.ndarray] = [_NONE] * len(keys)
+        counts = np.zeros(len(keys), dtype=np.int64)
         for key, rows in rows_of.items():
             low = int(starts[rows].min())
             high = int(times[rows].max())
@@ -227,9 +252,8 @@ class OnlineFeatures:
             for row in rows:
                 inside = (event_times >= starts[row]) & (event_times < times[row])
                 inside &= available < times[row]
-                parts_available[row] = available[inside]
+                counts[row] = np.count_nonzero(inside)
                 parts_values[row] = values[inside]
-        counts = np.array([len(a) for a in parts_available], dtype=np.int64)
         dtype = kind.dtype if kind is not None else np.int64
         value_parts = [p for p in parts_values if p is not None and len(p)]
         all_values = (
@@ -237,20 +261,21 @@ class OnlineFeatures:
             if value_parts
             else np.zeros(0, dtype=dtype)
         )
-        all_available = np.concatenate(parts_available) if len(keys) else _NONE
         if feature.column is None:
-            all_values = np.zeros(len(all_available), dtype=np.int64)
-        result, as_of = aggregate(
-            feature,
-            kind or ValueKind("int"),
-            all_values,
-            all_available,
-            counts,
-            describe=lambda i: repr(keys[i]),
+            all_values = np.zeros(int(counts.sum()), dtype=np.int64)
+        result = aggregate(
+            feature, kind or ValueKind("int"), all_values, counts, describe=lambda i: repr(keys[i])
         )
         if not timed.all():
             result = pc.if_else(pa.array(~timed), pa.scalar(None, result.type), result)
-        return result, as_of
+        return result, _as_of(meta.get("watermark"), times, timed)
+
+
+def _as_of(watermark: int | None, times: np.ndarray, timed: np.ndarray) -> pa.Array:
+    """``__as_of`` per query: min(watermark, t), null without a watermark or a time."""
+    if watermark is None:
+        return pa.nulls(len(times), _TIME)
+    return pa.array(np.minimum(times, watermark), pa.int64(), mask=~timed).cast(_TIME)
 
 
 @dataclass
@@ -360,7 +385,8 @@ def _to_values(raw: list, kind: ValueKind | None) -> np.ndarray:
 
 
 class _SQLite:
-    """One table of events, indexed by (feature, entity, event_time), and one of metadata."""
+    """One table of events, indexed by (feature, entity, event_time), and one of each
+    feature's metadata: its value kind, horizon and watermark."""
 
     def __init__(self, path: str, prefix: str) -> None:
         if path != ":memory:":
@@ -385,16 +411,19 @@ class _SQLite:
             )
             self._db.execute(
                 "CREATE TABLE IF NOT EXISTS feature_state (feature TEXT PRIMARY KEY, "
-                "kind TEXT, horizon INTEGER)"
+                "kind TEXT, horizon INTEGER, watermark INTEGER)"
             )
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(feature_state)")}
+            if "watermark" not in columns:  # a state written before the watermark
+                self._db.execute("ALTER TABLE feature_state ADD COLUMN watermark INTEGER")
 
     def meta(self, feature: str) -> dict[str, Any]:
         with self._lock:
             row = self._db.execute(
-                "SELECT kind, horizon FROM feature_state WHERE feature = ?",
+                "SELECT kind, horizon, watermark FROM feature_state WHERE feature = ?",
                 (self.prefix + feature,),
             ).fetchone()
-        return {} if row is None else {"kind": row[0], "horizon": row[1]}
+        return {} if row is None else {"kind": row[0], "horizon": row[1], "watermark": row[2]}
 
     def fetch(
         self, feature: str, key: str, low: int | None, high: int | None, kind: ValueKind | None
@@ -440,14 +469,17 @@ class _SQLite:
                         (name, write.horizon),
                     )
                 self._db.execute(
-                    # the first kind stays; the horizon only moves forward (two writers
-                    # with different clocks must not pull it back past evicted events)
-                    "INSERT INTO feature_state VALUES (?, ?, ?) ON CONFLICT (feature) DO UPDATE "
+                    # the first kind stays; the horizon and the watermark only move forward
+                    # (two writers with different clocks must not pull them back)
+                    "INSERT INTO feature_state (feature, kind, horizon, watermark) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT (feature) DO UPDATE "
                     "SET kind = coalesce(feature_state.kind, excluded.kind), horizon = CASE "
                     "WHEN excluded.horizon IS NULL THEN feature_state.horizon "
                     "WHEN feature_state.horizon IS NULL THEN excluded.horizon "
-                    "ELSE max(feature_state.horizon, excluded.horizon) END",
-                    (name, write.kind.encode() if write.kind else None, write.horizon),
+                    "ELSE max(feature_state.horizon, excluded.horizon) END, "
+                    "watermark = max(coalesce(feature_state.watermark, excluded.watermark), "
+                    "excluded.watermark)",
+                    (name, write.kind.encode() if write.kind else None, write.horizon, write.stamp),
                 )
 
     def close(self) -> None:
@@ -457,8 +489,8 @@ class _SQLite:
 
 class _Redis:
     """A sorted set per feature and entity (score: event time; member: the event as JSON,
-    with a unique tail so that duplicates stay two); a hash of each feature's value kind
-    and a sorted set of its horizon (ZADD GT: it only moves forward)."""
+    with a unique tail so that duplicates stay two); a hash of each feature's value kind,
+    and sorted sets of each feature's horizon and watermark (ZADD GT: only forward)."""
 
     def __init__(self, url: str, prefix: str) -> None:
         try:
@@ -477,10 +509,12 @@ class _Redis:
         pipe = self._client.pipeline(transaction=False)
         pipe.hget(self.prefix + "kinds", feature)
         pipe.zscore(self.prefix + "horizons", feature)
-        kind, horizon = pipe.execute()
+        pipe.zscore(self.prefix + "watermarks", feature)
+        kind, horizon, watermark = pipe.execute()
         return {
             "kind": None if kind is None else kind.decode(),
             "horizon": None if horizon is None else int(horizon),
+            "watermark": None if watermark is None else int(watermark),
         }
 
     def fetch(
@@ -520,6 +554,7 @@ class _Redis:
                 pipe.hsetnx(self.prefix + "kinds", name, write.kind.encode())
             if write.horizon is not None:  # only forward: ZADD GT
                 pipe.zadd(self.prefix + "horizons", {name: write.horizon}, gt=True)
+            pipe.zadd(self.prefix + "watermarks", {name: write.stamp}, gt=True)
         pipe.execute()
 
     def close(self) -> None:

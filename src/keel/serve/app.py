@@ -185,7 +185,8 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
     @app.post("/v1/features/ingest")
     async def ingest_features(request: Request) -> Any:
         """Events for the online features: ``{"records": [{...}, ...]}``, stamped available
-        now, appended to the event log and the online state (``keel.features.ingest``)."""
+        now, appended to the event log and the online state (``keel.features.ingest``);
+        ``{"records": []}`` is a heartbeat (the states are current up to now)."""
         import asyncio
 
         try:

@@ -6,8 +6,10 @@ event time, the model's name and version, the route that answered (``champion`` 
 canary arm) and the ``role`` of the model that wrote it (``champion``, ``canary`` or
 ``shadow``), the entity keys, every input as served, the outputs and the latency; for a
 model served with online features (``features:``), each feature's served value and its
-``<name>__as_of`` (the newest available time among the events the value used), looked up
-by the request's entity keys at the request's time, which is then its ``event_time``.
+``<name>__as_of`` (the moment up to which the online state is known complete, so the value
+is current: the state's newest ingest, heartbeats included, or the request's time when
+that is earlier), looked up by the request's entity keys at the request's time, which is
+then its ``event_time``.
 """
 
 from __future__ import annotations
@@ -311,7 +313,8 @@ class Gateway:
     def ingest_features(self, body: bytes) -> dict[str, Any]:
         """``POST /v1/features/ingest``: ``{"records": [EVENT, ...]}`` into the event log and
         every online feature state served here, stamped available now
-        (``keel.features.ingest``)."""
+        (``keel.features.ingest``). ``{"records": []}`` is a heartbeat: nothing is logged,
+        and every state's watermark moves to now (its values are current up to then)."""
         import pyarrow as pa
 
         from keel.features import ingest
@@ -322,8 +325,8 @@ class Gateway:
         records = payload.get("records") if isinstance(payload, dict) else None
         if not isinstance(payload, dict) or set(payload) != {"records"}:
             raise InvalidInput('the body is {"records": [EVENT, ...]}')
-        if not isinstance(records, list) or not records:
-            raise InvalidInput("records: a non-empty list of events")
+        if not isinstance(records, list):
+            raise InvalidInput("records: a list of events (empty: a heartbeat)")
         if not all(isinstance(record, Mapping) for record in records):
             raise InvalidInput("records: each event is an object of column values")
         try:
