@@ -8,6 +8,10 @@ import pytest
 
 from keel.scenario import generate
 
+#: Which weeks the drift checks alone alert in: the planted changes of weeks 5–11 and the
+#: truncated window of week 15 (the stale value of week 16 is invisible to them).
+ALERTING_WEEKS = [False] * 4 + [True] * 7 + [False] * 3 + [True, False]
+
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
@@ -29,8 +33,10 @@ def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(de
         for line in result.stdout.splitlines()
         if (found := re.match(r"\s*week (\d+) \(", line))
     }
-    assert sorted(lines) == list(range(1, 15))
-    for week in (1, 2, 3, 4, 12, 13, 14):  # 13 and 14: concept drift, invisible in the inputs
+    assert sorted(lines) == list(range(1, 17))
+    # 13 and 14: concept drift, invisible in the inputs; 16: a stale value, distributed like
+    # a fresh one
+    for week in (1, 2, 3, 4, 12, 13, 14, 16):
         assert lines[week].endswith(": quiet"), lines[week]
     assert "covariate shift in age, income" in lines[5] and "covariate shift" in lines[6]
     assert "upstream unit change in amount — values 100× the reference" in lines[7]
@@ -38,6 +44,7 @@ def test_the_demo_tells_every_event_in_its_week_and_nothing_in_the_quiet_ones(de
     assert "new category in device: smart-tv" in lines[10]
     # Only the multivariate checks see the broken correlation: no single column moved.
     assert "broken correlation between amount and income: no single column moved" in lines[11]
+    assert "covariate shift in user_applications_7d" in lines[15]  # what drift alone says
     assert "holdout ROC AUC" in result.stdout and "calibrated on 26 training weeks" in result.stdout
 
 
@@ -45,12 +52,12 @@ def test_the_demo_writes_reports_a_history_and_a_baseline_with_the_models_metric
     from keel.baseline import Baseline
 
     folder, _ = demo_run
-    for week in range(1, 15):
+    for week in range(1, 17):
         assert (folder / "reports" / f"week_{week}.html").stat().st_size < 300_000
     timeline = (folder / "reports" / "timeline.html").read_text()
-    assert "Alerts in 7 of 14 windows" in timeline
+    assert "Alerts in 8 of 16 windows" in timeline
     history = json.loads((folder / "history.json").read_text())
-    assert [w["alert"] for w in history["windows"]] == [False] * 4 + [True] * 7 + [False] * 3
+    assert [w["alert"] for w in history["windows"]] == ALERTING_WEEKS
     baseline = Baseline.load(folder / "baseline.keel")
     assert 0.5 < baseline.metrics["roc_auc"] <= 1.0
     roles = {c.name: c.role for c in baseline.schema.columns}
@@ -94,7 +101,7 @@ def test_the_windowed_cli_on_the_demo_log_finds_the_same_weeks(demo_run, run_kee
     )
     assert result.returncode == 1, result.stderr
     windows = json.loads((folder / "windows.json").read_text())["windows"]
-    assert [w["alert"] for w in windows] == [False] * 4 + [True] * 7 + [False] * 3
+    assert [w["alert"] for w in windows] == ALERTING_WEEKS
     assert windows[4]["drifted_columns"] == ["age", "income"]
     assert {"start", "end", "drift", "columns", "quality"} <= set(windows[0])
 
@@ -113,7 +120,7 @@ def test_the_demo_runs_the_same_weeks_through_logs_a_monitor_and_the_store(
     windows = ResultStore(f"sqlite:///{folder / '.keel' / 'keel.db'}").latest(
         check="window", metric="rows"
     )
-    assert len(windows) == 14
+    assert len(windows) == 16
     again = run_keel("monitor", "run", "--config", folder / "keel.yaml", cwd=folder)
     assert "0 closed windows checked" in again.stdout  # the store already holds every week
 
@@ -159,7 +166,7 @@ def test_the_demo_shows_estimation_warning_early_and_flat_through_the_concept_dr
             )
         )
     }
-    assert sorted(rows) == list(range(1, 15))
+    assert sorted(rows) == list(range(1, 17))
     quiet = np.mean([rows[week][0] for week in (1, 2, 3, 4)])
     for week in (5, 6):  # the covariate shift: estimated close to what the labels later say
         estimated, realized = rows[week]
@@ -178,6 +185,30 @@ def test_the_demo_shows_estimation_warning_early_and_flat_through_the_concept_dr
     assert confirmed and int(confirmed[0].split()[1]) >= 8  # three weeks later, from labels
     assert "cannot see concept drift" in result.stdout
     assert "(unreliable:" in result.stdout  # the unit change weeks
+
+
+def test_the_demo_names_training_serving_skew_where_drift_saw_a_shift_or_nothing(demo_run):
+    from keel.store import ResultStore
+
+    folder, result = demo_run
+    lines = result.stdout.splitlines()
+    skewed = [i for i, line in enumerate(lines) if "[FIRING] served-features" in line]
+    assert skewed and lines[skewed[0]].strip().startswith("week 15"), result.stdout
+    assert "user_applications_7d" in lines[skewed[0]]
+    truncated = "diagnosis: training–serving skew in user_applications_7d (truncated window)"
+    stale = "diagnosis: training–serving skew in user_applications_7d (stale value)"
+    assert truncated in lines[skewed[0] + 1]
+    assert any(stale in line for line in lines)
+    store = ResultStore(f"sqlite:///{folder / '.keel' / 'keel.db'}")
+    latest = store.latest(monitor="loans", check="skew")
+    mismatch = latest[latest["metric"] == "mismatch_share"].set_index("window_start")["value"]
+    stale_share = latest[latest["metric"] == "stale_share"].set_index("window_start")["value"]
+    assert (mismatch.iloc[:14] == 0).all()  # served exactly as recomputed, row for row
+    assert mismatch.iloc[14] > 0.3 and stale_share.iloc[14] == 0  # week 15: truncated
+    assert mismatch.iloc[15] > 0.1 and stale_share.iloc[15] > 0.5  # week 16: stale
+    verdicts = store.latest(monitor="loans", check="diagnosis").sort_values("window_start")
+    assert [d["verdict"] for d in verdicts["details"].iloc[14:]] == ["training–serving skew"] * 2
+    assert "no drift check can see it" in result.stdout
 
 
 # Starlette's test client warns that it wants httpx2; the page it fetches is the same.

@@ -5,7 +5,9 @@ keel records a baseline of its training data (with the model's holdout
 metrics), calibrates weekly thresholds on the training weeks, then checks
 every week of the production log, and says in plain words what changed and
 when: a quiet month, a covariate shift, an upstream unit change, a null
-spike, a new category. A timeline report shows every check across weeks;
+spike, a new category, concept drift, and two weeks whose user-level 7-day
+feature is served wrong (a truncated online window, then a stale value) that the
+skew check finds row by row. A timeline report shows every check across weeks;
 each week also gets a drift report.
 """
 
@@ -28,10 +30,23 @@ from keel.compare import drift
 from keel.history import WindowResult, check_history
 from keel.report import write_drift_report
 from keel.report.timeline import write_timeline_report
-from keel.scenario import FEATURES, SCORED_ROLES, generate, log_labels_of, log_weeks
+from keel.scenario import (
+    FEATURES,
+    SCORED_ROLES,
+    USER_FEATURE,
+    USER_FEATURE_DEFINITION,
+    generate,
+    log_labels_of,
+    log_weeks,
+)
 
 NUMERIC_FEATURES = ["age", "income", "amount", "tenure_months"]
 CATEGORICAL_FEATURES = ["country", "device"]
+
+
+def model_inputs(table: pa.Table) -> list[str]:
+    """The model's inputs: the scenario's features, and the user-level one when present."""
+    return [*FEATURES, *([USER_FEATURE] if USER_FEATURE in table.column_names else [])]
 
 
 def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float]]:
@@ -43,7 +58,8 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
     from sklearn.preprocessing import OrdinalEncoder
     from threadpoolctl import threadpool_limits
 
-    frame = training.select([*FEATURES, "defaulted"]).to_pandas()
+    inputs = model_inputs(training)
+    frame = training.select([*inputs, "defaulted"]).to_pandas()
     frame = frame.iloc[-60_000:]  # the latest 60,000 applications are plenty for this model
     cut = int(len(frame) * 0.8)  # time-ordered: the holdout is the last weeks
     model = make_pipeline(
@@ -61,9 +77,9 @@ def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float
     )
     # The user's own training, not keel's monitoring: it may use every core.
     with threadpool_limits(limits=os.cpu_count() or 1):
-        model.fit(frame[FEATURES].iloc[:cut], frame["defaulted"].iloc[:cut])
+        model.fit(frame[inputs].iloc[:cut], frame["defaulted"].iloc[:cut])
     holdout = frame.iloc[cut:]
-    scores = model.predict_proba(holdout[FEATURES])[:, 1]
+    scores = model.predict_proba(holdout[inputs])[:, 1]
     metrics = {
         "roc_auc": float(roc_auc_score(holdout["defaulted"], scores)),
         "accuracy": float(accuracy_score(holdout["defaulted"], scores >= 0.5)),
@@ -92,7 +108,7 @@ def value_per_1000(defaulted: np.ndarray, declined: np.ndarray) -> float:
 
 def score(model: Any, table: pa.Table) -> pa.Table:
     """The table with the model's ``score`` (probability of default) and ``prediction``."""
-    probabilities = model.predict_proba(table.select(FEATURES).to_pandas())[:, 1]
+    probabilities = model.predict_proba(table.select(model_inputs(table)).to_pandas())[:, 1]
     table = table.append_column("score", pa.array(probabilities))
     return table.append_column("prediction", pa.array((probabilities >= 0.5).astype(np.int8)))
 
@@ -103,16 +119,19 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     started = time.perf_counter()
     for folder in (output, output / "production", output / "reports"):
         folder.mkdir(parents=True, exist_ok=True)
-    scenario = generate(seed=seed, production_weeks=14)
+    scenario = generate(seed=seed, production_weeks=16, user_features=True)
+    served_as_of = USER_FEATURE + "__as_of"  # when the served value was computed: the log's
     model, metrics = train_model(scenario.training, seed=seed)
-    training = score(model, scenario.training)
+    training = score(model, scenario.training).drop_columns([served_as_of])
     pq.write_table(training, output / "training.parquet")
+    # The applications as the feature pipeline saw them: the user-level feature's events.
+    pq.write_table(scenario.user_events, output / "applications.parquet")
     # The prediction log: what the model saw and said; labels arrive later (not here yet).
-    production = score(model, scenario.production()).drop_columns(["defaulted"])
+    production = score(model, scenario.production()).drop_columns(["defaulted", served_as_of])
     pq.write_table(production, output / "production.parquet")
     for number, week in enumerate(scenario.weeks, start=1):
         pq.write_table(
-            score(model, week).drop_columns(["defaulted"]),
+            score(model, week).drop_columns(["defaulted", served_as_of]),
             output / "production" / f"week_{number}.parquet",
         )
     console.print(
@@ -123,6 +142,7 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     baseline = Baseline.from_data(
         output / "training.parquet",
         **SCORED_ROLES,
+        roles={"user_id": "ignored"},  # the entity key the user-level feature is looked up by
         metrics=metrics,
         holdout=holdout_rows(training),  # the estimator learns from rows the model never saw
         task="binary",
@@ -150,7 +170,8 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
     for number, window in enumerate(history.windows, start=1):
         sentence, columns = describe_window(window)
         console.print(f"  week {number} ({window.start[:10]}): {sentence}")
-        planted = set(scenario.changes.get(number, {}).get("columns", []))
+        change = scenario.changes.get(number, {})
+        planted = set(change.get("columns", [])) if change.get("drift_visible", True) else set()
         found_all &= columns == planted
     run_the_loop(output, scenario, [score(model, week) for week in scenario.weeks], console)
     write_timeline_report(history, output / "reports" / "timeline.html")
@@ -207,6 +228,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
     )
     with WebhookReceiver(secret=secret.encode()) as receiver:
         (output / "keel.yaml").write_text(
+            f"features:\n  - {json.dumps(USER_FEATURE_DEFINITION)}\n"
             "channels:\n"
             f"  - name: team\n    type: webhook\n    url: {receiver.url}\n"
             f"    secret_env: {DEMO_SECRET_ENV}\n"
@@ -228,6 +250,12 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "channels: [team]}\n"
             "      - {name: money, check: kpi, metric: value_per_1000, severity: critical, "
             "channels: [team]}\n"
+            "      - {name: served-features, check: skew, severity: critical, channels: [team]}\n"
+            "    skew:\n"
+            f"      features: [{USER_FEATURE}]\n"
+            f"      events: {output / 'applications.parquet'}\n"
+            "      entity_keys: [user_id]\n"
+            "      ttl: 1D\n"
             "    performance:\n"
             "      task: binary\n      label: defaulted\n"
             "      metrics: [roc_auc, accuracy]\n      min_labelled_share: 0.9\n"
@@ -255,6 +283,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
                 console.print("  " + _describe_notice(number, notice), markup=False)
             shown = len(receiver.notices)
     _tell_estimation(store, console)
+    _tell_skew(store, console)
     table = Table(
         "window",
         "status",
@@ -308,6 +337,31 @@ def _tell_estimation(store: Any, console: Console) -> None:
         "holdout's support (the unit change); and it cannot see concept drift (weeks 13-14): "
         "the same inputs with a new relationship to the label leave it flat while the realized "
         "values fall. Only labels reveal that."
+    )
+
+
+def _tell_skew(store: Any, console: Console) -> None:
+    """What the skew check found, week by week: served against recomputed, row by row."""
+    latest = store.latest(monitor="loans", check="skew")
+    alerts = latest[(latest["status"] == "alert") & (latest["metric"] == "mismatch_share")]
+    stale = latest[latest["metric"] == "stale_share"].set_index("window_start")["value"]
+    if alerts.empty:
+        return
+    console.print(
+        f"The skew check recomputed every served {USER_FEATURE} at its request's time from "
+        "the applications (keel.features: event time and availability):"
+    )
+    for _, row in alerts.sort_values("window_start").iterrows():
+        details = row["details"] if isinstance(row["details"], dict) else {}
+        console.print(
+            f"  {row['window_start'][:10]}: {row['value']:.0%} of served values differ, "
+            f"{stale.get(row['window_start'], 0.0):.0%} stale: {details.get('finding', '')}",
+            markup=False,
+        )
+    console.print(
+        "Drift saw only the truncated window (its values fell) and would have called it a "
+        "covariate shift; a stale value is distributed like a fresh one, so no drift check "
+        "can see it. Both are training–serving skew, and the diagnosis says so."
     )
 
 

@@ -16,6 +16,21 @@ many applications as a training week:
   joined to the wrong applications, so the two no longer move together,
   while each column's own distribution is unchanged.
 
+With ``user_features=True`` (the demo) each application also names its ``user_id`` and
+carries a user-level windowed feature, ``user_applications_7d``: how many applications
+the same user made in the 7 days before it (``USER_FEATURE``, ``[t − 7D, t)``), as the
+online state served it, with ``user_applications_7d__as_of`` (when the served value
+was computed). Two production weeks serve it wrong (training–serving skew):
+
+* week 15: a truncated window: the online state keeps only the last day, so the served
+  count misses the older six days (the offline truth counts all seven);
+* week 16: a stale value: the online state stopped updating when the week began, so
+  every request is served the count as of that moment.
+
+Applying again within a week is a risk of its own: each application beyond the first
+adds to the default probability, so the model leans on the feature and a skewed week
+costs money.
+
 Weeks start on Thursdays, as 7-day windows aligned to the Unix epoch do.
 
 >>> scenario = generate(seed=0, training_weeks=2, week_rows=500)
@@ -53,6 +68,21 @@ CHANGES = {
     # only realized performance can see it.
     13: {"kind": "concept drift", "columns": []},
     14: {"kind": "concept drift", "columns": []},
+}
+#: The user-level feature's name, and its definition as keel.yaml's ``features:`` holds it.
+USER_FEATURE = "user_applications_7d"
+USER_FEATURE_DEFINITION = {
+    "name": USER_FEATURE,
+    "entity": "user_id",
+    "aggregation": "count",
+    "window": "7D",
+    "available_time": "available_time",  # when the feature pipeline learned of it
+}
+#: The weeks that serve the user-level feature wrong (with ``user_features=True``).
+SKEW_CHANGES = {
+    15: {"kind": "truncated window", "columns": [USER_FEATURE], "kept": "1D"},
+    # A frozen value is distributed like a fresh one: no drift check can see it.
+    16: {"kind": "stale value", "columns": [USER_FEATURE], "drift_visible": False},
 }
 
 
@@ -114,6 +144,9 @@ class Scenario:
     weeks: list[pa.Table]
     changes: dict[int, dict] = field(default_factory=dict)  # week number -> what changed
     start: datetime = START
+    #: With user features: every application as the feature pipeline saw it (``user_id``,
+    #: ``event_time``, ``available_time``), from a week before training on.
+    user_events: pa.Table | None = None
 
     def production(self) -> pa.Table:
         """All production weeks as one time-ordered log."""
@@ -128,9 +161,19 @@ class Scenario:
 
 
 def generate(
-    seed: int = 7, training_weeks: int = 26, week_rows: int = 10_000, production_weeks: int = 11
+    seed: int = 7,
+    training_weeks: int = 26,
+    week_rows: int = 10_000,
+    production_weeks: int = 11,
+    user_features: bool = False,
 ) -> Scenario:
-    """The scenario's tables: training weeks, then production weeks with the planted changes."""
+    """The scenario's tables: training weeks, then production weeks with the planted changes.
+
+    >>> scenario = generate(seed=0, training_weeks=2, week_rows=500, production_weeks=16,
+    ...                     user_features=True)
+    >>> scenario.changes[15]["kind"], USER_FEATURE in scenario.training.column_names
+    ('truncated window', True)
+    """
     rng = np.random.default_rng(seed)
     training = _applications(
         rng, week_rows * training_weeks, START, weeks=training_weeks, first_id=0
@@ -149,7 +192,87 @@ def generate(
                 change=change,
             )
         )
-    return Scenario(training, weeks, {k: v for k, v in CHANGES.items() if k <= production_weeks})
+    changes = {**CHANGES, **(SKEW_CHANGES if user_features else {})}
+    events = None
+    if user_features:
+        # Their own generator: every other column is the same as without them.
+        training, weeks, events = _with_user_feature(
+            np.random.default_rng([seed, 21]), training, weeks, week_rows
+        )
+    changes = {k: v for k, v in changes.items() if k <= production_weeks}
+    return Scenario(training, weeks, changes, user_events=events)
+
+
+def window_counts(
+    users: np.ndarray, times: np.ndarray, at_users: np.ndarray, at: np.ndarray, window: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per query: how many events of its user fall in ``[at − window, at)``, and the time of
+    the newest of them (``-1`` when none). Times are integers (seconds); vectorized: one
+    sort and two binary searches.
+
+    >>> users, times = np.array([1, 1, 1, 2]), np.array([0, 5, 10, 5])
+    >>> window_counts(users, times, np.array([1, 1, 2]), np.array([10, 11, 5]), 10)
+    (array([2, 2, 0]), array([ 5, 10, -1]))
+    """
+    span = int(max(times.max(initial=0), at.max(initial=0))) + window + 1
+    keys = np.sort(users.astype(np.int64) * span + times.astype(np.int64))
+    query = at_users.astype(np.int64) * span + at.astype(np.int64)
+    last = np.searchsorted(keys, query, side="left")
+    first = np.searchsorted(keys, query - window, side="left")
+    counts = last - first
+    newest = np.where(counts > 0, keys[np.maximum(last - 1, 0)] - at_users * span, -1)
+    return counts, newest
+
+
+def _with_user_feature(
+    rng: np.random.Generator, training: pa.Table, weeks: list[pa.Table], week_rows: int
+) -> tuple[pa.Table, list[pa.Table], pa.Table]:
+    """Add ``user_id`` and the user-level feature (as served) to every table; and the
+    feature's events: the applications, after a week of them before training began (so
+    that the first training week's users have a history, as later weeks' do)."""
+    tables = [training, *weeks]
+    users = [rng.integers(0, week_rows, table.num_rows) for table in tables]  # ~1 a week each
+    seconds = [table["event_time"].cast(pa.int64()).to_numpy() for table in tables]
+    start = int(seconds[0].min())
+    history_time = np.sort(start - 1 - rng.integers(0, 7 * 86_400, week_rows))
+    history_user = rng.integers(0, week_rows, week_rows)
+    every_user = np.concatenate([history_user, *users])
+    every_time = np.concatenate([history_time, *seconds])
+    window = 7 * 86_400
+    out = []
+    for number, (table, user, second) in enumerate(zip(tables, users, seconds, strict=True)):
+        kind = SKEW_CHANGES.get(number, {}).get("kind")  # number 0 is training
+        at, kept = second, window
+        if kind == "truncated window":
+            kept = 86_400
+        elif kind == "stale value":  # frozen when the week began: the value as of then
+            at = np.full_like(second, second.min())
+        true_counts, _ = window_counts(every_user, every_time, user, second, window)
+        counts, _ = window_counts(every_user, every_time, user, at, kept)
+        # Applying again within a week is a risk of its own: each application beyond the
+        # first adds 8 points of default probability (capped at 40), whatever else changed.
+        extra = np.minimum(0.08 * np.maximum(true_counts - 1, 0), 0.4)
+        defaulted = table["defaulted"].to_numpy() | (rng.random(table.num_rows) < extra)
+        table = table.set_column(
+            table.schema.get_field_index("defaulted"), "defaulted", pa.array(defaulted, pa.int8())
+        )
+        # The served value's own timestamp: when it was computed (the frozen moment when
+        # stale; at the request otherwise).
+        as_of = pa.array(at, pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+        out.append(
+            table.add_column(1, "user_id", pa.array(np.char.add("user-", user.astype(str))))
+            .append_column(USER_FEATURE, pa.array(counts, pa.int64()))
+            .append_column(USER_FEATURE + "__as_of", as_of)
+        )
+    times = pa.array(every_time, pa.int64()).cast(pa.timestamp("s", tz="UTC"))
+    events = pa.table(
+        {
+            "user_id": pa.array(np.char.add("user-", every_user.astype(str))),
+            "event_time": times,
+            "available_time": times,  # known the moment it is made
+        }
+    )
+    return out[0], out[1:], events
 
 
 def _applications(
