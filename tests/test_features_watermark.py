@@ -106,6 +106,19 @@ def test_a_heartbeat_advances_the_watermark_and_changes_no_value(open_state, tmp
     assert not event_log(tmp_path / "logs").exists()  # nothing to log: a heartbeat only
 
 
+def test_every_empty_batch_is_a_heartbeat_and_an_untyped_one_fixes_no_kind(open_state):
+    import pandas as pd
+
+    state = open_state()
+    untyped = pa.table({c: pa.array([], pa.null()) for c in ("user", "amount", "event_time")})
+    for back, empty in enumerate([pd.DataFrame(), untyped, []]):  # a header-only CSV, say
+        assert state.ingest(empty, now=T - (3 - back) * DAY) == 0
+    assert _as_of(state.get(_queries(["a"], T))) == [T - DAY]
+    state.ingest(_events([("a", 3, T - DAY)]), now=T)  # the first events fix the kind
+    served = state.get(_queries(["a"], T + timedelta(hours=1)))
+    assert served["spend_7d"].type == pa.int64() and served["spend_7d"].to_pylist() == [3]
+
+
 def test_the_watermark_never_moves_back(open_state):
     ahead, behind = open_state("shared"), open_state("shared")  # two writers, two clocks
     ahead.ingest(_events([("a", 1, T - DAY)]), now=T)

@@ -30,6 +30,8 @@ def as_table(data: Any, what: str, columns: list[str] | None = None) -> pa.Table
         return pa.Table.from_batches([data])
     if isinstance(data, list):
         return pa.Table.from_pylist(data)
+    if getattr(data, "shape", None) == (0, 0):  # an empty DataFrame: no rows, no columns
+        return pa.table({})
     if isinstance(data, str | Path) and Path(data).is_dir():
         return _parquet_folder(Path(data), columns)
     from keel.data import open_source

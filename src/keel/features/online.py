@@ -137,8 +137,8 @@ class OnlineFeatures:
         if self.lateness_us is not None:
             reach = feature.window_us + (feature.hop_us or 0) + self.lateness_us
             horizon = max(horizon if horizon is not None else stamp - reach, stamp - reach)
-        if table.num_rows == 0 and not set(_columns(feature)) <= set(table.column_names):
-            # a heartbeat without columns (with them, it tells a state its value kind too)
+        if table.num_rows == 0 and not _typed(feature, table):
+            # a heartbeat without (typed) columns; with them, it tells a state its value kind
             return _Write(feature, None, horizon, [], _NONE, stamp, None)
         require(table, _columns(feature), f"the events of {feature.name!r}")
         times, known = micros(table[feature.event_time], feature.event_time)
@@ -289,6 +289,13 @@ class _Write:
     times: np.ndarray
     stamp: int
     values: np.ndarray | None
+
+
+def _typed(feature: WindowedFeature, table: pa.Table) -> bool:
+    """Whether ``table`` has the feature's columns, its value column with a type."""
+    if not set(_columns(feature)) <= set(table.column_names):
+        return False
+    return feature.column is None or not pa.types.is_null(table.schema.field(feature.column).type)
 
 
 def _columns(feature: WindowedFeature) -> list[str]:
