@@ -106,3 +106,6 @@ monitors:
         }
         assert client.post("/v1/models/loans/predict", json=record).json()["model_version"] == "2"
     assert server.stop() == 0, server.stderr()
+    # The promoted version still holds the challenger alias: it is never shadowed by itself.
+    assert registry.aliases("loans")["challenger"] == 2
+    assert not list((tmp_path / "logs2" / "predictions").glob("model=loans.shadow/**/*.parquet"))

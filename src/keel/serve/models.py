@@ -233,11 +233,14 @@ class RegistryModelSource:
         return str(resolve(self._registry(), self.uri).version)
 
     def has_alias(self, alias: str) -> bool:
-        """Whether the model has ``alias`` in the registry (a challenger, say)."""
+        """Whether the model has ``alias`` in the registry (a challenger, say) naming another
+        version than this source's: a challenger just promoted to champion still holds its
+        alias until the next retrain, and a model is never shadowed by itself."""
         from keel.registry import parse_ref
 
         name = parse_ref(self.uri)[0]
-        return alias in self._registry().aliases(name)
+        aliases = self._registry().aliases(name)
+        return alias in aliases and str(aliases[alias]) != self.current_version()
 
     def load(self) -> LoadedModel:
         from keel.baseline import Baseline
