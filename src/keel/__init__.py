@@ -5,7 +5,8 @@ The public API, in one place. Names load on first use, so ``import keel``
 
 >>> import keel
 >>> sorted(name for name in keel.__all__ if name[0].islower())[:6]
-['check_history', 'classification_metrics', 'diagnose', 'drift', 'load_config', 'log_labels']
+['check_history', 'check_leakage', 'check_skew', 'classification_metrics', 'compute_offline',
+ 'diagnose']
 >>> keel.Baseline.__name__
 'Baseline'
 """
@@ -53,6 +54,11 @@ _EXPORTS = {
     "LossEstimator": "keel.estimation",
     "read_labelled": "keel.store.queries",
     "track": "keel.tracking",
+    "WindowedFeature": "keel.features",
+    "compute_offline": "keel.features",
+    "OnlineFeatures": "keel.features",
+    "check_skew": "keel.checks.skew",
+    "check_leakage": "keel.checks.leakage",
 }
 
 __all__ = [
@@ -91,12 +97,19 @@ __all__ = [
     "regression_metrics",
     "run_monitor",
     "track",
+    "WindowedFeature",
+    "compute_offline",
+    "OnlineFeatures",
+    "check_skew",
+    "check_leakage",
 ]
 
 if TYPE_CHECKING:
     from keel.baseline import Baseline
     from keel.calibration import Calibration
     from keel.checks.drift import ColumnDrift, DriftReport
+    from keel.checks.leakage import check_leakage
+    from keel.checks.skew import check_skew
     from keel.compare import drift
     from keel.data import open_source
     from keel.diagnosis import diagnose
@@ -111,6 +124,7 @@ if TYPE_CHECKING:
         StoreError,
     )
     from keel.estimation import ConfidenceEstimator, LossEstimator, MulticlassEstimator
+    from keel.features import OnlineFeatures, WindowedFeature, compute_offline
     from keel.history import History, check_history
     from keel.monitor.config import MonitorConfig, load_config
     from keel.monitor.run import run_monitor
