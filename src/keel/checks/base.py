@@ -97,6 +97,12 @@ def _skew_metrics() -> frozenset[str]:
     return METRICS
 
 
+def _challenger_metrics() -> frozenset[str]:
+    from keel.checks.challenger import METRICS
+
+    return METRICS
+
+
 #: An output's unseen, vanished or out-of-range values (warnings, never quality).
 OUTPUT_FINDINGS = frozenset({"unseen_share", "vanished_categories", "out_of_range_share"})
 
@@ -197,6 +203,8 @@ def _members() -> Iterable[Check]:
     yield MeasuredCheck(
         "retrain", frozenset({"retrain_failed", "training_rows"}), "retraining failed"
     )
+    # A shadowed or canary challenger's running estimates (keel.checks.challenger).
+    yield MeasuredCheck("challenger", _challenger_metrics(), "challenger against the champion")
     # A monitor that watches nothing says so.
     yield MeasuredCheck("monitor", frozenset({"records_in_log"}), "the monitor warns")
     # And each monitor's own KPI names.
