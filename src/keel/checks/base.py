@@ -195,6 +195,8 @@ def _members() -> Iterable[Check]:
                 "label_shift",
                 "hours_since_last_label",
                 "label_column_missing",
+                "estimated_positive_rate",
+                "estimated_prior",
             }
         ),
         "label checks alerted",
