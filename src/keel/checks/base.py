@@ -11,6 +11,8 @@ check is one module that computes its Results plus one entry here.
 >>> kpi = {"column": None, "metric": "value_per_1000", "value": -242680.0, "threshold": -120150.0}
 >>> CHECKS["kpi"].summary([kpi], "2026-09-24")
 'KPIs past their threshold in window 2026-09-24: value_per_1000 -242,680 vs -120,150'
+>>> CHECKS["stream"].summary([{"column": "score", "status": "alert"}], "2026-07-31")
+'stream alarm in window 2026-07-31: score'
 """
 
 from __future__ import annotations
@@ -79,6 +81,22 @@ class VerdictCheck:
         verdicts = [(r.get("details") or {}).get("verdict") for r in results]
         verdicts = [v for v in verdicts if v]
         return f"{verdicts[0] if verdicts else self.name} in window {day}"
+
+
+@dataclass(frozen=True)
+class StreamCheck:
+    """A streaming detector's alarms (keel.monitor.stream): "stream alarm in window ...: score"."""
+
+    name: str
+    metrics: frozenset[str]
+
+    def summary(self, results, day) -> str:
+        alarms = [r for r in results if r.get("status", "alert") == "alert"]
+        streams = sorted(
+            {str((r.get("details") or {}).get("stream") or r.get("column")) for r in alarms}
+        )
+        what = "stream alarm" if len(alarms) == 1 else f"{len(alarms)} stream alarms"
+        return f"{what} in window {day}: {', '.join(streams) or 'none'}"
 
 
 def _known(value: Any) -> bool:
@@ -211,6 +229,8 @@ def _members() -> Iterable[Check]:
     yield MeasuredCheck("monitor", frozenset({"records_in_log"}), "the monitor warns")
     # And each monitor's own KPI names.
     yield MeasuredCheck("kpi", frozenset({"value", "value_per_1000"}), "KPIs past their threshold")
+    # Streaming detectors run by the monitor between windows (keel.monitor.stream).
+    yield StreamCheck("stream", frozenset({"alarm"}))
     # What identifies a checked window (never alerting).
     yield MeasuredCheck(
         "window",
