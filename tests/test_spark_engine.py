@@ -126,13 +126,8 @@ def test_variances_agree_to_1e_12_relative(local, by_partitioning, partitions, c
         assert got == pytest.approx(want, rel=1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NumericProfile keeps (mean, m2) as doubles: at |mean|/sd = 1e9 a part's mean is "
-    "rounded to ~1e-7 and Chan's merge term carries that into m2 (~1e-11 relative); a pilot "
-    "shift needs a new state field (a profile format change)",
-)
 def test_variances_agree_to_1e_12_relative_at_mean_over_sd_1e9(local, by_partitioning):
+    # The moments are kept about a pilot value (NumericProfile.shift), re-shifted on merge.
     for partitions in (3, 7):
         for mine, theirs in zip(by_partitioning[partitions], local, strict=True):
             got, want = mine.columns["far"].variance, theirs.columns["far"].variance

@@ -55,7 +55,8 @@ def _column(profile: Profile, kind: str) -> ColumnProfile:
 
 def _exact_fields(column: ColumnProfile) -> dict:
     state, blob = column.to_state()
-    kept = {k: v for k, v in state.items() if k not in ("mean", "m2")}
+    rounded = ("mean", "shift", "shifted_mean", "m2")  # moments: to rounding, below
+    kept = {k: v for k, v in state.items() if k not in rounded}
     return {**kept, "rows": column.rows, "count": column.count, "missing": column.missing}
 
 

@@ -2,7 +2,14 @@
 
 Every field but the quantile summary is exact and merges exactly: counts
 add, the mean and the sum of squared deviations (M2) merge by Chan et al.'s
-parallel formula, and counts in fixed bins add. The quantile summary
+parallel formula, and counts in fixed bins add. The moments are kept shifted by
+a pilot value (``shift``: the mean of the first batch with a finite value): the mean is
+``shift + shifted_mean``, so a column whose mean is 1e9 standard deviations from
+zero keeps its spread, and a merge keeps the larger part's pilot and re-shifts the
+other part's mean by the difference of the pilots (exact for pilots within a
+factor of two, Sterbenz).
+Means and variances of any split then agree with one pass to about 1e-15
+relative. The quantile summary
 (``keel.profile.quantiles.QuantileSketch``) keeps every value up to
 ``exact_limit`` (200,000) and is a deterministic KLL-style compactor beyond:
 it answers ranks and quantiles within ``rank_error`` (0 while exact), and the
@@ -46,7 +53,10 @@ class NumericProfile:
     count: int = 0  # finite values
     minimum: float = float("inf")
     maximum: float = float("-inf")
-    mean: float = 0.0
+    #: The pilot the moments are taken about (the first batch's mean; 0 in version 2 files).
+    shift: float = 0.0
+    #: Mean of ``value - shift`` over the finite values.
+    shifted_mean: float = 0.0
     m2: float = 0.0
     bin_counts: np.ndarray | None = None
     sketch: Any = field(default=None, repr=False)
@@ -77,8 +87,12 @@ class NumericProfile:
             self.neg_inf += len(values) - len(finite) - nan_count - pos_inf
         if len(finite) == 0:
             return
-        batch_mean = float(finite.mean())
-        deviations = finite - batch_mean
+        if self.count == 0:  # the pilot: the first batch's mean, near the middle of the data
+            pilot = float(finite.mean())
+            self.shift = pilot if np.isfinite(pilot) else float(finite[0])
+        deviations = finite - self.shift
+        batch_mean = float(deviations.mean())
+        deviations -= batch_mean
         # Squared in place and summed: no second temporary, and no BLAS call (its threads
         # spin and steal the core a parallel worker needs).
         batch_m2 = float(np.multiply(deviations, deviations, out=deviations).sum())
@@ -99,12 +113,18 @@ class NumericProfile:
         self.bin_counts = np.rint(counts).astype(np.int64)  # KLL weights are whole numbers
         self.bins_exact = self.rank_error == 0.0
 
-    def _merge_moments(self, count: int, mean: float, m2: float) -> None:
+    def _merge_moments(self, count: int, shifted_mean: float, m2: float) -> None:
+        """Chan et al.'s merge of (count, mean, M2), both means taken about ``self.shift``."""
         total = self.count + count
-        delta = mean - self.mean
-        self.mean += delta * count / total
+        delta = shifted_mean - self.shifted_mean
+        self.shifted_mean += delta * count / total
         self.m2 += m2 + delta * delta * self.count * count / total
         self.count = total
+
+    @property
+    def mean(self) -> float:
+        """Mean of the finite values (0.0 with none)."""
+        return self.shift + self.shifted_mean
 
     def merge(self, other: NumericProfile) -> NumericProfile:
         """Fold another profile of the same column into this one, in place; returns self."""
@@ -119,8 +139,17 @@ class NumericProfile:
         self.nan += other.nan
         self.pos_inf += other.pos_inf
         self.neg_inf += other.neg_inf
+        if other.count and not self.count:
+            self.shift, self.shifted_mean = other.shift, other.shifted_mean
+            self.m2, self.count = other.m2, other.count
+        elif other.count:
+            if other.count > self.count:  # the larger part's pilot: nearer the bulk of the data
+                self.shifted_mean += self.shift - other.shift
+                self.shift = other.shift
+            # Their mean about our pilot: (shift' - shift) is exact for nearby pilots.
+            theirs = other.shifted_mean + (other.shift - self.shift)
+            self._merge_moments(other.count, theirs, other.m2)
         if other.count:
-            self._merge_moments(other.count, other.mean, other.m2)
             self.minimum = min(self.minimum, other.minimum)
             self.maximum = max(self.maximum, other.maximum)
             self.sketch.merge(other.sketch)
@@ -179,6 +208,8 @@ class NumericProfile:
             "minimum": self.minimum if self.count else None,
             "maximum": self.maximum if self.count else None,
             "mean": self.mean,
+            "shift": self.shift,
+            "shifted_mean": self.shifted_mean,
             "m2": self.m2,
             "bin_edges": None if self.bin_edges is None else self.bin_edges.tolist(),
             "bin_counts": None if self.bin_counts is None else self.bin_counts.tolist(),
@@ -188,7 +219,9 @@ class NumericProfile:
 
     @classmethod
     def from_state(cls, state: dict[str, Any], blob: bytes) -> NumericProfile:
-        fields = {k: v for k, v in state.items() if k not in ("kind", "sketch")}
+        fields = {k: v for k, v in state.items() if k not in ("kind", "sketch", "mean")}
+        if "shift" not in state:  # version 2: moments about zero
+            fields["shift"], fields["shifted_mean"] = 0.0, state["mean"]
         fields["minimum"] = float("inf") if state["minimum"] is None else state["minimum"]
         fields["maximum"] = float("-inf") if state["maximum"] is None else state["maximum"]
         if state["bin_counts"] is not None:

@@ -34,7 +34,9 @@ from keel.profile.count import CountProfile
 from keel.profile.numeric import DEFAULT_SKETCH_K, NumericProfile
 from keel.schema import ColumnSpec, Schema
 
-FORMAT_VERSION = 2  # 2: numeric columns hold keel quantile sketches (1: DataSketches KLL)
+#: 3: numeric moments about a pilot (``shift``, ``shifted_mean``); 2: keel quantile sketches;
+#: 1: DataSketches KLL. Every older version still reads.
+FORMAT_VERSION = 3
 _KIND = b"PROF"
 
 
