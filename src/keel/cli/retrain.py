@@ -72,10 +72,19 @@ def retrain_compare(
         typer.Option(help="A logged column to gate per value (default: the first segment)."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="The run as JSON on stdout.")] = False,
+    store_results: Annotated[
+        bool,
+        typer.Option(
+            "--store-results",
+            help="Also write the challenger check's Results for every closed window since "
+            "the challenger's first answer (running estimates; they never promote).",
+        ),
+    ] = False,
 ) -> None:
-    """Judge the challenger against the champion on the shadowed requests, at the policy's
-    horizon, and record the run. Exit 1 when a promotion waits for approval or the gate
-    refused; 0 otherwise (insufficient data, keep the champion, promoted under auto)."""
+    """Judge the challenger against the champion on the shadowed requests (or, with
+    labels_depend_on_decision, on the canary's arm, unpaired), at the policy's horizon,
+    and record the run. Exit 1 when a promotion waits for approval or the gate refused;
+    0 otherwise (insufficient data, keep the champion, promoted under auto)."""
     import json
 
     from keel.monitor import load_config
@@ -84,11 +93,26 @@ def retrain_compare(
 
     moment = parse_moment("--now", now) if now is not None else None
     (monitor,) = monitors_named(load_config(config), name)
-    run = compare(monitor, ResultStore(), as_of=moment, entity=entity, segment=segment)
+    store = ResultStore()
+    run = compare(monitor, store, as_of=moment, entity=entity, segment=segment)
+    written = []
+    if store_results:
+        from keel.retrain.watch import store_challenger_results
+
+        written = store_challenger_results(monitor, store, moment)
     if as_json:
-        out.print_json(json.dumps(run.to_dict(), default=str))
+        out.print_json(
+            json.dumps({**run.to_dict(), "results_written": len(written)}, default=str)
+            if store_results
+            else json.dumps(run.to_dict(), default=str)
+        )
     else:
         out.print(_line(run), highlight=False)
+        if store_results:
+            windows = len({r.window_end for r in written})
+            out.print(
+                f"  challenger Results: {len(written)} in {windows} window(s)", highlight=False
+            )
         if run.status == "pending":
             out.print(
                 f"  approve: keel retrain approve {run.run}   "

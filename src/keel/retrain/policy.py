@@ -134,6 +134,11 @@ class RetrainPolicy(BaseModel):
     max_shadow_drop_share: float = Field(default=0.01, gt=0, le=1)
     sequential: bool = False
     labels_depend_on_decision: bool = False
+    #: A canary's guards (keel.retrain.canary): its p99 latency_ms at most this times the
+    #: champion arm's (or at most max_latency_p99_ms), its error rate at most this above.
+    max_latency_p99_ratio: float = Field(default=1.2, gt=0)
+    max_latency_p99_ms: float | None = Field(default=None, gt=0)
+    max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
     timeout: str = "1h"
 
     @field_validator("min_interval", "timeout")

@@ -148,21 +148,14 @@ def compare(
         challenger_version=challenger,
         as_of=as_of.isoformat(),
     )
-    if policy.labels_depend_on_decision:
-        reason = (
-            "labels_depend_on_decision: true: the champion's decision chose which requests "
-            "have labels, so pairs on the shadowed requests are biased; the canary's "
-            "randomized arm (unpaired) is the comparison, and it is not built yet"
-        )
-        return _record(
-            store, PromotionRun(status="refused", gate_status="refused", **base, reason=reason)
-        )
     if challenger is None or challenger == champion:
         said = "no challenger alias" if challenger is None else "its challenger is the champion"
         reason = f"model {monitor.model!r} has {said}: nothing to compare"
         return _record(
             store, PromotionRun(status="refused", gate_status="refused", **base, reason=reason)
         )
+    if policy.labels_depend_on_decision:
+        return _compare_canary(store, registry, monitor, policy, challenger, as_of, segment, base)
     pairs = _pairs(monitor, challenger, as_of, entity, segment)
     planned = horizon or _horizon(store, monitor, policy, challenger, pairs, as_of)
     if planned is None:
@@ -198,7 +191,42 @@ def compare(
         gate=report.to_dict(),
         **base,
     )
-    found = _record(store, found)
+    return _settle(store, registry, monitor, policy, _record(store, found))
+
+
+def _compare_canary(store, registry, monitor, policy, challenger, as_of, segment, base):
+    """``labels_depend_on_decision: true``: the canary's randomized arm, unpaired
+    (``keel.retrain.canary``); refused, with the reason, when no canary arm is logged."""
+    from keel.retrain.canary import canary_report
+
+    found = canary_report(monitor, store, challenger, as_of, segment=segment)
+    if found is None:
+        reason = (
+            "labels_depend_on_decision: true: the champion's decision chose which requests "
+            "have labels, so pairs on the shadowed requests are biased; the comparison is "
+            f"the canary's randomized arm, and no canary answer of version {challenger} is "
+            f"logged for model {monitor.model!r} (serve it as a canary arm: docs/serving.md)"
+        )
+        return _record(
+            store, PromotionRun(status="refused", gate_status="refused", **base, reason=reason)
+        )
+    report, counts = found
+    status = "pending" if report.status == "promote" else report.status
+    run = PromotionRun(
+        status=status,
+        gate_status=report.status,
+        reason=report.reason,
+        horizon=report.horizon,
+        counts={"comparison": "canary", "paired": report.n, **counts},
+        gate=report.to_dict(),
+        **base,
+    )
+    return _settle(store, registry, monitor, policy, _record(store, run))
+
+
+def _settle(store, registry, monitor, policy, found: PromotionRun) -> PromotionRun:
+    """A pending run supersedes the older pending ones, and is promoted at once under
+    ``approval: auto``."""
     if found.status == "pending":
         for older in runs(store, monitor.name):
             if older.status == "pending" and older.run != found.run and older.model == found.model:
@@ -488,30 +516,43 @@ def _refuse(store, found: PromotionRun, actor: str, reason: str, registry=None):
 # -- comparing ----------------------------------------------------------------------------
 
 
-def _pairs(monitor, challenger: int, as_of: datetime, entity, segment):
+def _maturity(monitor) -> timedelta:
+    """The monitor's ``performance.label_maturity`` (0 when none)."""
+    performance = getattr(monitor, "performance", None)
+    if performance is not None and performance.label_maturity:
+        from keel.windows import duration_seconds
+
+        return timedelta(seconds=duration_seconds(performance.label_maturity))
+    return timedelta(0)
+
+
+def _segment_of(monitor, root, segment):
+    """The segment column: the one asked for, else the monitor's first column segment
+    when the gateway logs it."""
+    if segment is None:
+        segment = next((s.column for s in monitor.segments if s.column), None)
+        if segment is not None and segment not in _logged(root, monitor.model):
+            segment = None
+    return segment
+
+
+def _pairs(monitor, challenger: int, as_of: datetime, entity, segment, labels_as_of=None):
     from keel.retrain.shadow_pairs import read_shadow_pairs
     from keel.store.logs import log_root
 
     performance = getattr(monitor, "performance", None)
-    maturity = timedelta(0)
-    if performance is not None and performance.label_maturity:
-        from keel.windows import duration_seconds
-
-        maturity = timedelta(seconds=duration_seconds(performance.label_maturity))
     root = log_root(monitor.logs)
-    if segment is None:  # the monitor's first column segment, when the gateway logs it
-        segment = next((s.column for s in monitor.segments if s.column), None)
-        if segment is not None and segment not in _logged(root, monitor.model):
-            segment = None
+    segment = _segment_of(monitor, root, segment)
     return read_shadow_pairs(
         root,
         monitor.model,
         challenger,
         as_of=as_of,
         label=performance.label if performance is not None else "label",
-        maturity=maturity,
+        maturity=_maturity(monitor),
         entity=entity,
         segment=segment,
+        labels_as_of=labels_as_of,
     )
 
 

@@ -129,13 +129,16 @@ def read_shadow_pairs(
     entity: str | None = None,
     segment: str | None = None,
     point_in_time: bool = False,
+    labels_as_of: datetime | None = None,
 ) -> ShadowPairs:
     """The pairs of one challenger version against the champion (see the module docstring).
 
     ``label``: the label log's column; ``maturity``: how long after its event time a label
     is final; ``start``: ignore shadow rows before it; ``entity`` / ``segment``: champion-log
     columns (each served input is logged) giving entity ids for clustering and segments;
-    ``point_in_time``: only labels ingested by ``as_of`` count.
+    ``point_in_time``: only labels ingested by ``as_of`` count; ``labels_as_of``: judge
+    the labels' maturity (and ingestion) as of this time instead of ``as_of`` (a window's
+    requests, up to its end, with the labels matured by now).
     """
     from keel.store.queries import ORDERED, log_files
 
@@ -169,7 +172,7 @@ def read_shadow_pairs(
             SELECT request_id, {_name(label)} AS _label, event_time AS _label_time
             FROM read_parquet($labels, {ORDERED})
             WHERE {_name(label)} IS NOT NULL AND event_time <= $matured
-            {"AND _ingested_at <= $as_of" if ingested else ""}
+            {"AND _ingested_at <= $labels_as_of" if ingested else ""}
             QUALIFY row_number() OVER (PARTITION BY request_id ORDER BY _ingested_at DESC,
                 _keel_file DESC, file_row_number DESC) = 1
         )"""
@@ -211,7 +214,10 @@ def read_shadow_pairs(
         parameters["champion"] = champion_files
     if labelled:
         parameters["labels"] = label_files
-        parameters["matured"] = as_of - maturity
+        labels_at = _utc(labels_as_of) if labels_as_of is not None else as_of
+        parameters["matured"] = labels_at - maturity
+        if ingested:
+            parameters["labels_as_of"] = labels_at
     table = _run(sql, parameters, shadow_files + champion_files + label_files, root, model)
     return _pairs(table, entity is not None, segment is not None)
 

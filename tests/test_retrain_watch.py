@@ -1,0 +1,143 @@
+"""Per-window challenger Results (keel.retrain.watch, keel.checks.challenger), against the
+real parts of tests/test_retrain_promotion.py: a SQLite store, the embedded registry with
+a champion (v1) and a challenger (v2), and the gateway-format logs of 4,000 requests over
+three days, each labelled a day later. The monitor's windows are one day long."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from datetime import timedelta
+
+from tests.test_retrain_promotion import START, _monitor, _write_logs, world  # noqa: F401
+
+from keel.checks.base import CHECKS
+from keel.checks.challenger import GATE_METRICS
+from keel.monitor.config import parse_config
+from keel.retrain.gate import METRICS
+from keel.retrain.promotion import runs
+from keel.retrain.watch import challenger_results, store_challenger_results
+
+
+def _watched(folder, min_effect=0.02):
+    """The promotion tests' monitor, planned at a smaller effect (a horizon of about 2,500:
+    more than the first day's 1,334 requests, less than the three days' 4,000)."""
+    text = f"""
+    monitors:
+      - name: loans-monitor
+        model: loans
+        baseline: {folder / "b.keel"}
+        logs: {folder / "logs"}
+        window: 1D
+        segments: [{{name: region, column: region}}]
+        retrain: {{min_effect: {min_effect}, margins: {{accuracy: 0.02}}, min_segment_labels: 500}}
+    """
+    return parse_config(textwrap.dedent(text), "keel.yaml")[0]
+
+
+def test_the_check_declares_the_gates_metrics():
+    assert set(GATE_METRICS) == set(METRICS)
+    assert set(METRICS) <= CHECKS["challenger"].metrics
+
+
+def test_running_estimates_wait_for_the_horizon_and_never_promote(world):  # noqa: F811
+    folder, store, registry = world
+    _write_logs(folder / "logs", lift=0.06)
+    monitor = _watched(folder)
+    # Two days in: windows of day 1 and day 2 are closed; labels of day 1 have matured.
+    early = store_challenger_results(monitor, store, START + timedelta(days=2), registry=registry)
+    assert {r.window_start for r in early} == {
+        START.isoformat(),
+        (START + timedelta(days=1)).isoformat(),
+    }
+    assert all(r.check == "challenger" and r.model_version == "2" for r in early)
+    assert {r.status for r in early} == {"insufficient_data"}
+    declared = CHECKS["challenger"].metrics
+    assert {r.metric for r in early} <= declared
+    segments = {r.segment for r in early if r.metric == "accuracy"}
+    assert segments == {None, "north", "south"}
+    # The horizon was fixed by the first call after a full day of shadow answers.
+    horizon = next(r.threshold for r in early if r.metric == "paired_labels")
+    assert 1334 < horizon < 4000
+    # Much later, every label has matured: the last window's running n reaches the horizon.
+    later = START + timedelta(days=10)
+    last = challenger_results(
+        monitor,
+        store,
+        START + timedelta(days=2),
+        START + timedelta(days=3),
+        later,
+        registry=registry,
+    )
+    n = next(r for r in last if r.metric == "paired_labels")
+    assert n.value >= horizon and n.status == "ok"
+    overall = next(r for r in last if r.metric == "accuracy" and r.segment is None)
+    assert overall.status == "ok" and overall.value > 0 and overall.details["lower"] > 0
+    assert overall.details["superiority_passed"] is True
+    assert overall.threshold == -0.02
+    # The first window's requests alone stay short of the horizon, even with every label.
+    first = challenger_results(
+        monitor, store, START, START + timedelta(days=1), later, registry=registry
+    )
+    assert next(r for r in first if r.metric == "paired_labels").value < horizon
+    assert {r.status for r in first} == {"insufficient_data"}
+    # Only compare decides: no run was recorded, and no alias moved.
+    assert runs(store) == [] and registry.aliases("loans")["champion"] == 1
+    stored = store.latest(check="challenger")
+    assert len(stored) == len(early)
+
+
+def test_no_challenger_or_no_shadow_means_no_results(world):  # noqa: F811
+    folder, store, registry = world
+    monitor = _monitor(folder)
+    end = START + timedelta(days=1)
+    assert challenger_results(monitor, store, START, end, end, registry=registry) == []
+    _write_logs(folder / "logs")
+    before = START - timedelta(days=3)
+    assert challenger_results(monitor, store, before, START, end, registry=registry) == []
+
+
+def test_compare_store_results_writes_them_from_the_cli(world):  # noqa: F811
+    folder, store, registry = world
+    _write_logs(folder / "logs")
+    config = folder / "keel.yaml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            monitors:
+              - name: loans-monitor
+                model: loans
+                baseline: {folder / "b.keel"}
+                logs: {folder / "logs"}
+                window: 1D
+                retrain: {{min_effect: 0.03, margins: {{accuracy: 0.02}}}}
+            """
+        )
+    )
+    env = {**os.environ, "KEEL_DATABASE_URL": f"sqlite:///{folder / 'keel.db'}"}
+    env["KEEL_REGISTRY"] = "embedded"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "keel.cli",
+            "retrain",
+            "compare",
+            "loans-monitor",
+            "--config",
+            str(config),
+            "--now",
+            (START + timedelta(days=2)).isoformat(),
+            "--store-results",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=folder,
+        check=False,
+    )
+    assert done.returncode == 1 and "pending" in done.stdout, done.stdout + done.stderr
+    assert "challenger Results:" in done.stdout and "in 2 window(s)" in done.stdout
+    assert len(store.latest(check="challenger", metric="paired_labels")) == 2
