@@ -270,6 +270,85 @@ def create_app(
     def models_page(request: Request):
         return page(request, "models.html", **models_context(store))
 
+    @app.post("/models/{name}/rollback")
+    async def rollback_alias(request: Request, name: str):
+        session, form, why = await action_form(request)
+        if why:
+            return await run_in_threadpool(refused, request, why)
+        alias, reason = form.get("alias", "").strip(), form.get("reason", "").strip()
+        if not alias or not reason:
+            return await run_in_threadpool(
+                refused, request, "a rollback needs the alias and a reason", 400
+            )
+
+        def roll_back() -> str | None:
+            from keel.registry.aliases import rollback
+            from keel.registry.base import RegistryError
+
+            try:
+                rollback(registry_for(store), store, name, alias, reason, session["name"])
+            except RegistryError as error:
+                return str(error)
+            return None
+
+        problem = await run_in_threadpool(roll_back)
+        if problem:
+            return await run_in_threadpool(refused, request, problem, 409)
+        return RedirectResponse(f"/models#model-{quote(name, safe='')}", status_code=303)
+
+    @app.post("/promotions/{run}/approve")
+    async def approve_run(request: Request, run: str):
+        return await decide(request, run, "approve")
+
+    @app.post("/promotions/{run}/reject")
+    async def reject_run(request: Request, run: str):
+        return await decide(request, run, "reject")
+
+    async def decide(request: Request, run: str, verb: str):
+        """Approve or reject a pending run through ``keel.retrain.promotion``: the form's
+        token (asked again, as for any promotion) must be the signed-in person's own."""
+        from keel.retrain.promotion import PromotionRefused, approve, reject
+        from keel.tokens import verify_token
+
+        session, form, why = await action_form(request)
+        token, reason = form.get("token", "").strip(), form.get("reason", "").strip()
+
+        def call(presented: str | None) -> str | None:
+            """The library's answer: None when done, else its refusal (which it audited)."""
+            try:
+                if verb == "approve":
+                    approve(
+                        store, run, presented, registry=registry_for(store), reason=reason or None
+                    )
+                else:
+                    reject(store, run, presented, reason, registry=registry_for(store))
+            except PromotionRefused as error:
+                return str(error)
+            return None
+
+        if why:
+            # Refused here; the library refuses it too and audits the refusal (no token).
+            await run_in_threadpool(call, None)
+            return await run_in_threadpool(refused, request, why)
+        owner = await run_in_threadpool(verify_token, store, token)
+        if owner is not None and owner != session["name"]:
+            from keel.retrain.promotion import REFUSED
+
+            said = f"the token given is {owner}'s, not {session['name']}'s: not done"
+            await run_in_threadpool(
+                store.log_event,
+                session["name"],
+                REFUSED,
+                None,
+                {"run": run, "reason": said, "via": "keel ui"},
+            )
+            return await run_in_threadpool(refused, request, said)
+        problem = await run_in_threadpool(call, token or None)
+        if problem:
+            status = 403 if owner is None else 400 if verb == "reject" and not reason else 409
+            return await run_in_threadpool(refused, request, problem, status)
+        return RedirectResponse(f"/models#run-{quote(run, safe='')}", status_code=303)
+
     @app.get("/models/{name}/{version}", response_class=HTMLResponse)
     def version_page(request: Request, name: str, version: int):
         return page(request, "version.html", **version_context(store, name, version))
@@ -525,6 +604,8 @@ def models_context(store: Any) -> dict[str, Any]:
     from keel.registry.aliases import history
     from keel.store.views import model_names, seen_versions
 
+    runs_of = promotion_runs(store)
+
     problems: list[str] = []
     try:
         registry = registry_for(store)
@@ -537,11 +618,15 @@ def models_context(store: Any) -> dict[str, Any]:
     for name in model_names(store):
         entry: dict[str, Any] = {"name": name, "versions": [], "aliases": {}, "history": []}
         entry["seen"] = seen.get(name, [])
+        entry["runs"] = runs_of.get(name, [])
+        entry["rollbacks"] = {}
         if registry is not None:
             try:
                 entry["versions"] = registry.versions(name)
                 entry["aliases"] = registry.aliases(name)
-                entry["history"] = list(reversed(history(registry, store, name)))[:50]
+                intervals = history(registry, store, name)
+                entry["history"] = list(reversed(intervals))[:50]
+                entry["rollbacks"] = rollback_targets(intervals)
             except Exception as error:  # noqa: BLE001 - one model's failure is shown, not fatal
                 problems.append(f"{name}: {error}")
         found.append(entry)
@@ -550,6 +635,71 @@ def models_context(store: Any) -> dict[str, Any]:
         "registry": None if registry is None else {"kind": registry.kind, "uri": registry.uri},
         "problems": problems,
     }
+
+
+def promotion_runs(store: Any, per_model: int = 20) -> dict[str, list[dict[str, Any]]]:
+    """Each model's promotion runs (``keel.retrain.promotion.runs``), newest first, at most
+    ``per_model``, each with its gate report's conditions ready to show."""
+    from keel.retrain.promotion import runs
+
+    found: dict[str, list[dict[str, Any]]] = {}
+    for run in reversed(runs(store)):
+        rows = found.setdefault(run.model, [])
+        if len(rows) < per_model:
+            rows.append(run_view(run.to_dict()))
+    return found
+
+
+def run_view(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as the Models page shows it: its conditions with their margin (the bound's
+    distance from its threshold), whether they decide yet, and the shadow's drops.
+
+    >>> view = run_view({"status": "insufficient_data", "horizon": 100, "counts": {"paired": 40},
+    ...     "gate": {"conditions": [{"metric": "accuracy", "segment": None, "estimate": 0.03,
+    ...     "lower": -0.01, "threshold": 0.0, "passed": False, "gating": True}]}})
+    >>> view["running"], view["conditions"][0]["margin"]
+    (True, -0.01)
+    """
+    gate = run.get("gate") or {}
+    counts = run.get("counts") or {}
+    conditions = []
+    for condition in gate.get("conditions") or []:
+        lower, threshold = condition.get("lower"), condition.get("threshold")
+        margin = (
+            round(lower - threshold, 12)
+            if isinstance(lower, int | float) and isinstance(threshold, int | float)
+            else None
+        )
+        conditions.append({**condition, "margin": margin})
+    return {
+        **run,
+        "conditions": conditions,
+        "running": run.get("status") == "insufficient_data",
+        "paired": counts.get("paired", gate.get("n")),
+        "drop_share": counts.get("drop_share", gate.get("shadow_drop_share")),
+        "drop_reasons": counts.get("drop_reasons") or {},
+    }
+
+
+def rollback_targets(intervals: list[dict[str, Any]]) -> dict[str, int]:
+    """{alias: the version a rollback would move it back to} from an alias history (oldest
+    first), as ``keel.registry.aliases.rollback`` chooses it.
+
+    >>> rollback_targets([{"alias": "champion", "version": 1}, {"alias": "champion", "version": 2},
+    ...     {"alias": "challenger", "version": 2}])
+    {'champion': 1}
+    """
+    by_alias: dict[str, list[int | None]] = {}
+    for interval in intervals:
+        by_alias.setdefault(interval["alias"], []).append(interval["version"])
+    found = {}
+    for alias, versions in by_alias.items():
+        if not versions or versions[-1] is None:
+            continue
+        earlier = [v for v in versions[:-1] if v is not None and v != versions[-1]]
+        if earlier:
+            found[alias] = earlier[-1]
+    return found
 
 
 def version_context(store: Any, name: str, version: int) -> dict[str, Any]:

@@ -1,0 +1,232 @@
+"""The Models page acts, driven for real: a SQLite store, keel's embedded registry (loans
+v1 champion, v2 challenger), the gateway's three logs written by the log writer, the
+promotion runs ``keel.retrain.promotion.compare`` records, uvicorn on loopback, Chromium.
+
+A pending promotion appears with its gate report (per metric and segment: Δ, its bound,
+the threshold and the margin, pass or fail; n and the horizon; shadow drops), and a run
+below its horizon shows its running estimates. Without a session the page has no buttons
+and a forged POST is refused (403) and audited by the library. Signed in, a person
+approves (the champion moves, the audit names them), rejects only with a reason, and rolls
+an alias back with a reason.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from keel.store import ResultStore
+
+from .test_retrain_promotion import _monitor, _write_logs
+from .test_ui import Server, serious_axe_violations
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The store, the registry, a run below its horizon, a pending run, the dashboard."""
+    from sklearn.dummy import DummyClassifier
+
+    from keel.registry.aliases import promote
+    from keel.registry.embedded import EmbeddedRegistry
+    from keel.retrain.promotion import compare
+    from keel.tokens import add_token
+
+    folder = tmp_path_factory.mktemp("ui-models")
+    url = f"sqlite:///{folder / 'keel.db'}"
+    store = ResultStore(url)
+    registry = EmbeddedRegistry(store)  # the registry the dashboard opens (KEEL_REGISTRY unset)
+    for _ in range(2):
+        run = registry.log_run("loans", {}, {})
+        model = DummyClassifier().fit([[0], [1]], [0, 1])
+        registry.register("loans", model, run, tags={"keel.baseline": "b.keel"})
+    promote(registry, store, "loans", 1, "champion", "first model", "ada")
+    promote(registry, store, "loans", 2, "challenger", "retrained", "keel-retrain")
+    _write_logs(folder / "logs", dropped=12)
+    monitor = _monitor(folder)
+    running = compare(monitor, store, registry=registry, horizon=20_000)
+    pending = compare(monitor, store, registry=registry)
+    assert running.status == "insufficient_data" and pending.status == "pending", pending.reason
+    server = Server(url)
+    server.registry, server.monitor = registry, monitor
+    server.tokens = {name: add_token(store, name) for name in ("ada", "bob")}
+    server.runs = {"running": running.run, "pending": pending.run}
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory):
+    import os
+    from pathlib import Path
+
+    wanted = os.environ.get("KEEL_UI_SCREENSHOTS")
+    folder = Path(wanted) if wanted else tmp_path_factory.mktemp("ui-screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+@pytest.fixture
+def tab(browser, world):
+    """A fresh browser context on the dashboard; returns (page, problems)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+    page.on(
+        "console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else None
+    )
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith(world.base) else problems.append(f"left: {r.url}"),
+    )
+    yield page, problems
+    context.close()
+
+
+def log_in(page, world, name="ada"):
+    page.goto(world.base + "/login")
+    page.fill("#token", world.tokens[name])
+    page.click("button:has-text('Log in')")
+    page.wait_for_url(world.base + "/")
+    page.goto(world.base + "/models")
+
+
+def champion(world) -> int:
+    return world.registry.aliases("loans")["champion"]
+
+
+def refusals(world) -> list[dict]:
+    return [r for r in world.store.audit_rows(model="loans") if r["event"] == "refused"]
+
+
+def test_a_pending_promotion_shows_its_gate_report_and_read_only_pages_have_no_buttons(
+    tab, world, shots
+):
+    page, problems = tab
+    assert page.goto(world.base + "/models").status == 200
+    pending = page.locator(f"#run-{world.runs['pending']}")
+    text = pending.inner_text()
+    assert "pending" in text and "challenger version 2" in text and "champion version 1" in text
+    assert re.search(r"Paired labels\s+3988 of a horizon of \d+", text), text
+    assert "0.30% of 4000 shadowed; queue_full 12" in text
+    report = pending.locator("table", has_text="gate's report").inner_text()
+    assert re.search(r"accuracy\s+all\s+superiority", report)
+    assert re.search(r"accuracy\s+north\s+non-inferiority", report) and "pass" in report
+    running = page.locator(f"#run-{world.runs['running']}")
+    assert "Running estimates" in running.inner_text() and "of a horizon of 20000" in (
+        running.inner_text()
+    )
+    assert "log in to approve or reject" in pending.inner_text()
+    assert page.locator("button", has_text="Approve").count() == 0
+    assert page.locator("button", has_text="Roll back").count() == 0
+    page.screenshot(path=str(shots / "models-promotions.png"), full_page=True)
+    assert serious_axe_violations(page) == []
+    assert problems == []
+
+
+def test_a_forged_post_without_a_session_is_refused_and_audited(world):
+    run = world.runs["pending"]
+    before = len(refusals(world))
+    with httpx.Client(base_url=world.base) as anonymous:
+        # a valid token in the form is not a session: still refused
+        form = {"csrf": "x", "token": world.tokens["ada"], "reason": "forged"}
+        for verb in ("approve", "reject"):
+            answer = anonymous.post(f"/promotions/{run}/{verb}", data=form)
+            assert answer.status_code == 403 and "log in" in answer.text
+        answer = anonymous.post(
+            "/models/loans/rollback", data={"csrf": "x", "alias": "champion", "reason": "forged"}
+        )
+        assert answer.status_code == 403
+    assert champion(world) == 1
+    audited = refusals(world)[before:]
+    assert len(audited) == 2 and {r["actor"] for r in audited} == {"unknown (no valid token)"}
+    events = world.store.events()
+    assert (events["action"] == "promotion refused").sum() >= 2
+
+
+def _session(client: httpx.Client, world, name="ada") -> str:
+    assert client.post("/login", data={"token": world.tokens[name]}).status_code == 303
+    return re.search(r'name="csrf" value="([^"]+)"', client.get("/models").text).group(1)
+
+
+def test_a_rejection_needs_a_reason_and_a_person_acts_only_with_their_own_token(world):
+    run = world.runs["pending"]
+    with httpx.Client(base_url=world.base) as client:
+        csrf = _session(client, world)
+        token = world.tokens["ada"]
+        answer = client.post(
+            f"/promotions/{run}/reject", data={"csrf": csrf, "token": token, "reason": " "}
+        )
+        assert answer.status_code == 400 and "needs a reason" in answer.text
+        theirs = client.post(
+            f"/promotions/{run}/approve", data={"csrf": csrf, "token": world.tokens["bob"]}
+        )
+        assert theirs.status_code == 403 and "bob&#39;s, not ada&#39;s" in theirs.text
+        wrong = client.post(f"/promotions/{run}/approve", data={"csrf": csrf, "token": "nope"})
+        assert wrong.status_code == 403 and "no valid token" in wrong.text
+        stale = client.post(
+            f"/promotions/{run}/approve", data={"csrf": csrf[:-1] + "x", "token": token}
+        )
+        assert stale.status_code == 403 and "CSRF" in stale.text
+    from keel.retrain.promotion import get_run
+
+    assert get_run(world.store, run).status == "pending" and champion(world) == 1
+
+
+def test_approve_moves_the_champion_and_the_audit_names_the_person_then_roll_back(
+    tab, world, shots
+):
+    page, problems = tab
+    log_in(page, world)
+    run = world.runs["pending"]
+    article = page.locator(f"#run-{run}")
+    assert article.locator("button", has_text="Approve").count() == 1
+    assert serious_axe_violations(page) == []
+    page.screenshot(path=str(shots / "models-signed-in.png"), full_page=True)
+    article.locator("input[name=token]").first.fill(world.tokens["ada"])
+    article.locator("input[name=reason]").first.fill("read the gate report")
+    page.click(f"button[aria-label='Approve run {run}']")
+    page.wait_for_url(re.compile(r"/models"))
+    assert champion(world) == 2
+    assert "promoted by ada" in page.locator(f"#run-{run}").inner_text()
+    done = [
+        r
+        for r in world.store.audit_rows(model="loans")
+        if r["alias"] == "champion" and r["event"] == "done"
+    ][-1]
+    assert (done["actor"], done["version"], done["previous_version"]) == ("ada", 2, 1)
+    assert run in done["reason"] and "read the gate report" in done["reason"]
+
+    # Roll the champion back, with a reason, from the same page.
+    page.fill("input[id^='rb-'][id$='-1']", "the new model pages people at night")
+    page.click("button[aria-label='Roll back champion of loans']")
+    page.wait_for_url(re.compile(r"/models"))
+    assert champion(world) == 1
+    rows = world.store.audit_rows(model="loans")
+    back = [r for r in rows if r["alias"] == "champion" and r["event"] == "done"][-1]
+    assert (back["actor"], back["version"]) == ("ada", 1)
+    assert back["reason"] == "the new model pages people at night"
+    history = page.locator("table", has_text="Alias history").inner_text()
+    assert re.search(r"champion\s+1.*ada\s+rollback", history)
+    assert problems == []
+
+
+def test_a_rejection_from_the_page_closes_the_run_under_the_persons_name(tab, world):
+    from keel.retrain.promotion import compare, get_run
+
+    again = compare(world.monitor, world.store, registry=world.registry)  # champion is 1 again
+    assert again.status == "pending", again.reason
+    page, problems = tab
+    log_in(page, world, "bob")
+    article = page.locator(f"#run-{again.run}")
+    article.locator("input[name=token]").nth(1).fill(world.tokens["bob"])
+    article.locator("input[name=reason]").nth(1).fill("wait for the holiday traffic")
+    page.click(f"button[aria-label='Reject run {again.run}']")
+    page.wait_for_url(re.compile(r"/models"))
+    decided = get_run(world.store, again.run)
+    assert (decided.status, decided.decided_by) == ("rejected", "bob")
+    assert decided.decision_reason == "wait for the holiday traffic" and champion(world) == 1
+    assert "rejected by bob" in page.locator(f"#run-{again.run}").inner_text()
+    assert problems == []
