@@ -4,7 +4,8 @@
 Endpoints: ``POST /v1/models/{name}/predict``, ``POST /v1/features/ingest`` (events for the
 online features, docs/features.md), ``GET /v1/models``, ``GET /healthz``,
 ``GET /readyz``, ``GET /metrics``, and the admin actions under ``/v1/admin/`` (a per-person
-token, ``Authorization: Bearer TOKEN``; ``keel tokens add NAME`` makes one).
+token, ``Authorization: Bearer TOKEN``; ``keel tokens add NAME`` makes one), among them
+``POST /v1/admin/promotions/{run}/approve`` and ``/reject`` (``keel.retrain.promotion``).
 """
 
 import contextlib
@@ -292,6 +293,46 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
         logged for them goes from the model's logs (and its shadows'). Returns the counts."""
         return await _admin(request, gateway.forget, name, field="forget")
 
+    async def _decide(request: Request, run: str, verb: str) -> Any:
+        """Approve or reject a promotion run through ``keel.retrain.promotion`` with the
+        caller's bearer token (the library verifies it and audits every refusal)."""
+        import asyncio
+
+        from keel.serve.gateway import parse_body
+
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip() if scheme.lower() == "bearer" else ""
+        try:
+            body = parse_body(await read_body(request, 65_536) or b"{}")
+        except (InvalidInput, Refusal):
+            body = None
+        reason = body.get("reason") if isinstance(body, dict) else None
+        if reason is not None and not isinstance(reason, str):
+            reason = None
+        store = await asyncio.to_thread(gateway.admin_store)
+        done, status, said = await asyncio.to_thread(
+            _promotion_decision, store, run, verb, token or None, reason
+        )
+        if done is not None:
+            return _json(200, done)
+        if not token:
+            said = f"{said}; {HOW_TO_GET_A_TOKEN}"
+        return _json(status, {"detail": said, "run": run})
+
+    @app.post("/v1/admin/promotions/{run}/approve")
+    async def approve_promotion(run: str, request: Request) -> Any:
+        """Approve a pending promotion run (``keel retrain status`` lists them): the
+        champion alias moves to the challenger, audited under the token's owner. Body
+        (optional): ``{"reason": "..."}``. Needs a per-person token (not the shared one)."""
+        return await _decide(request, run, "approve")
+
+    @app.post("/v1/admin/promotions/{run}/reject")
+    async def reject_promotion(run: str, request: Request) -> Any:
+        """Reject a pending promotion run: ``{"reason": "..."}`` (required). Needs a
+        per-person token."""
+        return await _decide(request, run, "reject")
+
     original_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -307,6 +348,49 @@ def create_app(config: ServeConfig, gateway: Gateway | None = None, on_ready: An
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _promotion_decision(
+    store: Any, run: str, verb: str, token: str | None, reason: str | None
+) -> tuple[dict | None, int, str]:
+    """(the decided run, or None; the HTTP status; the refusal) of an approval or a
+    rejection. Every refusal is the library's, audited by it: 401 without a token, 403 with
+    one that is not a person's, 404 for an unknown run, 422 for a rejection without a
+    reason, 409 otherwise (not pending, the champion moved, another promotion running)."""
+    from keel.retrain.promotion import PromotionRefused, approve, get_run, reject
+    from keel.tokens import SHARED_TOKEN_ACTOR, verify_token
+
+    registry = _registry(store)
+    try:
+        if verb == "approve":
+            found = approve(store, run, token, registry=registry, reason=reason or None)
+        else:
+            found = reject(store, run, token, reason or "", registry=registry)
+        return found.to_dict(), 200, ""
+    except PromotionRefused as error:
+        said = str(error)
+    owner = verify_token(store, token) if token else None
+    if token is None:
+        return None, 401, said
+    if owner is None or owner == SHARED_TOKEN_ACTOR:
+        return None, 403, said
+    try:
+        get_run(store, run)
+    except KeelError:
+        return None, 404, said
+    if verb == "reject" and not (reason or "").strip():
+        return None, 422, said
+    return None, 409, said
+
+
+def _registry(store: Any) -> Any:
+    """The registry promotions move aliases in: ``KEEL_REGISTRY`` when set, MLflow when a
+    URI names one, else keel's embedded registry in the admin store (as ``keel ui``)."""
+    from keel.registry import open_registry
+    from keel.registry.mlflow import configured_uri
+
+    kind = os.environ.get("KEEL_REGISTRY") or ("mlflow" if configured_uri() else "embedded")
+    return open_registry(kind, store=store)
 
 
 def bind(host: str, port: int) -> socket.socket:
