@@ -5,13 +5,16 @@ Server-rendered pages (Jinja2, autoescaped) over the store's read API and its vi
 what fires, the last diagnosis, when data and labels last arrived; it refreshes itself
 through htmx polling a fragment that answers 204 when nothing changed), a monitor (its
 windows per check and segment, the diagnosis and its evidence, the monitor report),
-alerts and silences, models (versions, aliases and their history, lineage), and the event
-log. htmx is vendored (``static/htmx.min.js``): nothing is fetched from elsewhere.
+alerts and silences, models (versions, aliases and their history, lineage, promotion runs
+with the gate's report), and the event log. htmx is vendored (``static/htmx.min.js``):
+nothing is fetched from elsewhere.
 
 Pages are read-only without a session. Logging in with an admin token (``keel tokens``)
-sets a signed, HttpOnly, SameSite=Strict cookie; actions (silence, unsilence) need it, a
-CSRF token from the page (constant-time check) and a same-origin request, and go to the
-store's event log under the person's name.
+sets a signed, HttpOnly, SameSite=Strict cookie; actions (silence, unsilence, approve or
+reject a promotion, roll an alias back) need it, a CSRF token from the page (constant-time
+check) and a same-origin request, and go to the store's event log and the alias audit under
+the person's name. An approval or a rejection asks for the person's token again and hands
+it to ``keel.retrain.promotion``, which verifies it and audits every refusal.
 """
 
 from __future__ import annotations
