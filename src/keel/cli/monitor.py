@@ -32,6 +32,7 @@ def monitor_run(
     Exit 1 when one alerts."""
     from keel.alerts.delivery import deliver
     from keel.monitor import load_config, run_monitor
+    from keel.monitor.stream import run_stream
     from keel.store import MonitorBusy, ResultStore
 
     moment = parse_moment("--now", now) if now is not None else None
@@ -53,6 +54,22 @@ def monitor_run(
         )
         for alert in outcome.alerts:
             out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
+        if monitor.stream is not None:  # the streaming detectors, after the windows
+            try:
+                step = run_stream(monitor, store, now=moment)
+            except MonitorBusy as busy:
+                out.print(f"{monitor.name}: stream skipped: {busy}")
+                continue
+            alerting |= bool(step.alarms)
+            for warning in step.warnings:
+                err.print(f"[yellow]warning:[/] {monitor.name}: {warning}", highlight=False)
+            out.print(
+                f"{monitor.name}: stream: "
+                + ", ".join(f"{name} {count:,} values" for name, count in step.fed.items())
+                + f"; {len(step.alarms)} alarms"
+            )
+            for alert in step.alerts:
+                out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
     channels = {key: c for m in chosen for key, c in m.channels.items()}
     if channels:  # queued notices, this run's and any a channel refused before
         sent = deliver(store, channels)

@@ -15,6 +15,10 @@
         skew:                             # optional: served features against their truth
           features: [clicks_7d]           #   (keel.checks.skew; docs/skew-and-leakage.md)
           events: events/                 #   the event log keel.features reads
+        stream:                           # optional: detectors between windows
+          streams: [score, {column: income, detector: ewma}, {errors: true}]
+          false_alarm_every: 30D          #   the monitor's, shared by its streams
+          stream_interval: 60s            #   (keel.monitor.stream; docs/streaming.md)
     features: [...]                       # top level: windowed features (keel.features)
 
 >>> text = "monitors:\\n  - name: m\\n    model: m\\n    baseline: b.keel\\n    window: 1D\\n"
@@ -277,6 +281,134 @@ class SkewConfig(BaseModel):
         return named
 
 
+DETECTOR_NAMES = ("cusum", "page_hinkley", "ewma")
+#: Each detector's defaults in a monitor: tuned for small shifts (docs/streaming.md).
+DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cusum": {"k": 0.25},
+    "page_hinkley": {"delta": 0.25},
+    "ewma": {"smoothing": 0.1},
+}
+
+
+class StreamEntry(BaseModel):
+    """One stream: a column of the prediction log (a score, a feature), or the errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    column: str | None = None
+    #: The per-request error once its label arrives (needs the monitor's performance: block).
+    errors: bool = False
+    detector: Literal["cusum", "page_hinkley", "ewma"] | None = None
+    options: dict[str, float | str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> StreamEntry:
+        if (self.column is None) == (not self.errors):
+            raise ValueError("a stream is a column ({column: NAME}) or the errors ({errors: true})")
+        return self
+
+    @property
+    def name(self) -> str:
+        return "errors" if self.errors else str(self.column)
+
+
+class StreamConfig(BaseModel):
+    """``stream:``: streaming detectors over the logs, between windows (keel.monitor.stream).
+
+    ``streams``: column names, or ``{column | errors: true, detector, options}``;
+    ``false_alarm_every``: the monitor's target, one false alarm per that period across all
+    its streams (each of m streams gets m × it), converted to values with the observed
+    request rate (or ``requests_per_second``); ``stream_interval``: how often ``keel monitor
+    serve`` reads the logs; ``lateness``: records are read once this old (the log compacts
+    within seconds); ``reference``: the in-control holdout file (default: the baseline's
+    holdout as it keeps it, else its sample); ``state``: the state file;
+    ``resolve_after``: a stream this long without an alarm writes a quiet Result.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    streams: list[str | StreamEntry] = Field(min_length=1)
+    detector: Literal["cusum", "page_hinkley", "ewma"] = "cusum"
+    options: dict[str, float | str] = Field(default_factory=dict)
+    false_alarm_every: str = "30D"
+    requests_per_second: float | None = Field(default=None, gt=0)
+    stream_interval: str = "60s"
+    lateness: str = "30s"
+    resolve_after: str = "1D"
+    reference: str | None = None
+    state: str | None = None
+
+    @field_validator("false_alarm_every", "stream_interval", "resolve_after")
+    @classmethod
+    def _durations(cls, value: str) -> str:
+        return _duration(value)
+
+    @field_validator("lateness")
+    @classmethod
+    def _lateness(cls, value: str) -> str:
+        import re
+
+        return value if re.fullmatch(r"0+[A-Za-z]*", value) else _duration(value)
+
+    @field_validator("streams", mode="before")
+    @classmethod
+    def _streams(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        parsed, seen = [], set()
+        for index, entry in enumerate(value):
+            if isinstance(entry, str):
+                entry = StreamEntry(column=entry)
+            elif isinstance(entry, dict):
+                try:
+                    entry = StreamEntry.model_validate(entry)
+                except ValidationError as error:
+                    first = error.errors()[0]
+                    key = ".".join(str(part) for part in first["loc"])
+                    message = first["msg"].removeprefix("Value error, ")
+                    raise ValueError(f"[{index}]{'.' + key if key else ''}: {message}") from None
+            else:
+                raise ValueError(f"[{index}]: a column name, or {{column | errors: true, ...}}")
+            if entry.name in seen:
+                raise ValueError(f"[{index}]: stream {entry.name!r} is listed twice")
+            seen.add(entry.name)
+            parsed.append(entry)
+        return parsed
+
+    @model_validator(mode="after")
+    def _detectors(self) -> StreamConfig:
+        from keel.online import DETECTORS
+
+        for index, entry in enumerate(self.entries):
+            kind, options = self.detector_of(entry)
+            try:
+                if kind in ("cusum", "ewma"):
+                    DETECTORS[kind](0.0, 1.0, **options)
+                else:
+                    DETECTORS[kind](**options)
+            except (TypeError, ConfigError) as error:
+                where = (
+                    "options"
+                    if entry.detector is None and not entry.options
+                    else (f"streams[{index}].options")
+                )
+                text = str(error).split("__init__() ")[-1]
+                raise ValueError(f"{where}: {kind}: {text}") from None
+        return self
+
+    @property
+    def entries(self) -> list[StreamEntry]:
+        return [e if isinstance(e, StreamEntry) else StreamEntry(column=e) for e in self.streams]
+
+    def detector_of(self, entry: StreamEntry) -> tuple[str, dict[str, Any]]:
+        """The detector a stream runs and its options: the stream's, else the block's."""
+        kind = entry.detector or self.detector
+        options = dict(DETECTOR_DEFAULTS[kind])
+        if entry.detector is None or entry.detector == self.detector:
+            options |= self.options
+        return kind, options | entry.options
+
+
 class MonitorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -306,6 +438,8 @@ class MonitorConfig(BaseModel):
     retrain: RetrainPolicy | None = None
     #: Served features against their offline truth (keel.checks.skew).
     skew: SkewConfig | None = None
+    #: Streaming detectors over the logs between windows (keel.monitor.stream).
+    stream: StreamConfig | None = None
     _channels: dict[str, ChannelConfig] = PrivateAttr(default_factory=dict)
     _features: list[Any] = PrivateAttr(default_factory=list)
 
@@ -349,6 +483,20 @@ class MonitorConfig(BaseModel):
                 )
             if self.segments:
                 raise ValueError("segments need a time window (1h, 1D, 7D), not row windows")
+        return self
+
+    @model_validator(mode="after")
+    def _stream_sources(self) -> MonitorConfig:
+        if self.stream is None:
+            return self
+        if self.source != "logs":
+            raise ValueError("stream: the streaming detectors tail the logs (source: logs)")
+        for index, entry in enumerate(self.stream.entries):
+            if entry.errors and self.performance is None:
+                raise ValueError(
+                    f"stream.streams[{index}]: the error stream needs the monitor's "
+                    "performance: block (its task, label and score or prediction)"
+                )
         return self
 
     @field_validator("allowed_lateness")

@@ -8,6 +8,10 @@ next time; it never stops the others or the loop. SIGTERM and SIGINT stop it
 between runs. Schedules are cron expressions (five fields, or six with
 seconds last), read with croniter.
 
+A monitor with a ``stream:`` block also runs its streaming step
+(``keel.monitor.stream.run_stream``) every ``stream_interval`` (default 60 s)
+between its cron runs, and once at start.
+
 Beside the schedule, a delivery thread sends queued alert notifications
 every few seconds (``keel.alerts.delivery``: a slow or broken channel holds
 only its own notices), and, given ``metrics``, ``/metrics`` is served for
@@ -29,6 +33,7 @@ from typing import Any
 from keel.monitor.config import MonitorConfig
 from keel.monitor.run import run_monitor
 from keel.store import MonitorBusy
+from keel.windows import duration_seconds
 
 
 def next_times(schedules: dict[str, str], now: float) -> dict[str, float]:
@@ -64,15 +69,26 @@ def serve(
         daemon=True,
     )
     courier.start()
+    streaming = {m.name: duration_seconds(m.stream.stream_interval) for m in monitors if m.stream}
     for monitor in monitors:  # catch up on whatever closed while nobody was watching
         _run_safely(monitor, store, report, metrics)
-    due = next_times(schedules, clock())
+        if monitor.name in streaming:
+            _stream_safely(monitor, store, report)
+    due: dict[tuple[str, str], float] = {
+        (name, "cron"): moment for name, moment in next_times(schedules, clock()).items()
+    }
+    due |= {(name, "stream"): clock() + every for name, every in streaming.items()}
     while not stop.is_set():
-        name = min(due, key=due.get)
-        if stop.wait(max(due[name] - clock(), 0.0)):
+        key = min(due, key=due.get)
+        name, kind = key
+        if stop.wait(max(due[key] - clock(), 0.0)):
             break
-        _run_safely(by_name[name], store, report, metrics)
-        due[name] = next_times({name: schedules[name]}, clock())[name]
+        if kind == "stream":  # between the cron runs: the detectors read the logs' tail
+            _stream_safely(by_name[name], store, report)
+            due[key] = clock() + streaming[name]
+        else:
+            _run_safely(by_name[name], store, report, metrics)
+            due[key] = next_times({name: schedules[name]}, clock())[name]
     courier.join(timeout=deliver_every + 35)
 
 
@@ -93,6 +109,27 @@ def _deliver_until(stop, store, channels, every, report, metrics) -> None:
             report(f"delivery failed: {error}")
         if stop.wait(every):
             return
+
+
+def _stream_safely(monitor: MonitorConfig, store: Any, report: Callable[[str], None]) -> None:
+    """One streaming step (keel.monitor.stream); a failure is reported and retried next time."""
+    from keel.monitor.stream import run_stream
+
+    try:
+        step = run_stream(monitor, store)
+        if step.alarms or step.alerts:
+            report(
+                f"{monitor.name}: stream: {len(step.alarms)} alarms"
+                + "".join(f"; alert {a['state']}: {a['summary']}" for a in step.alerts)
+            )
+    except MonitorBusy as busy:
+        report(f"{monitor.name}: stream skipped: {busy}")
+    except Exception as error:  # noqa: BLE001 - one monitor failing must not stop the loop
+        report(f"{monitor.name}: stream failed: {error}")
+        try:
+            store.log_event("monitor serve", "stream failed", monitor.name, {"error": str(error)})
+        except Exception:  # noqa: BLE001 - the store itself may be what failed
+            report(f"{monitor.name}: could not record the failure in the store")
 
 
 def _run_safely(
