@@ -228,6 +228,7 @@ def test_a_monitor_window_gets_estimated_results_for_regression_and_multiclass()
         "specificity",
         "f1",
         "roc_auc",
+        "estimated_prior",  # the class prior before labels (check: labels)
     ]
     assert all(r.value is not None and r.status == "ok" for r in found)
 

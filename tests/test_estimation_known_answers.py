@@ -277,7 +277,9 @@ def test_a_multiclass_baseline_is_made_from_the_command_line(run_keel, tmp_path)
     spec = PerformanceSpec(task="multiclass", label="label", score="score", classes=list("abc"))
     window = pa.Table.from_pandas(rows(1000).drop(columns="label"), preserve_index=False)
     found = estimated_results(window, fit_estimator(baseline, spec), spec, baseline.metrics, 0.01)
-    assert all(r.value is not None and r.details["reliable"] for r in found)
+    assert [r.metric for r in found if r.check == "labels"] == ["estimated_prior"]
+    estimated = [r for r in found if r.check == "estimated_performance"]
+    assert all(r.value is not None and r.details["reliable"] for r in estimated)
     assert all(r.status == "ok" for r in found)  # a quiet window, judged against the holdout
 
 

@@ -50,8 +50,11 @@ of its rows are outside: there the estimate extrapolates.
 relationship to the label): the estimate stays flat while the realized metric
 falls. And under a pure prior (label) shift, P(y | x) is no longer the holdout's:
 the mean calibrated probability moves only as far as the scores move, which
-under-reacts; BBSE (Lipton et al., 2018) or Saerens' EM would estimate the new
-prior. keel reports label shift from the labels (``keel.checks.labels``).
+under-reacts. ``em_prior`` (Saerens, Latinne and Decaestecker, 2002) and
+``bbse_prior`` (Lipton, Wang and Smola, 2018) estimate the new prior from the scores
+alone, assuming P(x | y) stays (``prior_estimate``); under a covariate shift that
+assumption fails and the mean probability is the right one. keel reports label shift
+from the labels (``keel.checks.labels``) once they are decided.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -285,6 +288,11 @@ class ConfidenceEstimator:
     positive: Any = 1  # the positive label: the larger of the reference's two
     rule: dict[str, Any] | None = None  # the holdout's decisions as a threshold, and its share
     prior: float = float("nan")  # the holdout's positive rate
+    #: The holdout's joint confusion matrix C[decided j, true t] of ``score >= threshold``
+    #: (for BBSE); None in baselines made before it was kept.
+    confusion: list | None = None
+    #: The holdout's mean calibrated probability: EM's starting prior (see ``prior_estimate``).
+    calibrated_prior: float | None = None
 
     @property
     def within_decisions(self) -> bool:
@@ -340,7 +348,8 @@ class ConfidenceEstimator:
             curves.append(curve)
             boots.append(_bootstrap_curves(name, s, t, grid, curve, seed + 101 + number))
         low, high = np.quantile(scores, [0.005, 0.995])
-        return cls(
+        confusion = _confusion((scores >= threshold).astype(int), y.astype(int), 2)
+        fitted = cls(
             " / ".join(names),
             np.stack(knots),
             np.stack(curves),
@@ -351,7 +360,11 @@ class ConfidenceEstimator:
             positive,
             rule,
             float(y.mean()),
+            confusion,
         )
+        decided = None if not fitted.within_decisions else groups[1]
+        fitted.calibrated_prior = float(fitted.probabilities(scores, decided).mean())
+        return fitted
 
     def estimate_window(
         self, window: Any, fit: HoldoutFit, request: EstimateRequest
@@ -399,6 +412,33 @@ class ConfidenceEstimator:
         given one, else the learned or fitted one)."""
         return np.asarray(scores, dtype=float) >= (
             self.threshold if threshold is None else threshold
+        )
+
+    def prior_shift(
+        self, scores: Any, confidence: float = 0.95, decisions: Any = None
+    ) -> dict[str, Any] | None:
+        """The window's positive rate estimated from its scores alone (``prior_estimate``):
+        EM on the calibrated probabilities, BBSE on ``score >= threshold``; None when
+        calibrated within decided classes and the window logs no decision."""
+        scores = np.asarray(scores, dtype=float)
+        if len(scores) < MIN_ROWS:
+            return None
+        decided = None
+        if self.within_decisions:
+            if decisions is None:
+                return None
+            decided = decided_positive(decisions, self.positive)
+        p = np.clip(self._curves_at(scores, decided, self.curves), 0, 1)
+        refits = np.clip(self._curves_at(scores, decided, self.bootstrap), 0, 1)
+        calibrated = self.prior if self.calibrated_prior is None else self.calibrated_prior
+        return prior_estimate(
+            np.stack([1 - p, p], axis=-1),
+            np.stack([1 - refits, refits], axis=-1),
+            [1 - self.prior, self.prior],
+            self.confusion,
+            (scores >= self.threshold).astype(int),
+            confidence,
+            [1 - calibrated, calibrated],
         )
 
     def estimate(
@@ -588,6 +628,134 @@ def _column(values: np.ndarray) -> np.ndarray:
     return np.asarray(values, dtype=float).reshape(-1, 1)
 
 
+# ---------------------------------------------------------------------------- prior shift
+
+PRIOR_ITERATIONS = 2_000
+PRIOR_TOLERANCE = 1e-9
+
+
+def em_prior(probabilities: Any, prior: Any) -> np.ndarray:
+    """The new class prior of rows whose calibrated probabilities were learned at ``prior``:
+    Saerens, Latinne and Decaestecker's EM (2002, "Adjusting the outputs of a classifier to
+    new a priori probabilities"). Each step re-weights every row's posterior by the new
+    prior over the old, renormalizes, and takes the mean as the next prior; the fixed
+    point is the maximum-likelihood mixture weight when P(x | y) stays the holdout's.
+
+    ``probabilities``: ``(..., n, K)``, vectorised over leading axes (bootstrap refits).
+
+    >>> p = np.array([[0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])  # mean P(1): 0.567
+    >>> em_prior(p, [0.5, 0.5]).round(3).tolist()
+    [0.28, 0.72]
+    """
+    p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    old = np.maximum(np.asarray(prior, dtype=float), 1e-12)
+    ratio = p / old
+    q = np.broadcast_to(old / old.sum(), (*p.shape[:-2], p.shape[-1])).copy()
+    for _ in range(PRIOR_ITERATIONS):  # EM steps; each is vectorised over rows and refits
+        weighted = ratio * q[..., None, :]
+        total = weighted.sum(axis=-1, keepdims=True)
+        posterior = np.where(total > 0, weighted / np.where(total > 0, total, 1), q[..., None, :])
+        new = posterior.mean(axis=-2)
+        if np.max(np.abs(new - q)) < PRIOR_TOLERANCE:
+            return new
+        q = new
+    return q
+
+
+def em_prior_covariance(probabilities: Any, prior: Any, new: Any) -> np.ndarray:
+    """The EM prior's sampling covariance (``K × K``) from the empirical Fisher information
+    of the mixture likelihood: the score of row i for the free weights q₁…q_{K−1} is
+    P'ᵢₖ/qₖ − P'ᵢ_K/q_K (P' the posterior re-weighted to the new prior)."""
+    p = np.clip(np.asarray(probabilities, dtype=float), 0.0, 1.0)
+    old = np.maximum(np.asarray(prior, dtype=float), 1e-12)
+    q = np.maximum(np.asarray(new, dtype=float), 1e-6)
+    weighted = p / old * q
+    posterior = weighted / np.maximum(weighted.sum(axis=1, keepdims=True), 1e-300)
+    scores = posterior[:, :-1] / q[:-1] - posterior[:, -1:] / q[-1]
+    free = np.linalg.pinv(scores.T @ scores)
+    jacobian = np.vstack([np.eye(len(q) - 1), -np.ones(len(q) - 1)])
+    return jacobian @ free @ jacobian.T
+
+
+def bbse_prior(confusion: Any, decided_shares: Any, rows: int | None = None):
+    """Black-box shift estimation (Lipton, Wang and Smola, 2018): with the holdout's joint
+    confusion matrix C[decided j, true t] and a window's shares μ of rows decided j, the
+    weights w = C⁻¹μ are q(t)/p(t) and the new prior is q = w ⊙ p (negative weights
+    clipped, renormalized). With ``rows``, also q's covariance from μ's multinomial
+    spread, D_p C⁻¹ Σ_μ C⁻ᵀ D_p (the holdout's own error in C left out).
+
+    >>> c = np.array([[0.6, 0.1], [0.1, 0.2]])  # holdout prior 0.7 / 0.3
+    >>> bbse_prior(c, [0.5, 0.5]).round(3).tolist()
+    [0.4, 0.6]
+    """
+    c = np.asarray(confusion, dtype=float)
+    mu = np.asarray(decided_shares, dtype=float)
+    prior = c.sum(axis=0)
+    inverse = np.linalg.pinv(c)
+    weights = np.maximum(inverse @ mu, 0.0)
+    q = weights * prior
+    q = q / q.sum() if q.sum() > 0 else prior
+    if rows is None:
+        return q
+    spread = (np.diag(mu) - np.outer(mu, mu)) / max(rows, 1)
+    scale = np.diag(prior) @ inverse
+    return q, scale @ spread @ scale.T
+
+
+def _confusion(decided: np.ndarray, truth: np.ndarray, k: int) -> list[list[float]]:
+    """The joint confusion matrix C[decided j, true t] (shares of all rows)."""
+    counts = np.bincount(decided * k + truth, minlength=k * k).reshape(k, k)
+    return (counts / max(len(truth), 1)).tolist()
+
+
+def prior_estimate(
+    probabilities: np.ndarray,
+    refits: np.ndarray,
+    prior: Any,
+    confusion: Any,
+    decided: np.ndarray,
+    confidence: float,
+    calibrated: Any = None,
+) -> dict[str, Any]:
+    """A window's estimated class prior before labels: EM (the value) with its band, from
+    the Fisher information and the EM prior's spread over the calibration's bootstrap
+    refits; BBSE beside it (when the holdout's confusion matrix is kept); and the mean
+    calibrated probability, which under a pure prior shift under-reacts.
+
+    EM starts from ``calibrated``, the holdout's mean calibrated probability, not its
+    label rate: that is the prior at which the probabilities are a fixed point on the
+    holdout itself. Raw scores kept as calibrated can miss the label rate by a little,
+    and EM magnifies such a miss (measured: a mean off by 0.005 moved EM by 0.016 in
+    windows like the holdout); the holdout's own gap (label rate − mean probability) is
+    added back to the EM prior instead."""
+    n, k = probabilities.shape
+    prior = np.asarray(prior, dtype=float)
+    start = prior if calibrated is None else np.asarray(calibrated, dtype=float)
+    gap = prior - start
+    em = em_prior(probabilities, start)
+    variance = np.diag(em_prior_covariance(probabilities, start, em))
+    if refits is not None and len(refits) > 1:
+        variance = variance + em_prior(refits, start).var(axis=0)
+    em = np.clip(em + gap, 0, 1)
+    em = em / em.sum()
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    half = z * np.sqrt(np.maximum(variance, 0.0))
+    out: dict[str, Any] = {
+        "em": em.tolist(),
+        "lower": np.clip(em - half, 0, 1).tolist(),
+        "upper": np.clip(em + half, 0, 1).tolist(),
+        "mean_probability": probabilities.mean(axis=0).tolist(),
+        "holdout": prior.tolist(),
+        "rows": int(n),
+    }
+    if confusion is not None:
+        shares = np.bincount(decided, minlength=k) / max(n, 1)
+        bbse, covariance = bbse_prior(confusion, shares, n)
+        out["bbse"] = bbse.tolist()
+        out["bbse_standard_error"] = np.sqrt(np.maximum(np.diag(covariance), 0)).tolist()
+    return out
+
+
 # ---------------------------------------------------------------------------- multiclass
 
 
@@ -619,6 +787,10 @@ class MulticlassEstimator:
     brier: dict[str, float] = field(default_factory=dict)
     rule: dict[str, Any] | None = None
     prior: list[float] = field(default_factory=list)
+    #: The holdout's joint confusion matrix C[argmax j, true t] (for BBSE), or None.
+    confusion: list | None = None
+    #: The holdout's mean calibrated probabilities: EM's starting prior.
+    calibrated_prior: list | None = None
 
     @classmethod
     @with_limited_threads
@@ -658,7 +830,7 @@ class MulticlassEstimator:
             rule = {"kind": "argmax", "share": float(np.mean(decided == scores.argmax(axis=1)))}
         top = scores.max(axis=1)
         low, high = np.quantile(top, [0.005, 0.995])
-        return cls(
+        fitted = cls(
             list(classes),
             bool(use),
             knots,
@@ -668,7 +840,10 @@ class MulticlassEstimator:
             {"none": raw, "isotonic": calibrated},
             rule,
             onehot.mean(axis=0).tolist(),
+            _confusion(scores.argmax(axis=1), truth, k),
         )
+        fitted.calibrated_prior = fitted.probabilities(scores).mean(axis=0).tolist()
+        return fitted
 
     @property
     def calibration(self) -> str:
@@ -709,6 +884,23 @@ class MulticlassEstimator:
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         return self._at(np.asarray(scores, dtype=float), self.curves)
+
+    def prior_shift(self, scores: Any, confidence: float = 0.95) -> dict[str, Any] | None:
+        """The window's class prior estimated from its scores alone (``prior_estimate``):
+        EM on the calibrated probabilities, BBSE on the argmax."""
+        scores = np.asarray(scores, dtype=float)
+        if len(scores) < MIN_ROWS:
+            return None
+        refits = self._at(scores, self.bootstrap) if self.calibrated else None
+        return prior_estimate(
+            self.probabilities(scores),
+            refits,
+            self.prior,
+            self.confusion,
+            scores.argmax(axis=1),
+            confidence,
+            self.calibrated_prior,
+        )
 
     def estimate(
         self, scores: Any, confidence: float = 0.95, seed: int = 0, decisions: Any = None
@@ -1269,6 +1461,34 @@ class HoldoutFit:
         request = EstimateRequest(confidence, seed, decisions, value_matrix, decision_threshold)
         return self.estimator.estimate_window(window, self, request)
 
+    def estimated_prior(
+        self, window: Any, confidence: float = 0.95, decisions: Any = None
+    ) -> dict[str, Any] | None:
+        """A window's class prior from its scores alone, before labels (EM and BBSE: see
+        ``prior_estimate``), with ``classes`` in the order of its lists; None for
+        regression, without the score columns, or with too few rows."""
+        estimator = self.estimator
+        if isinstance(estimator, ConfidenceEstimator):
+            if self.score not in window.column_names:
+                return None
+            scores = window.column(self.score).to_numpy(zero_copy_only=False).astype(float)
+            kept = np.isfinite(scores)
+            decisions = None if decisions is None else np.asarray(decisions)[kept]
+            found = estimator.prior_shift(scores[kept], confidence, decisions)
+            classes = ["negative", estimator.positive]
+        elif isinstance(estimator, MulticlassEstimator):
+            columns = [f"{self.score}_{c}" for c in estimator.classes]
+            if any(c not in window.column_names for c in columns):
+                return None
+            scores = np.column_stack(
+                [window.column(c).to_numpy(zero_copy_only=False) for c in columns]
+            ).astype(float)
+            found = estimator.prior_shift(scores[np.isfinite(scores).all(axis=1)], confidence)
+            classes = list(estimator.classes)
+        else:
+            return None
+        return None if found is None else {"classes": classes, **found}
+
     def reliability(
         self, window: Any, seed: int = 0, share: float | None = None, method: str = "nearest"
     ) -> dict[str, Any]:
@@ -1342,6 +1562,8 @@ class HoldoutFit:
                 "positive": estimator.positive,
                 "rule": estimator.rule,
                 "prior": estimator.prior,
+                "confusion": estimator.confusion,
+                "calibrated_prior": estimator.calibrated_prior,
             }
         elif isinstance(estimator, MulticlassEstimator):
             meta["estimator"] = {
@@ -1350,6 +1572,8 @@ class HoldoutFit:
                 "brier": estimator.brier,
                 "rule": estimator.rule,
                 "prior": estimator.prior,
+                "confusion": estimator.confusion,
+                "calibrated_prior": estimator.calibrated_prior,
             }
         else:
             meta["estimator"] = {
@@ -1406,6 +1630,8 @@ class HoldoutFit:
                 kept["positive"],
                 kept["rule"],
                 kept["prior"],
+                kept.get("confusion"),
+                kept.get("calibrated_prior"),
             )
         elif meta["task"] == "multiclass":
             estimator = MulticlassEstimator(
@@ -1418,6 +1644,8 @@ class HoldoutFit:
                 kept["brier"],
                 kept["rule"],
                 kept["prior"],
+                kept.get("confusion"),
+                kept.get("calibrated_prior"),
             )
         else:
             estimator = LossEstimator(

@@ -20,6 +20,16 @@ outside the holdout's support) is reported with status ``warn``, the share and
 the reason, and neither fires nor clears an alert rule: a confident wrong number
 is worse than none.
 
+Before labels, ``estimated_results`` also estimates the window's class prior from
+its scores alone (``check: labels``; ``metric: estimated_positive_rate`` for binary,
+its value the rate and its threshold the holdout's; ``estimated_prior`` for
+multiclass, its value the PSI against the holdout's prior and its threshold the 0.1
+floor): Saerens' EM on the calibrated probabilities, with BBSE and the mean calibrated
+probability in ``details``. It assumes a pure prior shift (P(x | y) the holdout's),
+which a window cannot check, so it ``warn``s at most: when its band at the monitor's
+level excludes the holdout's prior and the PSI reaches 0.1. The label-shift check
+alerts once labels are decided (``keel.checks.labels``).
+
 Estimation cannot see concept drift: see ``keel.estimation``.
 """
 
@@ -31,6 +41,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from keel.checks.labels import RULE, _psi
 from keel.checks.performance import holdout_interval, judged, unjudged
 from keel.result import Result
 
@@ -83,8 +94,10 @@ def estimated_results(
         value_matrix=value_matrix if spec.task == "binary" else None,
         decision_threshold=getattr(spec, "decision_threshold", None),
     )
+    prior = prior_result(window, estimator, spec, false_alarm_rate)
+    prior = [prior] if prior is not None else []
     if estimates is None:
-        return _undecided(names, holdout, estimator.rule)
+        return _undecided(names, holdout, estimator.rule) + prior
     reliability = estimator.reliability(
         window,
         seed,
@@ -103,9 +116,81 @@ def estimated_results(
         for name in names
     ]
     if reliability["reliable"]:
-        return results
+        return results + prior
     # Outside what the holdout covered: reported, never alerting.
-    return [replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results]
+    return [
+        replace(r, status="warn") if r.status in ("ok", "alert") else r for r in results
+    ] + prior
+
+
+def prior_result(
+    window: pa.Table, estimator: Any, spec: Any, false_alarm_rate: float
+) -> Result | None:
+    """The window's class prior estimated before labels (see the module docstring); None
+    for regression or when the window lacks the scores or has too few rows.
+
+    >>> import pandas as pd
+    >>> from keel.checks.performance import PerformanceSpec
+    >>> from keel.estimation import fit_holdout
+    >>> rng = np.random.default_rng(0)
+    >>> def rows(n, rate):  # x | y the same in both: only the prior moves
+    ...     y = (rng.random(n) < rate).astype(int)
+    ...     x = rng.normal(1.5 * y, 1.0)
+    ...     score = 1 / (1 + np.exp(-(1.5 * x - 1.125 + np.log(3 / 7))))  # P(y | x) at 0.3
+    ...     return pd.DataFrame({"x": x, "score": score, "y": y})
+    >>> fit = fit_holdout(rows(10_000, 0.3), "binary", "y", score="score")
+    >>> spec = PerformanceSpec(task="binary", label="y", score="score")
+    >>> found = prior_result(pa.Table.from_pandas(rows(3000, 0.6)), fit, spec, 0.01)
+    >>> found.metric, found.status, abs(found.value - 0.6) < 0.04
+    ('estimated_positive_rate', 'warn', True)
+    >>> found.details["mean_probability"] < 0.5  # the mean probability under-reacts
+    True
+    """
+    if estimator is None or spec.task == "regression":
+        return None
+    found = estimator.estimated_prior(
+        window, 1 - false_alarm_rate, _logged(window, spec.prediction)
+    )
+    if found is None:
+        return None
+    em, holdout = np.asarray(found["em"]), np.asarray(found["holdout"])
+    lower, upper = np.asarray(found["lower"]), np.asarray(found["upper"])
+    effect = _psi(em, holdout)
+    outside = bool(np.any((holdout < lower) | (holdout > upper)))
+    status = "warn" if outside and effect >= RULE.categorical_floor else "ok"
+    details: dict[str, Any] = {
+        "method": "EM (Saerens, Latinne and Decaestecker 2002) on calibrated probabilities",
+        "psi": effect,
+        "level": false_alarm_rate,
+        "rows": found["rows"],
+        "assumes": "a pure prior shift: P(x | y) stays the holdout's",
+    }
+    if spec.task == "binary":
+        details |= {
+            "lower": found["lower"][1],
+            "upper": found["upper"][1],
+            "bbse": found["bbse"][1] if "bbse" in found else None,
+            "mean_probability": found["mean_probability"][1],
+            "summary": f"estimated label shift (if only the prior moved): positive rate "
+            f"{em[1]:.2g} vs {holdout[1]:.2g}; mean probability {found['mean_probability'][1]:.2g}",
+        }
+        metric, value, threshold = "estimated_positive_rate", float(em[1]), float(holdout[1])
+    else:
+        classes = [str(c) for c in found["classes"]]
+        moved = int(np.argmax(np.abs(em - holdout)))
+        details |= {
+            "classes": classes,
+            "prior": found["em"],
+            "lower": found["lower"],
+            "upper": found["upper"],
+            "bbse": found.get("bbse"),
+            "mean_probability": found["mean_probability"],
+            "holdout": found["holdout"],
+            "summary": "estimated label shift (if only the prior moved): class "
+            f"{classes[moved]} share {em[moved]:.2g} vs {holdout[moved]:.2g}",
+        }
+        metric, value, threshold = "estimated_prior", effect, RULE.categorical_floor
+    return Result("labels", None, metric, value, threshold, status, details=details)
 
 
 def _logged(window: pa.Table, prediction: str | None) -> np.ndarray | None:

@@ -22,8 +22,12 @@ its threshold the floor; ``details.summary`` says it in words ("positive rate 0.
 vs 0.51"), which the diagnosis repeats. A window whose labels are not decided yet
 is ``warn`` at most (``provisional``).
 
-Before labels, the expected positive rate is the mean calibrated probability; under
-a pure prior shift that under-reacts (see ``keel.estimation``).
+Before labels, the window's prior is estimated from its scores alone
+(``metric: estimated_positive_rate`` / ``estimated_prior``, from
+``keel.checks.estimated.prior_result``): Saerens' EM, with BBSE and the mean
+calibrated probability beside it. Under a pure prior shift the mean probability
+under-reacts and EM recovers the prior; under a covariate shift it is the other way
+round, so the estimate ``warn``s at most (see ``keel.estimation``).
 
 >>> import numpy as np
 >>> holdout = {"classes": [0, 1], "counts": [4900, 5100]}
