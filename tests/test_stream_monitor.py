@@ -267,3 +267,36 @@ def test_keel_monitor_run_runs_the_stream_step(tmp_path):
 
 def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def test_monitor_serve_runs_the_stream_step_every_stream_interval(tmp_path):
+    import threading
+    import time
+
+    from keel.monitor.schedule import serve
+
+    rng = np.random.default_rng(19)
+    _log(tmp_path / "logs", rng.normal(size=200))
+    stream = FAST.replace("}", ", stream_interval: 1s, lateness: 0s}")
+    monitor = _monitor(tmp_path, _baseline(tmp_path / "b.keel"), stream)
+    monitor.schedule = "0 0 1 1 *"  # its cron run is far away: only the stream step runs
+    stop, lines = threading.Event(), []
+    server = threading.Thread(
+        target=serve,
+        args=([monitor], _store(tmp_path)),
+        kwargs={"stop": stop, "report": lines.append},
+    )
+    server.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not state_path(monitor).is_file() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # the serving loop's clock is now: these records (a shift, in the past) arrive next
+        _log(tmp_path / "logs", rng.normal(3, 1, 100), first=200)
+        while time.monotonic() < deadline and not any("stream: " in line for line in lines):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        server.join(timeout=60)
+    fed = json.loads(state_path(monitor).read_text())["streams"]["score"]["detector"]["n_seen"]
+    assert fed == 300 and any("m: stream: " in line and "alarms" in line for line in lines)
