@@ -300,3 +300,16 @@ def test_monitor_serve_runs_the_stream_step_every_stream_interval(tmp_path):
         server.join(timeout=60)
     fed = json.loads(state_path(monitor).read_text())["streams"]["score"]["detector"]["n_seen"]
     assert fed == 300 and any("m: stream: " in line and "alarms" in line for line in lines)
+
+
+def test_stream_alarms_are_not_windows_in_the_monitor_status(tmp_path):
+    from keel.monitor.run import status
+
+    rng = np.random.default_rng(20)
+    _log(tmp_path / "logs", np.concatenate([rng.normal(size=500), rng.normal(3, 1, 50)]))
+    store = _store(tmp_path)
+    assert run_stream(
+        _monitor(tmp_path, _baseline(tmp_path / "b.keel"), FAST), store, now=LATER
+    ).alarms
+    assert status(store, "m") == []
+    assert not store.latest(monitor="m", check="stream").empty

@@ -348,10 +348,18 @@ def backfill(
 
 
 def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> list[dict]:
-    """Each monitor's latest windows: start, worst status, and what alerted."""
+    """Each monitor's latest windows: start, worst status, and what alerted. A streaming
+    detector's alarms (check ``stream``, windows of one instant) are not windows here: the
+    alerts and ``store.latest(check="stream")`` tell them."""
     frame = store.latest(**({"monitor": monitor} if monitor else {}))
     if frame.empty:
         return []
+    instants = frame["window_start"] == frame["window_end"]
+    streamed = set(frame.loc[(frame["check"] == "stream") & instants, "window_start"])
+    if streamed:
+        frame = frame[~(frame["window_start"].isin(streamed) & instants)]
+        if frame.empty:
+            return []
     # A missing label (target drift: insufficient data) must not hide an ok window.
     rank = {"insufficient_data": -1, "ok": 0, "warn": 2, "error": 3, "alert": 4}
     rows = []
