@@ -880,7 +880,12 @@ class MulticlassEstimator:
         decisions = None if decisions is None else np.asarray(decisions)[kept]
         if decisions is None and not rule_holds(self.rule):
             return None
-        return self.estimate(scores, confidence, seed=seed, decisions=decisions)
+        local = None
+        if fit.local_inputs is not None and fit.support is not None:
+            inputs = fit.support.columns
+            if all(c in window.column_names for c in inputs):
+                local = fit.local_correction(window.select(inputs).to_pandas()[kept])
+        return self.estimate(scores, confidence, seed=seed, decisions=decisions, local=local)
 
     def probabilities(self, scores: np.ndarray) -> np.ndarray:
         return self._at(np.asarray(scores, dtype=float), self.curves)
@@ -903,10 +908,18 @@ class MulticlassEstimator:
         )
 
     def estimate(
-        self, scores: Any, confidence: float = 0.95, seed: int = 0, decisions: Any = None
+        self,
+        scores: Any,
+        confidence: float = 0.95,
+        seed: int = 0,
+        decisions: Any = None,
+        local: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> dict[str, Metric]:
         """Expected macro metrics of a window with bands; ``decisions`` are the logged
-        predicted labels (else the class of the largest score)."""
+        predicted labels (else the class of the largest score). ``local`` is (each row's
+        correction per class, its window-level covariance) from
+        ``HoldoutFit.local_correction``, added to the calibrated probabilities as for
+        binary; each label draw takes one normal draw of the correction's error."""
         from keel.performance import _codes
 
         scores = np.asarray(scores, dtype=float)
@@ -921,11 +934,17 @@ class MulticlassEstimator:
             else _codes(decisions, self.classes, "prediction")
         )
         decided = np.eye(k)[codes]  # n × k
-        p = self.probabilities(scores)
+        correction, covariance = (0.0, None) if local is None else local
+        p = _renormalized(self.probabilities(scores) + correction)
         expected = _multiclass_from(p.T @ decided)  # k × k: truth × decided
         rng = np.random.default_rng(seed)
         refits = self._at(scores, self.bootstrap)  # B × n × k
-        cumulative = np.cumsum(refits[np.arange(DRAWS) % len(refits)], axis=2)
+        chosen = refits[np.arange(DRAWS) % len(refits)] + correction
+        if covariance is not None and np.any(covariance):
+            error = rng.multivariate_normal(np.zeros(k), covariance, DRAWS, method="eigh")
+            chosen = chosen + error[:, None, :]
+        chosen = _renormalized(chosen) if local is not None else chosen
+        cumulative = np.cumsum(chosen, axis=2)
         drawn_labels = (rng.random((DRAWS, n))[..., None] > cumulative).sum(axis=2)
         drawn_labels = np.minimum(drawn_labels, k - 1)
         cells = (np.arange(DRAWS)[:, None] * k + drawn_labels) * k + codes[None, :]
@@ -943,8 +962,16 @@ class MulticlassEstimator:
                     (positives @ ranks - count * (count + 1) / 2) / (count * (n - count))
                 )
         drawn["roc_auc"] = np.nanmean(np.stack(per_class), axis=0)
-        method = f"confidence-based, macro ({self.calibration} calibration)"
+        method = f"confidence-based, macro ({self.calibration} calibration"
+        method += ", locally corrected)" if local is not None else ")"
         return _banded(names, expected, drawn, confidence, n, method)
+
+
+def _renormalized(p: Any) -> np.ndarray:
+    """Probabilities clipped to [0, 1] and rescaled to sum to 1 over the last axis."""
+    p = np.clip(p, 0.0, 1.0)
+    total = p.sum(axis=-1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1), 1.0 / p.shape[-1])
 
 
 def _multiclass_from(matrix: np.ndarray) -> dict[str, np.ndarray]:
@@ -1499,7 +1526,7 @@ class HoldoutFit:
         columns = [c for c in self.support.columns if c in window.column_names]
         return self.support.reliability(window.select(columns).to_pandas(), seed, share, method)
 
-    def local_correction(self, frame: Any) -> tuple[np.ndarray, float] | None:
+    def local_correction(self, frame: Any) -> tuple[np.ndarray, Any] | None:
         """Each window row's local correction to its calibrated probability — the mean
         calibration residual of its 100 nearest holdout rows — and that correction's
         window-level standard error, Σⱼ mⱼ² pⱼ(1−pⱼ) under ``mⱼ``, holdout row j's share
@@ -1508,7 +1535,11 @@ class HoldoutFit:
         Calibration on the score alone assumes P(y | score) is the holdout's; under a
         covariate shift within the support a misspecified model breaks that (the
         study's "shift that hurts": accuracy bias −0.020 on the score alone, −0.002
-        corrected). Inside the support, the neighbours' residuals carry P(y | x)."""
+        corrected). Inside the support, the neighbours' residuals carry P(y | x).
+
+        Multiclass: the residuals are one-hot label − calibrated probabilities (a row per
+        holdout row, a column per class), the correction is their mean per class (it sums
+        to zero), and its error is the covariance Σⱼ mⱼ² (diag pⱼ − pⱼpⱼᵀ)."""
         if self.local_inputs is None or self.support is None:
             return None
         frame = _frame(frame)
@@ -1524,14 +1555,19 @@ class HoldoutFit:
         correction = residuals[index].mean(axis=1)
         share = np.bincount(index.ravel(), minlength=len(residuals)) / index.size
         fitted = np.clip(self.local_probabilities, 0, 1)
+        if residuals.ndim == 2:  # multiclass: the multinomial covariance of the mean residual
+            weighted = fitted * (share**2)[:, None]
+            return correction, np.diag(weighted.sum(axis=0)) - (fitted.T * share**2) @ fitted
         spread = float(np.sqrt(np.sum(share**2 * fitted * (1 - fitted))))
         return correction, spread
 
     @property
     def local_probabilities(self) -> np.ndarray:
         """The calibrated probabilities behind the local residuals (label − residual is
-        0 or 1, so residual = label − p)."""
+        0 or 1, so residual = label − p); per class for multiclass."""
         residuals = self.local_residuals
+        if residuals.ndim == 2:  # the label's class is the one residual that is not negative
+            return np.eye(residuals.shape[1])[residuals.argmax(axis=1)] - residuals
         return np.where(residuals >= 0, 1 - residuals, -residuals)
 
     def meta(self) -> dict[str, Any]:
@@ -1786,6 +1822,14 @@ def fit_holdout(
         positive = decided_positive(rows[target].to_numpy(), estimator.positive)
         local_inputs = support.encode(rows[inputs])
         local_residuals = positive.astype(float) - calibrated
+    elif task == "multiclass":
+        from keel.performance import _codes
+
+        local = stratified_rows(frame[target].to_numpy(), LOCAL_ROWS, seed + 7)
+        rows = frame.iloc[local]
+        onehot = np.eye(len(classes))[_codes(rows[target].to_numpy(), list(classes), "label")]
+        local_inputs = support.encode(rows[inputs])
+        local_residuals = onehot - estimator.probabilities(rows[columns].to_numpy(float))
     truth = frame[target].to_numpy()
     if task == "regression":
         sample = truth.astype(float)
