@@ -32,16 +32,19 @@ import pyarrow as pa
 
 from keel import __version__, _container
 from keel.errors import DataError, FormatError, KeelError
-from keel.fingerprint import TableFingerprint
+from keel.fingerprint import CONTENT_DIGEST, ContentFingerprint, row_hashes
 from keel.profile import NumericProfile, Profile
 from keel.profile.numeric import counts_in_bins
 from keel.profile.profile import profile_kind
-from keel.sample import RowSample
+from keel.sample import HashSample
 from keel.schema import Schema
 from keel.stats.binning import DEFAULT_BINS, quantile_edges
 from keel.stats.samples import NumericSample
 
-FORMAT_VERSION = 2  # 2: numeric columns hold keel quantile sketches (1: DataSketches KLL)
+#: 3: the data digest is order-independent (``keel.fingerprint.ContentFingerprint``) and
+#: the sample a bottom-k by hash (``keel.sample.HashSample``); 2: keel quantile sketches;
+#: 1: DataSketches KLL. Every older version still reads.
+FORMAT_VERSION = 3
 _KIND = b"BASE"
 DEFAULT_SAMPLE_SIZE = 10_000
 
@@ -139,22 +142,134 @@ class Baseline:
         if start is not None or end is not None:
             source = _period(source, schema, start, end)
         profile = Profile.empty(schema, sketch_k=sketch_k)
-        sample, fingerprint = RowSample(sample_size, seed), TableFingerprint()
+        sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
         for batch in source.batches():
-            profile.update(batch)
-            sample.update(batch)
-            fingerprint.update(batch)
+            summarize_batch(batch, profile, sample, fingerprint)
             if on_batch is not None:
                 on_batch(batch.num_rows)
-        bin_edges = {
-            name: quantile_edges(NumericSample.from_profile(column), bins)
-            for name, column in profile.columns.items()
-            if type(column) is NumericProfile and column.count
-        }
+        bin_edges = reference_edges(profile, bins)
         _count_in_bins(source, profile, bin_edges)
+        return cls._recorded(
+            source.name,
+            schema,
+            profile,
+            sample,
+            fingerprint,
+            bin_edges,
+            all_roles,
+            kinds,
+            bins,
+            sketch_k,
+            sample_size,
+            seed,
+            metrics,
+            lineage,
+            start,
+            end,
+            (source, holdout, reference_is_holdout, target, score_prefix, prediction),
+            task,
+            classes,
+        )
+
+    @classmethod
+    def from_spark(
+        cls,
+        frame: Any,
+        *,
+        target: str | None = None,
+        prediction: str | None = None,
+        score: str | None = None,
+        timestamp: str | None = None,
+        id: str | None = None,  # noqa: A002 - the role's name
+        roles: Mapping[str, str] | None = None,
+        kinds: Mapping[str, str] | None = None,
+        bins: int = DEFAULT_BINS,
+        sketch_k: int = 1024,
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        seed: int = 0,
+        metrics: Mapping[str, float] | None = None,
+        lineage: Mapping[str, Any] | None = None,
+        name: str = "Spark DataFrame",
+    ) -> Baseline:
+        """Record a baseline from a Spark DataFrame (``keel[spark]``), partition by partition.
+
+        The same as ``from_data`` of the same rows whatever the partitioning: counts, bins,
+        category counts, the fingerprint and the sample exactly, moments to 1e-12 relative,
+        quantiles within the sketches' error. Each partition is profiled, fingerprinted and
+        sampled through ``mapInArrow``; the driver merges the parts, fixes the bins at the
+        reference's quantiles, and a second pass counts every partition in them. Columns of
+        a Spark type keel does not profile are left out with a warning that names them.
+        Holdout fits are made from local data (``from_data``).
+        """
+        from keel.engines.spark import baseline_parts
+
+        named = {
+            "target": target,
+            "prediction": prediction,
+            "score": score,
+            "timestamp": timestamp,
+            "id": id,
+        }
+        all_roles = _validated_roles(named, roles)
+        schema, profile, sample, fingerprint, counter = baseline_parts(
+            frame, all_roles, kinds, sketch_k, sample_size, seed
+        )
+        _check_roles(schema, all_roles)
+        bin_edges = reference_edges(profile, bins)
+        for column, counts in counter(bin_edges).items():
+            profile.columns[column].bin_edges = bin_edges[column]
+            profile.columns[column].bin_counts = counts
+        return cls._recorded(
+            name,
+            schema,
+            profile,
+            sample,
+            fingerprint,
+            bin_edges,
+            all_roles,
+            kinds,
+            bins,
+            sketch_k,
+            sample_size,
+            seed,
+            metrics,
+            lineage,
+            None,
+            None,
+            None,
+            None,
+            None,
+        )
+
+    @classmethod
+    def _recorded(
+        cls,
+        source_name: str,
+        schema: Schema,
+        profile: Profile,
+        sample: HashSample,
+        fingerprint: ContentFingerprint,
+        bin_edges: dict[str, np.ndarray],
+        all_roles: dict[str, str],
+        kinds: Mapping[str, str] | None,
+        bins: int,
+        sketch_k: int,
+        sample_size: int,
+        seed: int,
+        metrics: Mapping[str, float] | None,
+        lineage: Mapping[str, Any] | None,
+        start: str | None,
+        end: str | None,
+        holdout_from: tuple | None,
+        task: str | None,
+        classes: list | None,
+    ) -> Baseline:
+        """The baseline of a reference already profiled, sampled and fingerprinted."""
+        from keel.data import open_source
+
         if profile.rows == 0:
             period = f" between {start} and {end}" if start or end else ""
-            raise DataError(f"{source.name}: no rows to make a baseline of{period}")
+            raise DataError(f"{source_name}: no rows to make a baseline of{period}")
         config = {
             "period": [start, end],
             "bins": bins,
@@ -163,8 +278,12 @@ class Baseline:
             "seed": seed,
             "roles": all_roles,
             "kinds": dict(kinds or {}),
+            "digest": CONTENT_DIGEST,
         }
         fit, metrics = None, dict(metrics or {})
+        source, holdout, reference_is_holdout, target, score_prefix, prediction = holdout_from or (
+            (None,) * 6
+        )
         if target and (holdout is not None or reference_is_holdout):
             rows = _holdout_rows(source if reference_is_holdout else open_source(holdout))
             task = task or _task(score_prefix, prediction, classes)
@@ -206,7 +325,7 @@ class Baseline:
             metrics=dict(metrics or {}),
             lineage=dict(lineage or {}),
             created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-            source=source.name,
+            source=source_name,
             notes=_scale_notes(profile),
             holdout=fit,
         )
@@ -300,9 +419,10 @@ class Baseline:
             pass
         value = fit(self)
         payload = {"format": "keel.fit/v1", "baseline_id": self.id, "what": what, "value": value}
-        # A read-only folder: fitted again next time, never an error.
+        # A read-only folder: fitted again next time, never an error. Not sort_keys: the
+        # value reads back in the order it was made (a sum over it rounds the same way).
         with contextlib.suppress(OSError, KeelError):
-            write_atomically(beside, json.dumps(payload, sort_keys=True))
+            write_atomically(beside, json.dumps(payload))
         return value
 
     def summary(self) -> dict[str, Any]:
@@ -349,10 +469,36 @@ def _holdout_rows(source: Any) -> pa.Table:
 
 
 def _digest(table: pa.Table) -> str:
-    fingerprint = TableFingerprint()
+    fingerprint = ContentFingerprint()
     for batch in table.to_batches():
         fingerprint.update(batch)
     return fingerprint.hexdigest()
+
+
+def summarize_batch(
+    batch: pa.RecordBatch | pa.Table,
+    profile: Profile,
+    sample: HashSample,
+    fingerprint: ContentFingerprint,
+) -> None:
+    """One reference batch into a baseline's three summaries; its row hashes made once.
+    Every engine (one process, Spark's partitions) goes through here."""
+    profile.update(batch)
+    if batch.num_rows:
+        hashes = row_hashes(batch)
+        sample.update(batch, hashes)
+        fingerprint.update(batch, hashes)
+    elif fingerprint.columns is None:
+        fingerprint.columns = list(batch.schema.names)
+
+
+def reference_edges(profile: Profile, bins: int) -> dict[str, np.ndarray]:
+    """Inner bin edges at each numeric column's reference quantiles."""
+    return {
+        name: quantile_edges(NumericSample.from_profile(column), bins)
+        for name, column in profile.columns.items()
+        if type(column) is NumericProfile and column.count
+    }
 
 
 def _validated_roles(
