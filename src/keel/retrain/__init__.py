@@ -4,16 +4,23 @@
 at the horizon from ``horizon``; ``policy.decide`` turns window diagnoses into a decision;
 ``job.run_retrain`` trains a ``challenger``; ``shadow_pairs`` reads the gateway's shadow log
 into the gate's arrays, and ``promotion`` compares, records and, once a person approves
-(``approve``, ``reject``), moves the ``champion`` alias.
+(``approve``, ``reject``), moves the ``champion`` alias. ``watch.challenger_results`` gives a
+monitor window's running comparison as Results, ``canary`` judges a canary's randomized
+arm unpaired (labels that depend on the decision), and ``backtest`` replays a policy over
+the logged history, point-in-time.
 docs/retraining.md has the statistics and their measured error rates.
 """
 
+from keel.retrain.backtest import BacktestReport, backtest
+from keel.retrain.canary import evaluate_canary
 from keel.retrain.gate import Condition, GateConfig, GateReport, Outcomes, evaluate_gate
 from keel.retrain.horizon import accuracy_horizon, discordant_share, paired_horizon
 from keel.retrain.policy import RetrainPolicy, TriggerDecision, WindowDiagnosis, decide
 from keel.retrain.promotion import PromotionRefused, PromotionRun, approve, compare, reject, runs
+from keel.retrain.watch import challenger_results
 
 __all__ = [
+    "BacktestReport",
     "Condition",
     "GateConfig",
     "GateReport",
@@ -25,9 +32,12 @@ __all__ = [
     "WindowDiagnosis",
     "accuracy_horizon",
     "approve",
+    "backtest",
+    "challenger_results",
     "compare",
     "decide",
     "discordant_share",
+    "evaluate_canary",
     "evaluate_gate",
     "paired_horizon",
     "reject",
