@@ -7,20 +7,17 @@ into the gate's arrays, and ``promotion`` compares, records and, once a person a
 (``approve``, ``reject``), moves the ``champion`` alias. ``watch.challenger_results`` gives a
 monitor window's running comparison as Results, ``canary`` judges a canary's randomized
 arm unpaired (labels that depend on the decision), and ``backtest`` replays a policy over
-the logged history, point-in-time.
+the logged history, point-in-time (import them from their modules: the gateway imports
+this package, and must not reach the checks through it).
 docs/retraining.md has the statistics and their measured error rates.
 """
 
-from keel.retrain.backtest import BacktestReport, backtest
-from keel.retrain.canary import evaluate_canary
 from keel.retrain.gate import Condition, GateConfig, GateReport, Outcomes, evaluate_gate
 from keel.retrain.horizon import accuracy_horizon, discordant_share, paired_horizon
 from keel.retrain.policy import RetrainPolicy, TriggerDecision, WindowDiagnosis, decide
 from keel.retrain.promotion import PromotionRefused, PromotionRun, approve, compare, reject, runs
-from keel.retrain.watch import challenger_results
 
 __all__ = [
-    "BacktestReport",
     "Condition",
     "GateConfig",
     "GateReport",
@@ -32,12 +29,9 @@ __all__ = [
     "WindowDiagnosis",
     "accuracy_horizon",
     "approve",
-    "backtest",
-    "challenger_results",
     "compare",
     "decide",
     "discordant_share",
-    "evaluate_canary",
     "evaluate_gate",
     "paired_horizon",
     "reject",
