@@ -19,7 +19,7 @@ from keel.retrain.canary import Arm, Guards, canary_horizon, evaluate_canary, re
 from keel.retrain.gate import GateConfig
 from keel.retrain.paired import newcombe_lower
 from keel.retrain.promotion import compare
-from keel.retrain.watch import challenger_results
+from keel.retrain.watch import challenger_results, store_challenger_results
 from keel.store.logs import LogWriter
 
 SPAN = timedelta(days=3)
@@ -246,6 +246,15 @@ def test_compare_uses_the_canary_arm_when_labels_depend_on_the_decision(world): 
     metrics = {r.metric for r in rows}
     assert {"accuracy", "latency_p99_ms", "error_rate", "paired_labels"} <= metrics
     assert all(r.details["comparison"] == "canary" for r in rows)
+    # And for every closed window from the canary's first answer (labels matured by then).
+    written = store_challenger_results(monitor, store, START + timedelta(days=4), registry=registry)
+    assert len({r.window_start for r in written}) == 4
+    counts = sorted(
+        (r.window_start, r.value, r.status) for r in written if r.metric == "paired_labels"
+    )
+    assert [n for _, n, _ in counts] == sorted(n for _, n, _ in counts)  # running: never falls
+    assert counts[-1][2] == "ok" and counts[-1][1] >= run.horizon
+    assert len(store.latest(check="challenger", metric="latency_p99_ms")) == 4
 
 
 def test_a_slow_canary_keeps_the_champion(world):  # noqa: F811
