@@ -3,8 +3,9 @@ v1 champion, v2 challenger), the gateway's three logs written by the log writer,
 promotion runs ``keel.retrain.promotion.compare`` records, uvicorn on loopback, Chromium.
 
 A pending promotion appears with its gate report (per metric and segment: Δ, its bound,
-the threshold and the margin, pass or fail; n and the horizon; shadow drops), and a run
-below its horizon shows its running estimates. Without a session the page has no buttons
+the threshold and the margin, pass or fail; n and the horizon; shadow drops), a run
+below its horizon shows its running estimates, and a canary's unpaired comparison shows
+its arms and its guards. Without a session the page has no buttons
 and a forged POST is refused (403) and audited by the library. Signed in, a person
 approves (the champion moves, the audit names them), rejects only with a reason, and rolls
 an alias back with a reason.
@@ -230,3 +231,43 @@ def test_a_rejection_from_the_page_closes_the_run_under_the_persons_name(tab, wo
     assert decided.decision_reason == "wait for the holiday traffic" and champion(world) == 1
     assert "rejected by bob" in page.locator(f"#run-{again.run}").inner_text()
     assert problems == []
+
+
+def test_a_canary_comparison_shows_its_arms_and_its_guards(tmp_path):
+    """``labels_depend_on_decision: true``: compare judges the canary's randomized arm,
+    unpaired (the canary tests' logs), and the page says so."""
+    from datetime import timedelta
+
+    from sklearn.dummy import DummyClassifier
+
+    from keel.registry.aliases import promote
+    from keel.registry.embedded import EmbeddedRegistry
+    from keel.retrain.promotion import compare
+
+    from .test_retrain_canary import _canary_monitor, _write_canary_logs
+    from .test_retrain_promotion import START
+
+    url = f"sqlite:///{tmp_path / 'keel.db'}"
+    store = ResultStore(url)
+    registry = EmbeddedRegistry(store)
+    for _ in range(2):
+        run = registry.log_run("loans", {}, {})
+        model = DummyClassifier().fit([[0], [1]], [0, 1])
+        registry.register("loans", model, run, tags={"keel.baseline": "b.keel"})
+    promote(registry, store, "loans", 1, "champion", "first model", "ada")
+    promote(registry, store, "loans", 2, "challenger", "retrained", "keel-retrain")
+    _write_canary_logs(tmp_path / "logs")
+    found = compare(
+        _canary_monitor(tmp_path), store, registry=registry, as_of=START + timedelta(days=30)
+    )
+    assert found.counts["comparison"] == "canary" and found.status == "pending", found.reason
+    server = Server(url)
+    try:
+        page = httpx.get(server.base + "/models", timeout=60).text
+    finally:
+        server.stop()
+    article = page.split(f'id="run-{found.run}"', 1)[1].split("</article>", 1)[0]
+    assert "the canary's randomized arm, unpaired" in article
+    assert "Δ (canary − champion)" in article and "Shadow drops" not in article
+    assert re.search(r"<td>latency_p99_ms</td>", article) and "<td>error_rate</td>" in article
+    assert "newcombe" in article

@@ -655,13 +655,14 @@ def promotion_runs(store: Any, per_model: int = 20) -> dict[str, list[dict[str, 
 
 def run_view(run: dict[str, Any]) -> dict[str, Any]:
     """A run as the Models page shows it: its conditions with their margin (the bound's
-    distance from its threshold), whether they decide yet, and the shadow's drops.
+    distance from its threshold), whether they decide yet, whether it judged the canary's
+    arm (unpaired) or the shadow (paired), and the shadow's drops.
 
     >>> view = run_view({"status": "insufficient_data", "horizon": 100, "counts": {"paired": 40},
     ...     "gate": {"conditions": [{"metric": "accuracy", "segment": None, "estimate": 0.03,
     ...     "lower": -0.01, "threshold": 0.0, "passed": False, "gating": True}]}})
-    >>> view["running"], view["conditions"][0]["margin"]
-    (True, -0.01)
+    >>> view["running"], view["canary"], view["conditions"][0]["margin"]
+    (True, False, -0.01)
     """
     gate = run.get("gate") or {}
     counts = run.get("counts") or {}
@@ -678,6 +679,7 @@ def run_view(run: dict[str, Any]) -> dict[str, Any]:
         **run,
         "conditions": conditions,
         "running": run.get("status") == "insufficient_data",
+        "canary": counts.get("comparison") == "canary",
         "paired": counts.get("paired", gate.get("n")),
         "drop_share": counts.get("drop_share", gate.get("shadow_drop_share")),
         "drop_reasons": counts.get("drop_reasons") or {},
