@@ -11,14 +11,17 @@ import sys
 import textwrap
 from datetime import timedelta
 
+import numpy as np
+import pytest
 from tests.test_retrain_promotion import START, _monitor, _write_logs, world  # noqa: F401
 
 from keel.checks.base import CHECKS
 from keel.checks.challenger import GATE_METRICS
 from keel.monitor.config import parse_config
 from keel.retrain.gate import METRICS
-from keel.retrain.promotion import runs
+from keel.retrain.promotion import compare, runs
 from keel.retrain.watch import challenger_results, store_challenger_results
+from keel.store.logs import LogWriter
 
 
 def _watched(folder, min_effect=0.02):
@@ -141,3 +144,86 @@ def test_compare_store_results_writes_them_from_the_cli(world):  # noqa: F811
     assert done.returncode == 1 and "pending" in done.stdout, done.stdout + done.stderr
     assert "challenger Results:" in done.stdout and "in 2 window(s)" in done.stdout
     assert len(store.latest(check="challenger", metric="paired_labels")) == 2
+
+
+def _latency_logs(root, shadow_ms, n=4000, seed=3):
+    """A challenger 6 points more accurate whose own predict time is ``shadow_ms``; the
+    champion's whole request takes about 5 ms."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random(n) < 0.5).astype(int)
+    champion = np.where(rng.random(n) < 0.80, y, 1 - y)
+    challenger = np.where(rng.random(n) < 0.86, y, 1 - y)
+    times = [START + timedelta(days=3) * (i / n) for i in range(n)]
+    common = {"model_name": "loans", "record_format": "keel.serve/1"}
+    with LogWriter(root, "predictions", model="loans") as writer:
+        writer.append(
+            [
+                {
+                    **common,
+                    "request_id": f"r{i:05d}",
+                    "event_time": times[i],
+                    "model_version": "1",
+                    "role": "champion",
+                    "route": "champion",
+                    "prediction": int(champion[i]),
+                    "latency_ms": 4.0 + rng.random() * 2,
+                }
+                for i in range(n)
+            ]
+        )
+    with LogWriter(root, "predictions", model="loans.shadow") as writer:
+        writer.append(
+            [
+                {
+                    **common,
+                    "request_id": f"r{i:05d}",
+                    "event_time": times[i] + timedelta(milliseconds=5),
+                    "model_version": "2",
+                    "role": "shadow",
+                    "prediction": int(challenger[i]),
+                    "latency_ms": shadow_ms * (0.8 + rng.random() * 0.4),
+                    "shadow_dropped": None,
+                }
+                for i in range(n)
+            ]
+        )
+    with LogWriter(root, "labels", model="loans") as writer:
+        writer.append(
+            [
+                {
+                    "request_id": f"r{i:05d}",
+                    "event_time": times[i] + timedelta(days=1),
+                    "label": int(y[i]),
+                }
+                for i in range(n)
+            ]
+        )
+
+
+@pytest.mark.parametrize("shadow_ms, status", [(2.0, "pending"), (20.0, "keep_champion")])
+def test_the_shadows_latency_guards_the_promotion(world, shadow_ms, status):  # noqa: F811
+    folder, store, registry = world
+    _latency_logs(folder / "logs", shadow_ms)
+    unbounded = compare(
+        _monitor(folder), store, registry=registry, as_of=START + timedelta(days=10)
+    )
+    assert unbounded.status == "pending"  # no bound: the p99s are reported, not judged
+    assert unbounded.counts["shadow_latency_p99_ms"] == pytest.approx(shadow_ms * 1.2, rel=0.05)
+    monitor = _monitor(folder, "\n          max_latency_p99_ms: 8")
+    run = compare(monitor, store, registry=registry, as_of=START + timedelta(days=10))
+    assert run.status == status, run.reason
+    guard = run.gate["conditions"][-1]
+    assert guard["metric"] == "latency_p99_ms" and guard["passed"] == (status == "pending")
+    if status == "keep_champion":
+        assert "latency_p99_ms" in run.reason and "limit" in run.reason
+    rows = challenger_results(
+        monitor,
+        store,
+        START + timedelta(days=2),
+        START + timedelta(days=3),
+        START + timedelta(days=10),
+        registry=registry,
+    )
+    latency = next(r for r in rows if r.metric == "latency_p99_ms")
+    assert latency.status == ("ok" if status == "pending" else "warn")
+    assert latency.value == pytest.approx(guard["estimate"], rel=0.5)

@@ -89,6 +89,10 @@ class ShadowPairs:
     first_answer: datetime | None = None
     first_day_discordant: float | None = None
     first_day_answers: int = 0
+    #: p99 of ``latency_ms`` over the requests both answered: the champion's (the whole
+    #: request) and the shadow's (the challenger's own predict time); None when not logged.
+    champion_latency_p99: float | None = None
+    shadow_latency_p99: float | None = None
 
     @property
     def n(self) -> int:
@@ -114,6 +118,8 @@ class ShadowPairs:
             "first_answer": self.first_answer.isoformat() if self.first_answer else None,
             "first_day_discordant": self.first_day_discordant,
             "first_day_answers": self.first_day_answers,
+            "champion_latency_p99_ms": self.champion_latency_p99,
+            "shadow_latency_p99_ms": self.shadow_latency_p99,
         }
 
 
@@ -162,7 +168,11 @@ def read_shadow_pairs(
         f", {_name(c)} AS _{n}" for n, c in (("entity", entity), ("segment", segment)) if c
     )
     champion_score = "score" if "score" in champion_columns else "NULL"
-    shadow_score = "score" if "score" in _columns(shadow_files) else "NULL"
+    shadow_columns = _columns(shadow_files)
+    shadow_score = "score" if "score" in shadow_columns else "NULL"
+    latency = "CAST(latency_ms AS DOUBLE)"
+    shadow_latency = latency if "latency_ms" in shadow_columns else "CAST(NULL AS DOUBLE)"
+    champion_latency = latency if "latency_ms" in champion_columns else "CAST(NULL AS DOUBLE)"
     have_labels = bool(label_files) and label in _columns(label_files) and champion_files
     labelled = ""
     if have_labels:
@@ -182,6 +192,7 @@ def read_shadow_pairs(
         , p AS (
             SELECT request_id, event_time AS _champion_time, prediction AS _champion_prediction,
                 {champion_score} AS _champion_score,
+                {champion_latency} AS _champion_latency,
                 CAST(model_version AS VARCHAR) AS _champion_version{extra}
             FROM read_parquet($champion, {ORDERED})
             WHERE event_time IS NOT NULL {role}
@@ -194,7 +205,7 @@ def read_shadow_pairs(
     sql = f"""
         WITH s AS (
             SELECT request_id, event_time AS _shadow_time, prediction AS _shadow_prediction,
-                {shadow_score} AS _shadow_score,
+                {shadow_score} AS _shadow_score, {shadow_latency} AS _shadow_latency,
                 CAST(shadow_dropped AS VARCHAR) AS _dropped
             FROM read_parquet($shadow, {ORDERED})
             WHERE event_time IS NOT NULL AND event_time < $as_of
@@ -252,13 +263,17 @@ def _pairs(table: pa.Table, with_entity: bool, with_segment: bool) -> ShadowPair
 
     counts = (table.num_rows, int(pc.sum(dropped).as_py() or 0))
     first: dict[str, Any] = {}
+    for name, key in (("_champion_latency", "champion"), ("_shadow_latency", "shadow")):
+        if name in names and both.num_rows and both[name].null_count < both.num_rows:
+            p99 = pc.quantile(both[name], q=0.99, interpolation="linear")[0].as_py()
+            first[f"{key}_latency_p99"] = float(p99)
     if both.num_rows:
         start = pc.min(both["_shadow_time"])
         day = both.filter(
             pc.less(both["_shadow_time"], pa.scalar(start.as_py() + timedelta(days=1), start.type))
         )
         differ = pc.not_equal(*_comparable(day["_champion_prediction"], day["_shadow_prediction"]))
-        first = {
+        first |= {
             "first_answer": _utc(start.as_py()),
             "first_day_discordant": float(pc.mean(pc.cast(differ, pa.float64())).as_py()),
             "first_day_answers": day.num_rows,

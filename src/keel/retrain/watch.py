@@ -110,6 +110,7 @@ def challenger_results(
             entities=pairs.entities,
             shadow_drop_share=pairs.drop_share,
         )
+    report = promotion.latency_guard(report, pairs, policy)
     return as_results(
         report.to_dict(),
         max_shadow_drop_share=policy.max_shadow_drop_share,
