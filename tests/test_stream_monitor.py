@@ -110,7 +110,24 @@ def test_a_one_sigma_shift_is_caught_within_bounded_records_with_its_change_poin
     assert first.check == "stream" and first.column == "score" and first.status == "alert"
     stored = store.latest(monitor="m")
     assert set(stored["check"]) == {"stream", "diagnosis"}
-    assert len(stored[stored["check"] == "stream"]) == len(step.alarms)
+    # the shift goes on: it alarms again and again; the episode's first alarm is stored
+    assert len(step.alarms) > 1 and [a.details["episode_alarm"] for a in step.alarms[:3]] == [
+        1,
+        2,
+        3,
+    ]
+    (kept,) = stored[stored["check"] == "stream"].to_dict("records")
+    assert kept["window_start"] == first.window_start
+
+
+def test_every_alarm_is_stored_with_alarms_every(tmp_path):
+    rng = np.random.default_rng(21)
+    _log(tmp_path / "logs", np.concatenate([rng.normal(size=500), rng.normal(2, 1, 300)]))
+    store = _store(tmp_path)
+    every = FAST.replace("}", ", alarms: every}")
+    step = run_stream(_monitor(tmp_path, _baseline(tmp_path / "b.keel"), every), store, now=LATER)
+    stored = store.latest(monitor="m", check="stream")
+    assert len(step.alarms) > 3 and len(stored) == len(step.alarms)
 
 
 def test_state_survives_a_restart_two_runs_on_halves_equal_one_on_the_whole(tmp_path):
@@ -170,7 +187,7 @@ def test_an_alert_rule_on_check_stream_fires_through_a_real_webhook(tmp_path, mo
     assert notice["verified"] and payload["state"] == "firing" and payload["rule"] == "stream-alarm"
     assert payload["summary"].startswith("stream alarm in window 2026-07-02: score")
     assert payload["diagnosis"]["verdict"] == "unexplained alert"
-    assert payload["window"]["start"] == step.alarms[-1].window_start
+    assert payload["window"]["start"] == step.alarms[0].window_start  # the episode's first
 
 
 def test_a_quiet_day_after_an_alarm_resolves_the_alert(tmp_path, monkeypatch):

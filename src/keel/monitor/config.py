@@ -322,7 +322,8 @@ class StreamConfig(BaseModel):
     serve`` reads the logs; ``lateness``: records are read once this old (the log compacts
     within seconds); ``reference``: the in-control holdout file (default: the baseline's
     holdout as it keeps it, else its sample); ``state``: the state file;
-    ``resolve_after``: a stream this long without an alarm writes a quiet Result.
+    ``resolve_after``: a stream this long without an alarm writes a quiet Result, ending
+    the episode; ``alarms``: ``first`` (an episode's first alarm is stored) or ``every``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -335,6 +336,8 @@ class StreamConfig(BaseModel):
     stream_interval: str = "60s"
     lateness: str = "30s"
     resolve_after: str = "1D"
+    #: Which alarms become stored Results: an episode's first (default), or every one.
+    alarms: Literal["first", "every"] = "first"
     reference: str | None = None
     state: str | None = None
 

@@ -84,8 +84,9 @@ _CALIBRATION_VALUES = 200_000_000  # values simulated at most per calibration, a
 
 @dataclass(frozen=True)
 class StreamStep:
-    """What one streaming step did: values fed per stream, the alarm Results, the late
-    records skipped, the alert changes, and what it noticed."""
+    """What one streaming step did: values fed per stream, every alarm as a Result (stored:
+    an episode's first, or each with ``stream.alarms: every``), the late records skipped,
+    the alert changes, and what it noticed."""
 
     monitor: str
     fed: dict[str, int] = field(default_factory=dict)
@@ -228,7 +229,14 @@ def _step(
     for entry in entries:
         rows += _quiet(monitor, entry, state["streams"][entry.name], config)
     alarms = [r for r in rows if r.status == "alert"]
-    rows += _diagnoses(alarms)
+    # A sustained change re-alarms every few records (each alarm restarts the detector):
+    # by default only an episode's first alarm is stored; the quiet Result counts them all.
+    rows = [
+        r
+        for r in rows
+        if r.status != "alert" or config.alarms == "every" or r.details["episode_alarm"] == 1
+    ]
+    rows += _diagnoses([r for r in rows if r.status == "alert"])
     written, _ = store.write(rows)  # the Results first: a crash before the state re-feeds
     for entry in entries:
         state["streams"][entry.name]["detector"] = detectors[entry.name].state()
@@ -562,6 +570,10 @@ def _feed(monitor, entry, detector, state, values, times, ids, predicted=None) -
             "request_id": ids[alarm.index - first],
             "target_arl0": calibration["target_arl0"],
             "reference": calibration["reference"],
+            # 1 for an episode's first alarm (after a quiet resolve_after, or ever)
+            "episode_alarm": (
+                1 if saved.get("quiet_written", True) else int(saved.get("episode_alarms") or 0) + 1
+            ),
         }
         if predicted is not None:
             details["prediction_time"] = predicted[alarm.index - first]
@@ -581,6 +593,7 @@ def _feed(monitor, entry, detector, state, values, times, ids, predicted=None) -
             )
         )
         saved["alarms"] = int(saved.get("alarms") or 0) + 1
+        saved["episode_alarms"] = details["episode_alarm"]
         saved["last_alarm_us"] = at
         saved["quiet_written"] = False
     saved["newest_us"] = int(times[-1])
@@ -616,7 +629,11 @@ def _quiet(monitor, entry, saved, config) -> list[Result]:
             model=monitor.model,
             window_start=window_key(micros=at),
             window_end=window_key(micros=at),
-            details={"stream": entry.name, "quiet_since": window_key(micros=last)},
+            details={
+                "stream": entry.name,
+                "quiet_since": window_key(micros=last),
+                "alarms_in_episode": int(saved.get("episode_alarms") or 0),
+            },
         )
     ]
 
