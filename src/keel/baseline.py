@@ -31,8 +31,9 @@ import numpy as np
 import pyarrow as pa
 
 from keel import __version__, _container
+from keel.engines.reference import summarize_batch
 from keel.errors import DataError, FormatError, KeelError
-from keel.fingerprint import CONTENT_DIGEST, ContentFingerprint, row_hashes
+from keel.fingerprint import CONTENT_DIGEST, ContentFingerprint
 from keel.profile import NumericProfile, Profile
 from keel.profile.numeric import counts_in_bins
 from keel.profile.profile import profile_kind
@@ -473,23 +474,6 @@ def _digest(table: pa.Table) -> str:
     for batch in table.to_batches():
         fingerprint.update(batch)
     return fingerprint.hexdigest()
-
-
-def summarize_batch(
-    batch: pa.RecordBatch | pa.Table,
-    profile: Profile,
-    sample: HashSample,
-    fingerprint: ContentFingerprint,
-) -> None:
-    """One reference batch into a baseline's three summaries; its row hashes made once.
-    Every engine (one process, Spark's partitions) goes through here."""
-    profile.update(batch)
-    if batch.num_rows:
-        hashes = row_hashes(batch)
-        sample.update(batch, hashes)
-        fingerprint.update(batch, hashes)
-    elif fingerprint.columns is None:
-        fingerprint.columns = list(batch.schema.names)
 
 
 def reference_edges(profile: Profile, bins: int) -> dict[str, np.ndarray]:

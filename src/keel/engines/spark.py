@@ -26,6 +26,7 @@ The Python workers run the driver's interpreter (``PYSPARK_PYTHON`` is set to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -216,3 +217,208 @@ def _frame(spark: Any, data: Any, schema: Any) -> tuple[Any, Any]:
 
 def _quoted(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
+
+
+#: Spark types keel reads (Arrow carries them; nested types of these count rows and nulls).
+_KNOWN_TYPES = (
+    "NullType",
+    "BooleanType",
+    "ByteType",
+    "ShortType",
+    "IntegerType",
+    "LongType",
+    "FloatType",
+    "DoubleType",
+    "DecimalType",
+    "StringType",
+    "CharType",
+    "VarcharType",
+    "BinaryType",
+    "DateType",
+    "TimestampType",
+    "TimestampNTZType",
+    "DayTimeIntervalType",
+    "ArrayType",
+    "MapType",
+    "StructType",
+)
+
+
+def known_columns(frame: Any) -> list[str]:
+    """The frame's columns keel can profile; the others (a ``VariantType``, a calendar
+    interval, a user-defined type) are named in a warning and left out."""
+    import warnings
+
+    known, unknown = [], []
+    for field in frame.schema.fields:
+        (known if _is_known(field.dataType) else unknown).append(field)
+    if unknown:
+        listed = ", ".join(f"{f.name!r} ({f.dataType.simpleString()})" for f in unknown)
+        warnings.warn(
+            f"Spark DataFrame: keel does not profile columns of these types, left out: {listed}",
+            UserWarning,
+            stacklevel=3,
+        )
+    if not known:
+        raise KeelError("Spark DataFrame: no column of a type keel profiles")
+    return [f.name for f in known]
+
+
+def _is_known(data_type: Any) -> bool:
+    name = type(data_type).__name__
+    if name not in _KNOWN_TYPES:
+        return False
+    if name == "ArrayType":
+        return _is_known(data_type.elementType)
+    if name == "MapType":
+        return _is_known(data_type.keyType) and _is_known(data_type.valueType)
+    if name == "StructType":
+        return all(_is_known(f.dataType) for f in data_type.fields)
+    return True
+
+
+def baseline_parts(
+    frame: Any,
+    roles: Mapping[str, str],
+    kinds: Mapping[str, str] | None,
+    sketch_k: int,
+    sample_size: int,
+    seed: int,
+) -> tuple[Any, Any, Any, Any, Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]]:
+    """A baseline's reference summaries of a Spark DataFrame: its keel Schema, and the
+    profile, sample and fingerprint made per partition (``keel.engines.reference.summarize_batch``,
+    as one process makes them) and merged on the driver; with a function that counts every
+    partition in given bin edges (the baseline's second pass).
+    """
+    missing = missing_requirement()
+    if missing:
+        raise KeelError(f"Baseline.from_spark cannot run: {missing}")
+    from pyspark.sql import DataFrame
+    from pyspark.sql import functions as F
+
+    from keel.fingerprint import ContentFingerprint
+    from keel.profile import Profile
+    from keel.sample import HashSample
+    from keel.schema import INFERENCE_SAMPLE_ROWS, Schema
+
+    if not isinstance(frame, DataFrame):
+        raise KeelError(
+            f"Baseline.from_spark takes a Spark DataFrame, not {type(frame).__name__}: "
+            "use Baseline.from_data for files and in-memory tables"
+        )
+    names = known_columns(frame)
+    selected = frame.select(*[F.col(_quoted(name)) for name in names])
+    schema = Schema.infer(selected.limit(INFERENCE_SAMPLE_ROWS).toArrow(), roles, kinds)
+    run = _partition_summarizer(schema.to_dict(), sketch_k, sample_size, seed)
+    out = "profile binary, fingerprint string, sample_state string, sample binary"
+    profile = Profile.empty(schema, sketch_k=sketch_k)
+    sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
+    for row in selected.mapInArrow(run, out).collect():
+        profile.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
+        fingerprint.merge(ContentFingerprint.from_state(json.loads(row[1])))
+        sample.merge(HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3]))))
+    if fingerprint.columns is None:  # no partition saw a row
+        fingerprint.columns = names
+    sample._rows = _in_utc(sample.table())
+
+    def count_in_bins(edges: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not edges:
+            return {}
+        inner = {name: [float(e) for e in value] for name, value in edges.items()}
+        columns = frame.select(*[F.col(_quoted(name)) for name in inner])
+        parts = columns.mapInArrow(_partition_bin_counter(inner), "counts string").collect()
+        counts = {name: np.zeros(len(value) + 1, dtype=np.int64) for name, value in inner.items()}
+        for row in parts:
+            for name, part in json.loads(row[0]).items():
+                counts[name] += np.asarray(part, dtype=np.int64)
+        return counts
+
+    return schema, profile, sample, fingerprint, count_in_bins
+
+
+def _partition_summarizer(
+    schema: dict[str, Any], sketch_k: int, sample_size: int, seed: int
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """Spark runs this on each partition: Arrow batches in; one row out with the partition's
+    profile, fingerprint and sample (its rows and keys as Arrow IPC)."""
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from keel.engines.reference import summarize_batch
+        from keel.fingerprint import ContentFingerprint
+        from keel.profile import Profile
+        from keel.sample import HashSample
+        from keel.schema import Schema
+
+        profile = Profile.empty(Schema.from_dict(schema), sketch_k=sketch_k)
+        sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
+        for batch in batches:
+            if batch.num_rows:
+                summarize_batch(batch, profile, sample, fingerprint)
+        state, rows = sample.to_state()
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array([profile.to_bytes()], type=pa.binary()),
+                pa.array([json.dumps(fingerprint.to_state())]),
+                pa.array([json.dumps(state)]),
+                pa.array([_to_ipc(rows)], type=pa.binary()),
+            ],
+            names=["profile", "fingerprint", "sample_state", "sample"],
+        )
+
+    return run
+
+
+def _partition_bin_counter(edges: dict[str, list[float]]) -> Callable[[Iterator[Any]], Iterator]:
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from keel.profile.numeric import counts_in_bins
+        from keel.profile.profile import _to_float64
+
+        inner = {name: np.asarray(value, dtype=np.float64) for name, value in edges.items()}
+        counts = {name: np.zeros(len(value) + 1, dtype=np.int64) for name, value in inner.items()}
+        for batch in batches:
+            for name, value in inner.items():
+                values = _to_float64(batch.column(name).drop_null(), name, "numeric")
+                counts[name] += counts_in_bins(values[np.isfinite(values)], value)
+        payload = json.dumps({name: part.tolist() for name, part in counts.items()})
+        yield pa.RecordBatch.from_arrays([pa.array([payload])], names=["counts"])
+
+    return run
+
+
+def _to_ipc(table: Any) -> bytes:
+    if table is None:
+        return b""
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _from_ipc(data: bytes) -> Any:
+    if not data:
+        return None
+    import pyarrow as pa
+
+    return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+
+
+def _in_utc(table: Any) -> Any:
+    """Spark hands times over in its session's zone (``Etc/UTC``, ``Europe/Paris``): the
+    sample's times in UTC, as keel reads them from files (the instants are unchanged)."""
+    if table is None:
+        return None
+    import pyarrow as pa
+
+    fields = [
+        pa.field(f.name, pa.timestamp(f.type.unit, "UTC"), f.nullable)
+        if pa.types.is_timestamp(f.type) and f.type.tz is not None
+        else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields))
