@@ -181,8 +181,6 @@ def run_stream(
 def _step(
     monitor: MonitorConfig, config: StreamConfig, store: ResultStore, now: datetime, alerting: bool
 ) -> StreamStep:
-    from keel.monitor.run import _baseline
-
     baseline = _baseline(monitor)
     path = state_path(monitor)
     state = load_state(path, baseline.id, monitor.name)
@@ -267,6 +265,26 @@ def _step(
         ],
         warnings=warnings,
     )
+
+
+_BASELINES: dict[tuple[str, int, int], Any] = {}
+
+
+def _baseline(monitor: MonitorConfig) -> Any:
+    """The monitor's baseline, loaded once per file version (a step runs every minute)."""
+    from keel.monitor.run import _baseline as load
+
+    path = Path(monitor.baseline)
+    try:
+        found = path.stat()
+    except OSError:
+        return load(monitor)  # says which file is missing
+    key = (str(path.resolve()), found.st_mtime_ns, found.st_size)
+    if key not in _BASELINES:
+        if len(_BASELINES) >= 8:  # a few monitors' baselines; never a growing cache
+            _BASELINES.pop(next(iter(_BASELINES)))
+        _BASELINES[key] = load(monitor)
+    return _BASELINES[key]
 
 
 # -- calibration ----------------------------------------------------------------------------
