@@ -9,9 +9,14 @@ side then profiled in those bins.
 
 What this gives, whatever the partitioning: row, null, NaN and value counts, minimum,
 maximum, category counts and the counts in given bin edges are exactly those of one
-process; means and variances agree to rounding (Chan et al.'s merge); quantiles agree
+process; means and variances agree to 1e-12 relative (Chan et al.'s merge about a pilot
+value, even at |mean|/sd = 1e9); quantiles agree
 within the sketches' stated error. Bin edges read off the reference's quantile sketch are
 exact while the sketch is (up to 200,000 values per column), and within its error after.
+
+``keel.baseline.Baseline.from_spark`` records a baseline the same way (``baseline_parts``):
+each partition's profile, bottom-k sample and content fingerprint, merged; the baseline
+equals ``Baseline.from_data`` of the same rows, its id and sample included.
 
 pyspark is imported only when the engine is used: ``import keel.engines`` never loads it.
 The Python workers run the driver's interpreter (``PYSPARK_PYTHON`` is set to
