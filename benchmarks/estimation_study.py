@@ -1,6 +1,7 @@
 """How good is performance estimation? Windows where the truth is known, four kinds.
 
 Run: python benchmarks/estimation_study.py [--windows 200] [--rows 2000]
+[--only classifier|regressor] [--scenarios "shift that hurts" ...] [--dump FILE.csv]
 
 A logistic-regression model is trained on a reference where P(y=1 | x) is a
 known function of two features, and decides at a threshold of 0.65 (not 0.5);
@@ -167,17 +168,22 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--nannyml", type=Path, default=NANNYML)
+    parser.add_argument("--only", choices=("classifier", "regressor"), default=None)
+    parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--dump", type=Path, default=None, help="every window's row, as CSV")
     args = parser.parse_args()
-    rng = np.random.default_rng(0)
     for make in (classifier, regressor):
-        study(make(rng), args, rng)
+        # Each model draws from its own seeded stream, so either runs alone the same.
+        own = np.random.default_rng([0, 0 if make is classifier else 1])
+        if args.only is None or make.__name__ == args.only:
+            study(make(own), args, own)
 
 
 def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> None:
     """Every scenario's windows through keel (and NannyML, where installed); one table."""
     rows, windows = [], []
     started = time.perf_counter()
-    for scenario in SCENARIOS:
+    for scenario in args.scenarios:
         for index in range(args.windows):
             frame, realized = case.draw(rng, args.rows, scenario, (index + 1) / args.windows)
             key = f"{scenario}/{index:03d}"
@@ -200,6 +206,8 @@ def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> Non
             "unreliable",
         ],
     )
+    if args.dump is not None:
+        found.to_csv(args.dump.with_suffix(f".{case.peer}.csv"), index=False)
     peer = _nannyml(args.nannyml, case.peer, case.reference, windows)
     print(case.title)
     _table(found, peer)
