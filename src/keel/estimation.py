@@ -31,9 +31,13 @@ well as the label draws' spread.
 **Regressors** (``LossEstimator``). Two gradient-boosting models learn each
 holdout row's absolute and squared error from its features and prediction; a
 window's estimated MAE is the mean predicted absolute error, RMSE the root of
-the mean predicted squared error. Bands hold each row's noise (normal with its
-predicted variance) and the loss model's fit error: 50 refits on bootstrap
-resamples give its relative error by decile of predicted loss.
+the mean predicted squared error. Each model is recalibrated on the holdout
+(isotonic, target on prediction: boosting shrinks toward the mean), and beyond the
+holdout's inputs the loss is carried on linearly from the models' slope toward the
+edge. Bands hold each row's noise (normal with its predicted variance) and the loss
+models' own error: the larger of 50 bootstrap refits' relative error (each model its
+own) and the holdout's sampling error of the loss level in the window's bins of
+predicted loss; plus the extrapolation's own size.
 
 **Reliability** (``SupportReference``). A window row is *outside* the holdout's
 support when its distance to its 10th nearest holdout row (inputs standardized on
