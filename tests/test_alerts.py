@@ -281,7 +281,7 @@ def test_email_goes_through_a_real_smtp_server_and_a_refused_login_is_recorded(s
 @pytest.mark.parametrize(
     ("rule", "message"),
     [
-        ("check: feature_drfit", "unknown check 'feature_drfit'; valid checks: diagnosis, "),
+        ("check: feature_drfit", "unknown check 'feature_drfit'; valid checks: challenger, "),
         ("check: quality, metric: nulls", "check 'quality' has no metric 'nulls'; valid metrics"),
         ("check: quality, condition: 'about 3'", "use 'status'"),
         ("check: quality, channels: [pager]", "names channel 'pager'; declared channels: hook"),
