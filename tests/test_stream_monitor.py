@@ -187,6 +187,7 @@ def test_an_alert_rule_on_check_stream_fires_through_a_real_webhook(tmp_path, mo
     assert notice["verified"] and payload["state"] == "firing" and payload["rule"] == "stream-alarm"
     assert payload["summary"].startswith("stream alarm in window 2026-07-02: score")
     assert payload["diagnosis"]["verdict"] == "unexplained alert"
+    assert payload["diagnosis"]["summary"].startswith("stream alarm: score moved from 2026-07-02")
     assert payload["window"]["start"] == step.alarms[0].window_start  # the episode's first
 
 

@@ -657,13 +657,32 @@ def _quiet(monitor, entry, saved, config) -> list[Result]:
 
 
 def _diagnoses(alarms: list[Result]) -> list[Result]:
-    """Each alarm's window diagnosed as every window is (``keel.diagnosis``)."""
-    from keel.diagnosis import diagnose
+    """Each alarm's window diagnosed as every window is (``keel.diagnosis``); a window of
+    stream alarms alone says which streams moved and since when (no rule names a cause
+    from one stream: the window's checks do when it closes)."""
+    from keel.diagnosis import Diagnosis, diagnose
 
     by_window: dict[str, list[Result]] = {}
     for alarm in alarms:
         by_window.setdefault(alarm.window_start, []).append(alarm)
-    return [diagnose(rows).to_result(template=rows[0]) for rows in by_window.values()]
+    made = []
+    for rows in by_window.values():
+        diagnosis = diagnose(rows)
+        moved = "; ".join(
+            f"{r.details['stream']} moved"
+            + (
+                f" from {r.details['change_point_time'][:16]}"
+                if r.details.get("change_point_time")
+                else ""
+            )
+            + f" ({r.details['detector']}, value {r.details['alarm_index']:,} of the stream)"
+            for r in rows
+        )
+        summary = f"stream alarm: {moved}; the window's checks name the cause when it closes"
+        made.append(
+            Diagnosis(diagnosis.verdict, summary, diagnosis.causes).to_result(template=rows[0])
+        )
+    return made
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
