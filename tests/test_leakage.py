@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 
 from keel.checks.leakage import Availability, check_leakage
 from keel.errors import ConfigError, SchemaError
-from keel.fingerprint import TableFingerprint
+from keel.fingerprint import data_digest
 from keel.seeds import derive_seed
 
 START = pd.Timestamp("2026-01-01", tz="UTC")
@@ -109,9 +109,8 @@ def test_the_probes_auc_is_sklearns_cross_val_score_on_the_same_rows_and_seed(tw
     train = twin[0].copy()
     train["refund_issued"] = train["y"] + np.random.default_rng(5).normal(0, 0.3, len(train))
     (finding,) = check(train).findings
-    fingerprint = TableFingerprint()
-    fingerprint.update(pa.Table.from_pandas(train, preserve_index=False))
-    seed = derive_seed(fingerprint.hexdigest()[:16], "leakage", "probe")
+    fingerprint = data_digest(pa.Table.from_pandas(train, preserve_index=False))
+    seed = derive_seed(fingerprint[:16], "leakage", "probe")
     assert finding.evidence["seed"] == seed
     model = HistGradientBoostingClassifier(
         max_iter=25, learning_rate=0.2, max_leaf_nodes=15, early_stopping=False, random_state=seed

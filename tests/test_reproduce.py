@@ -9,6 +9,7 @@ import json
 import subprocess
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
@@ -89,6 +90,27 @@ def test_a_changed_data_row_is_detected(project):
     assert not items["data"].matches and "train" in items["data"].details["changed"]
     assert "holdout" not in items["data"].details["changed"]  # row 10 is in the training part
     assert items["packages"].matches and items["code"].matches
+
+
+def test_a_record_made_before_its_digest_was_named_is_checked_by_the_ordered_digest(project):
+    from keel.fingerprint import ORDERED_DIGEST, data_digest
+
+    _, data, registry = project
+    version = _train(registry, data)
+
+    def as_recorded_before(record):  # every row in order, and no "digest" field
+        whole = pd.read_parquet(data).sort_values("t", kind="stable")
+        cut = len(whole) - max(1, -(-len(whole) * 20 // 100))
+        parts = {"train": whole.iloc[:cut], "holdout": whole.iloc[cut:]}
+        for role, rows in parts.items():
+            table = pa.Table.from_pandas(rows.sort_index(), preserve_index=False)
+            record["data"][role]["fingerprint"] = data_digest(table, ORDERED_DIGEST)
+            del record["data"][role]["digest"]
+        record["data"]["split"]["whole"].pop("digest")
+
+    _edit_record(registry, version.run_id, as_recorded_before)
+    found = reproduce(registry, "loans@1")
+    assert _items(found)["data"].matches, _items(found)["data"].summary
 
 
 def test_a_changed_package_version_is_detected(project):

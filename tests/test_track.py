@@ -13,7 +13,7 @@ import sklearn
 
 from keel.baseline import Baseline
 from keel.errors import KeelError
-from keel.fingerprint import TableFingerprint
+from keel.fingerprint import data_digest
 from keel.monitor.config import load_config
 from keel.performance import holdout_metrics
 from keel.registry import load_model
@@ -53,9 +53,7 @@ def _train(data, registry, **options):
 
 
 def _fingerprint(table):
-    found = TableFingerprint()
-    found.update(table)
-    return found.hexdigest()
+    return data_digest(table)
 
 
 def test_the_record_describes_the_data_split_by_time(project):

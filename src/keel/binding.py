@@ -120,7 +120,7 @@ def bind_calibration(
 def _training_rows(record: dict) -> Any:
     """The recorded training rows, read again, or why they cannot be (a string)."""
     from keel.errors import KeelError
-    from keel.tracking import prepare_data
+    from keel.tracking import prepare_data, recorded_digest
 
     data = record.get("data") or {}
     train = data.get("train") or {}
@@ -136,6 +136,7 @@ def _training_rows(record: dict) -> Any:
             None if split else data["holdout"]["source"],
             split.get("holdout_last"),
             timestamp,
+            recorded_digest(data),
         )
     except KeelError as error:
         return f"the training data cannot be read ({error})"

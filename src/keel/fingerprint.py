@@ -4,8 +4,11 @@
 order, batching or partitioning, and mergeable; ``row_hashes`` gives each row's 128-bit
 hash, vectorized over a batch, and also keys the reference sample (``keel.sample``).
 
-``TableFingerprint`` (training data, leakage findings, baselines of format 2): every row,
-in order, whatever the batch boundaries.
+``TableFingerprint`` (baselines of format 2, lineage records made before ``digest`` was
+recorded): every row, in order, whatever the batch boundaries. ``data_digest`` is the one
+way to fingerprint a whole table by either digest's name: lineage records, leakage
+reports and baselines all use ``CONTENT_DIGEST``, so a baseline's ``data_digest`` is its
+training data's lineage fingerprint.
 
 Each row is hashed (pandas' vectorized 64-bit row hash over all columns) and
 the stream of row hashes is fed to SHA-256. Two tables with the same
@@ -61,6 +64,8 @@ _NULL = np.uint64(0x4E554C4C4E554C4C)
 _POLY = (np.uint64(0x100000001B3), np.uint64(0xC6A4A7935BD1E995))  # odd multipliers
 #: What ``ContentFingerprint.hexdigest`` digests, named in the baseline's config.
 CONTENT_DIGEST = "keel-rows-sum/1"
+#: What ``TableFingerprint`` digests: the name records made before ``digest`` imply.
+ORDERED_DIGEST = "keel-rows-sha/1"
 
 
 def _mix(values: np.ndarray) -> np.ndarray:
@@ -261,3 +266,31 @@ class ContentFingerprint:
         fingerprint.rows, fingerprint.total = state["rows"], int(state["sum"], 16)
         fingerprint.columns = state["columns"]
         return fingerprint
+
+
+def data_digest(table: pa.Table, digest: str = CONTENT_DIGEST) -> str:
+    """A whole table's fingerprint by the digest named: ``CONTENT_DIGEST`` (rows as a
+    multiset; what keel records now) or ``ORDERED_DIGEST`` (every row in order; how records
+    made before their ``digest`` field were fingerprinted, so they are checked the same way).
+
+    >>> table = pa.table({"a": [1, 2, 3]})
+    >>> data_digest(table) == data_digest(table.take([2, 1, 0]))
+    True
+    >>> data_digest(table, ORDERED_DIGEST) == data_digest(table.take([2, 1, 0]), ORDERED_DIGEST)
+    False
+    """
+    if digest == CONTENT_DIGEST:
+        fingerprint: ContentFingerprint | TableFingerprint = ContentFingerprint()
+    elif digest == ORDERED_DIGEST:
+        fingerprint = TableFingerprint()
+    else:
+        from keel.errors import FormatError
+
+        raise FormatError(
+            f"unknown data digest {digest!r}: this keel knows {CONTENT_DIGEST} and {ORDERED_DIGEST}"
+        )
+    if not table.num_rows and digest == CONTENT_DIGEST:
+        fingerprint.update(table)  # the columns are part of it, even with no row
+    for batch in table.to_batches(max_chunksize=262_144):
+        fingerprint.update(batch)
+    return fingerprint.hexdigest()

@@ -92,7 +92,12 @@ def reproduce(
 ) -> Reproduction:
     """Re-do the run that trained the version ``ref`` names (see the module docstring)."""
     from keel.registry.base import resolve
-    from keel.tracking import PREDICTIONS_ARTIFACT, prepare_data, table_from_bytes
+    from keel.tracking import (
+        PREDICTIONS_ARTIFACT,
+        prepare_data,
+        recorded_digest,
+        table_from_bytes,
+    )
 
     version = resolve(registry, ref)
     if version.run_id is None:
@@ -107,6 +112,7 @@ def reproduce(
             None if split else data["holdout"]["source"],
             split.get("holdout_last"),
             split.get("timestamp") or (record.get("roles") or {}).get("timestamp"),
+            recorded_digest(data),
         )
     except KeelError as error:
         raise CannotReproduce(

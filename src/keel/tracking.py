@@ -324,11 +324,17 @@ def leakage_notes(leakage: dict[str, Any] | None) -> list[str]:
 
 
 def prepare_data(
-    train: Any, holdout: Any, holdout_last: str | None, timestamp: str | None
+    train: Any,
+    holdout: Any,
+    holdout_last: str | None,
+    timestamp: str | None,
+    digest: str | None = None,
 ) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     """(training rows, holdout rows, the data record): reads the sources, splits by time when
-    ``holdout_last`` asks, and fingerprints each part. ``keel reproduce`` calls it again on
-    the recorded sources.
+    ``holdout_last`` asks, and fingerprints each part (``keel.fingerprint.data_digest``, the
+    digest baselines use, so the baseline's ``data_digest`` is the training part's
+    fingerprint). ``keel reproduce`` calls it again on the recorded sources, with the
+    ``digest`` the record names (``recorded_digest``).
 
     >>> table = pa.table({"t": [3, 1, 2, 4], "y": [0, 1, 0, 1]})
     >>> train, holdout, data = prepare_data(table, None, "50%", "t")
@@ -349,15 +355,15 @@ def prepare_data(
     if holdout_last is not None:
         share = _share(holdout_last)
         timestamp = timestamp or _timestamp_column(train_table)
-        whole = _describe(train, train_table, timestamp)
+        whole = _describe(train, train_table, timestamp, digest)
         train_table, holdout_table = split_by_time(train_table, timestamp, share)
         data["split"] = {"holdout_last": holdout_last, "timestamp": timestamp, "whole": whole}
-        data["train"] = _describe(train, train_table, timestamp)
-        data["holdout"] = _describe(train, holdout_table, timestamp)
+        data["train"] = _describe(train, train_table, timestamp, digest)
+        data["holdout"] = _describe(train, holdout_table, timestamp, digest)
     else:
         holdout_table = open_source(holdout).read_all()
-        data["train"] = _describe(train, train_table, timestamp)
-        data["holdout"] = _describe(holdout, holdout_table, timestamp)
+        data["train"] = _describe(train, train_table, timestamp, digest)
+        data["holdout"] = _describe(holdout, holdout_table, timestamp, digest)
     for role, table in (("training", train_table), ("holdout", holdout_table)):
         if table.num_rows == 0:
             raise DataError(f"the {role} data has no rows")
@@ -386,12 +392,24 @@ def split_by_time(table: pa.Table, timestamp: str, share: float) -> tuple[pa.Tab
     return table.filter(pc.invert(later)), table.filter(later)
 
 
-def _describe(source: Any, table: pa.Table, timestamp: str | None) -> dict[str, Any]:
-    from keel.fingerprint import TableFingerprint
+def recorded_digest(data: dict[str, Any]) -> str:
+    """The digest a lineage record's data was fingerprinted with (records made before the
+    ``digest`` field: every row in order).
 
-    fingerprint = TableFingerprint()
-    for batch in table.to_batches(max_chunksize=262_144):
-        fingerprint.update(batch)
+    >>> recorded_digest({"train": {"digest": "keel-rows-sum/1"}}), recorded_digest({})
+    ('keel-rows-sum/1', 'keel-rows-sha/1')
+    """
+    from keel.fingerprint import ORDERED_DIGEST
+
+    return (data.get("train") or {}).get("digest") or ORDERED_DIGEST
+
+
+def _describe(
+    source: Any, table: pa.Table, timestamp: str | None, digest: str | None = None
+) -> dict[str, Any]:
+    from keel.fingerprint import CONTENT_DIGEST, data_digest
+
+    digest = digest or CONTENT_DIGEST
     path = source if isinstance(source, str | Path) else None
     time_range = None
     if timestamp and timestamp in table.column_names and table.num_rows:
@@ -404,7 +422,8 @@ def _describe(source: Any, table: pa.Table, timestamp: str | None) -> dict[str, 
         "reproducible": path is not None,
         "rows": table.num_rows,
         "time_range": time_range,
-        "fingerprint": fingerprint.hexdigest(),
+        "fingerprint": data_digest(table, digest),
+        "digest": digest,
         "schema": {f.name: str(f.type) for f in table.schema},
     }
 

@@ -85,12 +85,9 @@ def _require(table: pa.Table, column: str, option: str, what: str) -> None:
 
 
 def _fingerprint(table: pa.Table) -> str:
-    from keel.fingerprint import TableFingerprint
+    from keel.fingerprint import data_digest
 
-    fingerprint = TableFingerprint()
-    for batch in table.to_batches(max_chunksize=262_144):
-        fingerprint.update(batch)
-    return fingerprint.hexdigest()
+    return data_digest(table)
 
 
 def check_leakage(
