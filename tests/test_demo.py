@@ -140,6 +140,16 @@ def test_the_demo_prints_each_alert_as_its_webhook_received_it_with_the_diagnosi
     assert any("diagnosis: pipeline fault: unit change in amount" in line for line in diagnoses)
 
 
+def test_the_demo_streams_the_score_and_alerts_within_a_day_of_the_covariate_shift(demo_run):
+    _, result = demo_run
+    streamed = [line for line in result.stdout.splitlines() if "[FIRING] outputs-streamed" in line]
+    assert streamed, result.stdout
+    # week 5 starts on 2026-07-30: the first day's reading of the log catches it, where the
+    # weekly window tells it when the week has closed
+    assert streamed[0].lstrip().startswith("week  5 day 1 ⇢ webhook"), streamed[0]
+    assert "stream alarm in window 2026-07-30: score" in streamed[0]
+
+
 def test_the_demo_tells_the_concept_drift_once_the_labels_have_come(demo_run):
     _, result = demo_run
     lines = result.stdout.splitlines()

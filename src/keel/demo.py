@@ -213,6 +213,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
     from keel.alerts.receiver import WebhookReceiver
     from keel.monitor.config import load_config
     from keel.monitor.run import run_monitor, status
+    from keel.monitor.stream import run_stream
     from keel.store import ResultStore
 
     logs = output / "logs"
@@ -251,6 +252,11 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "      - {name: money, check: kpi, metric: value_per_1000, severity: critical, "
             "channels: [team]}\n"
             "      - {name: served-features, check: skew, severity: critical, channels: [team]}\n"
+            "      - {name: outputs-streamed, check: stream, column: score, severity: warning, "
+            "channels: [team]}\n"
+            "    stream:\n"  # the score, record by record, between the weekly windows
+            "      streams: [score]\n      false_alarm_every: 120D\n      lateness: 0s\n"
+            f"      state: {output / 'stream' / 'loans.json'}\n"
             "    skew:\n"
             f"      features: [{USER_FEATURE}]\n"
             f"      events: {output / 'applications.parquet'}\n"
@@ -266,9 +272,18 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
         # Labels come late: 30% of a week's outcomes a week after it (the riskiest
         # applications are followed up first, a biased subset), the rest three weeks after.
         steps = len(weeks) + 3
+        (output / "stream" / "loans.json").unlink(missing_ok=True)  # the loop starts afresh
         for number in range(1, steps + 1):
             if number <= len(weeks):
                 log_weeks(logs, [weeks[number - 1]])
+                for day in range(1, 8):  # the detectors read the log's tail: daily here
+                    moment = scenario.week_start(number) + timedelta(days=day)
+                    if run_stream(monitor, store, now=moment).alerts:
+                        deliver(store, monitor.channels)
+                        for notice in receiver.notices[shown:]:
+                            line = _describe_notice(number, notice, day)
+                            console.print("  " + line, markup=False)
+                        shown = len(receiver.notices)
             closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
             _log_labels(logs, weeks, number, closed)
             run_monitor(monitor, store, now=closed)
@@ -383,12 +398,13 @@ def _log_labels(logs: Path, weeks: list[pa.Table], now: int, closed: Any) -> Non
         log_labels_of(logs, rows, closed)
 
 
-def _describe_notice(week: int, notice: dict) -> str:
+def _describe_notice(week: int, notice: dict, day: int | None = None) -> str:
     payload = notice["payload"]
     diagnosis = (payload.get("diagnosis") or {}).get("summary", "")
     signed = "signature verified" if notice["verified"] else "SIGNATURE MISMATCH"
+    when = f" day {day}" if day is not None else ""  # a stream alert, read between windows
     return (
-        f"week {week:>2} ⇢ webhook [{payload['state'].upper()}] {payload['rule']} "
+        f"week {week:>2}{when} ⇢ webhook [{payload['state'].upper()}] {payload['rule']} "
         f"({payload['severity']}): {payload['summary']}\n"
         f"           diagnosis: {diagnosis} ({signed})"
     )
