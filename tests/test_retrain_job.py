@@ -332,3 +332,31 @@ def test_the_command_line_exits_0_nothing_to_do_1_failed_2_could_not_run(
     assert "loans: failed: the entrypoint failed: ValueError: boom" in failed.stdout
     missing = run_keel("retrain", "run", "--config", tmp_path / "nope.yaml", cwd=folder)
     assert missing.returncode == 2 and "no such configuration file" in missing.stderr
+
+
+def test_a_stream_alarms_instant_diagnosis_is_not_a_window(here):
+    from keel.retrain.job import stored_diagnoses
+
+    _, scenario, store, _ = here
+    _store_diagnoses(store, scenario, _verdicts(WEEKS))
+    instant = _iso(scenario.week_start(WEEKS) + timedelta(hours=5))
+    store.write(
+        [
+            Result(
+                "diagnosis",
+                None,
+                "verdict",
+                5.0,
+                None,
+                "alert",
+                monitor="loans",
+                model="loans",
+                window_start=instant,
+                window_end=instant,
+                details={"verdict": "unexplained alert", "summary": "stream alarm: score"},
+            )
+        ]
+    )
+    found = stored_diagnoses(store, "loans", scenario.week_start(WEEKS + 1))
+    assert len(found) == WEEKS
+    assert all(d.window_start < d.window_end for d in found)

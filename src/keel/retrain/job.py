@@ -211,11 +211,15 @@ def _where(monitor, decision: TriggerDecision, now: datetime) -> dict[str, Any]:
 
 
 def stored_diagnoses(store: Any, monitor: str, now: datetime) -> list[WindowDiagnosis]:
-    """The monitor's whole-window diagnoses (no segment) that ended by ``now``, oldest first."""
+    """The monitor's whole-window diagnoses (no segment) that ended by ``now``, oldest first.
+    A stream alarm's diagnosis is an instant (its window starts where it ends), not a
+    window: it is left out, so it never breaks a trigger's run of windows."""
     frame = store.latest(monitor=monitor, check="diagnosis", metric="verdict")
     found = []
     for row in frame.to_dict("records"):
         if isinstance(row.get("segment"), str) or not row.get("window_end"):
+            continue
+        if row["window_start"] == row["window_end"]:
             continue
         diagnosis = WindowDiagnosis.from_mapping(
             {
