@@ -55,6 +55,7 @@ from keel.retrain.gate import (
     Condition,
     GateConfig,
     GateReport,
+    non_inferiority,
 )
 from keel.seeds import derive_seed
 
@@ -153,22 +154,8 @@ def evaluate_canary(
                 continue
             method, size, estimate, lower = measured
             gating = segment is None or size >= config.min_segment_labels
-            note = "" if gating else f"segment below min_segment_labels {config.min_segment_labels}"
-            threshold = -float(config.margins[metric])
             conditions.append(
-                Condition(
-                    metric,
-                    segment,
-                    "non-inferiority",
-                    method,
-                    size,
-                    estimate,
-                    lower,
-                    threshold,
-                    bool(lower > threshold),
-                    gating,
-                    note,
-                )
+                non_inferiority(metric, segment, method, size, estimate, lower, gating, config)
             )
             if metric == config.primary and segment is None:
                 conditions.insert(

@@ -225,22 +225,8 @@ def evaluate_gate(
             fixed_only = config.sequential and _fixed_only(metric, config)
             if fixed_only and config.horizon is not None and n < config.horizon:
                 waiting.append(metric)
-            note = "" if gating else f"segment below min_segment_labels {config.min_segment_labels}"
-            threshold = -float(config.margins[metric])
             conditions.append(
-                Condition(
-                    metric,
-                    segment,
-                    "non-inferiority",
-                    method,
-                    size,
-                    estimate,
-                    lower,
-                    threshold,
-                    bool(lower > threshold),
-                    gating,
-                    note,
-                )
+                non_inferiority(metric, segment, method, size, estimate, lower, gating, config)
             )
             if metric == config.primary and segment is None:
                 if mid_p is not None:
@@ -264,6 +250,42 @@ def evaluate_gate(
                     ),
                 )
     return _decide(config, n, shadow_drop_share, tuple(conditions), waiting)
+
+
+def non_inferiority(
+    metric: str,
+    segment: str | None,
+    method: str,
+    size: int,
+    estimate: float,
+    lower: float,
+    gating: bool,
+    config: GateConfig,
+) -> Condition:
+    """The condition "Δ's lower bound exceeds −margin" of one metric (and segment); a segment
+    below ``min_segment_labels`` is reported and does not gate. The paired gate and the
+    canary's unpaired one state it the same way.
+
+    >>> config = GateConfig(primary="accuracy", margins={"accuracy": 0.01}, horizon=5000)
+    >>> c = non_inferiority("accuracy", None, "tango", 5000, 0.02, -0.004, True, config)
+    >>> c.threshold, c.passed
+    (-0.01, True)
+    """
+    note = "" if gating else f"segment below min_segment_labels {config.min_segment_labels}"
+    threshold = -float(config.margins[metric])
+    return Condition(
+        metric,
+        segment,
+        "non-inferiority",
+        method,
+        size,
+        estimate,
+        lower,
+        threshold,
+        bool(lower > threshold),
+        gating,
+        note,
+    )
 
 
 def _fixed_only(metric: str, config: GateConfig) -> bool:
