@@ -59,16 +59,15 @@ def monitor_run(
                 step = run_stream(monitor, store, now=moment)
             except MonitorBusy as busy:
                 out.print(f"{monitor.name}: stream skipped: {busy}")
-                continue
-            alerting |= bool(step.alarms)
-            for warning in step.warnings:
-                err.print(f"[yellow]warning:[/] {monitor.name}: {warning}", highlight=False)
-            out.print(
-                f"{monitor.name}: stream: "
-                + ", ".join(f"{name} {count:,} values" for name, count in step.fed.items())
-                + f"; {len(step.alarms)} alarms"
-            )
-            for alert in step.alerts:
+            else:
+                alerting |= _streamed(monitor, step)
+        if monitor.retrain is not None:  # the loop: compare the live challenger, or retrain
+            from keel.retrain.loop import retrain_step
+
+            looped = retrain_step(monitor, store, now=moment)
+            alerting |= looped.alerting
+            out.print(looped.line(), highlight=False)
+            for alert in looped.alerts:
                 out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
     channels = {key: c for m in chosen for key, c in m.channels.items()}
     if channels:  # queued notices, this run's and any a channel refused before
@@ -80,6 +79,20 @@ def monitor_run(
             )
     _export_metrics(store, textfile, pushgateway)
     raise typer.Exit(EXIT_FOUND if alerting else EXIT_OK)
+
+
+def _streamed(monitor, step) -> bool:
+    """Print one streaming step; whether it alarmed."""
+    for warning in step.warnings:
+        err.print(f"[yellow]warning:[/] {monitor.name}: {warning}", highlight=False)
+    out.print(
+        f"{monitor.name}: stream: "
+        + ", ".join(f"{name} {count:,} values" for name, count in step.fed.items())
+        + f"; {len(step.alarms)} alarms"
+    )
+    for alert in step.alerts:
+        out.print(f"  alert {alert['state']}: {alert['rule']}: {alert['summary']}")
+    return bool(step.alarms)
 
 
 def _export_metrics(store, textfile: Path | None, pushgateway: str | None) -> None:

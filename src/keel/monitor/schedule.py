@@ -145,6 +145,13 @@ def _run_safely(
             f"alerting: {', '.join(outcome.alerting) or 'none'}"
             + "".join(f"; alert {a['state']}: {a['summary']}" for a in outcome.alerts)
         )
+        if getattr(monitor, "retrain", None) is not None:  # the loop, after the windows
+            from keel.retrain.loop import retrain_step
+
+            step = retrain_step(monitor, store)  # never raises; a failure is in the step
+            report(
+                step.line() + "".join(f"; alert {a['state']}: {a['summary']}" for a in step.alerts)
+            )
     except MonitorBusy as busy:  # another process runs it now: its turn, not a failure
         report(f"{monitor.name}: skipped: {busy}")
     except Exception as error:  # noqa: BLE001 - one monitor failing must not stop the loop

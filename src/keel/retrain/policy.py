@@ -140,6 +140,9 @@ class RetrainPolicy(BaseModel):
     max_latency_p99_ms: float | None = Field(default=None, gt=0)
     max_error_rate_increase: float = Field(default=0.01, ge=0, le=1)
     timeout: str = "1h"
+    #: ``keel monitor run`` (and ``serve``) run the loop's step after the windows
+    #: (keel.retrain.loop); false leaves it to ``keel retrain run`` / ``compare``.
+    run_with_monitor: bool = True
 
     @field_validator("min_interval", "timeout")
     @classmethod
