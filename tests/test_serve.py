@@ -81,6 +81,8 @@ BAD_BODIES = [
     (b"{}", 422, "exactly one of"),
     (json.dumps({"record": GOOD, "records": [GOOD]}).encode(), 422, "exactly one of"),
     (json.dumps({"record": GOOD, "extra": 1}).encode(), 422, "unknown field"),
+    # A caller's own event time is a replay's, and only when the server is told to accept it.
+    (json.dumps({"record": GOOD, "event_time": "2026-01-01"}).encode(), 422, "unknown field"),
     (json.dumps({"record": [1, 2]}).encode(), 422, "expected an object"),
     (json.dumps({"records": []}).encode(), 422, "non-empty list"),
     (json.dumps({"records": {"a": 1}}).encode(), 422, "non-empty list"),

@@ -7,6 +7,7 @@ optional) or built from the command line's options for one model::
       log_root: .keel/logs          # KEEL_LOG_ROOT, or .keel/logs
       log_mode: durable             # or fast (KEEL_LOG_MODE)
       reload_seconds: 30            # poll the sources; 0: only on the admin reload
+      accept_event_time: false      # true: a replay's body gives each record's event_times
       models:
         loans:
           model: models/loans.skops      # or models:/loans@champion
@@ -196,6 +197,9 @@ class ServeConfig:
     store_url: str | None = None
     workers: int = 1
     commit_timeout: float = 10.0
+    #: A replay or backfill: the body may give each record's ``event_times`` (one
+    #: ``event_time`` for a single record), logged instead of the moment it arrived.
+    accept_event_time: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:

@@ -204,6 +204,27 @@ def _request_ids(payload: dict, count: int, single: bool) -> list[str]:
     return list(ids)
 
 
+def _event_times(payload: dict, count: int, single: bool) -> list[datetime] | None:
+    """The records' own event times (``accept_event_time: true``), aware, UTC; else None."""
+    given = payload.get("event_time") if single else payload.get("event_times")
+    if given is None:
+        return None
+    field_name = "event_time" if single else "event_times"
+    times = [given] if single else given
+    if not isinstance(times, list) or len(times) != count:
+        raise InvalidInput(f"{field_name}: a list of {count} ISO 8601 times, one per record")
+    parsed = []
+    for index, value in enumerate(times):
+        try:
+            moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+        except ValueError:
+            moment = None
+        if moment is None:
+            raise InvalidInput(f"{field_name} {index}: an ISO 8601 time, not {value!r}")
+        parsed.append(moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment)
+    return parsed
+
+
 class Gateway:
     """Serves the models of a ``ServeConfig`` (``start``, ``predict``, admin actions, ``close``)."""
 
@@ -456,6 +477,8 @@ class Gateway:
             raise InvalidInput("the body must be an object with 'record' or 'records'")
         single = "record" in payload
         allowed = {"record", "request_id"} if single else {"records", "request_ids"}
+        if self.config.accept_event_time:  # a replay or a backfill names its own times
+            allowed |= {"event_time"} if single else {"event_times"}
         if single == ("records" in payload):
             raise InvalidInput("the body needs exactly one of 'record' (one) or 'records' (a list)")
         extra = sorted(set(payload) - allowed)
@@ -484,6 +507,7 @@ class Gateway:
             ]
         rows = champion.inputs.check(records)
         ids = _request_ids(payload, len(rows), single)
+        given_times = _event_times(payload, len(rows), single)
         config = served.config
         refuse = self.config.log_mode == "fast" and self.config.on_log_failure == "refuse"
         if refuse and not served.log.usable():
@@ -517,12 +541,13 @@ class Gateway:
         answered = time.perf_counter()
         latency_ms = round((answered - started) * 1000, 3)
         event_time = requested_at or datetime.now(UTC)  # the moment the features were seen at
+        times = given_times or [event_time] * len(rows)
         entity = config.entity_keys
         features = looked_up or [{} for _ in rows]
         bases = [
             {
                 "request_id": rid,
-                "event_time": event_time,
+                "event_time": at,
                 "model_name": name,
                 "route": arm,
                 **{key: row.get(key) for key in entity},
@@ -530,7 +555,7 @@ class Gateway:
                 **found,
                 "record_format": RECORD_FORMAT,
             }
-            for rid, arm, row, found in zip(ids, arms, rows, features, strict=True)
+            for rid, arm, row, found, at in zip(ids, arms, rows, features, times, strict=True)
         ]
         logged = [
             {
