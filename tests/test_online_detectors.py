@@ -8,7 +8,19 @@ import pytest
 from tests.common.detector_battery import BATTERY
 
 from keel.errors import ConfigError, DataError
-from keel.online import CUSUM, DETECTORS, EWMA, DetectorStateError, PageHinkley, restore
+from keel.online import (
+    ADWIN,
+    CUSUM,
+    DETECTORS,
+    EWMA,
+    KSWIN,
+    DetectorStateError,
+    PageHinkley,
+    restore,
+)
+from keel.online.adwin import bucket_ends
+from keel.online.calibrate import calibrate, run_lengths
+from keel.online.kswin import ks_counts, ks_p_values
 
 
 @pytest.mark.parametrize("check", BATTERY, ids=lambda check: check.__name__)
@@ -87,6 +99,8 @@ PINNED = {
     "cusum": (CUSUM(0.0, 1.0, h=8.0), [2131, 2292, 2318, 2360, 2503]),
     "ewma": (EWMA(0.0, 1.0, width=3.5), [2053, 2129, 2142, 2166, 2213]),
     "page_hinkley": (PageHinkley(delta=0.1, threshold=30.0), [2053]),
+    "adwin": (ADWIN(delta=0.002), [2111]),
+    "kswin": (KSWIN(alpha=0.001, seed=3), [2019]),
 }
 
 
@@ -133,4 +147,128 @@ def test_a_state_of_another_kind_or_format_is_refused():
     with pytest.raises(DetectorStateError, match="format"):
         CUSUM.from_state({**state, "format": 99}, baseline_id="b")
     with pytest.raises(DetectorStateError, match="unknown detector"):
-        restore({**state, "detector": "adwin"}, baseline_id="b")
+        restore({**state, "detector": "shewhart"}, baseline_id="b")
+
+
+# -- ADWIN and KSWIN: River 0.26 is their oracle (keel[stream]), SciPy KSWIN's p-values ---------
+
+
+def _river_alarms(detector, stream: np.ndarray) -> list[int]:
+    fired = []
+    for i, x in enumerate(stream.tolist()):
+        detector.update(x)
+        if detector.drift_detected:
+            fired.append(i)
+    return fired
+
+
+RIVER_CASES = [
+    (ADWIN, {"delta": 0.002}),
+    (ADWIN, {"delta": 0.3, "clock": 8, "max_buckets": 3}),
+    (ADWIN, {"delta": 0.05, "clock": 1, "max_buckets": 2, "min_window_length": 3}),
+    (KSWIN, {"alpha": 0.005, "seed": 1}),
+    (KSWIN, {"alpha": 0.02, "window_size": 60, "stat_size": 20, "seed": 7}),
+]
+
+
+@pytest.mark.parametrize(("kind", "params"), RIVER_CASES, ids=lambda case: str(case))
+def test_adwin_and_kswin_raise_rivers_alarms_index_for_index(kind, params):
+    pytest.importorskip("river", reason='River is the oracle: pip install "keel[stream]"')
+    rng = np.random.default_rng(derive_seed_for(kind, params))
+    stream = np.concatenate([rng.normal(0, 1, 1_500), rng.normal(0.7, 1.5, 1_000)])
+    stream[:400] = np.round(stream[:400])  # ties too
+    expected = _river_alarms(kind.river(**params), stream)
+    ours = kind(**params)
+    assert [i for i, x in enumerate(stream) if ours.update(x)] == expected
+    assert len(expected) >= 1
+
+
+def derive_seed_for(kind, params) -> int:
+    from keel.seeds import derive_seed
+
+    return derive_seed("river-oracle", kind.name, sorted(params.items()))
+
+
+def test_river_missing_names_the_extra(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_river(name, *args, **kwargs):
+        if name == "river" or name.startswith("river."):
+            raise ImportError("no river here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_river)
+    with pytest.raises(ConfigError, match=r'pip install "keel\[stream\]"'):
+        ADWIN.river()
+    assert ADWIN().update(1.0) is False  # keel's own detectors need no River
+
+
+def test_adwin_bucket_ends_follow_the_exponential_histogram():
+    # replay ADWIN2's insert-and-merge by hand: a size class reaching M + 1 merges its two oldest
+    most = 3
+    classes: list[list[int]] = []  # per size class, bucket sizes, oldest first
+    for width in range(1, 400):
+        classes = classes or [[]]
+        classes[0].append(1)
+        level = 0
+        while len(classes[level]) == most + 1:
+            merged = classes[level].pop(0) + classes[level].pop(0)
+            if level + 1 == len(classes):
+                classes.append([])
+            classes[level + 1].append(merged)
+            level += 1
+        sizes = [size for level in reversed(classes) for size in level]
+        assert bucket_ends(width, most).tolist() == np.cumsum(sizes).tolist()
+
+
+def test_kswin_statistic_and_p_value_are_scipys():
+    from scipy import stats
+
+    rng = np.random.default_rng(11)
+    older, newer = (
+        np.round(rng.normal(size=(200, 30)), 1),
+        np.round(rng.normal(0.4, 1, (200, 30)), 1),
+    )
+    counts = ks_counts(older, newer)
+    for row in range(200):
+        reference = stats.ks_2samp(older[row], newer[row], method="auto")
+        assert counts[row] / 30 == pytest.approx(reference.statistic, abs=1e-12)
+        assert ks_p_values(30)[counts[row]] == pytest.approx(reference.pvalue, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", [ADWIN, KSWIN], ids=lambda kind: kind.name)
+def test_adwin_and_kswin_calibrate_to_a_target_arl0(kind):
+    reference = np.random.default_rng(21).normal(size=20_000)
+    target = 1_000 if kind is ADWIN else 400
+    streams = 300 if kind is ADWIN else 100
+    made = calibrate(lambda t: kind(threshold=t), target, reference, streams=streams)
+    assert made.arl0 >= target and made.censored == 0
+    rng = np.random.default_rng(22)
+    lengths, censored = run_lengths(
+        made.detector, lambda rows, n: rng.normal(size=(rows.size, n)), streams, max_length=50_000
+    )
+    ratio = lengths.mean() / target
+    # ADWIN's margin is continuous: within Monte Carlo error of the target. KSWIN's takes
+    # stat_size + 1 values: the smallest alpha that meets the target overshoots it.
+    assert (0.8 < ratio < 1.25) if kind is ADWIN else (0.7 < ratio < 2.5)
+    assert not censored.any()
+    # one threshold step lower (the next record below) falls short of the target
+    looser = kind(threshold=made.threshold - (0.05 if kind is ADWIN else 1.0))
+    shorter, _ = run_lengths(
+        looser, lambda rows, n: rng.normal(size=(rows.size, n)), streams, max_length=50_000
+    )
+    assert shorter.mean() < lengths.mean()
+
+
+def test_adwin_and_kswin_parameters_are_checked():
+    with pytest.raises(ConfigError, match="not both"):
+        ADWIN(delta=0.1, threshold=2.0)
+    with pytest.raises(ConfigError, match="delta must be in"):
+        ADWIN(delta=9.0)
+    with pytest.raises(ConfigError, match="alpha must be in"):
+        KSWIN(alpha=1.5)
+    with pytest.raises(ConfigError, match="stat_size"):
+        KSWIN(window_size=40, stat_size=30)
+    assert ADWIN(threshold=3.0).delta == pytest.approx(np.exp(-3.0))

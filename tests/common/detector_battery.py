@@ -71,7 +71,9 @@ def check_a_state_from_another_baseline_is_refused(kind: type[StreamDetector]) -
 
 
 def check_a_batch_gives_what_one_value_at_a_time_gives(kind: type[StreamDetector]) -> None:
-    stream = np.concatenate([_in_control(5, 4_000), _in_control(6, 2_000) + 3.0])
+    # shifts up and back (ADWIN, which adapts to a new level, alarms once per change)
+    levels = np.repeat([0.0, 3.0, 0.0, 3.0, 0.0], [4_000, 2_000, 2_000, 2_000, 2_000])
+    stream = _in_control(5, levels.size) + levels
     stream[np.random.default_rng(7).random(stream.size) < 0.02] = np.nan
     one = make(kind)
     singly = [(i, one.change_point) for i, x in enumerate(stream) if one.update(x)]

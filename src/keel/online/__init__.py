@@ -1,18 +1,20 @@
 """Streaming detectors, one per module; ``keel.online.calibrate`` sets their thresholds.
 
 >>> sorted(DETECTORS)
-['cusum', 'ewma', 'page_hinkley']
+['adwin', 'cusum', 'ewma', 'kswin', 'page_hinkley']
 """
 
 from typing import Any
 
+from keel.online.adwin import ADWIN
 from keel.online.base import Alarm, Detector, DetectorStateError, StreamDetector
 from keel.online.cusum import CUSUM
 from keel.online.ewma import EWMA
+from keel.online.kswin import KSWIN
 from keel.online.page_hinkley import PageHinkley
 
 DETECTORS: dict[str, type[StreamDetector]] = {
-    detector.name: detector for detector in (CUSUM, PageHinkley, EWMA)
+    detector.name: detector for detector in (CUSUM, PageHinkley, EWMA, ADWIN, KSWIN)
 }
 
 
@@ -27,9 +29,11 @@ def restore(state: dict[str, Any], *, baseline_id: str | None) -> StreamDetector
 
 
 __all__ = [
+    "ADWIN",
     "CUSUM",
     "DETECTORS",
     "EWMA",
+    "KSWIN",
     "Alarm",
     "Detector",
     "DetectorStateError",
