@@ -8,6 +8,7 @@ import sys
 import warnings
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import sklearn
 
@@ -110,7 +111,20 @@ def test_the_baseline_is_built_from_the_training_rows_and_attached(project):
     run, version = _train(data, registry)
     baseline = Baseline.from_bytes(registry.run_artifact(version.run_id, "baseline.keel"))
     assert version.tags["keel.baseline"] == baseline.fingerprint
-    assert baseline.rows == 480 and baseline.config["data_digest"] == _fingerprint(run.train)
+    # The reference is the training rows with the model's outputs, as keel scored them.
+    model = load_model(registry, version.ref)
+    scores = model.predict_proba(run.train.select(["x", "z"]).to_pandas())[:, 1]
+    classes = np.asarray(model.classes_)
+    reference = run.train.append_column("score", pa.array(scores)).append_column(
+        "prediction", pa.array(classes[(scores >= 0.5).astype(int)])
+    )
+    assert baseline.rows == 480 and baseline.config["data_digest"] == _fingerprint(reference)
+    assert run.record["baseline"]["data_digest"] == baseline.config["data_digest"]
+    assert run.record["data"]["train"]["fingerprint"] == _fingerprint(run.train)
+    assert baseline.schema["score"].role == "score"
+    assert baseline.schema["prediction"].role == "prediction"
+    # The performance estimator is fitted on the holdout, which the model never saw.
+    assert baseline.holdout is not None and baseline.config["holdout"]["rows"] == 120
     assert baseline.metrics == run.record["holdout"]["metrics"]
     assert baseline.schema["y"].role == "target" and baseline.schema["t"].role == "timestamp"
     assert baseline.lineage["model"] == "loans"
@@ -135,6 +149,8 @@ def test_a_monitor_reads_the_baseline_of_models_loans_at_champion(project):
     calibration = Calibration.load(monitor.calibration)
     assert calibration.baseline_id == Baseline.load(monitor.baseline).id
     assert calibration.reference_windows == 20 and calibration.window == "1D"
+    # The model's outputs too: the training rows are scored again by the bound version.
+    assert calibration.threshold("score") is not None and calibration.threshold("x") is not None
     assert registry.store.table("calibrations")["path"].tolist() == [monitor.calibration]
     (repo / "keel.yaml").write_text(
         (repo / "keel.yaml").read_text().replace("window: 1D", "window: 7D")

@@ -103,6 +103,8 @@ def bind_calibration(
         warnings.warn(f"{version.ref}: not calibrated for {window} windows: {train}", stacklevel=2)
         return None
     timestamp = (record.get("roles") or {}).get("timestamp")
+    if (record.get("baseline") or {}).get("outputs"):  # the reference holds keel's scores
+        train = _scored(registry, version.ref, record, train)
     try:
         calibration = Calibration.fit(
             baseline, train, window, timestamp=timestamp, false_alarm_rate=false_alarm_rate
@@ -143,6 +145,19 @@ def _training_rows(record: dict) -> Any:
     if found["train"]["fingerprint"] != train["fingerprint"]:
         return f"{train['source']} changed since the model was trained (fingerprint differs)"
     return rows
+
+
+def _scored(registry: Any, ref: str, record: dict, rows: Any) -> Any:
+    """The training rows with the version's own outputs, as ``keel.track`` scored them for
+    the baseline, so that the outputs' thresholds are calibrated too."""
+    from keel.registry.base import load_model
+    from keel.tracking import score_holdout, with_outputs
+
+    roles = record.get("roles") or {}
+    target = roles.get("target") or "target"
+    excluded = {c for c in (target, roles.get("timestamp"), roles.get("id")) if c}
+    scored, _ = score_holdout(load_model(registry, ref), rows, target, excluded)
+    return with_outputs(rows, scored, target)
 
 
 def bound_version(path: str) -> tuple[str, int] | None:

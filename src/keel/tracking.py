@@ -106,12 +106,18 @@ class TrainingRun:
             "predictions": PREDICTIONS_ARTIFACT,
         }
         self.record["environment"] = environment()
-        reference = self.train
+        # The model's outputs are part of the reference (prediction drift, the streams) and
+        # of the holdout (the performance estimator): keel scores both itself.
+        trained, _ = score_holdout(model, self.train, self.target, self._excluded())
+        reference = with_outputs(self.train, trained, self.target)
         baseline = Baseline.from_data(
             reference,
             target=self.target,
             timestamp=self.timestamp,
             id=self.id,
+            **output_roles(scored, task, self.target),
+            holdout=with_outputs(self.holdout, scored, self.target),
+            task=task,
             metrics=metrics,
             lineage={
                 "format": LINEAGE_FORMAT,
@@ -128,6 +134,9 @@ class TrainingRun:
             "id": baseline.id,
             "rows": baseline.rows,
             "artifact": BASELINE_ARTIFACT,
+            # The training rows with keel's scores of them: what the baseline profiles.
+            "data_digest": baseline.config["data_digest"],
+            "outputs": [c for c in trained.column_names if c != self.target],
         }
         self.record["finished_at"] = _now()
         artifacts = {
@@ -493,6 +502,42 @@ def score_holdout(model: Any, holdout: pa.Table, target: str, excluded: set[str]
             f"the {type(model).__name__} failed to score the holdout: {error}"
         ) from error
     return pa.table(columns), task
+
+
+def with_outputs(rows: pa.Table, scored: pa.Table, target: str) -> pa.Table:
+    """``rows`` with the model's output columns of ``scored`` (``score_holdout``'s) added;
+    a column of that name already in ``rows`` is refused by name.
+
+    >>> rows = pa.table({"x": [1.0, 2.0], "y": [0, 1]})
+    >>> with_outputs(rows, pa.table({"y": [0, 1], "score": [0.2, 0.9]}), "y").column_names
+    ['x', 'y', 'score']
+    """
+    outputs = [c for c in scored.column_names if c != target]
+    clash = [c for c in outputs if c in rows.column_names]
+    if clash:
+        raise TrainingError(
+            f"the data already has column(s) {', '.join(clash)}, where keel puts the model's "
+            "outputs: rename them"
+        )
+    for name in outputs:
+        rows = rows.append_column(name, scored.column(name))
+    return rows
+
+
+def output_roles(scored: pa.Table, task: str, target: str) -> dict[str, Any]:
+    """The ``Baseline.from_data`` roles of ``score_holdout``'s output columns.
+
+    >>> output_roles(pa.table({"y": [0], "score": [0.2], "prediction": [0]}), "binary", "y")
+    {'score': 'score', 'prediction': 'prediction'}
+    """
+    if task == "binary":
+        return {"score": "score", "prediction": "prediction"}
+    if task == "multiclass":
+        labels = scored.column(target).to_pylist()
+        named = [c.removeprefix("score_") for c in scored.column_names if c.startswith("score_")]
+        classes = [type(labels[0])(c) for c in named] if labels else named
+        return {"score": "score", "prediction": "prediction", "classes": classes}
+    return {"prediction": "prediction"}
 
 
 def holdout_metrics_of(scored: pa.Table, task: str, target: str) -> dict[str, float]:
