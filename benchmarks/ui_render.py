@@ -141,10 +141,14 @@ def build(folder: Path) -> str:
     return url
 
 
-def timed(client, path: str, requests: int, status: int = 200) -> list[float]:
+def timed(client, path: str, requests: int, status: int = 200, before=None) -> list[float]:
+    """Milliseconds of ``requests`` renders of ``path`` after one untimed; ``before()``, when
+    given, runs (untimed) before each (the dashboard's memory emptied, say)."""
     client.get(path)  # warm
     spent = []
     for _ in range(requests):
+        if before is not None:
+            before()
         began = time.perf_counter()
         answer = client.get(path)
         spent.append((time.perf_counter() - began) * 1000)

@@ -394,6 +394,36 @@ def test_the_overview_makes_the_same_few_queries_for_more_monitors_and_windows(t
     assert few == many <= 5, (few, many)
 
 
+def test_a_window_is_aggregated_again_only_when_its_results_change(tmp_path):
+    """The dashboard remembers each shown window's aggregates with its rows' fingerprint: an
+    unchanged overview is drawn with no aggregating statement, and a revision written to a
+    window (late labels, revised data) is on the next overview and timeline."""
+    from dataclasses import replace
+
+    url = f"sqlite:///{tmp_path / 'keel.db'}"
+    store = ResultStore(url)
+    rows = windows_of("m0", 5)
+    store.write(rows)
+    server = Server(url)
+    try:
+        first = _count_overview_queries(server)
+        again = _count_overview_queries(server)
+        assert again == first - 1, (first, again)  # the aggregates came from memory
+        newest = httpx.get(server.base + "/monitors/m0").text
+        assert '<a class="cell s-alert"' not in newest
+        drift = next(r for r in rows if r.check == "feature_drift" and r.window_start == day(4))
+        store.write([replace(drift, value=0.4, status="alert")])  # revision 1 of that Result
+        assert _count_overview_queries(server) == first
+        overview = httpx.get(server.base + "/").text
+        assert overview.count('<a class="cell s-alert"') == 1
+        assert f"{day(4)[:10]} 00:00: alert" in overview
+        timeline = httpx.get(server.base + "/monitors/m0").text
+        assert "feature drift" in timeline and timeline.count('<a class="cell s-alert"') == 1
+        assert len(server.app.state.memory) == 5 + 5  # five windows, overview and timeline
+    finally:
+        server.stop()
+
+
 def test_keel_ui_serves_the_dashboard_on_loopback(ui, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -477,7 +507,13 @@ def test_the_views_read_the_newest_revisions_on_postgresql_too(postgres_url):
     SQLite does (KEEL_TEST_POSTGRES_URL, as the store suite; skipped without it)."""
     from dataclasses import replace
 
-    from keel.store.views import latest_windows, monitor_timeline
+    from keel.store.views import (
+        check_summaries,
+        latest_windows,
+        monitor_timeline,
+        window_fingerprints,
+        window_summaries,
+    )
 
     store = ResultStore(postgres_url)
     rows = windows_of("loans", 4, segments=(None, "a"), alert_from=3)
@@ -489,4 +525,11 @@ def test_the_views_read_the_newest_revisions_on_postgresql_too(postgres_url):
     timeline = monitor_timeline(store, "loans", 1)
     newest = {(c["segment"], c["check"]): c["status"] for c in timeline}
     assert newest[(None, "feature_drift")] == "ok" and newest[("a", "feature_drift")] == "alert"
+    # The pages' reads of listed windows (what the dashboard's memory lacks) agree.
+    kept = window_fingerprints(store, 3)
+    assert sorted(kept) == [("loans", day(n)) for n in (1, 2, 3)]
+    listed = {(w["segment"], w["window_start"]): w["status"] for w in window_summaries(store, kept)}
+    assert listed == found
+    cells = check_summaries(store, [("loans", day(3))])
+    assert {(c["segment"], c["check"]): c["status"] for c in cells} == newest
     store.engine.dispose()

@@ -58,14 +58,10 @@ STATUS_OF_RANK = {rank: status for status, rank in RANKS.items()}
 NOT_JUDGED = ("window", "diagnosis")
 
 _RANK_SQL = "CASE r.status " + " ".join(f"WHEN '{s}' THEN {n}" for s, n in RANKS.items()) + " END"
-_NEWEST = (
-    "NOT EXISTS (SELECT 1 FROM keel_results n "
-    "WHERE n.key_hash = r.key_hash AND n.revision > r.revision)"
-)
-# The newest ``:per_monitor`` distinct window starts of every monitor, as each monitor's
-# earliest start kept: a loose index scan over (monitor, window_start), so a handful of index
-# seeks per monitor instead of reading every row (SQLite and PostgreSQL alike).
-_CUTOFFS = """
+# The newest ``:per_monitor`` distinct window starts of every monitor (``starts``): a loose
+# index scan over (monitor, window_start), so a handful of index seeks per monitor instead
+# of reading every row (SQLite and PostgreSQL alike).
+_STARTS = """
 WITH RECURSIVE names(monitor) AS (
     SELECT MIN(monitor) FROM keel_results
     UNION ALL
@@ -83,12 +79,7 @@ starts(monitor, window_start, n) AS (
             WHERE k.monitor = starts.monitor AND k.window_start < starts.window_start),
            n + 1
     FROM starts WHERE n < :per_monitor AND window_start IS NOT NULL
-),
-cutoffs(monitor, cutoff) AS (
-    SELECT monitor, MIN(window_start) FROM starts WHERE window_start IS NOT NULL
-    GROUP BY monitor
-)
-"""
+)"""
 _NOT_JUDGED_SQL = "('window', 'diagnosis')"
 
 
@@ -111,45 +102,52 @@ _CHECK_AGGREGATES = f"""
        MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis"""
 
 
-def _newest_only(groups: str, aggregates: str, names: str, order: str) -> str:
-    """Aggregates over the newest revision of each Result in the kept windows, in one
-    statement: every window is first aggregated over all its rows (one pass over the index
-    range, no per-row lookup) noting its highest revision; only the windows holding a
-    revision (labels that came late, data revised) are aggregated again with the per-row
-    "no newer revision" test, and their figures replace the first ones."""
+# The kept windows as a relation, ``kept(monitor, window_start)``: the newest starts found
+# above, or a list of windows given (``_listed``).
+_KEPT = """,
+kept(monitor, window_start) AS (
+    SELECT monitor, window_start FROM starts WHERE window_start IS NOT NULL
+)"""
+
+
+def _listed(windows: list[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+    """``kept(monitor, window_start)`` as a VALUES list of the given windows, and its
+    parameters."""
+    values = ", ".join(f"(:m{i}, :s{i})" for i in range(len(windows)))
+    parameters = {}
+    for i, (monitor, start) in enumerate(windows):
+        parameters[f"m{i}"], parameters[f"s{i}"] = monitor, start
+    return f"WITH kept(monitor, window_start) AS (VALUES {values})", parameters
+
+
+def _newest_only(groups: str, aggregates: str) -> str:
+    """Aggregates over the newest revision of each Result of the kept windows, in one
+    statement: the few Results that were revised (labels that came late, data revised)
+    give each revised key its newest revision (``tops``, from the rows with a revision);
+    every row of the kept windows is then read once, in its index range, and counted when
+    its key was never revised or it is that newest revision. (A per-row "no newer
+    revision" probe into the whole table's key index cost more than the aggregates.)"""
     return f"""
-, scanned AS MATERIALIZED (
-    SELECT {groups}, MAX(r.revision) AS revised, {aggregates}
-    FROM cutoffs c JOIN keel_results r ON r.monitor = c.monitor AND r.window_start >= c.cutoff
-    GROUP BY {groups}
-),
-revised_windows AS (
-    SELECT DISTINCT monitor, window_start FROM scanned WHERE revised > 0
-),
-exact AS (
-    SELECT {groups}, {aggregates}
-    FROM revised_windows w JOIN keel_results r
-         ON r.monitor = w.monitor AND r.window_start = w.window_start
-    WHERE {_NEWEST}
-    GROUP BY {groups}
+, tops AS MATERIALIZED (
+    SELECT r.key_hash, MAX(r.revision) AS top
+    FROM kept k JOIN keel_results r ON r.monitor = k.monitor AND r.window_start = k.window_start
+    WHERE r.revision > 0
+    GROUP BY r.key_hash
 )
-SELECT {names} FROM exact
-UNION ALL
-SELECT {names} FROM scanned s
-WHERE NOT EXISTS (SELECT 1 FROM revised_windows w
-                  WHERE w.monitor = s.monitor AND w.window_start = s.window_start)
-ORDER BY {order}
+SELECT {groups}, {aggregates}
+FROM kept k
+JOIN keel_results r ON r.monitor = k.monitor AND r.window_start = k.window_start
+LEFT JOIN tops t ON t.key_hash = r.key_hash
+WHERE t.top IS NULL OR r.revision = t.top
+GROUP BY {groups}
+ORDER BY {groups}
 """
 
 
-_WINDOW_NAMES = (
-    "monitor, model_version, segment, window_start, model, window_end, rank, alerting, "
-    "diagnosis, rows, labels, newest_data, newest_labels"
-)
-_CHECK_NAMES = (
-    'monitor, model_version, segment, window_start, "check", model, window_end, rank, '
-    "alerting, results, diagnosis"
-)
+_WINDOW_GROUPS = "r.monitor, r.model_version, r.segment, r.window_start"
+_CHECK_GROUPS = 'r.monitor, r.model_version, r.segment, r.window_start, r."check"'
+#: How many windows one statement names at most (``window_summaries``, ``check_summaries``).
+_LISTED_AT_ONCE = 500
 
 
 def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, Any]]:
@@ -159,17 +157,11 @@ def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, 
     ``newest_data`` and ``newest_labels`` (the window's newest ingestion times, epoch
     seconds). ``per_monitor``: how many of each monitor's newest window starts."""
     statement = sa.text(
-        _CUTOFFS.format(only="")
-        + _newest_only(
-            "r.monitor, r.model_version, r.segment, r.window_start",
-            _WINDOW_AGGREGATES,
-            _WINDOW_NAMES,
-            "monitor, model_version, segment, window_start",
-        )
+        _STARTS.format(only="") + _KEPT + _newest_only(_WINDOW_GROUPS, _WINDOW_AGGREGATES)
     )
     with store._connection() as connection:
-        fetched = connection.execute(statement, {"per_monitor": int(per_monitor)}).mappings()
-        return [_window_row(dict(row)) for row in fetched]
+        fetched = connection.execute(statement, {"per_monitor": int(per_monitor)})
+        return _window_rows(fetched)
 
 
 def monitor_timeline(store: ResultStore, monitor: str, windows: int = 60) -> list[dict[str, Any]]:
@@ -178,19 +170,92 @@ def monitor_timeline(store: ResultStore, monitor: str, windows: int = 60) -> lis
     ``alerting`` (how many alert), ``results`` (how many), and for the ``diagnosis`` check
     its ``verdict`` and ``summary``."""
     statement = sa.text(
-        _CUTOFFS.format(only="AND monitor = :monitor")
-        + _newest_only(
-            'r.monitor, r.model_version, r.segment, r.window_start, r."check"',
-            _CHECK_AGGREGATES,
-            _CHECK_NAMES,
-            'model_version, segment, window_start, "check"',
-        )
+        _STARTS.format(only="AND monitor = :monitor")
+        + _KEPT
+        + _newest_only(_CHECK_GROUPS, _CHECK_AGGREGATES)
     )
     with store._connection() as connection:
-        fetched = connection.execute(
-            statement, {"per_monitor": int(windows), "monitor": monitor}
-        ).mappings()
-        return [_window_row(dict(row)) for row in fetched]
+        fetched = connection.execute(statement, {"per_monitor": int(windows), "monitor": monitor})
+        return _window_rows(fetched)
+
+
+def window_fingerprints(
+    store: ResultStore, per_monitor: int = 14, monitor: str | None = None
+) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """The newest ``per_monitor`` windows of every monitor (or of ``monitor``), each with a
+    fingerprint of its rows, in one statement read from the (monitor, window_start) index
+    alone (one correlated count per window: grouping the index entries cost more):
+    {(monitor, window_start): (rows, highest id, sum of ids)}. A window's fingerprint
+    changes when a Result is written to it (a revision too) or removed from it, so its
+    aggregates (``window_summaries``, ``check_summaries``) need reading again only then.
+
+    >>> import tempfile, pathlib
+    >>> from keel.result import Result
+    >>> store = ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+    >>> _ = store.write([Result(check="quality", column="age", metric="missing_share",
+    ...     value=0.0, threshold=0.1, status="ok", monitor="loans", window_start="2026-01-01")])
+    >>> window_fingerprints(store)
+    {('loans', '2026-01-01'): (1, 1, 1)}
+    """
+    only = "" if monitor is None else "AND monitor = :monitor"
+    statement = sa.text(
+        _STARTS.format(only=only)
+        + _KEPT
+        + f"""
+SELECT k.monitor, k.window_start, (
+    SELECT {_as_text("COUNT(*)")} || ' ' || {_as_text("MAX(r.id)")}
+           || ' ' || {_as_text("SUM(r.id)")}
+    FROM keel_results r WHERE r.monitor = k.monitor AND r.window_start = k.window_start
+) FROM kept k
+"""
+    )
+    parameters: dict[str, Any] = {"per_monitor": int(per_monitor)}
+    if monitor is not None:
+        parameters["monitor"] = monitor
+    with store._connection() as connection:
+        fetched = connection.execute(statement, parameters).all()
+    found = {}
+    for name, start, text in fetched:
+        rows, top, total = (int(part) for part in text.split())
+        found[(name, start)] = (rows, top, total)
+    return found
+
+
+def _as_text(expression: str) -> str:
+    return f"CAST({expression} AS VARCHAR(40))"
+
+
+def window_summaries(store: ResultStore, windows: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``latest_windows``' rows for the given (monitor, window_start) windows: one statement
+    per 500 windows."""
+    return _summaries(store, windows, _WINDOW_GROUPS, _WINDOW_AGGREGATES)
+
+
+def check_summaries(store: ResultStore, windows: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """``monitor_timeline``'s rows (series × window × check) for the given (monitor,
+    window_start) windows: one statement per 500 windows.
+
+    >>> import tempfile, pathlib
+    >>> from keel.result import Result
+    >>> store = ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+    >>> _ = store.write([Result(check="quality", column="age", metric="missing_share",
+    ...     value=0.5, threshold=0.1, status="alert", monitor="loans", window_start="2026-01-01")])
+    >>> [(c["check"], c["status"], c["alerting"]) for c in check_summaries(store,
+    ...     [("loans", "2026-01-01"), ("loans", "2026-01-02")])]
+    [('quality', 'alert', 1)]
+    """
+    return _summaries(store, windows, _CHECK_GROUPS, _CHECK_AGGREGATES)
+
+
+def _summaries(store, windows, groups: str, aggregates: str) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    windows = list(windows)
+    with store._connection() as connection:
+        for first in range(0, len(windows), _LISTED_AT_ONCE):
+            kept, parameters = _listed(windows[first : first + _LISTED_AT_ONCE])
+            statement = sa.text(kept + _newest_only(groups, aggregates))
+            found += _window_rows(connection.execute(statement, parameters))
+    return found
 
 
 def window_results(store: ResultStore, monitor: str, window_start: str) -> list[dict]:
@@ -348,6 +413,11 @@ def bulk_insert(store: ResultStore, rows: Iterable[Result], chunk: int = 50_000)
             connection.execute(statement, batch)
             count += len(batch)
     return count
+
+
+def _window_rows(fetched: Any) -> list[dict[str, Any]]:
+    names = list(fetched.keys())
+    return [_window_row(dict(zip(names, values, strict=True))) for values in fetched]
 
 
 def _window_row(row: dict[str, Any]) -> dict[str, Any]:

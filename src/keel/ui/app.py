@@ -20,8 +20,10 @@ it to ``keel.retrain.promotion``, which verifies it and audits every refusal.
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from urllib.parse import parse_qs, quote, urlencode
 
 from fastapi import Request
 
+from keel.ui.memory import WindowMemory
 from keel.ui.security import COOKIE, Sessions, csrf_matches, secret_from_environment
 
 HERE = Path(__file__).resolve().parent
@@ -96,6 +99,7 @@ def create_app(
     from keel.store import ResultStore
 
     store = ResultStore(store_url)
+    memory = WindowMemory()
     sessions = Sessions(secret if secret is not None else secret_from_environment())
     templates = jinja2.Environment(
         loader=jinja2.PackageLoader("keel.ui", "templates"),
@@ -113,12 +117,14 @@ def create_app(
         number=number,
         epoch_text=epoch_text,
         series_name=series_name,
+        strip=strip,
     )
     templates.filters["ago"] = ago
 
     app = FastAPI(title="keel ui", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.store = store
     app.state.sessions = sessions
+    app.state.memory = memory
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     @app.middleware("http")
@@ -177,19 +183,20 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse)
     def overview(request: Request):
-        return page(request, "overview.html", **overview_context(store))
+        return page(request, "overview.html", **overview_context(store, memory))
 
     @app.get("/fragments/overview", response_class=HTMLResponse)
     def overview_fragment(request: Request, since: str = ""):
         if since and since == _current_stamp(store):
             return Response(status_code=204)  # nothing new: htmx keeps the page as it is
-        return page(request, "_overview.html", **overview_context(store))
+        return page(request, "_overview.html", **overview_context(store, memory))
 
     @app.get("/monitors/{name}", response_class=HTMLResponse)
     def monitor_page(
         request: Request, name: str, windows: int = TIMELINE_WINDOWS, window: str = ""
     ):
-        context = monitor_context(store, name, max(1, min(int(windows), 400)), window or None)
+        shown = max(1, min(int(windows), 400))
+        context = monitor_context(store, name, shown, window or None, memory)
         if context is None:
             return message(
                 request, 404, "No such monitor", f"the store holds no Results of monitor {name!r}"
@@ -418,12 +425,23 @@ async def read_form(request: Any) -> dict[str, str]:
 # -- page contexts: plain functions over the store's views --
 
 
-def overview_context(store: Any) -> dict[str, Any]:
-    """What the overview shows, in four queries whatever the number of monitors or windows:
-    the newest windows of every series, the open alerts, the declared monitors, the stamp."""
-    from keel.store.views import change_stamp, declared_monitors, latest_windows
+def overview_context(store: Any, memory: WindowMemory | None = None) -> dict[str, Any]:
+    """What the overview shows, in at most five queries whatever the number of monitors or
+    windows: the newest windows' fingerprints, the aggregates of those not in ``memory``
+    (none when every one is), the open alerts, the declared monitors, the stamp."""
+    from keel.store.views import (
+        change_stamp,
+        declared_monitors,
+        window_fingerprints,
+        window_summaries,
+    )
 
-    windows = latest_windows(store, OVERVIEW_WINDOWS)
+    memory = memory if memory is not None else WindowMemory()
+    fingerprints = window_fingerprints(store, OVERVIEW_WINDOWS)
+    windows = memory.read(
+        "overview", fingerprints, lambda missing: window_summaries(store, missing)
+    )
+    windows.sort(key=_in_order("monitor", "model_version", "segment", "window_start"))
     open_alerts = store.alerts.listing().to_dict("records")
     declared = declared_monitors(store)
     stamp = change_stamp(store)
@@ -490,14 +508,18 @@ def _current_stamp(store: Any) -> str:
 
 
 def monitor_context(
-    store: Any, name: str, windows: int, selected: str | None
+    store: Any, name: str, windows: int, selected: str | None, memory: WindowMemory | None = None
 ) -> dict[str, Any] | None:
     """A monitor's timeline (series × check family × window), the selected window's (the
     newest by default) diagnosis and evidence, its alerts and newest runs; None when the
-    store holds nothing of it."""
-    from keel.store.views import monitor_timeline, recent_runs, window_results
+    store holds nothing of it. The timeline's windows not in ``memory`` are aggregated in
+    one statement."""
+    from keel.store.views import check_summaries, recent_runs, window_fingerprints, window_results
 
-    cells = monitor_timeline(store, name, windows)
+    memory = memory if memory is not None else WindowMemory()
+    fingerprints = window_fingerprints(store, windows, monitor=name)
+    cells = memory.read("timeline", fingerprints, lambda missing: check_summaries(store, missing))
+    cells.sort(key=_in_order("model_version", "segment", "window_start", "check"))
     if not cells:
         return None
     series: dict[tuple, dict[str, Any]] = {}
@@ -506,20 +528,16 @@ def monitor_context(
         entry = series.setdefault(key, {"version": key[0], "segment": key[1], "checks": {}})
         entry["checks"].setdefault(cell["check"], {})[cell["window_start"]] = cell
     starts = sorted({cell["window_start"] for cell in cells})
+    # A window with no Result of a check: one shared, read-only blank square per window.
+    blanks = [{"window_start": s, "status": "none", "verdict": ""} for s in starts]
+    rank = {family: index for index, family in enumerate(FAMILY_ORDER)}
     for entry in series.values():
-        rank = {family: index for index, family in enumerate(FAMILY_ORDER)}
-        entry["rows"] = [
-            {
-                "check": check,
-                "cells": [
-                    entry["checks"][check].get(s)
-                    or {"window_start": s, "status": "none", "verdict": ""}
-                    for s in starts
-                ],
-            }
-            for check in sorted(entry["checks"], key=lambda c: (rank.get(c, 99), c))
-            if check != "window"
-        ]
+        entry["rows"] = []
+        for check in sorted(entry["checks"], key=lambda c: (rank.get(c, 99), c)):
+            if check != "window":
+                found = entry["checks"][check].get
+                row_cells = [found(s) or blank for s, blank in zip(starts, blanks, strict=True)]
+                entry["rows"].append({"check": check, "cells": row_cells})
     chosen = selected if selected in starts else starts[-1]
     evidence = window_evidence(window_results(store, name, chosen))
     model = next((c.get("model") for c in cells if c.get("model")), None)
@@ -534,6 +552,19 @@ def monitor_context(
         "runs": recent_runs(store, name, 10),
         "windows": windows,
     }
+
+
+def _in_order(*names: str) -> Callable[[dict[str, Any]], tuple]:
+    """A sort key over rows' ``names``, a missing value (a series with no model version or
+    segment) first, as the pages group them.
+
+    >>> sorted([{"s": "b"}, {"s": None}, {"s": "a"}], key=_in_order("s"))
+    [{'s': None}, {'s': 'a'}, {'s': 'b'}]
+    """
+    if len(names) == 4:
+        a, b, c, d = names
+        return lambda row: (row[a] or "", row[b] or "", row[c] or "", row[d] or "")
+    return lambda row: tuple(row[name] or "" for name in names)
 
 
 def window_evidence(rows: list[dict]) -> list[dict[str, Any]]:
@@ -725,6 +756,55 @@ def version_context(store: Any, name: str, version: int) -> dict[str, Any]:
 
 
 # -- small helpers the templates use --
+
+
+def strip(windows: list[dict[str, Any]], monitor: str, label: str) -> Any:
+    """One series' windows as a strip of statuses, each linking to its window's page (an
+    ordered list of squares, the window and its status in each square's label). Built here
+    rather than by a Jinja macro: the monitor page draws thousands of squares, and the
+    macro's per-square calls were most of its render time.
+
+    >>> str(strip([{"window_start": "2026-01-05T00:00:00+00:00", "status": "alert",
+    ...     "verdict": "data drift"}], "loans", "newest windows of loans"))
+    ... # doctest: +NORMALIZE_WHITESPACE
+    '<ol class="strip" aria-label="newest windows of loans"><li><a class="cell s-alert"
+    href="/monitors/loans/window?start=2026-01-05T00%3A00%3A00%2B00%3A00"
+    aria-label="2026-01-05 00:00: alert, data drift">✕</a></li></ol>'
+    """
+    from markupsafe import Markup, escape
+
+    parts = [f'<ol class="strip" aria-label="{escape(label)}">']
+    for window in windows:
+        status = window["status"]
+        href, moment = _square_of(monitor, window["window_start"])
+        verdict = window.get("verdict")
+        word = _STATUS_TEXT.get(status, "")
+        said = f"{word}, {escape(verdict)}" if verdict else word
+        parts.append(
+            f'<li><a class="cell s-{_STATUS_CLASS.get(status) or escape(status)}" href="{href}" '
+            f'aria-label="{moment}: {said}">{_GLYPH_TEXT.get(status, "")}</a></li>'
+        )
+    parts.append("</ol>")
+    return Markup("".join(parts))
+
+
+@functools.lru_cache(maxsize=8192)
+def _square_of(monitor: str, start: str) -> tuple[str, str]:
+    """A window's square: its page's address and its time, escaped for an attribute."""
+    from markupsafe import escape
+
+    return str(escape(window_url(monitor, start))), str(escape(short_time(start)))
+
+
+def _escaped(words: dict[str, str]) -> dict[str, str]:
+    from markupsafe import escape
+
+    return {key: str(escape(value)) for key, value in words.items()}
+
+
+_STATUS_TEXT = _escaped(STATUS_WORDS)
+_GLYPH_TEXT = _escaped(STATUS_GLYPHS)
+_STATUS_CLASS = _escaped({status: status for status in STATUS_WORDS})
 
 
 def monitor_url(name: str, **query: Any) -> str:
