@@ -271,3 +271,16 @@ def test_a_monitor_bound_to_the_champion_runs_and_lineage_counts_its_windows(pro
     (watching,) = lineage(registry, registry.store, "loans@champion")["monitors"]
     assert watching["bound_to_this_version"] and watching["windows"] == 6
     assert len(watching["alerting_windows"]) == len(outcome["alerting"])
+
+
+def test_the_owners_own_holdout_metrics_are_recorded_beside_keels(project):
+    _, data, registry = project
+    fit = load_entrypoint("train.py:fit")
+    with track(
+        "loans", train=str(data), holdout_last="20%", target="y", timestamp="t", registry=registry
+    ) as run:
+        run.log_model(fit(run.train, {}), metrics={"value_per_1000": -12.5, "roc_auc": 2.0})
+    metrics = run.record["holdout"]["metrics"]
+    assert metrics["value_per_1000"] == -12.5  # the owner's business value, kept
+    assert 0.5 < metrics["roc_auc"] <= 1.0  # keel measures ROC AUC itself: its value wins
+    assert run.baseline.metrics["value_per_1000"] == -12.5

@@ -85,15 +85,17 @@ class TrainingRun:
     version: Any = None
     baseline: Any = field(default=None, repr=False)
 
-    def log_model(self, model: Any) -> Any:
+    def log_model(self, model: Any, metrics: dict[str, float] | None = None) -> Any:
         """Score the holdout with ``model``, measure it, build the baseline, and register the
-        model as a new version (returned). Once per run."""
+        model as a new version (returned). Once per run. ``metrics``: holdout metrics of the
+        owner's own (a business value, say ``value_per_1000``), recorded beside keel's; a
+        name keel measures itself keeps keel's value."""
         if self.version is not None:
             raise TrainingError(f"this run already registered {self.version.ref}")
         from keel.baseline import Baseline
 
         scored, task = score_holdout(model, self.holdout, self.target, self._excluded())
-        metrics = holdout_metrics_of(scored, task, self.target)
+        metrics = {**(metrics or {}), **holdout_metrics_of(scored, task, self.target)}
         self.record["model"] = {
             "type": f"{type(model).__module__}.{type(model).__qualname__}",
             "params": model_params(model),
