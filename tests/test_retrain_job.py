@@ -56,6 +56,11 @@ def hang(train, params):
 
 def not_a_model(train, params):
     return {"weights": [0.1, 0.2]}
+
+def numeric_only(train, params):
+    rows = train.select(["age", "amount"]).to_pandas()
+    model = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500))
+    return model.fit(rows, train["defaulted"].to_numpy())
 """
 
 
@@ -84,13 +89,13 @@ def here(logged, tmp_path, monkeypatch):
     return folder, scenario, store, registry
 
 
-def _monitor(folder, entrypoint="trainer:fit", timeout="60s", extra=""):
+def _monitor(folder, entrypoint="trainer:fit", timeout="60s", extra="", logs=None):
     text = f"""
     monitors:
       - name: loans
         model: loans
         baseline: {folder / "b.keel"}
-        logs: {folder / "logs"}
+        logs: {logs or folder / "logs"}
         window: 7D
         retrain:
           entrypoint: {entrypoint}
@@ -256,6 +261,66 @@ def test_a_failed_job_is_an_event_and_an_alert_never_a_crash(here, entrypoint, t
         ran = run_monitor(monitor, store, now=scenario.week_start(3) + timedelta(days=1))
         assert ran.windows == 2
         assert len(store.latest(monitor="loans", check="retrain")) == 1
+
+
+def test_a_candidate_whose_schema_differs_from_the_champions_gets_no_alias(here, tmp_path):
+    import pyarrow as pa
+
+    folder, scenario, store, registry = here
+    # Upstream dropped tenure_months and now sends income as text: the rows the job
+    # selects (the baseline's features that the log holds) make another schema.
+    changed = [
+        week.drop_columns(["tenure_months"]).set_column(
+            week.schema.get_field_index("income"), "income", pc.cast(week["income"], pa.string())
+        )
+        for week in scenario.weeks
+    ]
+    log_weeks(tmp_path / "logs", changed)
+    for number, week in enumerate(changed, start=1):
+        log_labels_of(tmp_path / "logs", week, scenario.week_start(number + 1) + timedelta(days=2))
+    _store_diagnoses(store, scenario, _verdicts(WEEKS))
+    now = scenario.week_start(WEEKS + 1) + timedelta(days=3)
+    monitor = _monitor(folder, "trainer:numeric_only", logs=tmp_path / "logs")
+    outcome = run_retrain(monitor, store, now, registry=registry)
+
+    assert outcome.status == "failed" and outcome.exit_code == 1
+    assert outcome.reason.startswith(
+        f"the candidate loans@1's schema differs from the monitor's baseline {folder / 'b.keel'}'s"
+    )
+    assert "removed tenure_months; retyped income (numeric (double) -> " in outcome.reason
+    assert outcome.reason.endswith("it gets no challenger alias")
+    assert registry.aliases("loans") == {}  # registered (its lineage kept), never a challenger
+    assert [v.version for v in registry.versions("loans")] == [1]
+    (stored,) = store.latest(monitor="loans", check="retrain").to_dict("records")
+    assert (stored["metric"], stored["status"]) == ("retrain_failed", "alert")
+    assert stored["details"]["schema"]["removed"] == ["tenure_months"]
+    assert list(stored["details"]["schema"]["retyped"]) == ["income"]
+    assert "added" not in stored["details"]["schema"]
+    failed = _events(store, "retrain failed")
+    assert len(failed) == 1 and '"removed": ["tenure_months"]' in failed["details"].iloc[0]
+    assert _events(store, "challenger registered").empty
+
+
+def test_the_schema_is_judged_against_the_registered_champions_baseline(here):
+    from sklearn.linear_model import LogisticRegression
+
+    from keel.baseline import Baseline
+    from keel.registry.aliases import promote
+    from keel.retrain.job import SchemaMismatch, check_schema
+
+    folder, scenario, store, registry = here
+    narrow = scenario.training.drop_columns(["device"])
+    baseline = Baseline.from_data(narrow, **ROLES, sample_size=500)
+    run = registry.log_run("loans", {}, {"baseline.keel": baseline.to_bytes()})
+    registry.register(
+        "loans", LogisticRegression(), run, tags={"keel.baseline": baseline.fingerprint}
+    )
+    promote(registry, store, "loans", 1, "champion", "first model", "ada")
+    wide = Baseline.from_data(scenario.training, **ROLES, sample_size=500)
+    run = registry.log_run("loans", {}, {"baseline.keel": wide.to_bytes()})
+    registry.register("loans", LogisticRegression(), run, tags={"keel.baseline": wide.fingerprint})
+    with pytest.raises(SchemaMismatch, match=r"differs from the champion loans@1's: added device;"):
+        check_schema(_monitor(folder), registry, {"version": 2})
 
 
 def test_two_triggers_at_once_start_one_job(here):

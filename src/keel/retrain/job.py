@@ -50,15 +50,27 @@ if TYPE_CHECKING:  # the monitor imports the policy; the job never imports the m
     from keel.monitor.config import MonitorConfig
 
 ACTOR = "keel-retrain"
-CHALLENGER = "challenger"
+CHALLENGER, CHAMPION = "challenger", "champion"
 #: The share of the selected rows (the latest, by time) the candidate is scored on.
 HOLDOUT_LAST = "20%"
 #: Log columns that are the serving system's, never the model's inputs.
 LOG_COLUMNS = ("request_id", "model_version", "label_time", "score", "prediction")
+#: Where a job's training rows are kept (relative to the working folder, as the registry's
+#: cache is): the candidate's lineage names the file.
+RETRAIN_DATA = Path(".keel") / "retrain-data"
 
 
 class RetrainFailed(KeelError):
     """A retrain job that did not produce a registered challenger (the reason is said)."""
+
+
+class SchemaMismatch(RetrainFailed):
+    """The candidate's baseline schema is not the champion's: ``changes`` names the
+    columns (``added``, ``removed``, ``retyped``)."""
+
+    def __init__(self, message: str, changes: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.changes = changes
 
 
 @dataclass
@@ -107,7 +119,9 @@ def run_retrain(
 
 
 def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome:
-    diagnoses = stored_diagnoses(store, monitor.name, now)
+    diagnoses = stored_diagnoses(
+        store, monitor.name, now, champion_version(monitor, store, registry)
+    )
     since = now - duration(policy.training_window.last)
     matured = matured_labels(store, monitor.name, since, now)
     last = last_retrain(store, monitor.name)
@@ -140,6 +154,7 @@ def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome
         produced = _train_in_subprocess(
             monitor, policy, decision, store, registry, rows, target, python
         )
+        check_schema(monitor, registry, produced)
         from keel.registry.aliases import promote
 
         promote(
@@ -153,7 +168,8 @@ def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome
             action="challenge",
         )
     except Exception as error:  # noqa: BLE001 - a failed job is an event and an alert
-        return _failed(monitor, store, now, decision, str(error) or type(error).__name__)
+        changes = getattr(error, "changes", None)
+        return _failed(monitor, store, now, decision, str(error) or type(error).__name__, changes)
     result = Result(
         "retrain",
         None,
@@ -181,7 +197,8 @@ def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome
     )
 
 
-def _failed(monitor, store, now, decision, reason: str) -> RetrainOutcome:
+def _failed(monitor, store, now, decision, reason: str, changes=None) -> RetrainOutcome:
+    said = {"reason": reason, **({"schema": changes} if changes else {})}
     result = Result(
         "retrain",
         None,
@@ -190,10 +207,10 @@ def _failed(monitor, store, now, decision, reason: str) -> RetrainOutcome:
         0.0,
         "alert",
         **_where(monitor, decision, now),
-        details={"reason": reason, "trigger": decision.trigger},
+        details={**said, "trigger": decision.trigger},
     )
     store.write([result])
-    store.log_event(ACTOR, "retrain failed", subject=monitor.name, details={"reason": reason})
+    store.log_event(ACTOR, "retrain failed", subject=monitor.name, details=said)
     return RetrainOutcome("failed", reason, decision, results=[result])
 
 
@@ -207,17 +224,118 @@ def _where(monitor, decision: TriggerDecision, now: datetime) -> dict[str, Any]:
     }
 
 
+# -- the candidate's schema ---------------------------------------------------------------
+
+
+def check_schema(monitor: MonitorConfig, registry: Any, produced: dict) -> None:
+    """Raise ``SchemaMismatch`` when the candidate's baseline schema differs from the
+    champion's (the ``champion`` version's baseline; without one, the monitor's): a model
+    that reads other columns, or reads a column as another kind, is not a challenger the
+    monitor or the gateway can judge against the champion."""
+    from keel.baseline import Baseline
+    from keel.registry.base import BASELINE_ARTIFACT
+
+    candidate = registry.get_version(monitor.model, produced["version"])
+    mine = Baseline.from_bytes(registry.run_artifact(candidate.run_id, BASELINE_ARTIFACT))
+    champion = registry.aliases(monitor.model).get(CHAMPION)
+    theirs, named = None, f"the monitor's baseline {monitor.baseline}"
+    if champion is not None and champion != produced["version"]:
+        version = registry.get_version(monitor.model, champion)
+        if version.run_id is not None and version.tags.get("keel.baseline"):
+            data = registry.run_artifact(version.run_id, BASELINE_ARTIFACT)
+            theirs, named = Baseline.from_bytes(data), f"the champion {version.ref}"
+    if theirs is None:
+        theirs = Baseline.load(monitor.baseline)
+    changes = schema_changes(theirs.schema, mine.schema)
+    if changes:
+        raise SchemaMismatch(
+            f"the candidate {candidate.ref}'s schema differs from {named}'s: "
+            f"{describe_changes(changes)}; it gets no challenger alias",
+            changes,
+        )
+
+
+def schema_changes(champion: Any, candidate: Any) -> dict[str, Any]:
+    """The feature columns (and the target) the candidate's schema adds, removes or reads
+    as another kind, against the champion's; empty when they agree.
+
+    >>> import pyarrow as pa
+    >>> from keel.schema import Schema
+    >>> old = Schema.infer(pa.table({"age": [31, 45, 27], "city": ["x", "y", "x"]}))
+    >>> new = Schema.infer(pa.table({"age": ["31", "45", "27"], "zip": [1.5, 2.5, 3.5]}))
+    >>> changes = schema_changes(old, new)
+    >>> changes["added"], changes["removed"], changes["retyped"]
+    (['zip'], ['city'], {'age': 'numeric (int64) -> categorical (string)'})
+    >>> schema_changes(old, old)
+    {}
+    """
+
+    def judged(schema: Any) -> dict[str, Any]:
+        return {c.name: c for c in schema.columns if c.role in ("feature", "target")}
+
+    theirs, mine = judged(champion), judged(candidate)
+    changes: dict[str, Any] = {}
+    added = sorted(set(mine) - set(theirs))
+    removed = sorted(set(theirs) - set(mine))
+    retyped = {
+        name: f"{_typed(theirs[name])} -> {_typed(mine[name])}"
+        for name in sorted(set(mine) & set(theirs))
+        if theirs[name].kind != mine[name].kind
+    }
+    if added:
+        changes["added"] = added
+    if removed:
+        changes["removed"] = removed
+    if retyped:
+        changes["retyped"] = retyped
+    return changes
+
+
+def _typed(column: Any) -> str:
+    return f"{column.kind} ({column.dtype})"
+
+
+def describe_changes(changes: dict[str, Any]) -> str:
+    """One line: 'added zip; removed city; retyped age (numeric (int64) -> ...)'."""
+    parts = [f"added {', '.join(changes['added'])}"] if changes.get("added") else []
+    if changes.get("removed"):
+        parts.append(f"removed {', '.join(changes['removed'])}")
+    for name, how in (changes.get("retyped") or {}).items():
+        parts.append(f"retyped {name} ({how})")
+    return "; ".join(parts)
+
+
 # -- what the store holds -----------------------------------------------------------------
 
 
-def stored_diagnoses(store: Any, monitor: str, now: datetime) -> list[WindowDiagnosis]:
+def champion_version(monitor: MonitorConfig, store: Any, registry: Any = None) -> str | None:
+    """The champion's version as the logs name it ("3"), or None when the registry has no
+    champion (or cannot be read: the decision then reads every series)."""
+    try:
+        registry = registry if registry is not None else _open_registry(store)
+        found = registry.aliases(monitor.model).get(CHAMPION)
+    except Exception:  # noqa: BLE001 - no registry is no champion, not a failed decision
+        return None
+    return None if found is None else str(found)
+
+
+def stored_diagnoses(
+    store: Any, monitor: str, now: datetime, version: str | None = None
+) -> list[WindowDiagnosis]:
     """The monitor's whole-window diagnoses (no segment) that ended by ``now``, oldest first.
     A stream alarm's diagnosis is an instant (its window starts where it ends), not a
-    window: it is left out, so it never breaks a trigger's run of windows."""
+    window: it is left out, so it never breaks a trigger's run of windows.
+
+    ``version``: the champion's version; another version's series is left out (after a
+    promotion the old champion's windows are not the new one's to answer for), while a
+    log that names no version is every version's."""
     frame = store.latest(monitor=monitor, check="diagnosis", metric="verdict")
     found = []
     for row in frame.to_dict("records"):
         if isinstance(row.get("segment"), str) or not row.get("window_end"):
+            continue
+        served = row.get("model_version")
+        if version is not None and isinstance(served, str) and served and served != version:
             continue
         if row["window_start"] == row["window_end"]:
             continue
@@ -314,11 +432,8 @@ def _arrow_time(moment: datetime) -> Any:
 
 
 def _train_in_subprocess(monitor, policy, decision, store, registry, rows, target, python):
-    import pyarrow.parquet as pq
-
     with tempfile.TemporaryDirectory(prefix="keel-retrain-") as folder:
-        data, answer = Path(folder) / "train.parquet", Path(folder) / "answer.json"
-        pq.write_table(rows, data)
+        data, answer = kept_training_rows(monitor, rows), Path(folder) / "answer.json"
         spec = {
             "name": monitor.model,
             "entrypoint": policy.entrypoint,
@@ -364,6 +479,29 @@ def _train_in_subprocess(monitor, policy, decision, store, registry, rows, targe
             tail = (stderr or "").strip().splitlines()[-1:] or [f"exit code {child.returncode}"]
             raise RetrainFailed(said.get("error") or f"the training subprocess failed: {tail[0]}")
         return said
+
+
+def kept_training_rows(monitor: MonitorConfig, rows: Any) -> Path:
+    """Write the job's training rows where they stay: ``.keel/retrain-data/<monitor>/
+    <fingerprint>.parquet``. The candidate's lineage names this file, so a monitor that
+    binds the version can calibrate its baseline on the rows it was trained on, and
+    ``keel reproduce`` can train it again; a temporary file would be gone by then."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from keel._files import write_atomically
+    from keel.fingerprint import data_digest
+
+    folder = RETRAIN_DATA / monitor.name
+    folder.mkdir(parents=True, exist_ok=True)
+    digest = data_digest(rows).split(":")[-1][:16]
+    path = (folder / f"{digest}.parquet").resolve()
+    if not path.is_file():
+        buffer = io.BytesIO()
+        pq.write_table(rows, buffer)
+        write_atomically(path, buffer.getvalue())
+    return path
 
 
 def _child(spec_path: str) -> int:
