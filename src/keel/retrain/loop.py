@@ -20,12 +20,14 @@ event and is returned in ``RetrainStep.error`` (the monitor's Results are alread
 stored). ``run_with_monitor: false`` in the policy leaves the loop to ``keel retrain run``
 and ``keel retrain compare``.
 
->>> RetrainStep("m", "retrain", "nothing", "no trigger (latest window: healthy)").line()
-'m: retrain: nothing: no trigger (latest window: healthy)'
+>>> RetrainStep("m", "retrain", "none", "no trigger (latest window: healthy)").line()
+'m: retrain: none: no trigger (latest window: healthy)'
 >>> RetrainStep("m", "compare", "pending", "promote: ...", run="ab12").alerting
 False
 >>> RetrainStep("m", "retrain", "failed", "the entrypoint raised ValueError: boom").alerting
 True
+>>> RetrainStep("m", "error", "error", "StoreError: no such table").line()
+'m: retrain step failed: StoreError: no such table'
 """
 
 from __future__ import annotations
@@ -45,10 +47,11 @@ DECIDED = ("promoted", "rejected", "keep_champion")
 
 @dataclass(frozen=True)
 class RetrainStep:
-    """What the step did: ``action`` is ``retrain`` (``status`` is ``run_retrain``'s:
-    nothing, done, failed, busy), ``compare`` (``status`` is the run's), ``waiting`` (a
-    run waits for a person), ``off`` (no policy, or ``run_with_monitor: false``) or
-    ``error`` (the step failed; ``error`` says why)."""
+    """What the step did: ``action`` is ``retrain`` (``status``: the decision's ``none``,
+    ``wait`` or ``page`` when no job ran, else the job's ``done``, ``failed`` or ``busy``),
+    ``compare`` (``status`` is the run's), ``waiting`` (a run waits for a person), ``off``
+    (no policy, or ``run_with_monitor: false``) or ``error`` (the step failed; ``error``
+    says why)."""
 
     monitor: str
     action: str
@@ -67,6 +70,8 @@ class RetrainStep:
 
     def line(self) -> str:
         """One line for the CLI."""
+        if self.action == "error":
+            return f"{self.monitor}: retrain step failed: {self.reason}"
         said = f" (run {self.run})" if self.run else ""
         return f"{self.monitor}: {self.action}: {self.status}{said}: {self.reason}"
 
@@ -93,7 +98,7 @@ def retrain_step(
     ...          retrain: {{entrypoint: "trainer:fit"}}}}'''), "keel.yaml")[0]
     >>> step = retrain_step(monitor, store, registry=EmbeddedRegistry(store, folder))
     >>> step.action, step.status, step.reason
-    ('retrain', 'nothing', 'no trigger (no windows yet)')
+    ('retrain', 'none', 'no trigger (no windows yet)')
     """
     policy = getattr(monitor, "retrain", None)
     if policy is None or not policy.run_with_monitor:
@@ -129,8 +134,11 @@ def _step(monitor, store, now: datetime, registry, python) -> RetrainStep:
     live = live_challenger(monitor, store, registry)
     if live is None:
         outcome = run_retrain(monitor, store, now, registry=registry, python=python)
+        status = outcome.status
+        if status == "nothing" and outcome.decision is not None:
+            status = outcome.decision.action  # none, wait or page: the decision says why
         return RetrainStep(
-            monitor.name, "retrain", outcome.status, outcome.reason, challenger=outcome.challenger
+            monitor.name, "retrain", status, outcome.reason, challenger=outcome.challenger
         )
     version, waiting = live
     if waiting is not None:
