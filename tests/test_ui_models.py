@@ -271,3 +271,65 @@ def test_a_canary_comparison_shows_its_arms_and_its_guards(tmp_path):
     assert "Δ (canary − champion)" in article and "Shadow drops" not in article
     assert re.search(r"<td>latency_p99_ms</td>", article) and "<td>error_rate</td>" in article
     assert "newcombe" in article
+
+
+def test_promotion_runs_are_read_by_the_stores_filter_not_from_the_whole_log(tmp_path):
+    """``runs`` and ``get_run`` ask the store for the promotion entries (of a monitor, or
+    naming a run) only: other entries, other monitors' runs and a run id that a LIKE
+    wildcard would match are left out; the story of a run is the same either way."""
+    import sqlalchemy as sa
+
+    from keel.retrain.promotion import APPROVED, COMPARED, get_run, runs
+
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    for _ in range(50):
+        store.log_event("ada", "silence", "loans/drift", {"run": "ab_cd", "hours": 2})
+    for run, monitor in (("ab_cd", "loans"), ("abxcd", "loans"), ("ab%cd", "cards")):
+        record = {"run": run, "monitor": monitor, "model": monitor, "status": "pending"}
+        record.update(gate_status="promote", reason="generated")
+        store.log_event("keel-retrain", COMPARED, monitor, {"record": record})
+    store.log_event("ada", APPROVED, "loans", {"run": "ab_cd", "reason": "good"})
+    statements: list[tuple] = []
+    listen = lambda *event: statements.append(event[3])  # noqa: E731
+    sa.event.listen(store.engine, "before_cursor_execute", listen)
+    try:
+        loans = runs(store, "loans")
+        found, other = get_run(store, "ab_cd"), get_run(store, "ab%cd")
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", listen)
+    assert [(r.run, r.status) for r in loans] == [("ab_cd", "promoted"), ("abxcd", "pending")]
+    assert (found.status, found.decided_by, found.decision_reason) == ("promoted", "ada", "good")
+    assert (other.run, other.monitor, other.status) == ("ab%cd", "cards", "pending")
+    with pytest.raises(Exception, match="no promotion run 'ab'"):
+        get_run(store, "ab")
+    # One statement each, the actions (and the run's JSON text) bound as its filter.
+    assert len(statements) == 3
+    assert all(COMPARED in list(params) for params in statements)
+    assert '%"ab\\_cd"%' in list(statements[1]) and '%"ab\\%cd"%' in list(statements[2])
+    assert [r.run for r in runs(store)] == ["ab_cd", "abxcd", "ab%cd"]
+
+
+def test_the_models_page_reads_the_registry_only_for_models_it_knows(world):
+    """A model only seen in a monitor's data costs one registry read (its versions); a
+    registered one its versions, its aliases and its audit (history reconciles against the
+    aliases just read)."""
+    import sqlalchemy as sa
+
+    from keel.ui.app import models_context
+
+    world.store.register_model("cards", "7")  # seen in data, never registered
+    statements: list[str] = []
+    listen = lambda *event: statements.append(event[2])  # noqa: E731
+    sa.event.listen(world.store.engine, "before_cursor_execute", listen)
+    try:
+        context = models_context(world.store)
+    finally:
+        sa.event.remove(world.store.engine, "before_cursor_execute", listen)
+    by_name = {m["name"]: m for m in context["models"]}
+    assert by_name["cards"]["versions"] == [] and by_name["cards"]["history"] == []
+    assert [s["version"] for s in by_name["cards"]["seen"]] == ["7"]
+    assert by_name["loans"]["aliases"]["champion"] >= 1 and by_name["loans"]["history"]
+    aliases = [s for s in statements if "FROM keel_model_aliases" in s]
+    assert len(aliases) == 1, aliases  # loans' aliases, once; none for cards
+    versions = [s for s in statements if "FROM keel_model_versions" in s and "UNION" not in s]
+    assert len(versions) == 2  # one per model

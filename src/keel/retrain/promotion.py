@@ -319,13 +319,17 @@ def runs(store: Any, monitor: str | None = None) -> list[PromotionRun]:
     >>> runs(ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}"))
     []
     """
-    events = store.events()
-    events = events[events["action"].isin((COMPARED, SUPERSEDED, APPROVED, REJECTED))]
-    if monitor is not None:
-        events = events[events["subject"] == monitor]
+    return list(_replayed(store, subject=monitor).values())
+
+
+def _replayed(store: Any, **only: Any) -> dict[str, PromotionRun]:
+    """The runs the event log's promotion entries tell of (those the store's filter
+    ``only`` keeps: ``subject``, ``containing``), by run id, oldest first."""
+    from keel.store.views import event_rows
+
     found: dict[str, PromotionRun] = {}
-    for at, actor, action, text in events[["at", "actor", "action", "details"]].itertuples(
-        index=False
+    for at, actor, action, text in event_rows(
+        store, (COMPARED, SUPERSEDED, APPROVED, REJECTED), **only
     ):
         details = json.loads(text or "{}")
         if action == COMPARED:
@@ -343,7 +347,7 @@ def runs(store: Any, monitor: str | None = None) -> list[PromotionRun]:
             else details.get("reason")
         )
         run.audit_id = details.get("audit_id")
-    return list(found.values())
+    return found
 
 
 def get_run(store: Any, run: str) -> PromotionRun:
@@ -356,9 +360,11 @@ def get_run(store: Any, run: str) -> PromotionRun:
     ...
     keel.errors.KeelError: no promotion run 'x1' (keel retrain status MONITOR lists them)
     """
-    for found in runs(store):
-        if found.run == run:
-            return found
+    # Only the entries that name the run (as its JSON text) are read: a run's story is its
+    # comparison and the decisions about it, each naming it.
+    found = _replayed(store, containing=json.dumps(str(run))).get(run)
+    if found is not None:
+        return found
     raise KeelError(f"no promotion run {run!r} (keel retrain status MONITOR lists them)")
 
 

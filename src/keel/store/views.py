@@ -312,6 +312,15 @@ def model_names(store: ResultStore) -> list[str]:
         return sorted({name for (name,) in connection.execute(query) if name})
 
 
+def audited_models(store: ResultStore, registry: str) -> set[str]:
+    """The models that the alias audit of registry ``registry`` (its URI) names."""
+    from keel.store.results import alias_audit
+
+    query = sa.select(alias_audit.c.model).where(alias_audit.c.registry == registry).distinct()
+    with store._connection() as connection:
+        return {name for (name,) in connection.execute(query)}
+
+
 def seen_versions(store: ResultStore) -> list[dict]:
     """The model versions monitors have seen in their data (name, version, baseline,
     first_seen, last_seen), by name and version."""
@@ -365,6 +374,39 @@ def recent_events(store: ResultStore, limit: int = 100) -> list[dict]:
         except ValueError:
             row["details"] = {"text": row["details"]}
     return rows
+
+
+def event_rows(
+    store: ResultStore,
+    actions: Iterable[str],
+    subject: str | None = None,
+    containing: str | None = None,
+) -> list[tuple[str, str, str, str | None]]:
+    """The event log's entries whose action is one of ``actions`` (and whose subject is
+    ``subject``, and whose stored details hold the text ``containing``, when given), oldest
+    first, as (at, actor, action, details text) tuples: the filter is the database's, so
+    a reader of a few kinds of event does not read the whole log.
+
+    >>> import tempfile, pathlib
+    >>> store = ResultStore(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+    >>> store.log_event("ada", "silence", "loans/drift", {"hours": 2})
+    >>> store.log_event("keel", "promotion compared", "loans", {"record": {"run": "r1"}})
+    >>> store.log_event("keel", "promotion compared", "cards", {"record": {"run": "r2"}})
+    >>> [row[2:] for row in event_rows(store, ["promotion compared"], containing='"r2"')]
+    [('promotion compared', '{"record": {"run": "r2"}}')]
+    >>> len(event_rows(store, ["promotion compared", "silence"], subject="loans"))
+    1
+    """
+    query = sa.select(events.c.at, events.c.actor, events.c.action, events.c.details).where(
+        events.c.action.in_(list(actions))
+    )
+    if subject is not None:
+        query = query.where(events.c.subject == subject)
+    if containing is not None:
+        escaped = containing.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(events.c.details.like(f"%{escaped}%", escape="\\"))
+    with store._connection() as connection:
+        return [tuple(row) for row in connection.execute(query.order_by(events.c.id))]
 
 
 def recent_runs(store: ResultStore, monitor: str, limit: int = 10) -> list[dict]:

@@ -636,7 +636,7 @@ def models_context(store: Any) -> dict[str, Any]:
     """Every model: registered versions, aliases now and their history, and the versions
     the monitors saw in production."""
     from keel.registry.aliases import history
-    from keel.store.views import model_names, seen_versions
+    from keel.store.views import audited_models, model_names, seen_versions
 
     runs_of = promotion_runs(store)
 
@@ -648,6 +648,7 @@ def models_context(store: Any) -> dict[str, Any]:
     seen: dict[str, list[dict]] = {}
     for row in seen_versions(store):
         seen.setdefault(row["name"], []).append(row)
+    audited = set() if registry is None else audited_models(store, registry.uri)
     found = []
     for name in model_names(store):
         entry: dict[str, Any] = {"name": name, "versions": [], "aliases": {}, "history": []}
@@ -657,8 +658,13 @@ def models_context(store: Any) -> dict[str, Any]:
         if registry is not None:
             try:
                 entry["versions"] = registry.versions(name)
+                if not entry["versions"] and name not in audited:
+                    # Only seen in monitors' data: no alias, no history to read.
+                    found.append(entry)
+                    continue
                 entry["aliases"] = registry.aliases(name)
-                intervals = history(registry, store, name)
+                # history() reads the aliases again (to reconcile): the ones just read.
+                intervals = history(_AliasesRead(registry, name, entry["aliases"]), store, name)
                 entry["history"] = list(reversed(intervals))[:50]
                 entry["rollbacks"] = rollback_targets(intervals)
             except Exception as error:  # noqa: BLE001 - one model's failure is shown, not fatal
@@ -669,6 +675,22 @@ def models_context(store: Any) -> dict[str, Any]:
         "registry": None if registry is None else {"kind": registry.kind, "uri": registry.uri},
         "problems": problems,
     }
+
+
+class _AliasesRead:
+    """A registry whose ``aliases(name)`` answers what was just read for ``name``, within
+    one page (everything else is the registry's own)."""
+
+    def __init__(self, registry: Any, name: str, aliases: dict[str, int]) -> None:
+        self._registry, self._name, self._aliases = registry, name, aliases
+
+    def aliases(self, name: str) -> dict[str, int]:
+        if name == self._name:
+            return dict(self._aliases)
+        return self._registry.aliases(name)
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._registry, attribute)
 
 
 def promotion_runs(store: Any, per_model: int = 20) -> dict[str, list[dict[str, Any]]]:
