@@ -424,6 +424,105 @@ def test_a_window_is_aggregated_again_only_when_its_results_change(tmp_path):
         server.stop()
 
 
+def _challenger_window(number: int, n: int, horizon: int, north_passes: bool = True) -> list:
+    """The challenger check's Results of one window (``keel.checks.challenger``, as
+    ``keel.retrain.watch`` writes them): challenger version 2 against champion version 1,
+    accuracy overall and in region=north, n paired labels against the horizon."""
+    from keel.checks.challenger import challenger_results
+
+    def condition(segment, passed):
+        return {
+            "metric": "accuracy",
+            "segment": segment,
+            "kind": "non-inferiority",
+            "method": "tango",
+            "n": n,
+            "estimate": 0.02 if passed else -0.05,
+            "lower": 0.01 if passed else -0.08,
+            "threshold": -0.02,
+            "passed": passed,
+            "gating": True,
+            "note": "",
+        }
+
+    waiting = n < horizon
+    report = {
+        "status": "insufficient_data" if waiting else "promote" if north_passes else "keep",
+        "reason": f"{n} of {horizon} paired labels",
+        "n": n,
+        "horizon": horizon,
+        "shadow_drop_share": 0.0,
+        "conditions": [condition(None, True), condition("region=north", north_passes)],
+    }
+    return challenger_results(
+        report,
+        max_shadow_drop_share=0.05,
+        monitor="loans",
+        model="loans",
+        model_version="2",
+        window_start=day(number),
+        window_end=day(number + 1),
+        details={"champion_version": 1, "comparison": "shadow", "shadowed": 4000},
+    )
+
+
+def test_a_shadowed_challengers_results_are_a_row_of_the_champions_timeline(
+    browser, tmp_path, shots
+):
+    """The ``challenger`` check's Results (a shadowed version 2's running comparison with
+    champion version 1) are drawn in the champion's series, per segment, as a row naming
+    the challenger: unknown until the horizon, then ok or warning; no window of its own
+    before the shadow began, and no "version 2" series of their own. A square leads to the
+    window's Results, the challenger's among them."""
+    url = f"sqlite:///{tmp_path / 'keel.db'}"
+    store = ResultStore(url)
+    store.write(windows_of("loans", 6, segments=(None, "region=north"), version="1"))
+    for number, n in ((3, 400), (4, 900)):
+        store.write(_challenger_window(number, n, horizon=1000))
+    store.write(_challenger_window(5, 1200, horizon=1000, north_passes=False))
+    server = Server(url)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        page = context.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda error: problems.append(f"pageerror: {error}"))
+        page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+        assert page.goto(server.base + "/monitors/loans").status == 200
+        timeline = page.locator("section.series:has(.timeline)")
+        headings = timeline.locator("h3").all_inner_texts()
+        assert headings == ["version 1", "version 1 · region=north"], headings
+        squares = {}
+        for number, segment in enumerate((None, "region=north")):
+            section = timeline.nth(number)
+            row = section.locator(".tl-row", has_text="challenger (version 2)")
+            assert row.count() == 1, segment
+            squares[segment] = [
+                a.get_attribute("class").split()[-1] for a in row.locator("a.cell").all()
+            ]
+            # Listed after the estimates of performance and before the labels' row, as the
+            # families are ordered (the rows of this store: diagnosis, drift, quality, ...).
+            names = section.locator(".tl-check").all_inner_texts()
+            assert names.index("challenger (version 2)") == names.index("performance") + 1
+        none, unknown = "s-none", "s-insufficient_data"
+        assert squares[None] == [none] * 3 + [unknown, unknown, "s-ok"]
+        assert squares["region=north"] == [none] * 3 + [unknown, unknown, "s-warn"]
+        label = page.locator(".tl-row", has_text="challenger").first.locator("a.cell").last
+        assert label.get_attribute("aria-label") == f"{day(5)[:10]} 00:00: ok"
+        page.screenshot(path=str(shots / "monitor-challenger.png"), full_page=True)
+        assert serious_axe_violations(page) == []
+        label.click()
+        page.wait_for_url("**/window?start=*")
+        # region=north's failed condition is evidence; the rest are among the other Results.
+        evidence = page.locator("table", has_text="Evidence").inner_text()
+        assert re.search(r"warning\s+challenger\s+accuracy\s+-0\.05", evidence), evidence
+        results = page.locator("main").text_content()
+        assert "paired_labels" in results and "shadow_drop_share" in results
+        assert problems == []
+    finally:
+        context.close()
+        server.stop()
+
+
 def test_keel_ui_serves_the_dashboard_on_loopback(ui, tmp_path):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -99,7 +99,8 @@ _CHECK_AGGREGATES = f"""
        MAX(r.model) AS model, MAX(r.window_end) AS window_end, MAX({_RANK_SQL}) AS rank,
        SUM(CASE WHEN r.status = 'alert' THEN 1 ELSE 0 END) AS alerting,
        COUNT(*) AS results,
-       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis"""
+       MAX(CASE WHEN r."check" = 'diagnosis' THEN r.details END) AS diagnosis,
+       MAX(CASE WHEN r."check" = 'challenger' THEN r.details END) AS compared"""
 
 
 # The kept windows as a relation, ``kept(monitor, window_start)``: the newest starts found
@@ -167,8 +168,9 @@ def latest_windows(store: ResultStore, per_monitor: int = 14) -> list[dict[str, 
 def monitor_timeline(store: ResultStore, monitor: str, windows: int = 60) -> list[dict[str, Any]]:
     """One monitor's newest ``windows`` window starts, one row per series, window and check
     (oldest first), in one query: ``status`` (the worst of that check's Results),
-    ``alerting`` (how many alert), ``results`` (how many), and for the ``diagnosis`` check
-    its ``verdict`` and ``summary``."""
+    ``alerting`` (how many alert), ``results`` (how many), for the ``diagnosis`` check its
+    ``verdict`` and ``summary``, and ``champion_version``: for the ``challenger`` check the
+    champion its Results compared the challenger with (else None)."""
     statement = sa.text(
         _STARTS.format(only="AND monitor = :monitor")
         + _KEPT
@@ -475,4 +477,11 @@ def _window_row(row: dict[str, Any]) -> dict[str, Any]:
     row["verdict"] = diagnosis.get("verdict", "")
     row["summary"] = diagnosis.get("summary", "")
     row["causes"] = diagnosis.get("causes", [])
+    if "compared" in row:  # a challenger's Results name the champion they were compared with
+        text = row.pop("compared")
+        try:
+            compared = json.loads(text) if text else {}
+        except ValueError:
+            compared = {}
+        row["champion_version"] = compared.get("champion_version")
     return row

@@ -76,11 +76,17 @@ FAMILY_ORDER = (
     "multivariate",
     "performance",
     "estimated_performance",
+    "challenger",
     "labels",
     "kpi",
     "skew",
     "monitor",
 )
+
+
+#: The check whose Results are a shadowed challenger's running comparison with the champion
+#: (``keel.checks.challenger``): drawn with the champion's series.
+CHALLENGER = "challenger"
 
 
 def create_app(
@@ -523,17 +529,39 @@ def monitor_context(
     if not cells:
         return None
     series: dict[tuple, dict[str, Any]] = {}
+    compared = []
     for cell in cells:
         key = (cell["model_version"] or "", cell["segment"] or "")
+        if cell["check"] == CHALLENGER:
+            compared.append((key, cell))
+            continue
         entry = series.setdefault(key, {"version": key[0], "segment": key[1], "checks": {}})
         entry["checks"].setdefault(cell["check"], {})[cell["window_start"]] = cell
+    # A challenger's Results are drawn with the series of the champion they were compared
+    # with (its version, or the monitor's unversioned series; the same segment), as a row
+    # naming the challenger; where the store holds no such series, in their own.
+    families = {}
+    for key, cell in compared:
+        champion = cell.get("champion_version")
+        for target in ((str(champion), key[1]), ("", key[1])) if champion is not None else ():
+            if target in series and target != key:
+                row_name = f"{CHALLENGER} (version {key[0]})" if key[0] else CHALLENGER
+                break
+        else:
+            target, row_name = key, CHALLENGER
+        entry = series.setdefault(
+            target, {"version": target[0], "segment": target[1], "checks": {}}
+        )
+        entry["checks"].setdefault(row_name, {})[cell["window_start"]] = cell
+        families[row_name] = CHALLENGER
     starts = sorted({cell["window_start"] for cell in cells})
     # A window with no Result of a check: one shared, read-only blank square per window.
     blanks = [{"window_start": s, "status": "none", "verdict": ""} for s in starts]
     rank = {family: index for index, family in enumerate(FAMILY_ORDER)}
     for entry in series.values():
         entry["rows"] = []
-        for check in sorted(entry["checks"], key=lambda c: (rank.get(c, 99), c)):
+        ordered = sorted(entry["checks"], key=lambda c: (rank.get(families.get(c, c), 99), c))
+        for check in ordered:
             if check != "window":
                 found = entry["checks"][check].get
                 row_cells = [found(s) or blank for s, blank in zip(starts, blanks, strict=True)]
