@@ -2,6 +2,7 @@
 
 Run: python benchmarks/estimation_study.py [--windows 200] [--rows 2000]
 [--only classifier|regressor] [--scenarios "shift that hurts" ...] [--dump FILE.csv]
+[--seed N] [--score-only]
 
 A logistic-regression model is trained on a reference where P(y=1 | x) is a
 known function of two features, and decides at a threshold of 0.65 (not 0.5);
@@ -31,7 +32,11 @@ standard error. Where NannyML is
 installed in its side environment (``benchmarks/peers/README.md``; or
 ``--nannyml PYTHON``), its CBPE estimates the same windows from the same
 holdout (``benchmarks/peers/run_nannyml_estimation.py``), and its DLE the
-regressor's, and each gets the same columns.
+regressor's, and each gets the same columns. NannyML runs as a separate process over
+Parquet files, so its environment needs NannyML, statsmodels, pyarrow and pandas<3, not
+keel. ``--seed`` draws another holdout, model and windows; ``--score-only`` estimates
+the classifier's windows without the local correction; ``--dump`` writes every window's
+realized value and both tools' estimates.
 """
 
 from __future__ import annotations
@@ -87,7 +92,7 @@ class Case:
     estimate: Callable[[pd.DataFrame], tuple[dict, bool]]  # metrics, unreliable
 
 
-def classifier(rng: np.random.Generator) -> Case:
+def classifier(rng: np.random.Generator, local: bool = True) -> Case:
     train = rng.normal(size=(20_000, 2))
     model = LogisticRegression().fit(train, rng.random(20_000) < truth(train))
     x = rng.normal(size=(20_000, 2))
@@ -124,13 +129,16 @@ def classifier(rng: np.random.Generator) -> Case:
         found = fit.estimator.estimate(
             frame["score"].to_numpy(),
             decisions=frame["prediction"],
-            local=fit.local_correction(frame),  # as a monitor's estimated_results does
+            # as a monitor's estimated_results does (--score-only: calibration alone)
+            local=fit.local_correction(frame) if local else None,
         )
         return found, not fit.support.reliability(frame[fit.support.columns])["reliable"]
 
     title = (
         f"classifier (confidence-based; threshold {THRESHOLD}, learned {fit.rule['threshold']:.3f}"
-        f" reproducing {fit.rule['share']:.1%}; calibration: {fit.estimator.calibration})"
+        f" reproducing {fit.rule['share']:.1%}; calibration: {fit.estimator.calibration}"
+        + ("" if local else "; score only, no local correction")
+        + ")"
     )
     return Case(title, "cbpe", reference.drop(columns=["x1", "x2"]), draw, estimate)
 
@@ -171,12 +179,17 @@ def main() -> None:
     parser.add_argument("--only", choices=("classifier", "regressor"), default=None)
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--dump", type=Path, default=None, help="every window's row, as CSV")
+    parser.add_argument(
+        "--seed", type=int, default=0, help="another holdout, model and windows (0: the tables')"
+    )
+    parser.add_argument("--score-only", action="store_true", help="classifier: no local correction")
     args = parser.parse_args()
     for make in (classifier, regressor):
         # Each model draws from its own seeded stream, so either runs alone the same.
-        own = np.random.default_rng([0, 0 if make is classifier else 1])
+        own = np.random.default_rng([args.seed, 0 if make is classifier else 1])
         if args.only is None or make.__name__ == args.only:
-            study(make(own), args, own)
+            case = classifier(own, not args.score_only) if make is classifier else make(own)
+            study(case, args, own)
 
 
 def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> None:
@@ -206,9 +219,18 @@ def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> Non
             "unreliable",
         ],
     )
-    if args.dump is not None:
-        found.to_csv(args.dump.with_suffix(f".{case.peer}.csv"), index=False)
     peer = _nannyml(args.nannyml, case.peer, case.reference, windows)
+    if args.dump is not None:
+        dumped = found
+        if peer is not None:  # NannyML's estimate of each row's window and metric beside keel's
+            pairs = list(zip(found["window"], found["metric"], strict=True))
+            dumped = found.assign(
+                **{
+                    f"nannyml{suffix}": [peer[w][n][field] for w, n in pairs]
+                    for suffix, field in (("", "value"), ("_lower", "lower"), ("_upper", "upper"))
+                }
+            )
+        dumped.to_csv(args.dump.with_suffix(f".{case.peer}.csv"), index=False)
     print(case.title)
     _table(found, peer)
     print(
