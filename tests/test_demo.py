@@ -233,3 +233,26 @@ def test_the_demo_ends_with_the_dashboard_command_and_its_store_opens_there(demo
     assert "keel ui" in result.stdout
     page = TestClient(create_app(f"sqlite:///{folder / '.keel' / 'keel.db'}")).get("/")
     assert page.status_code == 200 and "loans" in page.text
+
+
+def test_the_champion_is_trained_through_keel_track_and_lineage_answers_what_trained_it(demo_run):
+    folder, result = demo_run
+    assert "recorded by keel.track as loans@1" in result.stdout
+    assert "baseline: models:/loans@champion" in (folder / "keel.yaml").read_text()
+    assert "what trained the champion? keel lineage loans@champion:" in result.stdout
+    answered = subprocess.run(
+        [sys.executable, "-m", "keel.cli", "lineage", "loans@champion", "--json"],
+        capture_output=True,
+        text=True,
+        cwd=folder,  # the demo's folder holds keel's default store and registry
+        timeout=120,
+    )
+    assert answered.returncode == 0, answered.stderr
+    found = json.loads(answered.stdout)
+    train, holdout = found["data"]["train"], found["data"]["holdout"]
+    assert train["source"] == str(folder / "train.parquet") and train["rows"] == 248_000
+    assert holdout["rows"] == 12_000 and train["reproducible"]
+    assert found["code"]["entrypoint"].endswith("keel/demo.py:fit_champion")
+    assert found["promotions"][0]["actor"] == "keel demo"
+    (monitor,) = found["monitors"]
+    assert monitor["monitor"] == "loans" and monitor["bound_to_this_version"]
