@@ -211,3 +211,17 @@ def test_track_register_promote_lineage_reproduce_on_a_real_mlflow_registry(
     record_file.write_text(json.dumps(record))
     items = _items(reproduce(registry, "loans@2"))
     assert not items["packages"].matches and "numpy 1.0.0 →" in items["packages"].summary
+
+
+def test_a_nan_param_recorded_and_refitted_the_same_matches():
+    # scikit-learn's OrdinalEncoder defaults encoded_missing_value to NaN, which is never ==
+    # itself: a faithful rerun of any pipeline holding one must still say the params match.
+    from sklearn.preprocessing import OrdinalEncoder
+
+    from keel.reproduce import _params_item
+    from keel.tracking import model_params
+
+    recorded = json.loads(json.dumps(model_params(OrdinalEncoder())))  # as the record holds it
+    assert _params_item(recorded, model_params(OrdinalEncoder())).matches
+    changed = _params_item(recorded, model_params(OrdinalEncoder(encoded_missing_value=-1)))
+    assert not changed.matches and "encoded_missing_value nan → -1" in changed.summary

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -314,12 +315,21 @@ def _packages_item(environment: dict) -> Item:
 def _params_item(recorded: dict, fitted: dict) -> Item:
     keys = sorted(set(recorded) | set(fitted))
     changed = {
-        k: [recorded.get(k), fitted.get(k)] for k in keys if recorded.get(k) != fitted.get(k)
+        k: [recorded.get(k), fitted.get(k)]
+        for k in keys
+        if not _same_param(recorded.get(k), fitted.get(k))
     }
     if not changed:
         return Item("params", True, f"the fitted model's {len(keys)} params match")
     text = ", ".join(f"{k} {a!r} → {b!r}" for k, (a, b) in changed.items())
     return Item("params", False, f"params differ: {text}", {"changed": changed})
+
+
+def _same_param(a: Any, b: Any) -> bool:
+    """Equal, where NaN equals NaN (scikit-learn's ``encoded_missing_value`` default)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
 
 
 def _predictions_item(stored, scored, record: dict, tolerance: float, alpha: float) -> Item:
