@@ -333,3 +333,57 @@ def test_the_models_page_reads_the_registry_only_for_models_it_knows(world):
     assert len(aliases) == 1, aliases  # loans' aliases, once; none for cards
     versions = [s for s in statements if "FROM keel_model_versions" in s and "UNION" not in s]
     assert len(versions) == 2  # one per model
+
+
+def test_a_person_promotes_any_version_to_an_alias_with_their_own_token(tab, world, shots):
+    """Signed in, the Models page moves an alias to a version chosen from the registered
+    ones, through ``keel.registry.aliases.promote`` (the audit's done row and the event log
+    name the person); without a session, with someone else's token, or with none, it is
+    refused (403) and the refusal is in the event log."""
+    page, problems = tab
+    before = world.registry.aliases("loans")
+    with httpx.Client(base_url=world.base) as anonymous:
+        form = {"csrf": "x", "version": "2", "alias": "staging", "reason": "forged"}
+        answer = anonymous.post("/models/loans/promote", data={**form, "token": "x"})
+        assert answer.status_code == 403 and "log in" in answer.text
+    with httpx.Client(base_url=world.base) as client:
+        csrf = _session(client, world)
+        form = {"csrf": csrf, "version": "2", "alias": "staging", "reason": "try it"}
+        theirs = client.post("/models/loans/promote", data={**form, "token": world.tokens["bob"]})
+        assert theirs.status_code == 403 and "bob&#39;s, not ada&#39;s" in theirs.text
+        none = client.post("/models/loans/promote", data=form)
+        assert none.status_code == 403 and "no valid token" in none.text
+        token = world.tokens["ada"]
+        unknown = client.post(
+            "/models/loans/promote", data={**form, "version": "9", "token": token}
+        )
+        assert unknown.status_code == 409  # the registry's refusal: no version 9
+    assert world.registry.aliases("loans") == before
+    events = world.store.events()
+    refused = events[events["action"] == "alias promotion refused"]
+    assert list(refused["actor"]) == ["unknown (no session)", "ada", "ada", "ada"]
+    assert set(refused["subject"]) == {"loans@staging"}
+
+    log_in(page, world)
+    form = page.locator("form[action='/models/loans/promote']")
+    assert form.locator("select[name=version] option").all_inner_texts() == ["2", "1"]
+    form.locator("select[name=version]").select_option("2")
+    form.locator("input[name=alias]").fill("staging")
+    form.locator("input[name=reason]").fill("a week on the staging traffic")
+    form.locator("input[name=token]").fill(world.tokens["ada"])
+    assert serious_axe_violations(page) == []
+    page.screenshot(path=str(shots / "models-promote.png"), full_page=True)
+    page.click("button[aria-label='Promote a version of loans']")
+    page.wait_for_url(re.compile(r"/models"))
+    assert world.registry.aliases("loans")["staging"] == 2
+    assert world.registry.aliases("loans")["champion"] == before["champion"]
+    done = [r for r in world.store.audit_rows(model="loans") if r["alias"] == "staging"][-1]
+    assert (done["event"], done["actor"], done["version"]) == ("done", "ada", 2)
+    assert done["reason"] == "a week on the staging traffic"
+    events = world.store.events()
+    promoted = events[events["action"] == "alias promoted"].iloc[-1]
+    assert (promoted["actor"], promoted["subject"]) == ("ada", "loans@staging")
+    assert "staging → version 2" in page.locator("#model-loans").inner_text()
+    history = page.locator("table", has_text="Alias history").inner_text()
+    assert re.search(r"staging\s+2.*ada\s+promote\s+a week on the staging traffic", history)
+    assert problems == []

@@ -84,6 +84,10 @@ FAMILY_ORDER = (
 )
 
 
+#: The event log's actions for a version promoted from the Models page, and for a refusal.
+PROMOTED, PROMOTE_REFUSED = "alias promoted", "alias promotion refused"
+#: Who a refused action is written under when no one is signed in.
+UNKNOWN_ACTOR = "unknown (no session)"
 #: The check whose Results are a shadowed challenger's running comparison with the champion
 #: (``keel.checks.challenger``): drawn with the champion's series.
 CHALLENGER = "challenger"
@@ -310,6 +314,75 @@ def create_app(
         problem = await run_in_threadpool(roll_back)
         if problem:
             return await run_in_threadpool(refused, request, problem, 409)
+        return RedirectResponse(f"/models#model-{quote(name, safe='')}", status_code=303)
+
+    @app.post("/models/{name}/promote")
+    async def promote_version(request: Request, name: str):
+        """Point an alias at any registered version, for the signed-in person, with their
+        own token asked again (as ``keel models promote`` takes it), through
+        ``keel.registry.aliases.promote`` (intent → move → done in the alias audit, under
+        the person's name). Every refusal is written to the event log."""
+        from keel.tokens import SHARED_TOKEN_ACTOR, verify_token
+
+        session, form, why = await action_form(request)
+        alias, reason = form.get("alias", "").strip(), form.get("reason", "").strip()
+        version_text = form.get("version", "").strip()
+        said = {"version": version_text, "via": "keel ui"}
+
+        def refuse(actor: str, problem: str, status: int) -> HTMLResponse:
+            store.log_event(actor, PROMOTE_REFUSED, f"{name}@{alias}", {**said, "reason": problem})
+            return refused(request, problem, status)
+
+        if why:
+            return await run_in_threadpool(refuse, UNKNOWN_ACTOR, why, 403)
+        owner = await run_in_threadpool(verify_token, store, form.get("token", "").strip())
+        if owner is None or owner == SHARED_TOKEN_ACTOR or owner != session["name"]:
+            problem = (
+                "no valid token: give your own token again to promote"
+                if owner is None
+                else "a promotion needs a person's own token, not the shared one"
+                if owner == SHARED_TOKEN_ACTOR
+                else f"the token given is {owner}'s, not {session['name']}'s: not done"
+            )
+            return await run_in_threadpool(refuse, session["name"], problem, 403)
+        if not version_text.isdigit() or not alias or not reason:
+            problem = "a promotion needs a version, an alias and a reason"
+            return await run_in_threadpool(refuse, owner, problem, 400)
+
+        def move() -> str | None:
+            from keel.registry.aliases import promote
+            from keel.registry.base import RegistryError
+
+            try:
+                done = promote(
+                    registry_for(store),
+                    store,
+                    name,
+                    int(version_text),
+                    alias,
+                    reason,
+                    owner,
+                    require_baseline=form.get("without_baseline") != "1",
+                )
+            except RegistryError as error:
+                return str(error)
+            store.log_event(
+                owner,
+                PROMOTED,
+                f"{name}@{alias}",
+                {
+                    "version": done["version"],
+                    "previous_version": done["previous_version"],
+                    "audit_id": done["id"],
+                    "reason": reason,
+                    "via": "keel ui",
+                },
+            )
+            return None
+
+        problem = await run_in_threadpool(move)
+        if problem:
+            return await run_in_threadpool(refuse, owner, problem, 409)
         return RedirectResponse(f"/models#model-{quote(name, safe='')}", status_code=303)
 
     @app.post("/promotions/{run}/approve")
