@@ -69,6 +69,8 @@ import numpy as np
 from keel.errors import ConfigError
 from keel.online.base import Carry, StreamDetector
 
+_ELEMENTS = 1_000_000  # stream × check × cut values evaluated at once in a simulation
+
 
 def river_module() -> Any:
     """River's ``drift`` module, or a ConfigError naming the extra that installs it.
@@ -112,7 +114,7 @@ def cut_margins(
     older_sum: np.ndarray,
     total: np.ndarray,
     variance: np.ndarray,
-    width: float,
+    width: float | np.ndarray,
     min_window_length: int,
 ) -> np.ndarray:
     """Each cut's largest δ′ that would still alarm, minus ln(2 ln n); −inf where a side is short.
@@ -140,7 +142,7 @@ def cut_margins(
         root = 2.0 * gap / (b + np.sqrt(b * b + 4.0 * a * gap))
     root = np.where(gap > 0, root, 0.0)
     valid = (older >= min_window_length) & (newer >= min_window_length)
-    return np.where(valid, root * root, -np.inf) - math.log(2.0 * math.log(width))
+    return np.where(valid, root * root, -np.inf) - np.log(2.0 * np.log(width))
 
 
 class ADWIN(StreamDetector):
@@ -349,18 +351,28 @@ class ADWIN(StreamDetector):
         margin = np.full((streams, length), -np.inf)
         first_check = max(self.grace_period + 1, 2 * self.min_window_length, start + 1)
         first_check += -first_check % self.clock
-        for width in range(first_check, start + length + 1, self.clock):
-            cut = bucket_ends(width, self.max_buckets)[:-1]
-            at = width - start - 1
+        widths = np.arange(first_check, start + length + 1, self.clock)
+        cuts = [bucket_ends(int(width), self.max_buckets)[:-1] for width in widths]
+        most = max([1] + [cut.size for cut in cuts])
+        group = max(1, _ELEMENTS // max(1, streams * most))
+        for first in range(0, widths.size, group):
+            # checks side by side, their cuts padded with n₀ = 0 (never a valid cut)
+            part = slice(first, first + group)
+            older = np.zeros((len(cuts[part]), most))
+            where = np.zeros(older.shape, dtype=np.int64)
+            for row, cut in enumerate(cuts[part]):
+                older[row, : cut.size] = cut
+                where[row, : cut.size] = column(cut)
+            at = widths[part] - start - 1
             values = cut_margins(
-                cut.astype(float),
-                sums[:, column(cut)],
+                older,
+                sums[:, where],
                 prefix[:, at, None],
                 variance[:, at, None],
-                float(width),
+                widths[part, None].astype(float),
                 self.min_window_length,
             )
-            margin[:, at] = values.max(axis=1, initial=-np.inf)
+            margin[:, at] = values.max(axis=2, initial=-np.inf)
 
         end = bucket_ends(start + length, self.max_buckets)
         kept = column(end)
