@@ -42,10 +42,13 @@ from keel.schema import Schema
 from keel.stats.binning import DEFAULT_BINS, quantile_edges
 from keel.stats.samples import NumericSample
 
+#: 4: unstructured columns (embeddings, texts, images; ``keel.profile.unstructured``), their
+#: fitted state in an ``unstructured`` blob (written only by baselines that have such columns;
+#: the others are still written as 3);
 #: 3: the data digest is order-independent (``keel.fingerprint.ContentFingerprint``) and
 #: the sample a bottom-k by hash (``keel.sample.HashSample``); 2: keel quantile sketches;
 #: 1: DataSketches KLL. Every older version still reads.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _KIND = b"BASE"
 DEFAULT_SAMPLE_SIZE = 10_000
 
@@ -68,6 +71,9 @@ class Baseline:
     #: The estimator, support reference and label distribution fitted on the labelled
     #: holdout (``keel.estimation.HoldoutFit``); None without a holdout.
     holdout: Any = field(default=None, compare=False, repr=False)
+    #: The embedding, text and image columns and what was fitted on the reference for them
+    #: (``keel.profile.unstructured.Unstructured``); None for a table of plain columns.
+    unstructured: Any = field(default=None, compare=False, repr=False)
     #: The file it was loaded from or saved to (where fits made on it are kept); not stored.
     path: Path | None = field(default=None, compare=False, repr=False)
 
@@ -105,6 +111,9 @@ class Baseline:
         reference_is_holdout: bool = False,
         task: str | None = None,
         classes: list | None = None,
+        embeddings: list[str] | None = None,
+        texts: list[str] | None = None,
+        images: list[str] | None = None,
     ) -> Baseline:
         """Record a baseline from reference data (any input ``keel.data.open_source`` takes).
 
@@ -122,10 +131,28 @@ class Baseline:
         ``keel baseline create --holdout`` does. ``task`` is binary, multiclass or
         regression (inferred as the CLI does); multiclass scores are ``<score>_<class>``
         for each of ``classes``.
+
+        ``embeddings``, ``texts`` and ``images`` name unstructured columns
+        (``keel.profile.unstructured``): each becomes a sample of vectors for the MMD test
+        (at most 2,000, by content hash), texts and images also gain derived numeric
+        columns (``comment.length``, ``photo.brightness``, …) profiled like any other;
+        what is fitted on the reference (an embedding's dimension, a text column's
+        vocabulary and TF-IDF + SVD vectorizer) is stored in the baseline (format 4).
         """
         from keel.data import open_source
+        from keel.profile.unstructured import declared
 
-        source = open_source(data)
+        special = declared(embeddings, texts, images)
+        unstructured = None
+        if special:
+            from keel.profile.unstructured import Unstructured
+
+            unstructured = Unstructured.fit(data, special, seed=seed)
+            source = unstructured.expand(data, reference=True)
+            kinds = {**(kinds or {}), **unstructured.kinds()}
+            roles = {**dict.fromkeys(special, "feature"), **(roles or {})}
+        else:
+            source = open_source(data)
         score_prefix = score
         if classes and score:  # multiclass: one score column per class
             roles = {**(roles or {}), **{f"{score}_{c}": "score" for c in classes}}
@@ -145,7 +172,10 @@ class Baseline:
         profile = Profile.empty(schema, sketch_k=sketch_k)
         sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
         for batch in source.batches():
-            summarize_batch(batch, profile, sample, fingerprint)
+            if unstructured is None:
+                summarize_batch(batch, profile, sample, fingerprint)
+            else:
+                _summarize_unstructured(batch, profile, sample, fingerprint, special)
             if on_batch is not None:
                 on_batch(batch.num_rows)
         bin_edges = reference_edges(profile, bins)
@@ -170,6 +200,7 @@ class Baseline:
             (source, holdout, reference_is_holdout, target, score_prefix, prediction),
             task,
             classes,
+            unstructured,
         )
 
     @classmethod
@@ -264,6 +295,7 @@ class Baseline:
         holdout_from: tuple | None,
         task: str | None,
         classes: list | None,
+        unstructured: Any = None,
     ) -> Baseline:
         """The baseline of a reference already profiled, sampled and fingerprinted."""
         from keel.data import open_source
@@ -281,12 +313,17 @@ class Baseline:
             "kinds": dict(kinds or {}),
             "digest": CONTENT_DIGEST,
         }
+        if unstructured is not None:  # what it was fitted on is part of the baseline's identity
+            config["unstructured"] = dict(unstructured.roles)
         fit, metrics = None, dict(metrics or {})
         source, holdout, reference_is_holdout, target, score_prefix, prediction = holdout_from or (
             (None,) * 6
         )
         if target and (holdout is not None or reference_is_holdout):
-            rows = _holdout_rows(source if reference_is_holdout else open_source(holdout))
+            if not reference_is_holdout:
+                holdout = open_source(holdout)
+                holdout = unstructured.expand(holdout) if unstructured is not None else holdout
+            rows = _holdout_rows(source if reference_is_holdout else holdout)
             task = task or _task(score_prefix, prediction, classes)
             classes = _typed_classes(classes, rows, target)
             config["holdout"] = {
@@ -313,7 +350,7 @@ class Baseline:
                 score_prefix,
                 prediction,
                 classes,
-                features=[c.name for c in schema.features],
+                features=[c.name for c in schema.features if c.kind != "embedding"],
                 seed=derive_seed(configured[:16], "holdout", task),
             )
         return cls(
@@ -329,6 +366,7 @@ class Baseline:
             source=source_name,
             notes=_scale_notes(profile),
             holdout=fit,
+            unstructured=unstructured,
         )
 
     def to_bytes(self) -> bytes:
@@ -349,6 +387,10 @@ class Baseline:
         if self.holdout is not None:
             header["holdout"] = self.holdout.meta()
             blobs["holdout"] = self.holdout.to_bytes()
+        if self.unstructured is None:  # a table of plain columns: byte for byte as in format 3
+            return _container.pack(_KIND, 3, header, blobs)
+        blobs["unstructured"] = json.dumps(self.unstructured.state()).encode()
+        header["unstructured"] = {"roles": self.unstructured.roles}
         return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
 
     @classmethod
@@ -362,6 +404,11 @@ class Baseline:
                 from keel.estimation import HoldoutFit
 
                 fit = HoldoutFit.from_bytes(header["holdout"], blobs["holdout"])
+            unstructured = None
+            if header.get("unstructured"):
+                from keel.profile.unstructured import Unstructured
+
+                unstructured = Unstructured.from_state(json.loads(blobs["unstructured"]))
             return cls(
                 schema=Schema.from_dict(header["schema"]),
                 profile=profile,
@@ -377,6 +424,7 @@ class Baseline:
                 source=header.get("source", ""),
                 notes=list(header.get("notes", [])),
                 holdout=fit,
+                unstructured=unstructured,
             )
         except (KeyError, TypeError, ValueError, pa.ArrowInvalid) as error:
             raise FormatError(f"{source}: the baseline file is incomplete ({error})") from error
@@ -394,6 +442,22 @@ class Baseline:
         baseline = cls.from_bytes(read_keel_file(Path(path)), source=str(path))
         baseline.path = Path(path)
         return baseline
+
+    def open_current(self, data: Any) -> Any:
+        """Current data (any input ``keel.data.open_source`` takes) read as the reference was:
+        its embedding, text and image columns expanded with what was fitted on the
+        reference (``keel.profile.unstructured``); plain data as it is.
+
+        >>> import pandas as pd
+        >>> Baseline.from_data(pd.DataFrame({"x": [1.0, 2.0]})).open_current(
+        ...     pd.DataFrame({"x": [3.0]})).num_rows
+        1
+        """
+        from keel.data import open_source
+
+        if self.unstructured is None:
+            return open_source(data)
+        return self.unstructured.expand(data)
 
     def kept_beside(self, what: str, fit: Any) -> Any:
         """``fit(self)``, kept beside the baseline file as ``<file>.<what>.json``.
@@ -439,6 +503,29 @@ class Baseline:
                 for c in self.schema.columns
             ],
         }
+
+
+def _summarize_unstructured(
+    batch: pa.RecordBatch,
+    profile: Profile,
+    sample: HashSample,
+    fingerprint: ContentFingerprint,
+    special: Mapping[str, str],
+) -> None:
+    """``summarize_batch`` for a batch with vector columns: every column is profiled and
+    fingerprinted, but the row sample leaves the vectors out (their own profile keeps a
+    bounded sample of them; the multivariate checks and the surrogate read plain columns)."""
+    from keel.fingerprint import row_hashes
+
+    profile.update(batch)
+    if not batch.num_rows:
+        if fingerprint.columns is None:
+            fingerprint.columns = list(batch.schema.names)
+        return
+    hashes = row_hashes(batch)
+    plain = [n for n in batch.schema.names if n not in special]
+    sample.update(batch.select(plain), hashes)
+    fingerprint.update(batch, hashes)
 
 
 def _task(score: str | None, prediction: str | None, classes: list | None) -> str:

@@ -84,7 +84,9 @@ def drift(
             ProfileSide(reference_profile, name), ProfileSide(current), **options
         )
         return with_quality(report, reference_profile, current)
-    current_source = open_source(current)
+    current_source = (  # a baseline's embedding, text and image columns read as it reads them
+        reference.open_current(current) if isinstance(reference, Baseline) else open_source(current)
+    )
     if isinstance(reference, Baseline | Profile):
         reference_profile = _profile_of(reference)
         edges = (

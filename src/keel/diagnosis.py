@@ -270,7 +270,9 @@ def _names(ranked: list[dict[str, Any]]) -> str:
     """Every column cause, the first five in full: 'a (3.1× threshold), b (…), and 3 more'."""
     columns = [c for c in ranked if c["column"]]
     parts = [
-        f"{c['column']} ({c['drift']:.1f}× threshold"
+        f"{c['column']} ({_vector_test(c)}"
+        if c["metric"] == VECTOR_TEST
+        else f"{c['column']} ({c['drift']:.1f}× threshold"
         + (f", importance {c['importance']:.2f})" if c["importance"] is not None else ")")
         if c["check"] != "quality"
         else f"{c['column']} ({_readable_metric(c)}"
@@ -282,6 +284,17 @@ def _names(ranked: list[dict[str, Any]]) -> str:
         rest = [c["column"] for c in columns[MAX_NAMED:]]
         text += f", and {len(rest)} more ({', '.join(rest)})"
     return text
+
+
+#: The verdict of an embedding, text or image column (``keel.checks.drift``): a p-value.
+VECTOR_TEST = "mmd_p_value"
+
+
+def _vector_test(cause: dict[str, Any]) -> str:
+    """'MMD p = 0.002': how an embedding, text or image column's vectors moved."""
+    value = _number(cause.get("value"))
+    said = f"MMD p = {value:.2g}" if value is not None else "MMD"
+    return said + (f", importance {cause['importance']:.2f})" if cause["importance"] else ")")
 
 
 def _readable_metric(cause: dict[str, Any]) -> str:
@@ -406,6 +419,8 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
         threshold = result.threshold or 0.0
         value = _number(result.value)
         drift = abs(value) / threshold if value is not None and threshold > 0 else 1.0
+        if result.metric == VECTOR_TEST and value:  # a p-value: the level over it
+            drift = threshold / value
         weight = weights.get(result.column) if weights else None
         cause["drift"] = float(drift)
         cause["importance"] = None if weight is None else float(weight / total)
@@ -416,8 +431,13 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
         key = cause["column"] if cause["column"] is not None else (cause["check"], cause["metric"])
         if key not in strongest or cause["score"] > strongest[key]["score"]:
             strongest[key] = cause
-    # Named columns first (what a person acts on), then the joint checks' signals.
-    return sorted(strongest.values(), key=lambda c: (c["column"] is None, -c["score"]))
+    # Named columns first (what a person acts on), then the joint checks' signals. An image
+    # or text column's statistics (photo.brightness) say how it moved, its MMD test only that
+    # its vectors did: the statistics come first, each vector test after them.
+    return sorted(
+        strongest.values(),
+        key=lambda c: (c["column"] is None, c["metric"] == VECTOR_TEST, -c["score"]),
+    )
 
 
 def _number(value: Any) -> float | None:

@@ -34,7 +34,6 @@ from keel.baseline import Baseline
 from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide
 from keel.checks.suite import WindowContext, run_window_checks
-from keel.data import open_source
 from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
 from keel.errors import ConfigError, DataError
 from keel.result import RESULT_COLUMNS, Result
@@ -267,7 +266,7 @@ def check_history(
     if not isinstance(baseline, Baseline):
         baseline = Baseline.load(baseline)
     spec = WindowSpec.parse(window, incomplete=incomplete)
-    source = open_source(data)
+    source = baseline.open_current(data)  # embedding, text and image columns expanded
     schema = align_schema(baseline.schema, source)
     timestamp = timestamp or next((c.name for c in schema.columns if c.role == "timestamp"), None)
     if calibration is None and reference is not None:

@@ -40,7 +40,7 @@ import pyarrow.compute as pc
 
 from keel.errors import SchemaError
 
-KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "other")
+KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "embedding", "other")
 ROLES = ("feature", "target", "prediction", "score", "timestamp", "id", "segment", "ignored")
 
 #: Rows read to infer roles; kinds come from the Arrow type, whatever the size.

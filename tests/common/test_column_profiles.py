@@ -10,6 +10,7 @@ import pytest
 
 from keel.profile import Profile
 from keel.profile.profile import PROFILE_KINDS, ColumnProfile
+from keel.profile.vectors import vector_rows
 from keel.schema import Schema
 
 ROWS = 6_000
@@ -31,11 +32,15 @@ def _table(rows: int, seed: int) -> pa.Table:
                 )
             ),
             "count": pa.array([{"k": int(i)} for i in range(rows)]),
+            "embedding": vector_rows(  # rounded: some rows repeat, as embeddings of one text do
+                rng.normal(size=(rows, 3)).round(1),
+                [f"wrong dimension :: row {i}" if i % 97 == 0 else None for i in range(rows)],
+            ),
         }
     )
 
 
-SCHEMA = Schema.infer(_table(100, seed=0))
+SCHEMA = Schema.infer(_table(100, seed=0), kinds={"embedding": "embedding"})
 
 
 def _profile(table: pa.Table) -> Profile:
@@ -77,6 +82,8 @@ def test_the_merge_of_parts_is_the_profile_of_the_whole(whole, kind):
         merged = merged.merge(part)
     mine, theirs = _column(merged, kind), _column(whole, kind)
     assert _exact_fields(mine) == _exact_fields(theirs)
+    if hasattr(mine, "vectors"):  # a sample of vectors: the very same rows
+        assert np.array_equal(mine.vectors, theirs.vectors)
     if hasattr(mine, "mean") and mine.count:
         assert mine.mean == pytest.approx(theirs.mean, rel=1e-12)
         assert mine.variance == pytest.approx(theirs.variance, rel=1e-10)

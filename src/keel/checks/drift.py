@@ -38,7 +38,12 @@ from keel.stats.samples import CategoricalSample, NumericSample
 from keel.stats.verdict import DefaultRule
 
 #: Kinds the drift check compares; booleans are compared as categories.
-_COMPARED = {"numeric": "numeric", "categorical": "categorical", "boolean": "categorical"}
+_COMPARED = {
+    "numeric": "numeric",
+    "categorical": "categorical",
+    "boolean": "categorical",
+    "embedding": "embedding",  # embedding, text and image columns: one MMD test each
+}
 #: Which check each role's drift belongs to; other roles (ids, timestamps) are not compared.
 _CHECK_OF_ROLE = {
     "feature": "feature_drift",
@@ -208,7 +213,11 @@ class ProfileSide:
         )
 
     def sample(self, column: str) -> NumericSample | CategoricalSample:
+        from keel.profile.vectors import VectorProfile, VectorSample
+
         profile = self.profile.columns[column]
+        if isinstance(profile, VectorProfile):
+            return VectorSample.from_profile(profile)
         if isinstance(profile, NumericProfile) and profile.kind == "numeric":
             return NumericSample.from_profile(profile)
         if isinstance(profile, CategoricalProfile):
@@ -232,6 +241,10 @@ class TableSide:
 
     def sample(self, column: str) -> NumericSample | CategoricalSample:
         values = self.table.column(column)
+        if self.schema[column].kind == "embedding":
+            from keel.profile.vectors import VectorSample
+
+            return VectorSample.from_array(values)
         if _COMPARED.get(self.schema[column].kind) == "numeric":
             from keel.profile.profile import _to_float64
 
@@ -248,6 +261,7 @@ def compare_sides(
     thresholds: Mapping[str, float] | None = None,
     method: str | None = None,
     calibration: Any = None,
+    level: float | None = None,
 ) -> DriftReport:
     """Compare every feature, prediction, score and target column of ``reference`` with ``current``.
 
@@ -258,8 +272,13 @@ def compare_sides(
     calibrated threshold). Other columns use ``rule``. Model outputs and the
     target are reported apart (``check`` prediction_drift and target_drift),
     each family adjusted by Benjamini–Hochberg on its own.
+
+    Embedding columns (embeddings, texts and images: ``keel.profile.unstructured``) are
+    decided by one MMD permutation test each, its p-value against ``level`` (default: the
+    rule's α; a monitor gives its false alarm rate), outside the Benjamini–Hochberg family.
     """
     rule = rule or DefaultRule()
+    level = rule.alpha if level is None else level
     methods, thresholds = dict(methods or {}), dict(thresholds or {})
     if method is not None:
         get_method(method)  # fail early on an unknown name
@@ -280,6 +299,11 @@ def compare_sides(
         chosen = methods.get(spec.name) or (
             method if method is not None and kind in get_method(method).kinds else None
         )
+        if kind == "embedding":
+            column = _compare_vectors(spec, reference, current, level)
+            column.check = check
+            results.append(column)
+            continue
         column = _compare_column(spec, kind, reference, current, rule, chosen, thresholds)
         column.check = check
         calibrated = calibration.threshold(spec.name) if calibration is not None else None
@@ -403,6 +427,67 @@ def _compare_column(
     return column
 
 
+def _compare_vectors(
+    spec: ColumnSpec,
+    reference: ProfileSide | TableSide,
+    current: ProfileSide | TableSide,
+    level: float,
+) -> ColumnDrift:
+    """One embedding, text or image column: the MMD test on the two sides' vector samples.
+    Rows without a vector (the wrong dimension, a missing value, an empty text, an image
+    that cannot be decoded) are counted by reason and named in ``details.faults``."""
+    name = spec.name
+    column = ColumnDrift(name, "embedding", "mmd", None, None, level, False, rule="method")
+    if name not in current.schema:
+        column.status, column.finding = "error", "missing: the column is not in the current data"
+        return column
+    if current.schema[name].kind != "embedding":
+        column.status = "error"
+        column.finding = (
+            f"type changed: vectors ({spec.dtype}) in the reference, "
+            f"{current.schema[name].dtype} now"
+        )
+        return column
+    reference_sample, current_sample = reference.sample(name), current.sample(name)
+    column.reference_count, column.current_count = reference_sample.count, current_sample.count
+    faults = {
+        "reference": _faults(reference_sample),
+        "current": _faults(current_sample),
+    }
+    column.details["faults"] = faults
+    column.details["missing"] = {
+        "reference": reference_sample.missing,
+        "current": current_sample.missing,
+    }
+    if len(reference_sample.vectors):
+        column.details["dimension"] = int(reference_sample.vectors.shape[1])
+    if len(reference_sample.vectors) < 2 or len(current_sample.vectors) < 2:
+        empty_side = "reference" if len(reference_sample.vectors) < 2 else "current data"
+        said = "; ".join(
+            f"{reason}: {count} rows"
+            for reason, count in (
+                reference_sample if empty_side == "reference" else current_sample
+            ).faults.items()
+        )
+        wrong = any("dimensions, not" in r for r in current_sample.faults)
+        column.status = "error" if said and wrong else "insufficient_data"
+        column.finding = (
+            f"fewer than 2 usable vectors in the {empty_side}"
+            + (f" ({said})" if said else "")
+            + (": refused, the vectors come from another embedding space" if wrong else "")
+        )
+        return column
+    return _fill(column, "mmd", get_method("mmd").compute(reference_sample, current_sample))
+
+
+def _faults(sample: Any) -> list[dict[str, Any]]:
+    """Each reason a row has no vector: how many, and the first few rows or files."""
+    return [
+        {"reason": reason, "rows": count, "named": sample.named.get(reason, [])}
+        for reason, count in sorted(sample.faults.items())
+    ]
+
+
 def _fill(column: ColumnDrift, method: str, result: MethodResult) -> ColumnDrift:
     column.method, column.statistic, column.p_value = method, result.statistic, result.p_value
     details = dict(result.details)
@@ -416,8 +501,16 @@ def _adjust_and_decide(columns: list[ColumnDrift], rule: DefaultRule) -> None:
     """Benjamini–Hochberg across every tested column, then each column's verdict."""
     # Calibrated columns are decided by their thresholds: they do not join the BH family.
     tested = [
-        c for c in columns if c.p_value is not None and c.status == "ok" and c.rule != "calibrated"
+        c
+        for c in columns
+        if c.p_value is not None
+        and c.status == "ok"
+        and c.rule != "calibrated"
+        and c.kind != "embedding"  # judged at its own level
     ]
+    for column in columns:
+        if column.kind == "embedding" and column.p_value is not None:
+            column.p_value_adjusted = column.p_value
     adjusted = benjamini_hochberg([c.p_value for c in tested])
     for column, value in zip(tested, adjusted, strict=True):
         column.p_value_adjusted = float(value)

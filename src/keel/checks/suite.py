@@ -80,6 +80,7 @@ def run_window_checks(context: WindowContext) -> tuple[DriftReport, list[Result]
         ProfileSide(window.profile, window.start),
         rule=context.rule,
         calibration=context.calibration,
+        level=context.false_alarm_rate,  # each embedding, text or image column's MMD test
     )
     found = []
     for spec in context.schema.columns:

@@ -66,6 +66,18 @@ def baseline_create(
     fail_on_leakage: Annotated[
         bool, typer.Option(help="Leakage at alert level: write no baseline, exit 1.")
     ] = False,
+    embedding: Annotated[
+        list[str] | None,
+        typer.Option(help="An embedding column (lists of numbers); repeat it for more."),
+    ] = None,
+    text: Annotated[
+        list[str] | None,
+        typer.Option(help="A free-text column (descriptors and a fitted vectorizer); repeatable."),
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option(help="An image column (.npy paths or encoded image bytes); repeatable."),
+    ] = None,
 ) -> None:
     """Record a baseline of reference data: schema, profile, bins, sample, fingerprint.
 
@@ -74,7 +86,11 @@ def baseline_create(
 
     With --target, leakage is checked first (``keel leakage``): duplicates across the data
     and the holdout, ids and times that predict the label, and availability and entities
-    when declared; findings are printed and kept in the baseline's notes."""
+    when declared; findings are printed and kept in the baseline's notes.
+
+    --embedding, --text and --image name unstructured columns: each is tested by one MMD
+    test on its vectors, and texts and images gain derived numeric columns
+    (``comment.length``, ``photo.brightness``, ...) checked like any other."""
     from keel.baseline import Baseline
     from keel.data import open_source
 
@@ -123,6 +139,9 @@ def baseline_create(
             reference_is_holdout=bool(task and reference_is_holdout and holdout is None),
             task=task,
             classes=classes,
+            embeddings=embedding,
+            texts=text,
+            images=image,
         )
     metrics = result.metrics
     if leakage is not None:

@@ -111,45 +111,95 @@ def downsample(image: np.ndarray, size: int = 16) -> np.ndarray:
     >>> downsample(np.arange(16.0).reshape(4, 4) / 15, size=2).round(3).tolist()
     [0.167, 0.3, 0.7, 0.833]
     """
-    luma = _luma(_pixels(image))
-    rows = np.array_split(np.arange(luma.shape[0]), size)
-    cols = np.array_split(np.arange(luma.shape[1]), size)
-    return np.array([luma[np.ix_(r, c)].mean() for r in rows for c in cols])
+    return downsample_stack(_pixels(image)[None], size)[0]
+
+
+def downsample_stack(stack: np.ndarray, size: int = 16) -> np.ndarray:
+    """``downsample`` of k images of one shape at once (k × H × W or k × H × W × 3 pixels,
+    as ``read_pixels`` gives them): k × size² values."""
+    luma = _luma_stack(stack)
+    sums, counts = luma, np.ones(1)
+    for axis, length in ((1, luma.shape[1]), (2, luma.shape[2])):
+        parts = np.arange(size)
+        starts = parts * (length // size) + np.minimum(parts, length % size)  # as array_split
+        sums = np.add.reduceat(sums, starts, axis=axis)
+        counts = np.multiply.outer(counts, np.diff(np.r_[starts, length]))
+    return (sums / counts.reshape(1, size, size)).reshape(len(stack), -1)
+
+
+def read_pixels(image: np.ndarray | str | Path | bytes) -> np.ndarray:
+    """An image's pixels as floats on 0–1 (H × W grey or H × W × 3 RGB): from an array, a
+    path (``.npy``, or any format Pillow reads when installed) or encoded bytes. Raises
+    ValueError (or OSError) for what cannot be read.
+
+    >>> import io
+    >>> buffer = io.BytesIO(); np.save(buffer, np.full((4, 4), 255, dtype=np.uint8))
+    >>> float(read_pixels(buffer.getvalue()).max())
+    1.0
+    """
+    return _pixels(image)
+
+
+def statistics_of(pixels: np.ndarray) -> dict[str, float]:
+    """The statistics (``COLUMNS``) of one image's pixels, as ``read_pixels`` gives them."""
+    return _one(pixels)
+
+
+def statistics_of_stack(stack: np.ndarray) -> np.ndarray:
+    """The statistics of k images of one shape at once: a k × len(COLUMNS) array.
+
+    >>> rng = np.random.default_rng(1)
+    >>> stack = rng.uniform(0.1, 1.0, (5, 8, 6, 3))
+    >>> bool(np.allclose(statistics_of_stack(stack)[2], list(statistics_of(stack[2]).values())))
+    True
+    """
+    luma = _luma_stack(stack)
+    count, height, width = luma.shape
+    mean = luma.mean(axis=(1, 2))
+    safe = np.where(mean > 0, mean, np.nan)  # a black image has no contrast or sharpness
+    if stack.ndim == 4:
+        top, bottom = stack.max(axis=3), stack.min(axis=3)
+        ratio = np.divide(top - bottom, top, out=np.zeros_like(top), where=top > 0)
+        saturation = ratio.mean(axis=(1, 2))
+    else:
+        saturation = np.zeros(count)
+    laplacian = (
+        luma[:, :-2, 1:-1]
+        + luma[:, 2:, 1:-1]
+        + luma[:, 1:-1, :-2]
+        + luma[:, 1:-1, 2:]
+        - 4 * luma[:, 1:-1, 1:-1]
+    )
+    return np.column_stack(
+        [
+            mean,
+            luma.std(axis=(1, 2)) / safe,
+            saturation,
+            laplacian.var(axis=(1, 2)) / safe**2,
+            np.full(count, float(height)),
+            np.full(count, float(width)),
+            np.full(count, width / height),
+        ]
+    )
 
 
 def _one(pixels: np.ndarray) -> dict[str, float]:
-    luma = _luma(pixels)
-    mean = float(luma.mean())
-    height, width = luma.shape
-    if pixels.ndim == 3:
-        top, bottom = pixels.max(axis=2), pixels.min(axis=2)
-        saturation = float(
-            np.mean(np.where(top > 0, (top - bottom) / np.where(top > 0, top, 1), 0))
-        )
-    else:
-        saturation = 0.0
-    laplacian = (
-        luma[:-2, 1:-1] + luma[2:, 1:-1] + luma[1:-1, :-2] + luma[1:-1, 2:] - 4 * luma[1:-1, 1:-1]
-    )
-    return {
-        "brightness": mean,
-        "contrast": float(luma.std() / mean) if mean > 0 else float("nan"),
-        "saturation": saturation,
-        "sharpness": float(laplacian.var() / mean**2)
-        if mean > 0 and laplacian.size
-        else float("nan"),
-        "height": float(height),
-        "width": float(width),
-        "aspect": width / height,
-    }
+    values = statistics_of_stack(pixels[None])[0]
+    return {name: float(value) for name, value in zip(COLUMNS, values, strict=True)}
+
+
+def _luma_stack(stack: np.ndarray) -> np.ndarray:
+    return stack if stack.ndim == 3 else stack[..., :3] @ LUMA
 
 
 def _luma(pixels: np.ndarray) -> np.ndarray:
     return pixels if pixels.ndim == 2 else pixels[..., :3] @ LUMA
 
 
-def _pixels(image: np.ndarray | str | Path) -> np.ndarray:
-    if isinstance(image, str | Path):
+def _pixels(image: np.ndarray | str | Path | bytes) -> np.ndarray:
+    if isinstance(image, bytes):
+        image = _decode(image)
+    elif isinstance(image, str | Path):
         image = _read(Path(image))
     array = np.asarray(image)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -181,6 +231,23 @@ def _read(path: Path) -> np.ndarray:
             return np.asarray(opened.convert("RGB"))
     except Exception as error:  # Pillow raises many kinds for a bad file; all mean "unreadable"
         raise ValueError(f"cannot decode {path.name}: {error}") from error
+
+
+def _decode(data: bytes) -> np.ndarray:
+    """Encoded bytes: ``.npy``, else a format Pillow reads."""
+    import io
+
+    if data[:6] == b"\x93NUMPY":
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    try:
+        from PIL import Image
+    except ImportError as error:
+        raise ValueError("decoding image bytes other than .npy needs Pillow") from error
+    try:
+        with Image.open(io.BytesIO(data)) as opened:
+            return np.asarray(opened.convert("RGB"))
+    except Exception as error:  # Pillow raises many kinds for a bad file; all mean "unreadable"
+        raise ValueError(f"cannot decode the image bytes: {error}") from error
 
 
 def _name(image: object, position: int) -> str:

@@ -32,6 +32,7 @@ from keel.errors import SchemaError
 from keel.profile.categorical import DEFAULT_MAX_EXACT, CategoricalProfile
 from keel.profile.count import CountProfile
 from keel.profile.numeric import DEFAULT_SKETCH_K, NumericProfile
+from keel.profile.vectors import VectorProfile
 from keel.schema import ColumnSpec, Schema
 
 #: 3: numeric moments about a pilot (``shift``, ``shifted_mean``); 2: keel quantile sketches;
@@ -86,6 +87,7 @@ PROFILE_KINDS: dict[str, type] = {
     "count": CountProfile,
     "text": TextProfile,
     "datetime": DatetimeProfile,
+    "embedding": VectorProfile,  # embedding, text and image columns (keel.profile.unstructured)
 }
 
 
@@ -217,6 +219,8 @@ def _new_column(spec: ColumnSpec, edges: np.ndarray | None, sketch_k: int, max_e
         return PROFILE_KINDS[kind](sketch_k=sketch_k)
     if kind == "categorical":
         return CategoricalProfile(max_exact=max_exact)
+    if kind == "embedding":
+        return VectorProfile()
     return CountProfile()
 
 
@@ -225,6 +229,9 @@ def _update_column(column: Any, name: str, array: pa.Array | pa.ChunkedArray) ->
     if isinstance(column, CountProfile):
         column.rows += len(array)
         column.nulls += nulls
+        return
+    if isinstance(column, VectorProfile):
+        column.update_array(array)
         return
     present = pc.drop_null(array) if nulls else array
     if isinstance(column, CategoricalProfile):

@@ -4,6 +4,8 @@ Numeric: ``ks`` (test), ``wasserstein`` (in reference standard deviations),
 ``psi``, ``jensenshannon``, ``hellinger`` (on the reference's quantile bins).
 Categorical: ``chisquare`` (test), ``psi``, ``jensenshannon``, ``hellinger``,
 ``l_infinity``, ``total_variation`` (on the union of categories).
+Embedding (vectors of embedding, text and image columns): ``mmd`` (test: MMD² with a
+permutation p-value, ``keel.stats.mmd``).
 
 >>> import numpy as np
 >>> from keel.stats.samples import NumericSample
@@ -44,6 +46,15 @@ def _binned(distance: Callable[[np.ndarray, np.ndarray], float]) -> Callable[...
         return MethodResult(distance(reference_counts, current_counts), None, details)
 
     return compute_on_bins
+
+
+def _mmd(reference, current) -> MethodResult:
+    """MMD² between two ``VectorSample``s' vectors (``keel.stats.mmd.mmd_test``)."""
+    from keel.stats.mmd import mmd_test
+
+    if len(reference.vectors) < 2 or len(current.vectors) < 2:
+        return MethodResult(float("nan"), None)
+    return mmd_test(reference.vectors, current.vectors)
 
 
 _BOTH = ("numeric", "categorical")
@@ -93,6 +104,14 @@ METHODS: dict[str, DriftMethod] = {
             _binned(divergences.total_variation),
             "share of rows that changed category",
         ),
+        DriftMethod(
+            "mmd",
+            ("embedding",),
+            True,
+            0.05,
+            _mmd,
+            "maximum mean discrepancy (RBF kernel), permutation test",
+        ),
     ]
 }
 
@@ -114,5 +133,10 @@ def compute(
     current: NumericSample | CategoricalSample,
 ) -> MethodResult:
     """Run one method on two samples of the same kind."""
-    kind = "numeric" if isinstance(reference, NumericSample) else "categorical"
+    from keel.profile.vectors import VectorSample
+
+    if isinstance(reference, VectorSample):
+        kind = "embedding"
+    else:
+        kind = "numeric" if isinstance(reference, NumericSample) else "categorical"
     return get_method(name, kind).compute(reference, current)

@@ -36,6 +36,9 @@ from keel.stats.method import MethodResult
 MAX_ROWS = 2_000
 MIN_PERMUTATIONS = 500
 _PERMUTATION_BATCH = 100
+#: A side under 1/GATHER_SHARE of the pooled rows is summed by gathering its s² entries per
+#: relabelling; otherwise a matrix product over all rows does it faster.
+GATHER_SHARE = 6
 
 
 def mmd_test(
@@ -68,26 +71,25 @@ def mmd_test(
     current_rows = _subsample(current_rows, max_rows, rng)
     n, m = len(reference_rows), len(current_rows)
 
-    pooled = np.vstack([reference_rows, current_rows])
-    squared = _squared_distances(pooled)
-    bandwidth = median_bandwidth_from_squared(squared[:n, :n])
+    squared, bandwidth = _pooled_squared(reference_rows, current_rows)
     kernel = np.exp(squared / (-2.0 * bandwidth**2), out=squared)
 
     row_sums = kernel.sum(axis=1)
     diagonal = kernel.diagonal().copy()
     total = row_sums.sum()
-    observed = np.zeros((n + m, 1))
-    observed[:n] = 1.0
-    statistic = float(_mmd2(kernel, observed, row_sums, diagonal, total, n, m)[0])
+    sums = _Sums(kernel, row_sums, diagonal, float(total), n, m)
+    statistic = float(sums.mmd2(np.arange(n, n + m)[None, :], side="current")[0])
 
+    # The smaller side's rows are gathered (B × s² kernel entries); the same relabellings
+    # either way: each permutation's first n rows are "reference", the rest "current".
+    side = "current" if m <= n else "reference"
     exceed = 0
     done = 0
     while done < permutations:
         batch = min(_PERMUTATION_BATCH, permutations - done)
-        order = np.argsort(rng.random((batch, n + m)), axis=1)[:, :n]  # n rows drawn as "reference"
-        labels = np.zeros((n + m, batch))
-        labels[order, np.arange(batch)[:, None]] = 1.0
-        permuted = _mmd2(kernel, labels, row_sums, diagonal, total, n, m)
+        order = np.argsort(rng.random((batch, n + m)), axis=1)
+        drawn = order[:, n:] if side == "current" else order[:, :n]
+        permuted = sums.mmd2(drawn, side)
         exceed += int(np.sum(permuted >= statistic - 1e-12 * abs(statistic)))
         done += batch
     p_value = (1 + exceed) / (1 + permutations)
@@ -124,27 +126,77 @@ def median_bandwidth_from_squared(squared: np.ndarray) -> float:
     return float(np.sqrt(np.median(upper))) if upper.size else 1.0
 
 
-def _mmd2(
-    kernel: np.ndarray,
-    labels: np.ndarray,
-    row_sums: np.ndarray,
-    diagonal: np.ndarray,
-    total: float,
-    n: int,
-    m: int,
-) -> np.ndarray:
-    """Unbiased MMD² for each labelling (a column of 1 = reference, 0 = current) at once."""
-    within = np.einsum("ib,ib->b", labels, kernel @ labels)  # Σ over reference pairs, diagonal in
-    reference_total = labels.T @ row_sums  # Σ over reference rows × all rows
-    reference_diagonal = labels.T @ diagonal
-    current_within = total - 2.0 * reference_total + within
-    current_diagonal = diagonal.sum() - reference_diagonal
-    across = reference_total - within
-    return (
-        (within - reference_diagonal) / (n * (n - 1))
-        + (current_within - current_diagonal) / (m * (m - 1))
-        - 2.0 * across / (n * m)
+class _Sums:
+    """The kernel's totals, so that each relabelling's MMD² needs only the sums over the
+    rows it draws for one side (``s`` rows: s² entries, not the whole matrix)."""
+
+    def __init__(self, kernel, row_sums, diagonal, total, n, m) -> None:
+        self.kernel, self.row_sums, self.diagonal = kernel, row_sums, diagonal
+        self.total, self.diagonal_total, self.n, self.m = total, diagonal.sum(), n, m
+
+    def mmd2(self, drawn: np.ndarray, side: str) -> np.ndarray:
+        """Unbiased MMD² for each row of ``drawn`` (B × s indices of ``side``'s rows)."""
+        rows_total = self.n + self.m
+        if drawn.shape[1] * GATHER_SHARE > rows_total:  # sides alike: one product for all
+            labels = np.zeros((rows_total, len(drawn)))
+            labels[drawn, np.arange(len(drawn))[:, None]] = 1.0
+            within = np.einsum("ib,ib->b", labels, self.kernel @ labels)
+        else:  # a small side: gather its s × s blocks, 10 relabellings at a time
+            within = np.zeros(len(drawn))
+            ordered = np.sort(drawn, axis=1)  # nearby entries: the gather reads memory in order
+            for start in range(0, len(drawn), 10):
+                rows = ordered[start : start + 10]
+                block = self.kernel[rows[:, :, None], rows[:, None, :]]
+                within[start : start + 10] = block.sum(axis=(1, 2))
+        drawn_total = self.row_sums[drawn].sum(axis=1)  # Σ over drawn rows × all rows
+        drawn_diagonal = self.diagonal[drawn].sum(axis=1)
+        other_within = self.total - 2.0 * drawn_total + within
+        other_diagonal = self.diagonal_total - drawn_diagonal
+        across = drawn_total - within
+        if side == "current":
+            current, reference = (within, drawn_diagonal), (other_within, other_diagonal)
+        else:
+            reference, current = (within, drawn_diagonal), (other_within, other_diagonal)
+        n, m = self.n, self.m
+        return (
+            (reference[0] - reference[1]) / (n * (n - 1))
+            + (current[0] - current[1]) / (m * (m - 1))
+            - 2.0 * across / (n * m)
+        )
+
+
+#: The last reference's squared distances and bandwidth: a monitor tests every window
+#: against the same reference sample, whose n² block is most of the work.
+_REFERENCE_CACHE: dict[str, tuple[np.ndarray, float]] = {}
+
+
+def _pooled_squared(reference: np.ndarray, current: np.ndarray) -> tuple[np.ndarray, float]:
+    """Squared distances among the pooled rows (reference first) and the reference's
+    median-heuristic bandwidth."""
+    key = f"{reference.shape}:{_fingerprint(reference)}"
+    cached = _REFERENCE_CACHE.get(key)
+    if cached is None:
+        block = _squared_distances(reference)
+        cached = (block, median_bandwidth_from_squared(block))
+        _REFERENCE_CACHE.clear()
+        _REFERENCE_CACHE[key] = cached
+    block, bandwidth = cached
+    n = len(reference)
+    pooled = np.empty((n + len(current),) * 2)
+    pooled[:n, :n] = block
+    across = _cross_squared(reference, current)
+    pooled[:n, n:], pooled[n:, :n] = across, across.T
+    pooled[n:, n:] = _squared_distances(current)
+    return pooled, bandwidth
+
+
+def _cross_squared(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    squared = (
+        np.einsum("ij,ij->i", a, a)[:, None]
+        + np.einsum("ij,ij->i", b, b)[None, :]
+        - 2.0 * (a @ b.T)
     )
+    return np.maximum(squared, 0.0, out=squared)
 
 
 def _rows(values: np.ndarray, side: str) -> tuple[np.ndarray, int]:
