@@ -1,6 +1,7 @@
 """A replay through the gateway (``accept_event_time: true``): each record's own event time
 is what the log holds, for the champion and its shadow alike; a bad time is a 422 naming
-the record."""
+the record. An input the caller's own online store served may come with its
+``<input>__as_of``, which is logged beside it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,19 @@ def test_a_replay_logs_each_records_own_event_time_and_refuses_a_bad_one(tmp_pat
             json={"record": GOOD, "request_id": "c", "event_time": "2026-03-04T00:00:00Z"},
         )
         assert single.status_code == 200, single.text
+        stamped = client.post(
+            "/v1/models/loans/predict",
+            json={"record": {**GOOD, "x__as_of": "2026-03-01T06:00:00"}, "request_id": "d"},
+        )
+        assert stamped.status_code == 200, stamped.text
+        unstamped = client.post(
+            "/v1/models/loans/predict", json={"record": {**GOOD, "x__as_of": "yesterday"}}
+        )
+        assert unstamped.status_code == 422 and "'x__as_of'" in unstamped.text, unstamped.text
+        unknown = client.post(
+            "/v1/models/loans/predict", json={"record": {**GOOD, "q__as_of": "2026-03-01"}}
+        )
+        assert unknown.status_code == 422 and "not an input" in unknown.text, unknown.text
         bad = client.post(
             "/v1/models/loans/predict",
             json={"records": [GOOD, GOOD], "event_times": ["2026-03-02", "last tuesday"]},
@@ -56,4 +70,6 @@ def test_a_replay_logs_each_records_own_event_time_and_refuses_a_bad_one(tmp_pat
         log = read_log(tmp_path / "logs", "predictions", model)
         ids, at = log["request_id"].to_pylist(), log["event_time"].to_pylist()
         logged = dict(zip(ids, at, strict=True))
-        assert logged == expected, model
+        assert {k: v for k, v in logged.items() if k != "d"} == expected, model
+        stamps = dict(zip(ids, log["x__as_of"].to_pylist(), strict=True))
+        assert stamps["d"] == datetime(2026, 3, 1, 6, tzinfo=UTC) and stamps["a"] is None

@@ -29,7 +29,7 @@ from keel.errors import ConfigError, DataError, KeelError
 from keel.serve.config import ModelConfig, ServeConfig
 from keel.serve.models import Deployment, LoadedModel, ModelSource, model_source
 from keel.serve.routing import CHAMPION, pick_arm, route_key, shadow_sampled
-from keel.serve.validation import InvalidInput
+from keel.serve.validation import AS_OF, InvalidInput
 
 #: The version of the logged record's layout (docs/formats.md, "Served predictions").
 RECORD_FORMAT = "keel.serve/1"
@@ -552,6 +552,7 @@ class Gateway:
                 "route": arm,
                 **{key: row.get(key) for key in entity},
                 **{column: row[column] for column in champion.inputs.names},
+                **{key: value for key, value in row.items() if key.endswith(AS_OF)},
                 **found,
                 "record_format": RECORD_FORMAT,
             }

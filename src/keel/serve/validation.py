@@ -2,7 +2,9 @@
 
 A request's record must hold every input the model was trained on, each of the kind the
 baseline recorded (a number for a numeric column, text for a categorical one, true or false
-for a boolean), plus, optionally, the model's declared entity keys. Anything else is
+for a boolean), plus, optionally, the model's declared entity keys and, for an input the
+caller's own online store served, ``<input>__as_of`` (when that value was computed, ISO
+8601; logged beside it for the skew check). Anything else is
 refused with an ``InvalidInput`` naming the record, the column and what was wrong, which
 the gateway answers with a 422: a bad request is the caller's to fix, never a 5xx.
 
@@ -23,10 +25,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from keel.errors import KeelError, SchemaError
+
+#: ``<input>__as_of``: when the caller's own online store computed that input's value.
+AS_OF = "__as_of"
 
 #: Longest text value taken in a request (longer is refused, not truncated).
 MAX_TEXT = 10_000
@@ -125,6 +130,9 @@ class RecordSchema:
                     if name in self.entity_keys:
                         row[name] = _entity_key(index, name, value)
                         continue
+                    if name.endswith(AS_OF) and name.removesuffix(AS_OF) in self._by_name:
+                        row[name] = _served_as_of(index, name, value)  # the caller's store's
+                        continue
                     allowed = ", ".join(self.names + list(self.entity_keys))
                     raise InvalidInput(
                         f"record {index}, column {name!r}: not an input of this model "
@@ -158,6 +166,20 @@ class RecordSchema:
         for key in self.entity_keys:
             properties[key] = {"type": ["string", "integer"]}
         return {"type": "object", "properties": properties, "required": self.names}
+
+
+def _served_as_of(index: int, name: str, value: Any) -> datetime:
+    """When the caller's own online store computed an input's value (ISO 8601; UTC when no
+    offset is given), logged beside it for the skew check's staleness."""
+    try:
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise InvalidInput(
+            f"record {index}, column {name!r}: an ISO 8601 time, not {_what(value)}", name, index
+        )
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _what(value: Any) -> str:
