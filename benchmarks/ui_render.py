@@ -11,7 +11,9 @@ with ``keel.store.views.bulk_insert``, plus 40 alerts and the monitors declared.
 serves the dashboard with uvicorn on loopback and times, over real HTTP, ``--requests``
 renders each of the overview, a monitor page (60 windows) and the overview fragment when
 nothing changed (204); prints p50 and p95 against the 300 ms goal and the number of
-database statements one overview makes.
+database statements the first overview makes. Renders after the first draw the windows'
+aggregates from the dashboard's memory (``keel.ui.memory``); ``benchmarks/ui_pages.py``
+times a fresh server's and a changed window's renders too.
 """
 
 from __future__ import annotations
