@@ -28,7 +28,8 @@ window_size
 stat_size
     Values in each of the two samples compared.
 seed
-    Seed of the draws (every alarm starts them again from it).
+    Seed of the draws (every alarm starts them again from it); 0 by default,
+    derived from the reference's content by ``KSWIN.from_reference``.
 baseline_id
     The baseline whose holdout calibrated it; saved states carry it.
 
@@ -52,6 +53,7 @@ Change detected at index 1018, change point 989
 
 from __future__ import annotations
 
+import hashlib
 import math
 import random
 from collections import deque
@@ -63,6 +65,7 @@ import numpy as np
 from keel.errors import ConfigError
 from keel.online.adwin import river_module
 from keel.online.base import Carry, StreamDetector
+from keel.seeds import derive_seed
 
 _ELEMENTS = 2_000_000  # values sorted at once in a simulation
 
@@ -146,6 +149,23 @@ class KSWIN(StreamDetector):
             -np.inf,
         )
         super().__init__(baseline_id)
+
+    @classmethod
+    def from_reference(
+        cls, reference: np.ndarray, baseline_id: str | None = None, **params: Any
+    ) -> KSWIN:
+        """A KSWIN whose draws are seeded from the reference's content (unless ``seed`` is given).
+
+        >>> import numpy as np
+        >>> reference = np.arange(10.0)
+        >>> KSWIN.from_reference(reference).seed == KSWIN.from_reference(reference.copy()).seed
+        True
+        """
+        if "seed" not in params:
+            values = np.ascontiguousarray(np.asarray(reference, dtype=float).ravel())
+            digest = hashlib.sha256(values.tobytes()).hexdigest()[:16]
+            params["seed"] = derive_seed(digest, "kswin")
+        return cls(baseline_id=baseline_id, **params)
 
     @classmethod
     def river(cls, **params: Any) -> Any:
