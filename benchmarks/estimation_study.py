@@ -1,7 +1,7 @@
 """How good is performance estimation? Windows where the truth is known, four kinds.
 
 Run: python benchmarks/estimation_study.py [--windows 200] [--rows 2000]
-[--only classifier|regressor] [--scenarios "shift that hurts" ...] [--dump FILE.csv]
+[--only classifier|regressor|multiclass] [--scenarios "shift that hurts" ...] [--dump FILE.csv]
 [--seed N] [--score-only]
 
 A logistic-regression model is trained on a reference where P(y=1 | x) is a
@@ -18,10 +18,11 @@ with the realized metric (from the labels):
 - shift that helps: the inputs move away from it;
 - concept drift: the same inputs, a new relationship to the label.
 
-The same four scenarios for a regressor (keel's ``LossEstimator`` against
-NannyML's DLE): y = 3x + noise whose spread grows with |x|, the model predicts
-3x; the shift that hurts moves x outward, the one that helps inward, and the
-concept drift makes y = 2x + noise.
+The same four scenarios for a three-class classifier that decides by a weighted
+argmax (``--only multiclass``; keel only), and for a regressor (keel's
+``LossEstimator`` against NannyML's DLE): y = 3x + noise whose spread grows with |x|,
+the model predicts 3x; the shift that hurts moves x outward, the one that helps
+inward, and the concept drift makes y = 2x + noise.
 
 Printed per scenario and metric: the mean realized and estimated values, the
 mean absolute error of the estimate, how often the band covers the realized
@@ -143,6 +144,74 @@ def classifier(rng: np.random.Generator, local: bool = True) -> Case:
     return Case(title, "cbpe", reference.drop(columns=["x1", "x2"]), draw, estimate)
 
 
+CLASSES = [0, 1, 2]
+WEIGHTS = np.array([1.0, 1.0, 1.6])  # the model decides class 2 more readily than argmax
+
+
+def class_truth(x: np.ndarray, concept: bool = False) -> np.ndarray:
+    """P(class | x), three classes: class 1's logit has an interaction the model lacks;
+    the concept drift turns class 1's dependence on x₂ and the interaction around."""
+    a, b = x[:, 0], x[:, 1]
+    sign = -1.0 if concept else 1.0
+    one = 1.2 * a - sign * 0.5 * b + sign * 0.6 * a * b
+    logits = np.column_stack([np.zeros(len(x)), one, 1.0 * b - 0.8 * a])
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def multiclass(rng: np.random.Generator) -> Case:
+    """Three classes decided by a weighted argmax (not argmax), keel only: the NannyML
+    script runs binary CBPE and DLE."""
+
+    def labels_of(p):
+        return (rng.random((len(p), 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+
+    train = rng.normal(size=(20_000, 2))
+    model = LogisticRegression().fit(train, labels_of(class_truth(train)))
+
+    def rows_of(x):
+        scores = model.predict_proba(x)
+        frame = pd.DataFrame({"x1": x[:, 0], "x2": x[:, 1]})
+        for c in CLASSES:
+            frame[f"score_{c}"] = scores[:, c]
+        frame["prediction"] = (scores * WEIGHTS).argmax(axis=1)
+        return frame, scores
+
+    x = rng.normal(size=(20_000, 2))
+    reference, _ = rows_of(x)
+    reference["label"] = labels_of(class_truth(x))
+    fit = fit_holdout(
+        reference, "multiclass", "label", score="score", prediction="prediction",
+        classes=CLASSES, features=["x1", "x2"],
+    )  # fmt: skip
+    columns = [f"score_{c}" for c in CLASSES]
+
+    def draw(rng, rows, scenario, strength):
+        x = inputs(rng, rows, scenario, strength)
+        frame, scores = rows_of(x)
+        p = class_truth(x, concept=scenario == "concept drift")
+        labels = (rng.random((rows, 1)) > np.cumsum(p, axis=1)).sum(axis=1)
+        return frame, {
+            "accuracy": accuracy_score(labels, frame["prediction"]),
+            "roc_auc": roc_auc_score(labels, scores, multi_class="ovr", average="macro"),
+        }
+
+    def estimate(frame):
+        found = fit.estimator.estimate(
+            frame[columns].to_numpy(),
+            decisions=frame["prediction"].to_numpy(),
+            local=fit.local_correction(frame),
+        )
+        return found, not fit.support.reliability(frame[fit.support.columns])["reliable"]
+
+    share = fit.estimator.rule["share"]
+    title = (
+        f"multiclass (3 classes, weighted argmax; argmax reproduces {share:.1%} of the"
+        f" holdout's decisions; calibration: {fit.estimator.calibration}; 20,000 holdout rows)"
+    )
+    return Case(title, "", reference, draw, estimate)
+
+
 def regression_window(rng, rows: int, scenario: str, strength: float) -> pd.DataFrame:
     x = rng.normal(size=rows)
     if scenario == "shift that hurts":
@@ -176,7 +245,7 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--nannyml", type=Path, default=NANNYML)
-    parser.add_argument("--only", choices=("classifier", "regressor"), default=None)
+    parser.add_argument("--only", choices=("classifier", "regressor", "multiclass"), default=None)
     parser.add_argument("--scenarios", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--dump", type=Path, default=None, help="every window's row, as CSV")
     parser.add_argument(
@@ -184,9 +253,9 @@ def main() -> None:
     )
     parser.add_argument("--score-only", action="store_true", help="classifier: no local correction")
     args = parser.parse_args()
-    for make in (classifier, regressor):
-        # Each model draws from its own seeded stream, so either runs alone the same.
-        own = np.random.default_rng([args.seed, 0 if make is classifier else 1])
+    for stream, make in enumerate((classifier, regressor, multiclass)):
+        # Each model draws from its own seeded stream, so each runs alone the same.
+        own = np.random.default_rng([args.seed, stream])
         if args.only is None or make.__name__ == args.only:
             case = classifier(own, not args.score_only) if make is classifier else make(own)
             study(case, args, own)
@@ -219,7 +288,7 @@ def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> Non
             "unreliable",
         ],
     )
-    peer = _nannyml(args.nannyml, case.peer, case.reference, windows)
+    peer = _nannyml(args.nannyml, case.peer, case.reference, windows) if case.peer else None
     if args.dump is not None:
         dumped = found
         if peer is not None:  # NannyML's estimate of each row's window and metric beside keel's
@@ -230,12 +299,18 @@ def study(case: Case, args: argparse.Namespace, rng: np.random.Generator) -> Non
                     for suffix, field in (("", "value"), ("_lower", "lower"), ("_upper", "upper"))
                 }
             )
-        dumped.to_csv(args.dump.with_suffix(f".{case.peer}.csv"), index=False)
+        dumped.to_csv(args.dump.with_suffix(f".{case.peer or 'multiclass'}.csv"), index=False)
     print(case.title)
     _table(found, peer)
     print(
         f"({args.windows} windows of {args.rows:,} rows per scenario; keel {elapsed:.1f} s"
-        + ("" if peer is not None else f"; NannyML not found at {args.nannyml}")
+        + (
+            ""
+            if peer is not None
+            else "; no NannyML run for this model"
+            if not case.peer
+            else f"; NannyML not found at {args.nannyml}"
+        )
         + ")"
     )
 
