@@ -287,3 +287,38 @@ def test_keel_baseline_create_takes_the_column_roles(run_keel, tmp_path):
     assert baseline.unstructured.roles == {"photo": "image", "comment": "text", "vec": "embedding"}
     assert {"photo.brightness", "comment.oov_rate"} <= set(baseline.schema.names)
     assert baseline.profile.columns["photo"].count == 120
+
+
+def test_a_monitor_names_brightness_on_the_days_the_images_darken(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from keel.monitor import load_config, run_monitor
+    from keel.store import ResultStore
+
+    Baseline.from_data(pd.DataFrame({"photo": scenes(22, 600)}), images=["photo"]).save(
+        tmp_path / "b.baseline"
+    )
+    start, images, rows = datetime(2026, 3, 1, tzinfo=UTC), scenes(5, 600), []
+    for number, image in enumerate(images):  # 100 images a day for 6 days, the last 2 dark
+        day, buffer = number // 100, io.BytesIO()
+        np.save(buffer, image * (0.6 if day >= 4 else 1.0))
+        moment = start + timedelta(days=day, minutes=10 * (number % 100))
+        rows.append({"ts": moment, "photo": buffer.getvalue()})
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "images.parquet")
+    (tmp_path / "keel.yaml").write_text(
+        "monitors:\n  - name: cameras\n    model: cameras\n"
+        f"    baseline: {tmp_path / 'b.baseline'}\n    source: {tmp_path / 'images.parquet'}\n"
+        "    timestamp: ts\n    window: 1D\n"
+    )
+    monitor = load_config(tmp_path / "keel.yaml")[0]
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    ran = run_monitor(monitor, store, now=start + timedelta(days=7))
+    assert ran["windows"] == 6
+    assert ran["alerting"] == ["2026-03-05T00:00:00Z", "2026-03-06T00:00:00Z"]
+    stored = store.latest()
+    verdicts = stored[(stored["check"] == "diagnosis")].sort_values("window_start")
+    summaries = [details["summary"] for details in verdicts["details"]]
+    assert summaries[:4] == ["healthy: no check alerted"] * 4
+    assert all(s.startswith("data drift: photo.brightness (") for s in summaries[4:])
+    mmd = stored[(stored["column"] == "photo") & (stored["metric"] == "mmd_p_value")]
+    assert len(mmd) == 6 and set(mmd["threshold"]) == {monitor.false_alarm_rate}
