@@ -13,7 +13,7 @@ import os
 import textwrap
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pyarrow.compute as pc
 import pytest
@@ -425,3 +425,17 @@ def test_a_stream_alarms_instant_diagnosis_is_not_a_window(here):
     found = stored_diagnoses(store, "loans", scenario.week_start(WEEKS + 1))
     assert len(found) == WEEKS
     assert all(d.window_start < d.window_end for d in found)
+
+
+def test_the_last_retrain_is_the_decisions_own_time_so_a_replay_keeps_its_interval(tmp_path):
+    from keel.retrain.job import last_retrain
+
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    assert last_retrain(store, "loans") is None
+    # A replay (keel monitor run --now ...) decides at its own time, months before the clock.
+    store.log_event(
+        "keel-retrain", "challenger registered", "loans", {"now": "2026-03-05T01:00:00+00:00"}
+    )
+    assert last_retrain(store, "loans") == datetime(2026, 3, 5, 1, tzinfo=UTC)
+    store.log_event("keel-retrain", "challenger registered", "loans", {})  # an older record
+    assert last_retrain(store, "loans").year == datetime.now(UTC).year  # when it was written

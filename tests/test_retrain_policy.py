@@ -67,6 +67,23 @@ def test_for_needs_consecutive_windows():
     assert decide(policy, _weeks("concept drift", "concept drift"), NOW, None, 5000).retrain
 
 
+def test_concept_drift_is_read_from_the_latest_windows_whose_labels_have_come():
+    # Labels come weeks late: the newest windows are "healthy" only because nothing can be
+    # told yet; the concept drift the labelled window showed still triggers.
+    from dataclasses import replace
+
+    windows = _weeks("healthy", "concept drift", "healthy", "healthy")
+    windows = [replace(w, judged=i < 2) for i, w in enumerate(windows)]
+    decision = decide(POLICY, windows, NOW, last_retrain=None, matured_labels=5000)
+    assert decision.retrain and decision.trigger == "concept drift"
+    # Once the labels of a later window say it is healthy, the drift is no longer current.
+    windows[2] = replace(windows[2], judged=True)
+    assert not decide(POLICY, windows, NOW, last_retrain=None, matured_labels=5000).retrain
+    # A fault in the newest window still pages, judged by labels or not.
+    windows[3] = replace(windows[3], verdict="pipeline fault")
+    assert decide(POLICY, windows, NOW, None, 5000).action == "page"
+
+
 def test_it_waits_for_the_interval_and_for_matured_labels_and_says_so():
     windows = _weeks("concept drift")
     soon = decide(POLICY, windows, NOW, last_retrain=NOW - timedelta(days=3), matured_labels=5000)

@@ -122,6 +122,7 @@ def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome
     diagnoses = stored_diagnoses(
         store, monitor.name, now, champion_version(monitor, store, registry)
     )
+    diagnoses = judged_by_labels(diagnoses, store, monitor)
     since = now - duration(policy.training_window.last)
     matured = matured_labels(store, monitor.name, since, now)
     last = last_retrain(store, monitor.name)
@@ -190,6 +191,7 @@ def _run_locked(monitor, store, now, policy, registry, python) -> RetrainOutcome
             "run": produced["run_id"],
             "rows": rows.num_rows,
             "reason": decision.reason,
+            "now": now.isoformat(),  # the decision's own time: a replay's, not the clock's
         },
     )
     return RetrainOutcome(
@@ -351,6 +353,29 @@ def stored_diagnoses(
     return sorted(found, key=lambda w: w.window_end)
 
 
+def judged_by_labels(
+    diagnoses: list[WindowDiagnosis], store: Any, monitor: MonitorConfig
+) -> list[WindowDiagnosis]:
+    """The diagnoses, each marked ``judged`` when its window's labelled share reached the
+    monitor's ``performance.min_labelled_share``: a window whose labels have not come yet
+    cannot show concept drift, so a trigger on it reads the latest judged windows."""
+    from dataclasses import replace
+
+    performance = getattr(monitor, "performance", None)
+    if performance is None:
+        return diagnoses
+    frame = store.latest(monitor=monitor.name, check="labels", metric="labelled_share")
+    shares = {
+        _parse(row["window_end"]): row.get("value")
+        for row in frame.to_dict("records")
+        if not isinstance(row.get("segment"), str) and row.get("window_end")
+    }
+    least = performance.min_labelled_share
+    if least <= 0:
+        return diagnoses
+    return [replace(w, judged=(shares.get(w.window_end) or 0.0) >= least) for w in diagnoses]
+
+
 def matured_labels(store: Any, monitor: str, since: datetime, now: datetime) -> int:
     """Matured labels in the monitor's windows inside (``since``, ``now``]: the sum of the
     ``labels``/``labelled_share`` Results' ``labelled`` counts (labels past their maturity
@@ -366,10 +391,14 @@ def matured_labels(store: Any, monitor: str, since: datetime, now: datetime) -> 
 
 
 def last_retrain(store: Any, monitor: str) -> datetime | None:
-    """When this monitor last registered a challenger (its ``challenger registered`` event)."""
+    """When this monitor last registered a challenger (its ``challenger registered`` event):
+    the decision's own time (``--now`` in a replay), else when the event was written."""
     events = store.events()
     done = events[(events["action"] == "challenger registered") & (events["subject"] == monitor)]
-    return _parse(done["at"].iloc[-1]) if len(done) else None
+    if not len(done):
+        return None
+    details = json.loads(done["details"].iloc[-1] or "{}")
+    return _parse(details.get("now") or done["at"].iloc[-1])
 
 
 # -- the data -----------------------------------------------------------------------------

@@ -51,6 +51,8 @@ from keel.retrain.horizon import accuracy_horizon, paired_horizon
 
 #: Verdicts that page a person and never start a retrain.
 NEVER_TRIGGER = ("pipeline fault", SKEW)
+#: Verdicts only labels can tell.
+NEEDS_LABELS = ("concept drift",)
 #: Verdicts a trigger may name ("data drift hurting the model" is data drift whose
 #: estimated performance fell: the diagnosis says so in its summary).
 TRIGGERABLE = (
@@ -251,6 +253,8 @@ class WindowDiagnosis:
     window_end: datetime
     verdict: str
     summary: str = ""
+    #: Whether the window's labels had come (its realized performance was judged).
+    judged: bool = True
 
     @classmethod
     def from_mapping(cls, row: Mapping[str, Any]) -> WindowDiagnosis:
@@ -315,7 +319,10 @@ def decide(
         )
     fired = None
     for trigger in policy.triggers:
-        recent = windows[-trigger.for_windows :]
+        # Concept drift is told by labels: a window whose labels have not come cannot show
+        # it, so the trigger reads the latest windows whose realized performance was judged.
+        eligible = [w for w in windows if w.judged] if trigger.verdict in NEEDS_LABELS else windows
+        recent = eligible[-trigger.for_windows :]
         if len(recent) == trigger.for_windows and all(w.shows(trigger.verdict) for w in recent):
             fired = trigger.verdict
             break
