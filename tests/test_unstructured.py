@@ -322,3 +322,16 @@ def test_a_monitor_names_brightness_on_the_days_the_images_darken(tmp_path):
     assert all(s.startswith("data drift: photo.brightness (") for s in summaries[4:])
     mmd = stored[(stored["column"] == "photo") & (stored["metric"] == "mmd_p_value")]
     assert len(mmd) == 6 and set(mmd["threshold"]) == {monitor.false_alarm_rate}
+
+
+def test_calibrating_on_the_reference_reads_its_images_as_the_baseline_did():
+    reference = pd.DataFrame({"photo": scenes(23, 1_000)})
+    baseline = Baseline.from_data(reference, images=["photo"], sample_size=0)
+    dark = pd.DataFrame({"photo": [image * 0.6 for image in scenes(24, 100)]})
+    (window,) = check_history(
+        baseline, dark, window="50rows", reference=reference, multivariate=False
+    ).windows[:1]
+    assert window.drift.dataset["calibrated"]
+    brightness = window.drift.column("photo.brightness")
+    assert brightness.rule == "calibrated" and brightness.drift
+    assert window.diagnosis.causes[0]["column"] == "photo.brightness"

@@ -443,10 +443,12 @@ class Baseline:
         baseline.path = Path(path)
         return baseline
 
-    def open_current(self, data: Any) -> Any:
+    def open_current(self, data: Any, *, reference: bool = False) -> Any:
         """Current data (any input ``keel.data.open_source`` takes) read as the reference was:
         its embedding, text and image columns expanded with what was fitted on the
-        reference (``keel.profile.unstructured``); plain data as it is.
+        reference (``keel.profile.unstructured``); plain data as it is. ``reference``: the
+        data is this baseline's reference itself (calibrating on it), whose texts that
+        fitted the vectorizer are set aside as they were when the baseline was made.
 
         >>> import pandas as pd
         >>> Baseline.from_data(pd.DataFrame({"x": [1.0, 2.0]})).open_current(
@@ -457,7 +459,7 @@ class Baseline:
 
         if self.unstructured is None:
             return open_source(data)
-        return self.unstructured.expand(data)
+        return self.unstructured.expand(data, reference=reference)
 
     def kept_beside(self, what: str, fit: Any) -> Any:
         """``fit(self)``, kept beside the baseline file as ``<file>.<what>.json``.

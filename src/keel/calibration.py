@@ -120,7 +120,13 @@ class Calibration:
         windows = [
             w
             for period in periods
-            for w in cut(period, spec, baseline.schema, timestamp, baseline.bin_edges)
+            for w in cut(  # embedding, text and image columns read as the baseline read them
+                baseline.open_current(period, reference=True),
+                spec,
+                baseline.schema,
+                timestamp,
+                baseline.bin_edges,
+            )
             if w.rows
         ]
         calibration = cls(baseline.id, spec.describe(), false_alarm_rate, len(windows))
