@@ -116,7 +116,12 @@ def downsample(image: np.ndarray, size: int = 16) -> np.ndarray:
 
 def downsample_stack(stack: np.ndarray, size: int = 16) -> np.ndarray:
     """``downsample`` of k images of one shape at once (k × H × W or k × H × W × 3 pixels,
-    as ``read_pixels`` gives them): k × size² values."""
+    as ``read_pixels`` gives them): k × size² values.
+
+    >>> stack = np.random.default_rng(2).uniform(size=(3, 10, 7, 3))
+    >>> bool(np.allclose(downsample_stack(stack, 4)[1], downsample(stack[1], 4)))
+    True
+    """
     luma = _luma_stack(stack)
     sums, counts = luma, np.ones(1)
     for axis, length in ((1, luma.shape[1]), (2, luma.shape[2])):
@@ -141,7 +146,13 @@ def read_pixels(image: np.ndarray | str | Path | bytes) -> np.ndarray:
 
 
 def statistics_of(pixels: np.ndarray) -> dict[str, float]:
-    """The statistics (``COLUMNS``) of one image's pixels, as ``read_pixels`` gives them."""
+    """The statistics (``COLUMNS``) of one image's pixels, as ``read_pixels`` gives them.
+
+    >>> grey = np.tile(np.linspace(0.2, 0.8, 8), (4, 1))  # 4 × 8, a horizontal ramp
+    >>> {k: round(v, 3) for k, v in statistics_of(grey).items() if k != "sharpness"}
+    {'brightness': 0.5, 'contrast': 0.393, 'saturation': 0.0, 'height': 4.0, 'width': 8.0,
+     'aspect': 2.0}
+    """
     return _one(pixels)
 
 

@@ -244,7 +244,11 @@ class Unstructured:
 def declared(
     embeddings: list[str] | None, texts: list[str] | None, images: list[str] | None
 ) -> dict[str, str]:
-    """``{column: role}`` from the three lists; a column named twice is refused."""
+    """``{column: role}`` from the three lists; a column named twice is refused.
+
+    >>> declared(["vec"], ["comment"], None)
+    {'vec': 'embedding', 'comment': 'text'}
+    """
     roles: dict[str, str] = {}
     for role, names in (("embedding", embeddings), ("text", texts), ("image", images)):
         for name in names or []:
@@ -257,9 +261,15 @@ def declared(
 
 
 def prepared(data: Any, roles: Mapping[str, str]) -> Any:
-    """A pandas frame whose image column holds arrays gets them as ``.npy`` bytes, and one
-    whose embedding column holds 2-D arrays per row gets them flattened: Arrow holds
-    neither. Any other input is returned as it is."""
+    """A pandas frame whose image column holds arrays gets them as ``.npy`` bytes (Arrow
+    cannot hold an array of 2 or 3 dimensions per row). Any other input is returned as it
+    is.
+
+    >>> import pandas as pd
+    >>> frame = prepared(pd.DataFrame({"photo": [np.zeros((4, 4))]}), {"photo": "image"})
+    >>> frame["photo"][0][:6]
+    b'\x93NUMPY'
+    """
     if not (type(data).__module__.startswith("pandas") and hasattr(data, "columns")):
         return data
     changed = {}
