@@ -335,3 +335,32 @@ def test_calibrating_on_the_reference_reads_its_images_as_the_baseline_did():
     brightness = window.drift.column("photo.brightness")
     assert brightness.rule == "calibrated" and brightness.drift
     assert window.diagnosis.causes[0]["column"] == "photo.brightness"
+
+
+def test_the_image_statistics_agree_with_independent_references():
+    import colorsys
+
+    from scipy import ndimage
+
+    from keel.profile.images import COLUMNS, downsample_stack, statistics_of_stack
+
+    rng = np.random.default_rng(14)
+    stack = rng.uniform(0.05, 1.0, (4, 9, 13, 3))
+    statistics = dict(zip(COLUMNS, statistics_of_stack(stack).T, strict=True))
+    for index, image in enumerate(stack):
+        luma = 0.299 * image[..., 0] + 0.587 * image[..., 1] + 0.114 * image[..., 2]
+        saturation = np.mean([colorsys.rgb_to_hsv(*pixel)[1] for pixel in image.reshape(-1, 3)])
+        laplacian = ndimage.laplace(luma)[1:-1, 1:-1]  # the interior: no padding convention
+        assert statistics["brightness"][index] == pytest.approx(luma.mean(), rel=1e-12)
+        assert statistics["contrast"][index] == pytest.approx(luma.std() / luma.mean(), rel=1e-12)
+        assert statistics["saturation"][index] == pytest.approx(saturation, rel=1e-12)
+        assert statistics["sharpness"][index] == pytest.approx(
+            laplacian.var() / luma.mean() ** 2, rel=1e-10
+        )
+        cells = [
+            luma[np.ix_(rows, cols)].mean()
+            for rows in np.array_split(np.arange(9), 4)
+            for cols in np.array_split(np.arange(13), 4)
+        ]
+        assert downsample_stack(stack, 4)[index] == pytest.approx(cells, rel=1e-12)
+    assert set(statistics["aspect"]) == {13 / 9}
