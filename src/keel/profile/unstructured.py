@@ -64,6 +64,8 @@ STATE_FORMAT = 1
 FIT_TEXTS = 20_000
 #: The side of the downsampled luma grid an image's vector is made of.
 IMAGE_GRID = 16
+#: Images decoded and summarised together (their pixels are in memory at once).
+IMAGE_CHUNK = 128
 TEXT_DIMENSIONS = 64
 _SEPARATOR = " :: "  # "reason :: name" in a fault
 
@@ -392,22 +394,24 @@ def _image(
     matrix = np.zeros((rows, IMAGE_GRID * IMAGE_GRID))
     faults: list[str | None] = [None] * rows
     valid = np.array([item is not None for item in items], dtype=bool)
-    decoded: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
-    for row, item in enumerate(items):  # decoding is one image at a time
-        if item is None:
-            continue
-        label = str(item) if isinstance(item, str) else f"row {offset + row}"
-        try:
-            pixels = image_module.read_pixels(_as_image(item))
-        except (OSError, ValueError) as error:
-            faults[row] = f"{_fault_reason(error)}{_SEPARATOR}{label}"
-            continue
-        decoded.setdefault(pixels.shape, []).append((row, pixels))
-    for group in decoded.values():  # the statistics, over a stack of each size at once
-        rows_of = np.array([row for row, _ in group])
-        stack = np.stack([pixels for _, pixels in group])
-        statistics[rows_of] = image_module.statistics_of_stack(stack)
-        matrix[rows_of] = image_module.downsample_stack(stack, IMAGE_GRID)
+    for first in range(0, rows, IMAGE_CHUNK):  # a chunk's pixels in memory at a time
+        decoded: dict[tuple[int, ...], list[tuple[int, np.ndarray]]] = {}
+        for row in range(first, min(first + IMAGE_CHUNK, rows)):  # decoding: one at a time
+            item = items[row]
+            if item is None:
+                continue
+            label = str(item) if isinstance(item, str) else f"row {offset + row}"
+            try:
+                pixels = image_module.read_pixels(_as_image(item))
+            except (OSError, ValueError) as error:
+                faults[row] = f"{_fault_reason(error)}{_SEPARATOR}{label}"
+                continue
+            decoded.setdefault(pixels.shape, []).append((row, pixels))
+        for group in decoded.values():  # the statistics over a stack of each size at once
+            rows_of = np.array([row for row, _ in group])
+            stack = np.stack([pixels for _, pixels in group])
+            statistics[rows_of] = image_module.statistics_of_stack(stack)
+            matrix[rows_of] = image_module.downsample_stack(stack, IMAGE_GRID)
     unusable = ~valid | np.array([f is not None for f in faults], dtype=bool)
     derived = {
         f"{name}.{statistic}": pa.array(
