@@ -231,6 +231,8 @@ def test_the_baseline_keeps_what_it_fitted_in_format_4_and_older_files_still_loa
     assert header["format_version"] == 4 and header["unstructured"]["roles"] == {"comment": "text"}
     loaded = Baseline.load(path)
     assert loaded.id == comments.id
+    assert loaded.config["unstructured"]["roles"] == {"comment": "text"}
+    assert len(loaded.config["unstructured"]["state_digest"]) == 64  # in the fingerprint
     probe = documents(11, 5, "ab")
     assert np.array_equal(
         loaded.unstructured.vectorizers["comment"].transform(probe),

@@ -313,8 +313,12 @@ class Baseline:
             "kinds": dict(kinds or {}),
             "digest": CONTENT_DIGEST,
         }
-        if unstructured is not None:  # what it was fitted on is part of the baseline's identity
-            config["unstructured"] = dict(unstructured.roles)
+        if unstructured is not None:  # what was fitted is part of the baseline's identity
+            state = json.dumps(unstructured.state(), sort_keys=True).encode()
+            config["unstructured"] = {
+                "roles": dict(unstructured.roles),
+                "state_digest": hashlib.sha256(state).hexdigest(),
+            }
         fit, metrics = None, dict(metrics or {})
         source, holdout, reference_is_holdout, target, score_prefix, prediction = holdout_from or (
             (None,) * 6
