@@ -1,6 +1,8 @@
 """Embedding and text drift tests: false alarms on quiet windows, power on new-topic mixtures.
 
 Run: nice -n 10 python benchmarks/embedding_drift.py [--trials 100] [--rows 500]
+(``--quiet-trials N`` for more quiet windows, ``--drifted-trials 0`` for none,
+``--spaces vectors`` and ``--tests MMD,centroid`` for a part)
 
 Two embedding spaces, both generated and seeded (nothing is downloaded):
 
@@ -111,7 +113,9 @@ def _judged(p_value: float) -> tuple[bool, float]:
     return p_value <= ALPHA, p_value
 
 
-def run(space: str, trials: int, rows: int) -> dict[tuple[str, float], list[tuple[bool, float]]]:
+def run(
+    space: str, quiet: int, drifted: int, rows: int, chosen: tuple[str, ...] = ()
+) -> dict[tuple[str, float], list[tuple[bool, float]]]:
     outcomes: dict[tuple[str, float], list[tuple[bool, float]]] = {}
     seed = derive_seed("embedding-drift", space)
     if space == "text":
@@ -122,8 +126,7 @@ def run(space: str, trials: int, rows: int) -> dict[tuple[str, float], list[tupl
     else:
         generator = Vectors(seed)
     for share in SHARES:
-        count = trials if share == 0.0 else max(1, trials // 2)
-        for trial in range(count):
+        for trial in range(quiet if share == 0.0 else drifted):
             rng = np.random.default_rng(derive_seed("window", space, share, trial))
             if space == "text":
                 reference_texts = documents.sample(rng, rows, 0.0)
@@ -134,18 +137,22 @@ def run(space: str, trials: int, rows: int) -> dict[tuple[str, float], list[tupl
                     text_descriptors(reference_texts, words).columns["oov_rate"],
                     text_descriptors(current_texts, words).columns["oov_rate"],
                 ).pvalue
-                outcomes.setdefault(("out-of-vocabulary rate, KS (text)", share), []).append(
-                    _judged(float(oov))
-                )
+                if not chosen or "out-of-vocabulary".startswith(chosen):
+                    outcomes.setdefault(("out-of-vocabulary rate, KS (text)", share), []).append(
+                        _judged(float(oov))
+                    )
             else:
                 reference = generator.sample(rng, rows, 0.0)
                 current = generator.sample(rng, rows, share)
             for name, test in VECTOR_TESTS.items():
-                outcomes.setdefault((name, share), []).append(test(reference, current))
+                if not chosen or name.startswith(chosen):
+                    outcomes.setdefault((name, share), []).append(test(reference, current))
     return outcomes
 
 
 def _rate(flags: list[bool]) -> str:
+    if not flags:
+        return "—"
     hits, n = int(np.sum(flags)), len(flags)
     upper = stats.beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0  # Clopper–Pearson
     return f"{hits}/{n} = {hits / n:.0%} (≤ {upper:.0%})"
@@ -160,9 +167,11 @@ def table(space: str, outcomes: dict[tuple[str, float], list[tuple[bool, float]]
     )
     print("|---|---|---|---|---|")
     for name in names:
-        cells = [_rate([flag for flag, _ in outcomes[(name, share)]]) for share in SHARES]
+        found = {share: outcomes.get((name, share), []) for share in SHARES}
+        cells = [_rate([flag for flag, _ in found[share]]) for share in SHARES]
         medians = " / ".join(
-            f"{np.median([value for _, value in outcomes[(name, share)]]):.3g}" for share in SHARES
+            f"{np.median([value for _, value in found[share]]):.3g}" if found[share] else "—"
+            for share in SHARES
         )
         print(
             f"| {name} | {cells[0]} | {cells[1].split(' (')[0]} | {cells[2].split(' (')[0]} "
@@ -173,21 +182,26 @@ def table(space: str, outcomes: dict[tuple[str, float], list[tuple[bool, float]]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--trials", type=int, default=100, help="quiet windows (half as many drifted)"
+        "--trials", type=int, default=100, help="quiet windows, half as many drifted"
     )
-    parser.add_argument(
-        "--rows", type=int, default=500, help="rows in each reference and current window"
-    )
+    parser.add_argument("--quiet-trials", type=int, help="quiet windows (default: --trials)")
+    parser.add_argument("--drifted-trials", type=int, help="windows at each mixture (--trials / 2)")
+    parser.add_argument("--rows", type=int, default=500, help="rows in each window")
+    parser.add_argument("--spaces", default="text,vectors")
+    parser.add_argument("--tests", default="", help="tests whose names start so (comma list)")
     args = parser.parse_args()
+    quiet = args.trials if args.quiet_trials is None else args.quiet_trials
+    drifted = max(1, args.trials // 2) if args.drifted_trials is None else args.drifted_trials
+    chosen = tuple(part.strip() for part in args.tests.split(",") if part.strip())
     started = time.perf_counter()
     print(
-        f"α = {ALPHA}; {args.rows} + {args.rows} rows per window; {args.trials} quiet windows, "
-        f"{max(1, args.trials // 2)} at each mixture. Medians: p-values for the tests, the "
-        "distance for the fixed rule."
+        f"α = {ALPHA}; {args.rows} + {args.rows} rows per window; {quiet} quiet windows, "
+        f"{drifted} at each mixture. Medians: p-values for the tests, the distance for the "
+        "fixed rule."
     )
-    for space in ("text", "vectors"):
+    for space in args.spaces.split(","):
         began = time.perf_counter()
-        table(space, run(space, args.trials, args.rows))
+        table(space, run(space, quiet, drifted, args.rows, chosen))
         print(f"\n({time.perf_counter() - began:.0f} s)")
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 

@@ -272,3 +272,17 @@ def test_adwin_and_kswin_parameters_are_checked():
     with pytest.raises(ConfigError, match="stat_size"):
         KSWIN(window_size=40, stat_size=30)
     assert ADWIN(threshold=3.0).delta == pytest.approx(np.exp(-3.0))
+
+
+def test_a_tampered_adwin_or_kswin_window_is_refused():
+    adwin, kswin = ADWIN(baseline_id="b"), KSWIN(baseline_id="b")
+    adwin.update_many(np.random.default_rng(60).normal(size=700))
+    kswin.update_many(np.random.default_rng(61).normal(size=150))
+    state = adwin.state()
+    state["window"]["sums"] = state["window"]["sums"][:-1]
+    with pytest.raises(DetectorStateError, match="buckets"):
+        ADWIN.from_state(state, baseline_id="b")
+    state = kswin.state()
+    state["window"]["values"] = state["window"]["values"] * 2
+    with pytest.raises(DetectorStateError, match="window"):
+        KSWIN.from_state(state, baseline_id="b")

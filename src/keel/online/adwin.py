@@ -67,7 +67,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from keel.errors import ConfigError
-from keel.online.base import Carry, StreamDetector
+from keel.online.base import Carry, DetectorStateError, StreamDetector
 
 _ELEMENTS = 1_000_000  # stream × check × cut values evaluated at once in a simulation
 
@@ -268,8 +268,8 @@ class ADWIN(StreamDetector):
         assert isinstance(detector, ADWIN)
         window = state.get("window", {"sums": [], "indices": []})
         lengths = bucket_ends(int(detector.count), detector.max_buckets).tolist()
-        if len(lengths) != len(window["sums"]):
-            raise ConfigError(
+        if len(lengths) != len(window["sums"]) or len(lengths) != len(window["indices"]):
+            raise DetectorStateError(
                 f"this adwin state's window has {len(window['sums'])} buckets; a window of "
                 f"{int(detector.count)} values has {len(lengths)}: delete the state file"
             )

@@ -64,7 +64,7 @@ import numpy as np
 
 from keel.errors import ConfigError
 from keel.online.adwin import river_module
-from keel.online.base import Carry, StreamDetector
+from keel.online.base import Carry, DetectorStateError, StreamDetector
 from keel.seeds import derive_seed
 
 _ELEMENTS = 2_000_000  # values sorted at once in a simulation
@@ -218,7 +218,12 @@ class KSWIN(StreamDetector):
     def from_state(cls, state: dict[str, Any], *, baseline_id: str | None) -> KSWIN:
         detector = super().from_state(state, baseline_id=baseline_id)
         assert isinstance(detector, KSWIN)
-        window = state["window"]
+        window = state.get("window")
+        if not isinstance(window, dict) or len(window.get("values", ())) > detector.window_size:
+            raise DetectorStateError(
+                "this kswin state has no window of at most window_size values: "
+                "delete the state file to start the detector afresh"
+            )
         detector._window.extend(float(value) for value in window["values"])
         detector._indices.extend(int(index) for index in window["indices"])
         version, internal, gauss = window["random"]
