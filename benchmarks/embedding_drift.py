@@ -155,7 +155,7 @@ def _rate(flags: list[bool]) -> str:
         return "—"
     hits, n = int(np.sum(flags)), len(flags)
     upper = stats.beta.ppf(0.975, hits + 1, n - hits) if hits < n else 1.0  # Clopper–Pearson
-    return f"{hits}/{n} = {hits / n:.0%} (≤ {upper:.0%})"
+    return f"{hits}/{n} = {hits / n:.1%} (≤ {upper:.1%})"
 
 
 def table(space: str, outcomes: dict[tuple[str, float], list[tuple[bool, float]]]) -> None:
