@@ -165,7 +165,10 @@ class Baseline:
             "id": id,
         }
         all_roles = _validated_roles(named, roles)
-        schema = Schema.infer(source, roles=all_roles, kinds=kinds)
+        if unstructured is None:
+            schema = Schema.infer(source, roles=all_roles, kinds=kinds)
+        else:  # inferred from the plain columns: images are not decoded to name kinds
+            schema = unstructured.infer_schema(data, all_roles, kinds or {})
         _check_roles(schema, all_roles)
         if start is not None or end is not None:
             source = _period(source, schema, start, end)

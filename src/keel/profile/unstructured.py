@@ -166,6 +166,51 @@ class Unstructured:
                 names.append(derived_name)
         return pa.RecordBatch.from_arrays(arrays, names=names)
 
+    def infer_schema(self, data: Any, roles: Mapping[str, str], kinds: Mapping[str, str]) -> Any:
+        """The ``keel.schema.Schema`` of the expanded data, inferred without expanding it:
+        the plain columns as ``Schema.infer`` finds them (reading only those), each
+        unstructured column as kind ``embedding`` and its derived columns as numeric (the
+        script categorical) features, where the expansion puts them.
+
+        >>> import pandas as pd
+        >>> columns = Unstructured({"photo": "image"})
+        >>> schema = columns.infer_schema(pd.DataFrame({"photo": ["a.npy"], "x": [1.0]}), {}, {})
+        >>> [(c.name, c.kind) for c in schema.columns][:2], schema.names[-1]
+        ([('photo', 'embedding'), ('photo.brightness', 'numeric')], 'x')
+        """
+        from keel.data import DataSource, open_source
+        from keel.schema import ColumnSpec, Schema
+
+        source = open_source(prepared(data, self.roles))
+        plain = [name for name in source.schema.names if name not in self.roles]
+        expanded = self.expanded_schema(source.schema)
+
+        class Plain(DataSource):
+            def batches(self, columns=None, batch_rows=262_144) -> Iterator[pa.RecordBatch]:
+                yield from source.batches(columns=columns or plain, batch_rows=batch_rows)
+
+        inferred = {}
+        if plain:
+            plain_source = Plain(
+                name=source.name,
+                schema=pa.schema([source.schema.field(n) for n in plain]),
+                num_rows=source.num_rows,
+            )
+            known = {k: v for k, v in roles.items() if k in plain}
+            typed = {k: v for k, v in kinds.items() if k in plain}
+            inferred = {c.name: c for c in Schema.infer(plain_source, known, typed).columns}
+        columns = []
+        for arrow_field in expanded:
+            name = arrow_field.name
+            if name in inferred:
+                columns.append(inferred[name])
+                continue
+            kind = "embedding" if name in self.roles else kind_of_derived(arrow_field.type)
+            columns.append(
+                ColumnSpec(name, kind, roles.get(name, "feature"), str(arrow_field.type))
+            )
+        return Schema(columns)
+
     def expanded_schema(self, schema: pa.Schema) -> pa.Schema:
         fields = []
         for arrow_field in schema:
@@ -196,8 +241,24 @@ class Unstructured:
         columns = self
         parents = {d: n for n in self.roles for d in self.derived(n)}
 
+        # A table in memory is expanded once, whoever reads it next (schema inference, the
+        # windows, the bins): images are decoded once, not once per pass.
+        kept: list[pa.Table] = []
+
         class Expanded(DataSource):
             def batches(self, columns=None, batch_rows=262_144) -> Iterator[pa.RecordBatch]:
+                if source._table is not None:
+                    if not kept:
+                        whole = list(self._expanded(None, 262_144))
+                        kept.append(
+                            pa.Table.from_batches(whole) if whole else self.schema.empty_table()
+                        )
+                    table = kept[0] if columns is None else kept[0].select(columns)
+                    yield from table.to_batches(max_chunksize=batch_rows)
+                    return
+                yield from self._expanded(columns, batch_rows)
+
+            def _expanded(self, columns, batch_rows) -> Iterator[pa.RecordBatch]:
                 wanted = None
                 if columns is not None:
                     wanted = list(dict.fromkeys(parents.get(c, c) for c in columns))
@@ -241,6 +302,15 @@ class Unstructured:
             {k: TextVectorizer.from_state(v) for k, v in state["vectorizers"].items()},
             {k: frozenset(v) for k, v in state["vocabularies"].items()},
         )
+
+
+def kind_of_derived(arrow_type: pa.DataType) -> str:
+    """A derived column's kind: numbers are numeric, the script is categorical.
+
+    >>> kind_of_derived(pa.float64()), kind_of_derived(pa.string())
+    ('numeric', 'categorical')
+    """
+    return "numeric" if pa.types.is_floating(arrow_type) else "categorical"
 
 
 def declared(
