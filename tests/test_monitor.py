@@ -48,6 +48,34 @@ def test_a_run_checks_closed_windows_once_and_a_second_run_stores_nothing(setup)
     assert len(store.table("baselines")) == 1
 
 
+def test_rows_that_name_no_version_are_their_own_series_beside_a_versioned_one(tmp_path):
+    # A log written before the gateway (no model_version), then by it ("1"): each window's
+    # Results belong to the rows' own version, never a second series built of every row.
+    scenario = generate(seed=3, training_weeks=20, week_rows=2000, production_weeks=4)
+    Baseline.from_data(scenario.training, **ROLES, sample_size=0).save(tmp_path / "b.keel")
+    log_weeks(tmp_path / "logs", scenario.weeks[:2])
+    log_weeks(tmp_path / "logs", scenario.weeks[2:], version="1")
+    (monitor,) = parse_config(
+        f"monitors:\n  - {{name: loans, model: loans, baseline: {tmp_path / 'b.keel'}, "
+        f"logs: {tmp_path / 'logs'}, window: 7D}}\n",
+        "keel.yaml",
+    )
+    store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
+    run_monitor(monitor, store, now=scenario.week_start(5) + timedelta(days=1))
+    rows = store.latest(monitor="loans", check="window", metric="rows")
+    by_window = {
+        (str(r.window_start)[:10], r.model_version if isinstance(r.model_version, str) else None): (
+            r.value
+        )
+        for r in rows.itertuples()
+        if not isinstance(r.segment, str)
+    }
+    starts = [scenario.week_start(n).strftime("%Y-%m-%d") for n in range(1, 5)]
+    versions = [None, None, "1", "1"]
+    assert {k for k in by_window} == {(s, v) for s, v in zip(starts, versions, strict=True)}
+    assert set(by_window.values()) == {2000.0}
+
+
 def test_a_window_not_yet_closed_waits_for_its_lateness(setup):
     folder, _, end = setup
     monitor = load_config(folder / "keel.yaml")[0]

@@ -155,11 +155,12 @@ def _run_locked(
         for version in versions:  # a deploy starts a new series, not "prediction drift"
             label = None if version is None else str(version)
             store.register_model(monitor.model, label, baseline.fingerprint)
-            part = (
-                data
-                if version is None
-                else data.filter(pc.equal(data.column("model_version"), version))
-            )
+            if "model_version" not in data.column_names:
+                part = data
+            elif version is None:  # the rows that name no version: their own series
+                part = data.filter(pc.is_null(data.column("model_version")))
+            else:
+                part = data.filter(pc.equal(data.column("model_version"), version))
             series = _series(part, monitor, baseline, calibration)
             rate = segment_rate(monitor.false_alarm_rate, len(series) - 1)
             for segment, rows_of_series, reference, thresholds in series:
