@@ -2,6 +2,8 @@
 
 Run: nice -n 10 python benchmarks/streaming.py [--runs 200] [--reference 50000]
 (with River's defaults too: the same command with a Python that has ``river``).
+Parts: ``--only ADWIN,KSWIN`` (detectors whose names start so), ``--tables arl0,delay``
+(of arl0, length, delay, river, cost), ``--processes iid`` (of iid, ar1), ``--kswin-ar1``.
 
 1. ARL0. For each process (i.i.d. N(0, 1); AR(1) with φ = 0.5 and unit variance),
    a reference of ``--reference`` values is drawn; each detector is calibrated on it
@@ -91,7 +93,13 @@ def all_factories(reference: np.ndarray) -> dict[str, Callable[[float], StreamDe
     }
 
 
-SETTINGS: dict[str, Any] = {"kswin_streams": 500, "only": ()}  # --kswin-streams, --only
+# --kswin-streams, --only, --kswin-ar1, --processes
+SETTINGS: dict[str, Any] = {
+    "kswin_streams": 500,
+    "only": (),
+    "kswin_ar1": False,
+    "processes": ("iid", "ar1"),
+}
 
 
 def streams_for(name: str) -> int:
@@ -115,10 +123,12 @@ def arl0_table(runs: int, reference_size: int) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for label, phi in (("i.i.d. N(0,1)", 0.0), ("AR(1) φ=0.5", PHI)):
+        if ("ar1" if phi else "iid") not in SETTINGS["processes"]:
+            continue
         reference = Process(phi, 1, derive_seed("reference", label)).sample(reference_size)
         for target in (1_000, 10_000):
             for name, factory in factories(reference).items():
-                if name.startswith("KSWIN") and phi:
+                if name.startswith("KSWIN") and phi and not SETTINGS["kswin_ar1"]:
                     continue
                 started = time.perf_counter()
                 result = calibrate(factory, target, reference, streams=streams_for(name))
@@ -266,18 +276,29 @@ def main() -> None:
     parser.add_argument("--river-cap", type=int, default=100_000)
     parser.add_argument("--kswin-streams", type=int, default=SETTINGS["kswin_streams"])
     parser.add_argument("--skip-river", action="store_true")
+    parser.add_argument("--kswin-ar1", action="store_true", help="calibrate KSWIN on AR(1) too")
+    parser.add_argument("--processes", default="iid,ar1", help="the ARL0 table's processes")
+    parser.add_argument(
+        "--tables", default="arl0,length,delay,river,cost", help="which tables (comma list)"
+    )
     parser.add_argument("--only", default="", help="detectors whose names start so (comma list)")
     args = parser.parse_args()
     SETTINGS["kswin_streams"] = args.kswin_streams
     SETTINGS["only"] = tuple(part.strip() for part in args.only.split(",") if part.strip())
+    SETTINGS["kswin_ar1"] = args.kswin_ar1
+    SETTINGS["processes"] = tuple(args.processes.split(","))
+    tables = set(args.tables.split(","))
     started = time.perf_counter()
-    arl0_table(args.runs, args.reference)
-    if not args.only:
+    if "arl0" in tables:
+        arl0_table(args.runs, args.reference)
+    if "length" in tables and not args.only:
         reference_length_table(args.runs)
-    delay_table(args.runs, args.reference, args.delay_target)
-    if not args.skip_river:
+    if "delay" in tables:
+        delay_table(args.runs, args.reference, args.delay_target)
+    if "river" in tables and not args.skip_river:
         river_tables(args.river_runs, args.river_cap)
-    cost_table()
+    if "cost" in tables:
+        cost_table()
     print(f"\n(total {time.perf_counter() - started:.0f} s)")
 
 
