@@ -432,8 +432,10 @@ def _rank(inputs: list[Result], importance: Mapping[str, float] | None) -> list[
         if key not in strongest or cause["score"] > strongest[key]["score"]:
             strongest[key] = cause
     # Named columns first (what a person acts on), then the joint checks' signals. An image
-    # or text column's statistics (photo.brightness) say how it moved, its MMD test only that
-    # its vectors did: the statistics come first, each vector test after them.
+    # or text column's statistics (photo.brightness) say how it moved; a vector test's
+    # p-value (MMD), only that the vectors did, not how far (a strong change sits at the
+    # permutation floor, 1/501, whatever its size): the vector tests come after the named
+    # statistics, smallest p first.
     return sorted(
         strongest.values(),
         key=lambda c: (c["column"] is None, c["metric"] == VECTOR_TEST, -c["score"]),
