@@ -305,6 +305,8 @@ class KSWIN(StreamDetector):
 
 
 def _objects(items: list[Any]) -> np.ndarray:
+    """A 1-D object array of ``items`` (tuples kept whole, never spread into columns)."""
     array = np.empty(len(items), dtype=object)
-    array[:] = items
+    for position, item in enumerate(items):
+        array[position] = item
     return array
