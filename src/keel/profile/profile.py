@@ -35,9 +35,10 @@ from keel.profile.numeric import DEFAULT_SKETCH_K, NumericProfile
 from keel.profile.vectors import VectorProfile
 from keel.schema import ColumnSpec, Schema
 
+#: 4: embedding columns (``keel.profile.vectors``), written only by profiles that have one;
 #: 3: numeric moments about a pilot (``shift``, ``shifted_mean``); 2: keel quantile sketches;
 #: 1: DataSketches KLL. Every older version still reads.
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 _KIND = b"PROF"
 
 
@@ -175,7 +176,9 @@ class Profile:
             states[name], blob = column.to_state()
             blobs[f"column:{name}"] = blob
         header = {"rows": self.rows, "schema": self.schema.to_dict(), "columns": states}
-        return _container.pack(_KIND, FORMAT_VERSION, header, blobs)
+        # without an embedding column: version 3, which keel before them reads
+        version = FORMAT_VERSION if "embedding" in {c["kind"] for c in states.values()} else 3
+        return _container.pack(_KIND, version, header, blobs)
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "profile") -> Profile:
