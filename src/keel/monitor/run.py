@@ -350,9 +350,13 @@ def backfill(
 
 def status(store: ResultStore, monitor: str | None = None, windows: int = 5) -> list[dict]:
     """Each monitor's latest windows: start, worst status, and what alerted. A streaming
-    detector's alarms (check ``stream``, windows of one instant) are not windows here: the
-    alerts and ``store.latest(check="stream")`` tell them."""
+    detector's alarms (check ``stream``, windows of one instant) and a retrain job's outcome
+    (check ``retrain``) are not windows here: the alerts, ``store.latest(check=...)`` and
+    ``keel retrain status`` tell them."""
     frame = store.latest(**({"monitor": monitor} if monitor else {}))
+    if frame.empty:
+        return []
+    frame = frame[frame["check"] != "retrain"]  # a retrain job's outcome is not a window
     if frame.empty:
         return []
     instants = frame["window_start"] == frame["window_end"]

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from keel.result import Result
 from keel.retrain.gate import evaluate_gate
+from keel.windows import window_key
 
 if TYPE_CHECKING:  # the monitor imports the policy; retrain never imports the monitor
     from keel.monitor.config import MonitorConfig
@@ -78,8 +79,8 @@ def challenger_results(
         monitor=monitor.name,
         model=monitor.model,
         model_version=str(challenger),
-        window_start=window_start.isoformat(),
-        window_end=window_end.isoformat(),
+        window_start=window_key(window_start.timestamp()),  # the monitor's own keys
+        window_end=window_key(window_end.timestamp()),
     )
     if policy.labels_depend_on_decision:
         from keel.retrain.canary import canary_report
