@@ -366,3 +366,16 @@ def test_the_image_statistics_agree_with_independent_references():
         ]
         assert downsample_stack(stack, 4)[index] == pytest.approx(cells, rel=1e-12)
     assert set(statistics["aspect"]) == {13 / 9}
+
+
+def test_data_against_data_compares_a_column_declared_an_embedding():
+    rng = np.random.default_rng(15)
+    reference = pa.table({"vec": vector_column(rng.normal(size=(300, 4)))})
+    moved = pa.table({"vec": vector_column(rng.normal(size=(200, 4)) + np.r_[0.6, 0, 0, 0])})
+    for exact in (False, True):
+        report = keel.drift(reference, moved, kinds={"vec": "embedding"}, exact=exact)
+        assert report.column("vec").drift and report.column("vec").method == "mmd"
+    other = pa.table({"vec": vector_column(rng.normal(size=(200, 5)))})
+    refused = keel.drift(reference, other, kinds={"vec": "embedding"}).column("vec")
+    assert refused.status == "error"
+    assert refused.finding.startswith("the current vectors have 5 dimensions and the reference's 4")

@@ -477,6 +477,14 @@ def _compare_vectors(
             + (": refused, the vectors come from another embedding space" if wrong else "")
         )
         return column
+    mine, theirs = reference_sample.vectors.shape[1], current_sample.vectors.shape[1]
+    if mine != theirs:  # data compared with data: each side kept its own first dimension
+        column.status = "error"
+        column.finding = (
+            f"the current vectors have {theirs} dimensions and the reference's {mine}: "
+            "refused, the vectors come from another embedding space"
+        )
+        return column
     return _fill(column, "mmd", get_method("mmd").compute(reference_sample, current_sample))
 
 

@@ -234,7 +234,7 @@ def _update_column(column: Any, name: str, array: pa.Array | pa.ChunkedArray) ->
         column.nulls += nulls
         return
     if isinstance(column, VectorProfile):
-        column.update_array(array)
+        column.update_array(array, name)
         return
     present = pc.drop_null(array) if nulls else array
     if isinstance(column, CategoricalProfile):

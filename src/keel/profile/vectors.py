@@ -109,10 +109,19 @@ class VectorProfile:
     def dimension(self) -> int | None:
         return int(self.vectors.shape[1]) if len(self.vectors) else None
 
-    def update_array(self, array: pa.Array | pa.ChunkedArray) -> None:
-        """Add a ``VECTOR_TYPE`` column (nulls: missing rows)."""
+    def update_array(self, array: pa.Array | pa.ChunkedArray, name: str = "vectors") -> None:
+        """Add a ``VECTOR_TYPE`` column (nulls: missing rows), or a column of plain vectors
+        (lists of numbers: rows of another length than the first vector's are faults).
+
+        >>> column = VectorProfile()
+        >>> column.update_array(pa.array([[1.0, 2.0], [3.0, 4.0], [5.0]]))
+        >>> column.count, column.faults
+        (2, {'1 dimensions, not 2': 1})
+        """
         if isinstance(array, pa.ChunkedArray):
             array = array.combine_chunks() if array.num_chunks else pa.array([], VECTOR_TYPE)
+        if not pa.types.is_struct(array.type):
+            array = self._as_vector_rows(array, name)
         self.rows += len(array)
         self.nulls += array.null_count
         present = array.filter(pc.is_valid(array)) if array.null_count else array
@@ -133,6 +142,22 @@ class VectorProfile:
         vectors = flat.reshape(len(lists), -1)
         self.valid += len(vectors)
         self._offer(content_hashes(vectors), vectors)
+
+    def _as_vector_rows(self, array: pa.Array, name: str) -> pa.StructArray:
+        from keel.errors import SchemaError
+        from keel.profile.unstructured import Unstructured
+
+        kind = array.type
+        if not (
+            pa.types.is_list(kind)
+            or pa.types.is_fixed_size_list(kind)
+            or pa.types.is_large_list(kind)
+        ):
+            raise SchemaError(f"column {name!r} is an embedding but holds {kind}, not vectors")
+        lengths = pc.list_value_length(array).drop_null()
+        dimension = self.dimension or (int(lengths[0].as_py()) if len(lengths) else 0)
+        columns = Unstructured({name: "embedding"}, dimensions={name: dimension})
+        return columns.expand_batch(pa.record_batch({name: array}), self.rows).column(0)
 
     def merge(self, other: VectorProfile) -> VectorProfile:
         self.rows += other.rows
