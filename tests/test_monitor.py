@@ -288,3 +288,40 @@ def test_a_replay_runs_as_of_a_time_and_status_shows_the_last_n_windows(setup, r
     assert default.stdout.count("loans ") == 5
     bad = run_keel("monitor", "run", "--config", folder / "keel.yaml", "--now", "soon", cwd=folder)
     assert bad.returncode == 2 and "--now 'soon' is not a date or time" in bad.stderr
+
+
+def test_monitor_serve_rebinds_a_registry_baseline_before_each_run(setup):
+    # After a promotion, models:/loans@champion names another version: `keel monitor serve`
+    # reads keel.yaml again before a run, so the new champion is judged on its own baseline.
+    import threading
+    import time
+
+    from keel.monitor.schedule import serve
+
+    folder, scenario, _ = setup
+    (monitor,) = load_config(folder / "keel.yaml")
+    cache = folder / ".keel" / "registry-cache" / "loans"
+    paths = []
+    for version, bins in ((1, 20), (2, 10)):  # two versions' baselines, where binding keeps them
+        path = cache / str(version) / "baseline.keel"
+        path.parent.mkdir(parents=True)
+        Baseline.from_data(scenario.training, **ROLES, sample_size=0, bins=bins).save(path)
+        paths.append(path)
+    stale = monitor.model_copy(update={"baseline": str(paths[0]), "schedule": "0 0 1 1 *"})
+    fresh = stale.model_copy(update={"baseline": str(paths[1])})
+    store, stop, lines = ResultStore(f"sqlite:///{folder / 'keel.db'}"), threading.Event(), []
+    server = threading.Thread(
+        target=serve,
+        args=([stale], store),
+        kwargs={"stop": stop, "report": lines.append, "reload": lambda: [fresh]},
+    )
+    server.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not any("windows checked" in x for x in lines):
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        server.join(timeout=60)
+    assert any("now judged against" in line and "/2/" in line for line in lines), lines
+    assert store.table("baselines")["fingerprint"].tolist() == [Baseline.load(paths[1]).fingerprint]

@@ -175,7 +175,13 @@ def monitor_serve(
         f"serving {len(monitors)} monitors: "
         + ", ".join(f"{m.name} ({m.schedule})" for m in monitors)
     )
-    serve(monitors, store, report=lambda line: out.print(line), metrics=metrics)
+    serve(
+        monitors,
+        store,
+        report=lambda line: out.print(line),
+        metrics=metrics,
+        reload=lambda: load_config(config),  # a promotion moves models:/NAME@champion
+    )
 
 
 @app.command("status")

@@ -53,8 +53,14 @@ def serve(
     clock: Callable[[], float] = time.time,
     metrics: Any = None,
     deliver_every: float = 5.0,
+    reload: Callable[[], list[MonitorConfig]] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT arrive, in the main thread)."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT arrive, in the main thread).
+
+    ``reload`` (``keel monitor serve``: reading keel.yaml again) is called before each run
+    of a monitor whose baseline was bound from the registry (``models:/NAME@champion``),
+    so that after a promotion the next run judges the new champion against its own
+    baseline; if it fails, the run keeps the configuration it had, and says so."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for number in (signal.SIGTERM, signal.SIGINT):
@@ -71,6 +77,7 @@ def serve(
     courier.start()
     streaming = {m.name: duration_seconds(m.stream.stream_interval) for m in monitors if m.stream}
     for monitor in monitors:  # catch up on whatever closed while nobody was watching
+        monitor = by_name[monitor.name] = _rebound(monitor, reload, report)
         _run_safely(monitor, store, report, metrics)
         if monitor.name in streaming:
             _stream_safely(monitor, store, report)
@@ -87,9 +94,34 @@ def serve(
             _stream_safely(by_name[name], store, report)
             due[key] = clock() + streaming[name]
         else:
+            by_name[name] = _rebound(by_name[name], reload, report)
             _run_safely(by_name[name], store, report, metrics)
             due[key] = next_times({name: schedules[name]}, clock())[name]
     courier.join(timeout=deliver_every + 35)
+
+
+def _rebound(
+    monitor: MonitorConfig,
+    reload: Callable[[], list[MonitorConfig]] | None,
+    report: Callable[[str], None],
+) -> MonitorConfig:
+    """The monitor as the configuration now binds it, when its baseline came from the
+    registry (the alias may have moved since); otherwise, or on a failure, as it was."""
+    from keel.binding import bound_version
+
+    if reload is None or bound_version(str(monitor.baseline)) is None:
+        return monitor
+    try:
+        fresh = {m.name: m for m in reload()}
+    except Exception as error:  # noqa: BLE001 - a bad edit must not stop the loop
+        report(f"{monitor.name}: keel.yaml could not be read again ({error}); keeping its baseline")
+        return monitor
+    found = fresh.get(monitor.name)
+    if found is None:
+        return monitor
+    if found.baseline != monitor.baseline:
+        report(f"{monitor.name}: now judged against {found.baseline} (the alias moved)")
+    return found
 
 
 def _deliver_until(stop, store, channels, every, report, metrics) -> None:
