@@ -394,6 +394,17 @@ def test_the_overview_makes_the_same_few_queries_for_more_monitors_and_windows(t
     assert few == many <= 5, (few, many)
 
 
+def test_keel_ui_warms_the_overviews_windows_before_the_first_page(tmp_path):
+    from keel.ui.app import create_app, warm_up
+
+    url = f"sqlite:///{tmp_path / 'keel.db'}"
+    ResultStore(url).write(windows_of("m0", 5))
+    app = create_app(url)
+    assert len(app.state.memory) == 0
+    warm_up(app).join(timeout=60)
+    assert len(app.state.memory) == 5  # the first overview is drawn from memory
+
+
 def test_a_window_is_aggregated_again_only_when_its_results_change(tmp_path):
     """The dashboard remembers each shown window's aggregates with its rows' fingerprint: an
     unchanged overview is drawn with no aggregating statement, and a revision written to a

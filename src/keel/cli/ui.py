@@ -25,9 +25,10 @@ def ui(
     import uvicorn
 
     from keel.errors import KeelError
-    from keel.ui.app import create_app
+    from keel.ui.app import create_app, warm_up
 
     app = create_app(store)
+    warm_up(app)  # the first page a person opens is then served from memory
     if host not in ("127.0.0.1", "localhost", "::1"):
         typer.echo(
             f"warning: binding {host}: anyone who reaches it can read the pages; use HTTPS in "

@@ -20,9 +20,11 @@ it to ``keel.retrain.promotion``, which verifies it and audits every refusal.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -502,6 +504,26 @@ async def read_form(request: Any) -> dict[str, str]:
 
 
 # -- page contexts: plain functions over the store's views --
+
+
+def warm_up(app: Any) -> threading.Thread:
+    """Read the overview once in the background, so that the first page a person opens is
+    served from the window memory rather than aggregated cold (``keel ui`` calls it at
+    start); a failure here is the first page's to report, not the server's.
+
+    >>> import tempfile, pathlib
+    >>> app = create_app(f"sqlite:///{pathlib.Path(tempfile.mkdtemp()) / 'keel.db'}")
+    >>> warm_up(app).join(); len(app.state.memory)
+    0
+    """
+
+    def read() -> None:
+        with contextlib.suppress(Exception):
+            overview_context(app.state.store, app.state.memory)
+
+    thread = threading.Thread(target=read, name="keel-ui-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def overview_context(store: Any, memory: WindowMemory | None = None) -> dict[str, Any]:
