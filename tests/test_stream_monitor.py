@@ -120,6 +120,15 @@ def test_a_one_sigma_shift_is_caught_within_bounded_records_with_its_change_poin
     assert kept["window_start"] == first.window_start
 
 
+def test_adwin_runs_in_the_monitor_calibrated_like_the_others(tmp_path):
+    baseline = _baseline(tmp_path / "b.keel")
+    rng = np.random.default_rng(13)
+    _log(tmp_path / "logs", np.concatenate([rng.normal(size=2_000), rng.normal(2, 1, 500)]))
+    adwin = FAST.replace("[score]", "[{column: score, detector: adwin}]")
+    step = run_stream(_monitor(tmp_path, baseline, adwin), _store(tmp_path), now=LATER)
+    assert step.alarms and 2_000 <= step.alarms[0].details["alarm_index"] < 2_200
+
+
 def test_every_alarm_is_stored_with_alarms_every(tmp_path):
     rng = np.random.default_rng(21)
     _log(tmp_path / "logs", np.concatenate([rng.normal(size=500), rng.normal(2, 1, 300)]))
@@ -241,7 +250,7 @@ def test_errors_stream_in_label_arrival_order_with_the_prediction_time(tmp_path)
     "stream, says",
     [
         ("{streams: [score], stream_interval: 5m}", "stream.stream_interval"),
-        ("{streams: [score], detector: adwin}", "stream.detector"),
+        ("{streams: [score], detector: kalman}", "stream.detector"),
         ("{streams: [score], options: {kk: 1}}", "stream: options: cusum"),
         ("{streams: [score, score]}", "stream 'score' is listed twice"),
         ("{streams: [{errors: true}]}", "stream.streams[0]: the error stream needs"),

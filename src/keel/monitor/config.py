@@ -287,6 +287,8 @@ DETECTOR_DEFAULTS: dict[str, dict[str, Any]] = {
     "cusum": {"k": 0.25},
     "page_hinkley": {"delta": 0.25},
     "ewma": {"smoothing": 0.1},
+    "adwin": {},  # calibrated: its threshold (-ln delta) is set for the target ARL0
+    "kswin": {},  # likewise (-ln alpha); slow to calibrate for large targets
 }
 
 
@@ -298,7 +300,7 @@ class StreamEntry(BaseModel):
     column: str | None = None
     #: The per-request error once its label arrives (needs the monitor's performance: block).
     errors: bool = False
-    detector: Literal["cusum", "page_hinkley", "ewma"] | None = None
+    detector: Literal["cusum", "page_hinkley", "ewma", "adwin", "kswin"] | None = None
     options: dict[str, float | str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -329,7 +331,7 @@ class StreamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     streams: list[str | StreamEntry] = Field(min_length=1)
-    detector: Literal["cusum", "page_hinkley", "ewma"] = "cusum"
+    detector: Literal["cusum", "page_hinkley", "ewma", "adwin", "kswin"] = "cusum"
     options: dict[str, float | str] = Field(default_factory=dict)
     false_alarm_every: str = "30D"
     requests_per_second: float | None = Field(default=None, gt=0)
