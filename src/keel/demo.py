@@ -50,6 +50,10 @@ def model_inputs(table: pa.Table) -> list[str]:
 
 #: The latest training rows the model learns from (plenty for it), and the holdout after them.
 FIT_ROWS, HOLDOUT_ROWS = 48_000, 12_000
+#: Production weeks logged as they happen, then weeks served through ``keel serve``.
+WEEKS, SERVED_WEEKS = 16, 6
+#: The person who approves the promotion, with her own token (``keel tokens add``).
+APPROVER = "ada"
 
 
 def fit_champion(train: pa.Table, params: dict[str, Any]) -> Any:
@@ -83,6 +87,33 @@ def fit_champion(train: pa.Table, params: dict[str, Any]) -> Any:
     with threadpool_limits(limits=os.cpu_count() or 1):
         model.fit(frame[inputs], frame["defaulted"])
     return model
+
+
+def train_model(training: pa.Table, seed: int = 0) -> tuple[Any, dict[str, float]]:
+    """(model, holdout metrics) without ``keel.track``, for tests and benchmarks: the same
+    gradient boosting on the first 80% of the latest 60,000 training rows, scored on the
+    rest."""
+    from sklearn.metrics import accuracy_score, roc_auc_score
+
+    latest = training.slice(max(training.num_rows - 60_000, 0))
+    cut = int(latest.num_rows * 0.8)  # time-ordered: the holdout is the last weeks
+    model = fit_champion(latest.slice(0, cut), {"seed": seed, "rows": cut})
+    holdout = latest.slice(cut)
+    scores = model.predict_proba(holdout.select(model_inputs(holdout)).to_pandas())[:, 1]
+    truth = holdout["defaulted"].to_numpy()
+    metrics = {
+        "roc_auc": float(roc_auc_score(truth, scores)),
+        "accuracy": float(accuracy_score(truth, scores >= 0.5)),
+        "value_per_1000": value_per_1000(truth, scores >= 0.5),
+        "holdout_rows": float(holdout.num_rows),
+    }
+    return model, metrics
+
+
+def holdout_rows(training: pa.Table) -> pa.Table:
+    """The scored training rows ``train_model`` held out: the last 20% of the latest 60,000."""
+    latest = min(training.num_rows, 60_000)
+    return training.slice(training.num_rows - (latest - int(latest * 0.8)))
 
 
 def track_champion(output: Path, training: pa.Table, seed: int, store: Any) -> Any:
@@ -158,7 +189,12 @@ def run_demo(output: Path, seed: int = 7, console: Console | None = None) -> boo
 def _run_demo(output: Path, seed: int, console: Console, started: float) -> bool:
     from keel.store import ResultStore
 
-    scenario = generate(seed=seed, production_weeks=16, user_features=True)
+    scenario = generate(seed=seed, production_weeks=WEEKS + SERVED_WEEKS, user_features=True)
+    # The first WEEKS are the story told twice (checked, then watched); the rest are served
+    # by `keel serve` while the loop retrains, shadows, compares and promotes.
+    served_weeks = scenario.weeks[WEEKS:]
+    scenario.weeks = scenario.weeks[:WEEKS]
+    scenario.changes = {k: v for k, v in scenario.changes.items() if k <= WEEKS}
     served_as_of = USER_FEATURE + "__as_of"  # when the served value was computed: the log's
     store = ResultStore(f"sqlite:///{output / '.keel' / 'keel.db'}")
     run = track_champion(output, scenario.training, seed, store)
@@ -209,7 +245,12 @@ def _run_demo(output: Path, seed: int, console: Console, started: float) -> bool
         change = scenario.changes.get(number, {})
         planted = set(change.get("columns", [])) if change.get("drift_visible", True) else set()
         found_all &= columns == planted
-    run_the_loop(output, scenario, [score(model, week) for week in scenario.weeks], console)
+    run_the_loop(
+        output,
+        scenario,
+        [score(model, week) for week in [*scenario.weeks, *served_weeks]],
+        console,
+    )
     write_timeline_report(history, output / "reports" / "timeline.html")
     (output / "history.json").write_text(json.dumps(history.to_dict(), indent=2, default=str))
     for number in range(1, len(scenario.weeks) + 1):
@@ -241,6 +282,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
     (started and stopped here), which prints each notice as it arrives."""
     import os
     import secrets
+    import warnings
     from datetime import timedelta
 
     from rich.table import Table
@@ -250,10 +292,12 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
     from keel.monitor.config import load_config
     from keel.monitor.run import run_monitor, status
     from keel.monitor.stream import run_stream
+    from keel.retrain.loop import retrain_step
+    from keel.retrain.promotion import approve
     from keel.store import ResultStore
+    from keel.tokens import add_token
 
     logs = output / "logs"
-    calibration_path = output / "baseline.calibration-7D.json"
     # The receiver and keel share a signing key through the environment, as in production.
     secret = os.environ.setdefault(DEMO_SECRET_ENV, secrets.token_hex(16))
     # The default store of a keel command run in the demo's folder: `keel monitor status` there.
@@ -273,7 +317,6 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "    baseline: models:/loans@champion\n"  # the champion's own, from the registry
             f"    logs: {logs}\n"
             f"    window: 7D\n    allowed_lateness: 1D\n    false_alarm_rate: 0.001\n"
-            f"    calibration: {calibration_path}\n"
             "    alerts:\n"
             "      - {name: inputs-drifted, check: feature_drift, severity: warning, "
             "channels: [team]}\n"
@@ -302,7 +345,7 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             "    performance:\n"
             "      task: binary\n      label: defaulted\n"
             "      metrics: [roc_auc, accuracy]\n      min_labelled_share: 0.9\n"
-            f"      value_matrix: {json.dumps(VALUE_MATRIX)}\n"
+            f"      value_matrix: {json.dumps(VALUE_MATRIX)}\n" + RETRAIN_POLICY
         )
         monitor = load_config(output / "keel.yaml")[0]
         shown = 0
@@ -310,8 +353,18 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
         # applications are followed up first, a biased subset), the rest three weeks after.
         steps = len(weeks) + 3
         (output / "stream" / "loans.json").unlink(missing_ok=True)  # the loop starts afresh
+        token = add_token(store, APPROVER)  # her own: printed once, kept only as a hash
+        gateway = None
         for number in range(1, steps + 1):
-            if number <= len(weeks):
+            if number == WEEKS + 1:
+                gateway = Gateway(output, logs)
+                console.print(
+                    f"  week {number} on: served by keel serve models:/loans@champion "
+                    f"({gateway.url}), each request logged with its own time"
+                )
+            if number <= len(weeks) and gateway is not None:
+                gateway.send(weeks[number - 1])
+            elif number <= len(weeks):
                 log_weeks(logs, [weeks[number - 1]])
                 for day in range(1, 8):  # the detectors read the log's tail: daily here
                     moment = scenario.week_start(number) + timedelta(days=day)
@@ -324,6 +377,28 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
             _log_labels(logs, weeks, number, closed)
             run_monitor(monitor, store, now=closed)
+            step = retrain_step(monitor, store, now=closed)  # the loop: decide, train, judge
+            said = _tell_step(number, step)
+            if said:
+                console.print(said, markup=False, highlight=False)
+            if step.action == "retrain" and step.status == "done" and gateway is not None:
+                gateway.restart()  # it shadows the challenger from its next request on
+            if step.status == "pending":  # the gate said promote: a person decides
+                done = approve(store, step.run, token, reason="the gate's report holds")
+                console.print(
+                    f"  week {number:>2} ⇢ {APPROVER} approves run {step.run} with her token: "
+                    f"loans@{done.challenger_version} is champion (loans@previous = "
+                    f"loans@{done.champion_version}; rollback is one command)",
+                    markup=False,
+                )
+                if gateway is not None:
+                    gateway.restart()  # it answers with the new champion
+                (output / "stream" / "loans.json").unlink(missing_ok=True)  # a new baseline
+                with warnings.catch_warnings(record=True) as said:
+                    warnings.simplefilter("always")
+                    monitor = load_config(output / "keel.yaml")[0]  # the new champion's own
+                for warning in said:  # e.g. too few of its windows to calibrate on
+                    console.print(f"           ({warning.message})", markup=False)
             deliver(store, monitor.channels)
             arrived = sorted(  # delivered in parallel: shown in a stable order
                 receiver.notices[shown:],
@@ -334,6 +409,8 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
             for notice in arrived:
                 console.print("  " + _describe_notice(number, notice), markup=False)
             shown = len(receiver.notices)
+        if gateway is not None:
+            gateway.stop()
     _tell_estimation(store, console)
     _tell_skew(store, console)
     table = Table(
@@ -362,6 +439,150 @@ def _tell_lineage(store: Any, console: Console) -> None:
     console.print("[bold]what trained the champion?[/] keel lineage loans@champion:")
     for line in describe(lineage(open_registry(store=store), store, "loans@champion")):
         console.print("  " + line, markup=False, highlight=False)
+
+
+#: The loop's policy: retrain on concept drift once 10,000 labels have matured, on the
+#: last 5 weeks without the weeks diagnosed as a pipeline fault or skew; shadow the
+#: candidate and promote it only when, on the same requests, its ROC AUC is better (the
+#: one-sided 95% DeLong bound above 0) and its accuracy at most a point worse (the bound
+#: above -0.01), at a horizon of 10,000 matured paired labels; a person approves.
+RETRAIN_POLICY = (
+    "    retrain:\n"
+    "      entrypoint: keel.demo:fit_champion\n"
+    "      triggers: [{verdict: concept drift}]\n"
+    "      min_matured_labels: 10000\n"
+    "      min_interval: 28d\n"
+    "      training_window: {last: 5w, exclude: [pipeline fault, training–serving skew]}\n"
+    "      primary_metric: roc_auc\n"
+    "      min_effect: 0.02\n"
+    "      margins: {roc_auc: 0.01, accuracy: 0.01}\n"
+    "      timeout: 10m\n"
+)
+
+
+def _tell_step(week: int, step: Any) -> str | None:
+    """One line for what the loop's step did this week, or None when there is nothing to
+    tell (no trigger, the job not due)."""
+    if step.action == "retrain" and step.status in ("none", "nothing"):
+        return None
+    if step.action == "retrain" and step.status == "done":
+        said = f"retrained: {step.challenger} is the challenger, shadowed from now on"
+        said += f" ({step.reason})"
+    elif step.action == "retrain":
+        said = f"{step.status}: {step.reason}"
+    elif step.action == "compare":
+        said = f"challenger loans@{step.challenger} compared: {step.status}: {step.reason}"
+    else:
+        said = f"{step.action}: {step.reason}"
+    return f"  week {week:>2} ⇢ retrain loop: {said}"
+
+
+class Gateway:
+    """``keel serve models:/loans@champion`` in a subprocess on a free loopback port, as a
+    user starts it, with ``accept_event_time`` so that a replayed week's requests are logged
+    at their own times; ``send`` posts a week (1,000 records a request) and waits until the
+    log holds it, ``restart`` picks up a moved alias, ``stop`` drains the shadows."""
+
+    def __init__(self, output: Path, logs: Path) -> None:
+        import yaml
+
+        self.output, self.logs = output, logs
+        self.config = output / "serve.yaml"
+        model = {
+            "model": "models:/loans@champion",  # and the challenger alias as a shadow
+            "entity_keys": ["user_id"],
+            "shadow_queue": 20_000,
+            "shadow_timeout": 60,
+        }
+        settings = {
+            "log_root": str(logs),
+            "accept_event_time": True,
+            "reload_seconds": 0,
+            "compact_seconds": 0.2,
+            "min_free_mb": 0,
+            "models": {"loans": model},
+        }
+        self.config.write_text(yaml.safe_dump({"serve": settings}, allow_unicode=True))
+        self.url = ""
+        self.start()
+
+    def start(self) -> None:
+        import re
+        import subprocess
+        import sys
+
+        self.stderr = open(self.output / "serve.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "keel.cli",
+                "serve",
+                "--config",
+                str(self.config),
+                "--port",
+                "0",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.stderr,
+            cwd=self.output,
+        )
+        for line in self.process.stdout:  # it says where it listens once it does
+            found = re.search(rb"keel serve: (http://127\.0\.0\.1:\d+)", line)
+            if found:
+                self.url = found.group(1).decode()
+                break
+        else:
+            raise RuntimeError(f"keel serve did not start; see {self.output / 'serve.log'}")
+
+    def send(self, week: pa.Table, batch: int = 1_000) -> None:
+        import urllib.request
+        from datetime import timedelta
+
+        from keel.store.queries import read_log
+
+        inputs = [*model_inputs(week), "user_id", USER_FEATURE + "__as_of"]
+        records = week.select(inputs).to_pylist()
+        ids = week["application_id"].to_pylist()
+        times = [t.isoformat() for t in week["event_time"].to_pylist()]
+        for start in range(0, len(records), batch):
+            chunk = [
+                {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in r.items()}
+                for r in records[start : start + batch]
+            ]
+            body = {
+                "records": chunk,
+                "request_ids": ids[start : start + batch],
+                "event_times": times[start : start + batch],
+            }
+            request = urllib.request.Request(
+                f"{self.url}/v1/models/loans/predict",
+                data=json.dumps(body).encode(),
+                headers={"content-type": "application/json"},
+            )
+            with urllib.request.urlopen(request, timeout=120) as answer:
+                answer.read()
+        first, last = week["event_time"][0].as_py(), week["event_time"][-1].as_py()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # compacted into Parquet within moments
+            seen = read_log(self.logs, "predictions", "loans", first, last + timedelta(seconds=1))
+            if seen.num_rows >= week.num_rows:
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"the gateway's log holds {seen.num_rows} of {week.num_rows} rows")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        self.process.wait(120)  # drains the shadows and writes every log
+        self.process.stdout.close()
+        self.stderr.close()
 
 
 def _tell_estimation(store: Any, console: Console) -> None:
@@ -397,7 +618,7 @@ def _tell_estimation(store: Any, console: Console) -> None:
     console.print(
         "The covariate shift (weeks 5-6) shows in the estimate the day each week closes, weeks "
         "before its labels; the estimate is flagged unreliable where the inputs leave the "
-        "holdout's support (the unit change); and it cannot see concept drift (weeks 13-14): "
+        "holdout's support (the unit change); and it cannot see concept drift (from week 13): "
         "the same inputs with a new relationship to the label leave it flat while the realized "
         "values fall. Only labels reveal that."
     )

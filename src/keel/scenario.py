@@ -14,7 +14,10 @@ many applications as a training week:
 * week 10: a new category: ``device`` reports "smart-tv" for 12% of rows;
 * week 11: a broken correlation: ``amount`` (which rises with ``income``) is
   joined to the wrong applications, so the two no longer move together,
-  while each column's own distribution is unchanged.
+  while each column's own distribution is unchanged;
+* week 12: quiet again;
+* from week 13 on: concept drift: the same inputs, a new relationship to the label (it
+  follows the device, and the amount far less); it persists.
 
 With ``user_features=True`` (the demo) each application also names its ``user_id`` and
 carries a user-level windowed feature, ``user_applications_7d``: how many applications
@@ -65,10 +68,18 @@ CHANGES = {
     10: {"kind": "new category", "columns": ["device"], "value": "smart-tv", "share": 0.12},
     11: {"kind": "broken correlation", "columns": ["amount", "income"]},
     # Week 12 is quiet again. Then the same inputs with a new relationship to the label:
-    # only realized performance can see it.
+    # only realized performance can see it. It persists (CONCEPT_DRIFT_FROM): the world
+    # changed, and only a model retrained on the new relationship serves it well.
     13: {"kind": "concept drift", "columns": []},
     14: {"kind": "concept drift", "columns": []},
 }
+#: The production weeks of the story (the demo's first part): their random draws are the
+#: same however many weeks are generated after them.
+STORY_WEEKS = 16
+#: From this production week on, every week's labels follow the new relationship (the
+#: skewed weeks' too: their serving fault is on top of it).
+CONCEPT_DRIFT_FROM = 13
+CONCEPT_DRIFT = {"kind": "concept drift", "columns": []}
 #: The user-level feature's name, and its definition as keel.yaml's ``features:`` holds it.
 USER_FEATURE = "user_applications_7d"
 USER_FEATURE_DEFINITION = {
@@ -181,7 +192,7 @@ def generate(
     weeks = []
     for week in range(1, production_weeks + 1):
         start = START + timedelta(weeks=training_weeks + week - 1)
-        change = CHANGES.get(week, {})
+        change = CHANGES.get(week) or (CONCEPT_DRIFT if week >= CONCEPT_DRIFT_FROM else {})
         weeks.append(
             _applications(
                 rng,
@@ -192,12 +203,17 @@ def generate(
                 change=change,
             )
         )
-    changes = {**CHANGES, **(SKEW_CHANGES if user_features else {})}
+    persisting = {w: CONCEPT_DRIFT for w in range(CONCEPT_DRIFT_FROM, production_weeks + 1)}
+    changes = {**persisting, **CHANGES, **(SKEW_CHANGES if user_features else {})}
     events = None
     if user_features:
         # Their own generator: every other column is the same as without them.
         training, weeks, events = _with_user_feature(
-            np.random.default_rng([seed, 21]), training, weeks, week_rows
+            np.random.default_rng([seed, 21]),
+            training,
+            weeks,
+            week_rows,
+            np.random.default_rng([seed, 21, STORY_WEEKS]),
         )
     changes = {k: v for k, v in changes.items() if k <= production_weeks}
     return Scenario(training, weeks, changes, user_events=events)
@@ -225,17 +241,25 @@ def window_counts(
 
 
 def _with_user_feature(
-    rng: np.random.Generator, training: pa.Table, weeks: list[pa.Table], week_rows: int
+    rng: np.random.Generator,
+    training: pa.Table,
+    weeks: list[pa.Table],
+    week_rows: int,
+    later_rng: np.random.Generator,
 ) -> tuple[pa.Table, list[pa.Table], pa.Table]:
     """Add ``user_id`` and the user-level feature (as served) to every table; and the
     feature's events: the applications, after a week of them before training began (so
-    that the first training week's users have a history, as later weeks' do)."""
-    tables = [training, *weeks]
+    that the first training week's users have a history, as later weeks' do). Weeks past
+    ``STORY_WEEKS`` draw from ``later_rng``: generating more weeks never changes the first."""
+    tables = [training, *weeks[:STORY_WEEKS]]
     users = [rng.integers(0, week_rows, table.num_rows) for table in tables]  # ~1 a week each
-    seconds = [table["event_time"].cast(pa.int64()).to_numpy() for table in tables]
-    start = int(seconds[0].min())
+    start = int(training["event_time"].cast(pa.int64()).to_numpy().min())
     history_time = np.sort(start - 1 - rng.integers(0, 7 * 86_400, week_rows))
     history_user = rng.integers(0, week_rows, week_rows)
+    later = weeks[STORY_WEEKS:]
+    users += [later_rng.integers(0, week_rows, table.num_rows) for table in later]
+    tables += later
+    seconds = [table["event_time"].cast(pa.int64()).to_numpy() for table in tables]
     every_user = np.concatenate([history_user, *users])
     every_time = np.concatenate([history_time, *seconds])
     window = 7 * 86_400
@@ -252,7 +276,8 @@ def _with_user_feature(
         # Applying again within a week is a risk of its own: each application beyond the
         # first adds 8 points of default probability (capped at 40), whatever else changed.
         extra = np.minimum(0.08 * np.maximum(true_counts - 1, 0), 0.4)
-        defaulted = table["defaulted"].to_numpy() | (rng.random(table.num_rows) < extra)
+        draws = (rng if number <= STORY_WEEKS else later_rng).random(table.num_rows)
+        defaulted = table["defaulted"].to_numpy() | (draws < extra)
         table = table.set_column(
             table.schema.get_field_index("defaulted"), "defaulted", pa.array(defaulted, pa.int8())
         )
