@@ -96,6 +96,8 @@ def here(history, tmp_path, monkeypatch):
     folder, scenario = history
     monkeypatch.chdir(folder)  # the entrypoint module is found from the working folder
     monkeypatch.syspath_prepend(str(folder))
+    # Other tests write their own trainer.py: import this folder's, not theirs.
+    monkeypatch.delitem(sys.modules, "trainer", raising=False)
     store = ResultStore(f"sqlite:///{tmp_path / 'keel.db'}")
     verdicts = {
         n: "pipeline fault" if n in (7, 8) else "concept drift" if n >= 13 else "healthy"

@@ -14,6 +14,7 @@ specifications after it each pin one way the step must not go wrong."""
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 from datetime import UTC, datetime, timedelta
 
@@ -130,6 +131,8 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setenv("KEEL_REGISTRY", "embedded")
     (tmp_path / "trainer.py").write_text(TRAINER)
     monkeypatch.syspath_prepend(str(tmp_path))
+    # Other tests write their own trainer.py: import this folder's, not theirs.
+    monkeypatch.delitem(sys.modules, "trainer", raising=False)
     store = ResultStore(url)
     registry = EmbeddedRegistry(store, tmp_path / DEFAULT_ROOT)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
