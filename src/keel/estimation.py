@@ -1500,7 +1500,7 @@ class SupportReference:
             from scipy.spatial import cKDTree
 
             k = min(NEIGHBOURS, len(self.reference))
-            distance, _ = cKDTree(self.reference).query(window, k=k)
+            distance, _ = cKDTree(self.reference).query(window, k=k, workers=-1)
             return np.reshape(distance, (len(window), -1))[:, -1] > self.nearest_limit
         if method != "domain_classifier":
             raise DataError(f"reliability {method!r}: nearest or domain_classifier")
@@ -1562,7 +1562,8 @@ def _nearest_limit(reference: np.ndarray) -> float:
     if len(reference) < 2:
         return float("inf")
     k = min(NEIGHBOURS, len(reference) - 1)
-    distance, _ = cKDTree(reference).query(reference, k=k + 1)  # the first is the row itself
+    # The first neighbour is the row itself. Every core: the same neighbours, sooner.
+    distance, _ = cKDTree(reference).query(reference, k=k + 1, workers=-1)
     return float(np.quantile(distance[:, -1], OUTSIDE_QUANTILE))
 
 
@@ -1724,7 +1725,7 @@ class HoldoutFit:
 
         window = self.support.encode(frame[self.support.columns])
         k = min(LOCAL_NEIGHBOURS, len(self.local_inputs))
-        _, index = cKDTree(self.local_inputs).query(window, k=k)
+        _, index = cKDTree(self.local_inputs).query(window, k=k, workers=-1)
         index = np.reshape(index, (len(window), -1))
         residuals = self.local_residuals
         correction = residuals[index].mean(axis=1)

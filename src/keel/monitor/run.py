@@ -559,12 +559,15 @@ class _RowCut:
 
 @dataclass
 class _Revisit:
-    """A window checked before, whose labels changed: its stored Results, to be judged again."""
+    """A window checked before, whose labels changed: its stored Results, to be judged again,
+    and those that do not depend on labels (``carried``: the estimates from the inputs, the
+    skew check), kept as stored rather than computed again from the same predictions."""
 
     start: str
     end: str
     stored: list[Result]
     diagnosis: Any
+    carried: list[Result] = field(default_factory=list)
 
     @property
     def alert(self) -> bool:
@@ -593,19 +596,9 @@ def _revisits(ledger: _Ledger, version, segment, starts: list[str]) -> list[_Rev
     revisits = []
     for start in starts:  # a loop over windows
         rows = frame[frame["window_start"] == start]
-        stored = [
-            Result(
-                r["check"],
-                r["column"] if isinstance(r["column"], str) else None,
-                r["metric"],
-                _number(r["value"]),
-                _number(r["threshold"]),
-                r["status"],
-                details=r["details"] or {},
-            )
-            for r in rows.to_dict("records")
-            if r["check"] not in JUDGED_LATER
-        ]
+        records = rows.to_dict("records")
+        stored = [_stored_result(r) for r in records if r["check"] not in JUDGED_LATER]
+        carried = [_stored_result(r) for r in records if _label_free(r)]
         verdicts = [r["details"] for r in rows.to_dict("records") if r["check"] == "diagnosis"]
         diagnosis = (
             Diagnosis(verdicts[0]["verdict"], verdicts[0]["summary"], verdicts[0]["causes"])
@@ -615,8 +608,31 @@ def _revisits(ledger: _Ledger, version, segment, starts: list[str]) -> list[_Rev
         if diagnosis is not None and diagnosis.verdict == "concept drift":
             diagnosis = Diagnosis("healthy", "healthy: no check alerted", [])  # judged anew
         end = rows["window_end"].dropna().iloc[0] if rows["window_end"].notna().any() else start
-        revisits.append(_Revisit(start, end, stored, diagnosis))
+        revisits.append(_Revisit(start, end, stored, diagnosis, carried))
     return revisits
+
+
+#: Results judged with the labels' but computed from the predictions alone: a revisit for
+#: new labels keeps them as stored (the same rows give the same values).
+LABEL_FREE = ("estimated_performance", "skew")
+
+
+def _label_free(row: dict) -> bool:
+    return row["check"] in LABEL_FREE or (
+        row["check"] == "labels" and str(row["metric"]).startswith("estimated_")
+    )
+
+
+def _stored_result(row: dict) -> Result:
+    return Result(
+        row["check"],
+        row["column"] if isinstance(row["column"], str) else None,
+        row["metric"],
+        _number(row["value"]),
+        _number(row["threshold"]),
+        row["status"],
+        details=row["details"] or {},
+    )
 
 
 def _recent_rows(known, fresh: list[str]) -> list[float]:
@@ -696,11 +712,14 @@ def _performance(
             kpi_result(k.name, k.expression, rows, k.alert_below, k.alert_above)
             for k in monitor.kpis
         ]
-        if skew is not None:  # served features against their offline truth
+        carried = getattr(window, "carried", [])  # a revisit for labels: as they were
+        kept = {r.check for r in carried}
+        found += carried
+        if skew is not None and "skew" not in kept:  # served features against their truth
             found += _skew_results(rows, monitor, skew)
         if spec is not None and not set(baseline.metrics or {}) - {"holdout_rows"}:
             found.append(_holdout_missing(monitor))
-        if spec is not None and spec.estimate:  # before the labels: what the inputs imply
+        if spec is not None and spec.estimate and "estimated_performance" not in kept:
             found += estimated_results(
                 rows,
                 estimator,
