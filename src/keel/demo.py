@@ -355,62 +355,64 @@ def run_the_loop(output: Path, scenario: Any, weeks: list[pa.Table], console: Co
         (output / "stream" / "loans.json").unlink(missing_ok=True)  # the loop starts afresh
         token = add_token(store, APPROVER)  # her own: printed once, kept only as a hash
         gateway = None
-        for number in range(1, steps + 1):
-            if number == WEEKS + 1:
-                gateway = Gateway(output, logs)
-                console.print(
-                    f"  week {number} on: served by keel serve models:/loans@champion "
-                    f"({gateway.url}), each request logged with its own time"
+        try:  # the gateway is stopped however the loop ends
+            for number in range(1, steps + 1):
+                if number == WEEKS + 1:
+                    gateway = Gateway(output, logs)
+                    console.print(
+                        f"  week {number} on: served by keel serve models:/loans@champion "
+                        f"({gateway.url}), each request logged with its own time"
+                    )
+                if number <= len(weeks) and gateway is not None:
+                    gateway.send(weeks[number - 1])
+                elif number <= len(weeks):
+                    log_weeks(logs, [weeks[number - 1]])
+                    for day in range(1, 8):  # the detectors read the log's tail: daily here
+                        moment = scenario.week_start(number) + timedelta(days=day)
+                        if run_stream(monitor, store, now=moment).alerts:
+                            deliver(store, monitor.channels)
+                            for notice in receiver.notices[shown:]:
+                                line = _describe_notice(number, notice, day)
+                                console.print("  " + line, markup=False)
+                            shown = len(receiver.notices)
+                closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
+                _log_labels(logs, weeks, number, closed)
+                run_monitor(monitor, store, now=closed)
+                step = retrain_step(monitor, store, now=closed)  # the loop: decide, train, judge
+                said = _tell_step(number, step)
+                if said:
+                    console.print(said, markup=False, highlight=False)
+                if step.action == "retrain" and step.status == "done" and gateway is not None:
+                    gateway.restart()  # it shadows the challenger from its next request on
+                if step.status == "pending":  # the gate said promote: a person decides
+                    done = approve(store, step.run, token, reason="the gate's report holds")
+                    console.print(
+                        f"  week {number:>2} ⇢ {APPROVER} approves run {step.run} with her token: "
+                        f"loans@{done.challenger_version} is champion (loans@previous = "
+                        f"loans@{done.champion_version}; rollback is one command)",
+                        markup=False,
+                    )
+                    if gateway is not None:
+                        gateway.restart()  # it answers with the new champion
+                    (output / "stream" / "loans.json").unlink(missing_ok=True)  # a new baseline
+                    with warnings.catch_warnings(record=True) as said:
+                        warnings.simplefilter("always")
+                        monitor = load_config(output / "keel.yaml")[0]  # the new champion's own
+                    for warning in said:  # e.g. too few of its windows to calibrate on
+                        console.print(f"           ({warning.message})", markup=False)
+                deliver(store, monitor.channels)
+                arrived = sorted(  # delivered in parallel: shown in a stable order
+                    receiver.notices[shown:],
+                    key=lambda n: (n["payload"]["state"] != "firing", n["payload"]["rule"]),
                 )
-            if number <= len(weeks) and gateway is not None:
-                gateway.send(weeks[number - 1])
-            elif number <= len(weeks):
-                log_weeks(logs, [weeks[number - 1]])
-                for day in range(1, 8):  # the detectors read the log's tail: daily here
-                    moment = scenario.week_start(number) + timedelta(days=day)
-                    if run_stream(monitor, store, now=moment).alerts:
-                        deliver(store, monitor.channels)
-                        for notice in receiver.notices[shown:]:
-                            line = _describe_notice(number, notice, day)
-                            console.print("  " + line, markup=False)
-                        shown = len(receiver.notices)
-            closed = scenario.week_start(number + 1) + timedelta(days=1, hours=1)
-            _log_labels(logs, weeks, number, closed)
-            run_monitor(monitor, store, now=closed)
-            step = retrain_step(monitor, store, now=closed)  # the loop: decide, train, judge
-            said = _tell_step(number, step)
-            if said:
-                console.print(said, markup=False, highlight=False)
-            if step.action == "retrain" and step.status == "done" and gateway is not None:
-                gateway.restart()  # it shadows the challenger from its next request on
-            if step.status == "pending":  # the gate said promote: a person decides
-                done = approve(store, step.run, token, reason="the gate's report holds")
-                console.print(
-                    f"  week {number:>2} ⇢ {APPROVER} approves run {step.run} with her token: "
-                    f"loans@{done.challenger_version} is champion (loans@previous = "
-                    f"loans@{done.champion_version}; rollback is one command)",
-                    markup=False,
-                )
-                if gateway is not None:
-                    gateway.restart()  # it answers with the new champion
-                (output / "stream" / "loans.json").unlink(missing_ok=True)  # a new baseline
-                with warnings.catch_warnings(record=True) as said:
-                    warnings.simplefilter("always")
-                    monitor = load_config(output / "keel.yaml")[0]  # the new champion's own
-                for warning in said:  # e.g. too few of its windows to calibrate on
-                    console.print(f"           ({warning.message})", markup=False)
-            deliver(store, monitor.channels)
-            arrived = sorted(  # delivered in parallel: shown in a stable order
-                receiver.notices[shown:],
-                key=lambda n: (n["payload"]["state"] != "firing", n["payload"]["rule"]),
-            )
-            if number > len(weeks) and arrived:
-                console.print(f"  (week {number}: no new predictions; labels still arriving)")
-            for notice in arrived:
-                console.print("  " + _describe_notice(number, notice), markup=False)
-            shown = len(receiver.notices)
-        if gateway is not None:
-            gateway.stop()
+                if number > len(weeks) and arrived:
+                    console.print(f"  (week {number}: no new predictions; labels still arriving)")
+                for notice in arrived:
+                    console.print("  " + _describe_notice(number, notice), markup=False)
+                shown = len(receiver.notices)
+        finally:
+            if gateway is not None:
+                gateway.stop()
     _tell_estimation(store, console)
     _tell_skew(store, console)
     table = Table(
