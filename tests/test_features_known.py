@@ -349,3 +349,16 @@ def test_ingest_writes_a_versioned_event_log_durably(tmp_path):
     with pytest.raises(SchemaError, match="no column 'user'"):
         ingest(pa.table({"event_time": events["event_time"]}), features=[count], root=tmp_path)
     assert len(list(event_log(tmp_path).rglob("*.parquet"))) == 1  # refused whole
+
+
+def test_the_std_of_equal_values_is_exactly_zero_though_their_mean_is_rounded():
+    # fsum(0.1, 0.1, 0.1) / 3 is not 0.1 in binary: without the rule the std was 1.7e-17,
+    # which a served 0.0 from any other system would count as a mismatch.
+    from keel.features._aggregate import ValueKind, aggregate
+    from keel.features.definition import WindowedFeature
+
+    feature = WindowedFeature("s", entity="u", column="x", aggregation="std", window="1D")
+    values = np.array([0.1, 0.1, 0.1, 1.0, 2.0, 4.0])
+    got = aggregate(feature, ValueKind("float"), values, np.array([3, 0, 2, 1])).to_pylist()
+    assert got[0] == 0.0 and got[1] is None and got[3] is None  # ddof 1: one value, no std
+    assert got[2] == pytest.approx(np.std([1.0, 2.0], ddof=1), rel=1e-15)

@@ -10,7 +10,8 @@ arrived in or DuckDB returned them:
   unscaled integers);
 * float sum: ``math.fsum``, the exactly rounded sum; mean: that sum (exact for integers
   and decimals) divided once by the count, correctly rounded; std: ``sqrt(M2 / (n − ddof))``
-  with ``M2 = fsum((x − mean)²)``, null when ``n ≤ ddof``;
+  with ``M2 = fsum((x − mean)²)`` (exactly 0 when the values are all equal), null when
+  ``n ≤ ddof``;
 * nulls and NaN are missing values; ``-0.0`` is read as ``0.0`` (its sign would make min
   and max depend on the order of equal values).
 
@@ -236,6 +237,13 @@ def _stds(kind: ValueKind, values: np.ndarray, offsets: np.ndarray, dof: np.ndar
     means = _fsums(floats, offsets) / np.maximum(counts, 1)
     squares = (floats - np.repeat(means, counts)) ** 2
     m2 = _fsums(squares, offsets)
+    # A window of equal values has no spread at all, even where their correctly rounded
+    # mean is not exactly the value (three 0.1s): exactly 0, as any other system says.
+    filled = counts > 0
+    starts = offsets[:-1][filled]
+    if len(starts):
+        equal = np.minimum.reduceat(floats, starts) == np.maximum.reduceat(floats, starts)
+        m2[np.nonzero(filled)[0][equal]] = 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.sqrt(np.where(dof > 0, m2 / np.maximum(dof, 1), 0.0))
 
