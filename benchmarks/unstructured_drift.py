@@ -30,32 +30,10 @@ import pandas as pd
 import keel
 from keel.baseline import Baseline
 from keel.history import check_history
+from keel.media_scenario import documents, scenes
 from keel.stats.verdict import DefaultRule
 
 LEVEL = 0.01
-
-
-def scenes(seed: int, count: int, side: int = 16) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:side, :side]
-    images = []
-    for _ in range(count):
-        texture = rng.beta(4, 2, (side, side, 3)) ** rng.uniform(0.5, 2)
-        centre, radius = rng.uniform(3, side - 3, 2), rng.uniform(2, side / 3)
-        disk = (rows - centre[0]) ** 2 + (cols - centre[1]) ** 2 < radius**2
-        texture[disk] = np.clip(texture[disk] * 1.5, 0, 1)
-        images.append(rng.uniform(0.3, 0.9) * texture)
-    return images
-
-
-def documents(seed: int, count: int, topics: str) -> list[str]:
-    rng = np.random.default_rng(seed)
-    words = {t: [f"{t}{i}" for i in range(40)] for t in "abc"}
-    common = [f"w{i}" for i in range(60)]
-    return [
-        " ".join([*rng.choice(words[rng.choice(list(topics))], 8), *rng.choice(common, 12)])
-        for _ in range(count)
-    ]
 
 
 def images(seed: int, windows: int) -> dict[str, float]:

@@ -120,6 +120,22 @@ def _labels(folder, frame, delay=timedelta(minutes=1)):
     )
 
 
+def _track(path, rows, registry, store):
+    """Train ``trainer:fit`` on ``rows`` (written to ``path``) through keel.track: a version."""
+    rows.drop(columns=["customer_id", "request_id"]).to_parquet(path)
+    with track(
+        "loans",
+        train=str(path),
+        holdout_last="20%",
+        target="label",
+        timestamp="event_time",
+        entrypoint="trainer:fit",
+        registry=registry,
+        store=store,
+    ) as run:
+        return run.log_model(load_entrypoint("trainer:fit")(run.train, {}))
+
+
 @pytest.fixture
 def world(tmp_path, monkeypatch):
     """A project folder: the trainer module, a store, the embedded registry with a champion
@@ -137,18 +153,7 @@ def world(tmp_path, monkeypatch):
     registry = EmbeddedRegistry(store, tmp_path / DEFAULT_ROOT)
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     old = _rows(400, 1, today - 50 * DAY, today - 20 * DAY, flipped=False)
-    old.drop(columns=["customer_id", "request_id"]).to_parquet(tmp_path / "old.parquet")
-    with track(
-        "loans",
-        train=str(tmp_path / "old.parquet"),
-        holdout_last="20%",
-        target="label",
-        timestamp="event_time",
-        entrypoint="trainer:fit",
-        registry=registry,
-        store=store,
-    ) as run:
-        run.log_model(load_entrypoint("trainer:fit")(run.train, {}))
+    _track(tmp_path / "old.parquet", old, registry, store)
     promote(registry, store, "loans", 1, "champion", "first model", "ada")
     return tmp_path, store, registry, today, url
 
@@ -351,17 +356,7 @@ def test_a_pipeline_fault_window_makes_the_step_page_not_train_and_say_why(world
 def test_while_a_challenger_is_live_a_step_compares_it_and_starts_no_new_job(world):
     folder, store, registry, today, _ = world
     fresh = _rows(300, 5, today - 10 * DAY, today - DAY, flipped=True)
-    fresh.drop(columns=["customer_id", "request_id"]).to_parquet(folder / "fresh.parquet")
-    with track(
-        "loans",
-        train=str(folder / "fresh.parquet"),
-        holdout_last="20%",
-        target="label",
-        timestamp="event_time",
-        registry=registry,
-        store=store,
-    ) as run:
-        run.log_model(load_entrypoint("trainer:fit")(run.train, {}))
+    _track(folder / "fresh.parquet", fresh, registry, store)
     promote(registry, store, "loans", 2, "challenger", "retrained", "keel-retrain")
     _store_verdicts(store, today, ["concept drift"] * 3)  # a trigger holds, labels matured
     monitor = _monitor(folder)
