@@ -48,4 +48,4 @@ if missing:
 PYSPARK_PYTHON="$("$py" -c 'import sys; print(sys.executable)')"
 export PYSPARK_PYTHON PYSPARK_DRIVER_PYTHON="$PYSPARK_PYTHON"
 "$py" -m pytest -m spark -p no:cacheprovider \
-    tests/common/test_engines.py tests/test_spark_engine.py tests/test_spark_baseline.py
+    tests/common/test_engines.py tests/test_spark_*.py

@@ -24,6 +24,7 @@ from typing import Any
 from keel.baseline import Baseline
 from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare_sides
 from keel.data import DataSource, open_source
+from keel.engines.spark import is_spark_frame  # pyspark loads only for a Spark frame
 from keel.errors import ConfigError
 from keel.parallel import edges_from, profile_sides
 from keel.profile import Profile
@@ -49,9 +50,25 @@ def drift(
 
     ``roles`` and ``kinds`` override schema inference when the reference is
     data (``{"customer": "id"}``); a baseline's schema was fixed when it was made.
+    Either side may be a Spark DataFrame, profiled per partition by the Spark engine
+    (``keel.engines.spark.drift_profiles``): the report is that of the same rows read here.
     """
     reference = load_reference(reference)
     options = {"method": method, "methods": methods, "thresholds": thresholds, "rule": rule}
+    if is_spark_frame(reference) or is_spark_frame(current):  # profiled by the Spark engine
+        if exact:
+            raise ConfigError("exact mode reads both tables into memory: not a Spark DataFrame")
+        from keel.engines.spark import drift_profiles
+
+        reference_profile, name, current_profile, current_name = drift_profiles(
+            reference, load_reference(current), roles, kinds, bins
+        )
+        report = compare_sides(
+            ProfileSide(reference_profile, name),
+            ProfileSide(current_profile, current_name),
+            **options,
+        )
+        return with_quality(report, reference_profile, current_profile)
     if exact:
         if isinstance(reference, Baseline | Profile):
             raise ConfigError(
