@@ -35,6 +35,7 @@ from keel.calibration import Calibration
 from keel.checks.drift import DriftReport, ProfileSide
 from keel.checks.suite import WindowContext, run_window_checks
 from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
+from keel.engines.spark import is_spark_frame  # pyspark loads only for a Spark frame
 from keel.errors import ConfigError, DataError
 from keel.result import RESULT_COLUMNS, Result
 from keel.seeds import derive_seed
@@ -257,6 +258,11 @@ def check_history(
     Results to add (a monitor's performance and KPIs: ``WindowResult.judge_with``), so that
     a window is diagnosed once.
 
+    ``data`` may be a Spark DataFrame: its time windows are profiled in one Spark job
+    (``keel.engines.spark.cut_frame``), and the Results equal those of the same rows read here
+    (each window's sample, for the multivariate checks, is a hash sample, the same under any
+    partitioning, rather than the local one).
+
     ``window_keys`` names row windows cut elsewhere (a monitor's, in ingestion order): ``data``
     is their rows, in order, ``window`` rows each, and window i is called
     ``window_keys[i]`` (start, end).
@@ -266,8 +272,14 @@ def check_history(
     if not isinstance(baseline, Baseline):
         baseline = Baseline.load(baseline)
     spec = WindowSpec.parse(window, incomplete=incomplete)
-    source = baseline.open_current(data)  # embedding, text and image columns expanded
-    schema = align_schema(baseline.schema, source)
+    spark = is_spark_frame(data)  # windows as a group-by on the Spark engine, one job
+    if spark:
+        from keel.engines.spark import cut_frame, history_source
+
+        source, schema = history_source(baseline, data)
+    else:
+        source = baseline.open_current(data)  # embedding, text and image columns expanded
+        schema = align_schema(baseline.schema, source)
     timestamp = timestamp or next((c.name for c in schema.columns if c.role == "timestamp"), None)
     if calibration is None and reference is not None:
         calibration = Calibration.fit(baseline, reference, window, timestamp, false_alarm_rate)
@@ -281,16 +293,16 @@ def check_history(
         if spec.rows is None:
             raise ConfigError("window keys name row windows: give a row count as the window")
         named = {str(i * spec.rows): key for i, key in enumerate(window_keys)}
-    windows = cut(
+    windows = (cut_frame if spark else cut)(
         source,
         spec,
         schema,
         timestamp,
         baseline.bin_edges,
         sample_size=2_000 if model is not None else 0,
-        sample_seed=lambda start: derive_seed(
-            baseline.id, named.get(start, (start,))[0], "window_sample"
-        ),
+        sample_seed=derive_seed(baseline.id, "window_sample")  # one hash seed: any partitioning
+        if spark
+        else lambda start: derive_seed(baseline.id, named.get(start, (start,))[0], "window_sample"),
         data_start=data_start,
         data_end=data_end,
     )

@@ -261,6 +261,168 @@ def drift_profiles(
     )
 
 
+def history_source(baseline: Any, frame: Any) -> tuple[Any, Any]:
+    """A Spark DataFrame as ``keel.check_history`` reads current data: the columns keel
+    profiles (others named in a warning), and their schema aligned with the baseline's
+    (``keel.compare.align_schema``), as for local data."""
+    from keel.compare import align_schema
+
+    if baseline.unstructured is not None:
+        raise KeelError(
+            f"baseline {baseline.id} expands embedding, text or image columns, which the "
+            "Spark engine does not: check that data locally"
+        )
+    frame = _known(frame)
+    return frame, align_schema(baseline.schema, _head(frame))
+
+
+def cut_frame(
+    frame: Any,
+    spec: Any,
+    schema: Any,
+    timestamp: str | None = None,
+    bin_edges: Mapping[str, np.ndarray] | None = None,
+    sample_size: int = 0,
+    sample_seed: int = 0,
+    data_start: Any = None,
+    data_end: Any = None,
+) -> list[Any]:
+    """``keel.windows.cut`` of a Spark DataFrame: every time window profiled in ONE Spark job,
+    windows as a group-by. Each partition profiles every window it sees (its rows cut by
+    ``keel.windows``' own epoch-aligned keys) and emits one row per window: (window key,
+    profile bytes, sample, the partition's oldest and newest time); the driver merges each
+    window's parts, in partition order, and finishes the windows as ``cut`` does (empty
+    windows between kept, partial and incomplete ones marked, ``spec.incomplete`` applied).
+    So each window's profile equals ``cut``'s of the same rows, whatever the partitioning.
+
+    Only time windows: a Spark DataFrame has no row order to cut row windows by. The window
+    sample (``sample_size`` rows of each window, for the multivariate checks) is a bottom-k
+    by hash(``sample_seed``, row) (``keel.sample.HashSample``): the same rows under any
+    partitioning, but not the rows ``cut``'s order-dependent sample keeps.
+
+    >>> from keel.windows import WindowSpec
+    >>> log = spark.read.parquet("log/")  # doctest: +SKIP
+    >>> windows = cut_frame(log, WindowSpec.parse("1D"), schema, "ts")  # doctest: +SKIP
+    >>> [(w.start[:10], w.rows) for w in windows]  # doctest: +SKIP
+    [('2026-01-01', 24), ('2026-01-02', 24), ('2026-01-03', 24)]
+    """
+    from pyspark.sql import functions as F
+
+    from keel.errors import ConfigError, SchemaError
+    from keel.profile import Profile
+    from keel.sample import HashSample
+    from keel.windows import _finish, _nanos, _sample_of, _timestamp_column
+
+    if spec.period is None:
+        raise ConfigError(
+            f"a Spark DataFrame has no row order to cut {spec.describe()} windows by: "
+            'cut time windows (a period such as "1D") on its timestamp column'
+        )
+    timestamp = timestamp or _timestamp_column(schema)
+    if timestamp not in frame.columns:
+        raise SchemaError(f"Spark DataFrame: no column {timestamp!r} to cut time windows on")
+    profiled = [name for name in schema.names if name in frame.columns]
+    schema = type(schema)([schema[name] for name in profiled])
+    edges = {
+        k: np.asarray(v, dtype=np.float64) for k, v in (bin_edges or {}).items() if k in schema
+    }
+    selected = frame.select(*[F.col(_quoted(n)) for n in dict.fromkeys([*profiled, timestamp])])
+    run = _partition_windower(
+        schema.to_dict(),
+        {k: v.tolist() for k, v in edges.items()},
+        timestamp,
+        spec.period_ns,
+        sample_size,
+        sample_seed,
+    )
+    out = "key long, profile binary, sample_state string, sample binary, oldest long, newest long"
+    windows: dict[int, Any] = {}
+    samples: dict[int, Any] = {}
+    oldest = newest = None
+    for row in selected.mapInArrow(run, out).collect():  # partition order, then key order
+        key, part = int(row[0]), Profile.from_bytes(bytes(row[1]), source="Spark partition")
+        if key in windows:
+            windows[key].merge(part)
+        else:
+            windows[key] = part
+        if sample_size:
+            sample = HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3])))
+            samples[key] = samples[key].merge(sample) if key in samples else sample
+        oldest = row[4] if oldest is None else min(oldest, row[4])
+        newest = row[5] if newest is None else max(newest, row[5])
+    oldest = _nanos(data_start, "data_start") if data_start is not None else oldest
+    newest = _nanos(data_end, "data_end") if data_end is not None else newest
+    ordered = _finish(windows, spec, schema, edges, None, oldest, newest)
+    if sample_size:
+        for window in ordered:
+            window.sample = _in_utc(_sample_of(window, samples, spec, None))
+    return ordered
+
+
+def _partition_windower(
+    schema: dict[str, Any],
+    edges: dict[str, list[float]],
+    timestamp: str,
+    period_ns: int,
+    sample_size: int,
+    seed: int,
+) -> Callable[[Iterator[Any]], Iterator[Any]]:
+    """Spark runs this on each partition: Arrow batches in, one row out per window seen."""
+
+    def run(batches: Iterator[Any]) -> Iterator[Any]:
+        import pyarrow as pa
+
+        from keel.profile import Profile
+        from keel.sample import HashSample
+        from keel.schema import Schema
+        from keel.windows import _NO_TIME, _time_keys
+
+        keel_schema = Schema.from_dict(schema)
+        inner = {k: np.asarray(v, dtype=np.float64) for k, v in edges.items()}
+        profiled = list(keel_schema.names)
+        profiles: dict[int, Any] = {}
+        samples: dict[int, Any] = {}
+        oldest = newest = None
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            keys, low, high = _time_keys(batch.column(timestamp), period_ns, timestamp)
+            if high is not None:
+                oldest = low if oldest is None else min(oldest, low)
+                newest = high if newest is None else max(newest, high)
+            for key in np.unique(keys[keys != _NO_TIME]).tolist():  # a loop over windows
+                rows = batch.filter(pa.array(keys == key)).select(profiled)
+                if key not in profiles:
+                    profiles[key] = Profile.empty(keel_schema, bin_edges=inner)
+                    samples[key] = HashSample(sample_size, seed)
+                profiles[key].update(rows)
+                if sample_size:
+                    samples[key].update(rows)
+        if not profiles:
+            return
+        ordered = sorted(profiles)
+        states = [_sample_state(samples[key]) for key in ordered]
+        yield pa.RecordBatch.from_arrays(
+            [
+                pa.array(ordered, pa.int64()),
+                pa.array([profiles[key].to_bytes() for key in ordered], pa.binary()),
+                pa.array([state for state, _ in states], pa.string()),
+                pa.array([rows for _, rows in states], pa.binary()),
+                pa.array([oldest] * len(ordered), pa.int64()),
+                pa.array([newest] * len(ordered), pa.int64()),
+            ],
+            names=["key", "profile", "sample_state", "sample", "oldest", "newest"],
+        )
+
+    return run
+
+
+def _sample_state(sample: Any) -> tuple[str, bytes]:
+    """A HashSample as it crosses from a worker: its state as JSON, its rows as Arrow IPC."""
+    state, rows = sample.to_state()
+    return json.dumps(state), _to_ipc(rows)
+
+
 def _known(frame: Any) -> Any:
     """The frame's columns keel profiles (the others named in a warning)."""
     from pyspark.sql import functions as F
