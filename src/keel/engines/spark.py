@@ -107,10 +107,12 @@ class SparkEngine:
     """Profile Spark DataFrames (or paths, read by Spark) partition by partition.
 
     ``master`` is used only when no SparkSession is running; a running one is used as it is.
+    ``column_batch``: the most columns profiled per pass (default ``COLUMN_BATCH``).
     """
 
     name: str
     master: str = "local[*]"
+    column_batch: int | None = None
 
     def profile_sides(
         self,
@@ -132,7 +134,9 @@ class SparkEngine:
         reference_profile = None
         if reference is not None:
             reference_frame, reference_schema = _frame(spark, reference, reference_schema)
-            reference_profile = profile_frame(reference_frame, reference_schema)
+            reference_profile = profile_frame(
+                reference_frame, reference_schema, column_batch=self.column_batch
+            )
             edges = edges_from(reference_profile, bins)
             for name, inner in edges.items():  # the reference keeps its edges: methods use them
                 reference_profile.columns[name].fix_bins_from_sketch(inner)
@@ -141,18 +145,28 @@ class SparkEngine:
             for name, value in edges.items()
             if name in current_schema and profile_kind(current_schema[name]) == "numeric"
         }
-        return reference_profile, profile_frame(current_frame, current_schema, usable)
+        current_profile = profile_frame(current_frame, current_schema, usable, self.column_batch)
+        return reference_profile, current_profile
 
 
-def profile_frame(frame: Any, schema: Any, bin_edges: Mapping[str, np.ndarray] | None = None):
+def profile_frame(
+    frame: Any,
+    schema: Any,
+    bin_edges: Mapping[str, np.ndarray] | None = None,
+    column_batch: int | None = None,
+):
     """One keel Profile of a Spark DataFrame: a profile per partition (``mapInArrow``), its
     bytes collected and merged on the driver in partition order.
+
+    Wide tables are profiled ``column_batch`` columns per pass (default ``COLUMN_BATCH``),
+    one Spark job each, the passes' profiles put side by side: a column's profile does not
+    depend on the columns profiled with it, so it is the same, bit for bit, as in one pass.
+    Each pass reads only its columns (Parquet reads no others); a frame computed by an
+    expensive query is computed once per pass unless it is cached (``frame.cache()``).
 
     >>> profile_frame(spark.range(10), Schema.infer(pa.table({"id": [0, 1]})))  # doctest: +SKIP
     Profile(...)
     """
-    from pyspark.sql import functions as F
-
     from keel.profile import Profile
 
     names = list(schema.names)
@@ -161,13 +175,68 @@ def profile_frame(frame: Any, schema: Any, bin_edges: Mapping[str, np.ndarray] |
         from keel.errors import SchemaError
 
         raise SchemaError(f"Spark DataFrame: columns {missing} are missing")
-    selected = frame.select(*[F.col(_quoted(name)) for name in names])
-    run = _partition_profiler(schema.to_dict(), {k: list(v) for k, v in (bin_edges or {}).items()})
-    parts = selected.mapInArrow(run, "profile binary").collect()
-    merged = Profile.empty(schema, bin_edges)
-    for row in parts:
-        merged.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
-    return merged
+    edges = {k: np.asarray(v, dtype=np.float64) for k, v in (bin_edges or {}).items()}
+    parts = []
+    for group in column_groups(names, column_batch):  # a loop over passes, not rows
+        part_schema, part_edges = _part(schema, group), _edges_of(edges, group)
+        selected = frame.select(*[_col(name) for name in group])
+        run = _partition_profiler(part_schema.to_dict(), _as_lists(part_edges))
+        merged = Profile.empty(part_schema, part_edges)
+        for row in selected.mapInArrow(run, "profile binary").collect():
+            merged.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
+        parts.append(merged)
+    return side_by_side(parts, schema)
+
+
+#: Columns profiled per pass over a Spark DataFrame (``profile_frame``, ``cut_frame``).
+#: A numeric column's state in a Python worker is at worst its quantile sketch's exact
+#: buffer (200,000 float64 values, 1.6 MB) plus its share of the Arrow batch being profiled
+#: (``ARROW_BATCH_ROWS`` = 100,000 values, 0.8 MB): about 2.4 MB. 100 columns hold about
+#: 240 MB per task, a few hundred MB with the worker's own ~100 MB, where 1,000 columns in
+#: one pass would need 2.4 GB per task (x cores per executor). Measured on 1,000 columns:
+#: ``benchmarks/spark_wide.py``.
+COLUMN_BATCH = 100
+
+
+def column_groups(names: list[str], column_batch: int | None = None) -> list[list[str]]:
+    """``names`` in passes of at most ``column_batch`` (default ``COLUMN_BATCH``) columns.
+
+    >>> column_groups(["a", "b", "c"], 2), column_groups([], 2)
+    ([['a', 'b'], ['c']], [[]])
+    """
+    size = COLUMN_BATCH if column_batch is None else int(column_batch)
+    if size < 1:
+        raise KeelError(f"column_batch must be at least 1, not {column_batch}")
+    return [names[i : i + size] for i in range(0, len(names), size)] or [[]]
+
+
+def side_by_side(parts: list[Any], schema: Any) -> Any:
+    """One Profile of ``schema`` from profiles of its column groups, over the same rows."""
+    from keel.profile import Profile
+
+    columns: dict[str, Any] = {}
+    for part in parts:
+        columns.update(part.columns)
+    return Profile(schema, parts[0].rows, {name: columns[name] for name in schema.names})
+
+
+def _part(schema: Any, names: list[str]) -> Any:
+    return type(schema)([schema[name] for name in names])
+
+
+def _edges_of(edges: Mapping[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    return {name: edges[name] for name in names if name in edges}
+
+
+def _as_lists(edges: Mapping[str, np.ndarray]) -> dict[str, list[float]]:
+    return {name: [float(e) for e in value] for name, value in edges.items()}
+
+
+def _col(name: str) -> Any:
+    """``pyspark.sql.functions.col`` of a column name, quoted (dots and backticks kept)."""
+    from pyspark.sql import functions as F
+
+    return F.col(_quoted(name))
 
 
 def is_spark_frame(data: Any) -> bool:
@@ -286,6 +355,7 @@ def cut_frame(
     sample_seed: int = 0,
     data_start: Any = None,
     data_end: Any = None,
+    column_batch: int | None = None,
 ) -> list[Any]:
     """``keel.windows.cut`` of a Spark DataFrame: every time window profiled in ONE Spark job,
     windows as a group-by. Each partition profiles every window it sees (its rows cut by
@@ -300,17 +370,17 @@ def cut_frame(
     by hash(``sample_seed``, row) (``keel.sample.HashSample``): the same rows under any
     partitioning, but not the rows ``cut``'s order-dependent sample keeps.
 
+    A table wider than ``column_batch`` columns (default ``COLUMN_BATCH``) is cut in one
+    job per group of columns, as ``profile_frame`` does, its window profiles put side by
+    side; the window samples (whole rows) are then kept in a job of their own.
+
     >>> from keel.windows import WindowSpec
     >>> log = spark.read.parquet("log/")  # doctest: +SKIP
     >>> windows = cut_frame(log, WindowSpec.parse("1D"), schema, "ts")  # doctest: +SKIP
     >>> [(w.start[:10], w.rows) for w in windows]  # doctest: +SKIP
     [('2026-01-01', 24), ('2026-01-02', 24), ('2026-01-03', 24)]
     """
-    from pyspark.sql import functions as F
-
     from keel.errors import ConfigError, SchemaError
-    from keel.profile import Profile
-    from keel.sample import HashSample
     from keel.windows import _finish, _nanos, _sample_of, _timestamp_column
 
     if spec.period is None:
@@ -322,34 +392,35 @@ def cut_frame(
     if timestamp not in frame.columns:
         raise SchemaError(f"Spark DataFrame: no column {timestamp!r} to cut time windows on")
     profiled = [name for name in schema.names if name in frame.columns]
-    schema = type(schema)([schema[name] for name in profiled])
-    edges = {
-        k: np.asarray(v, dtype=np.float64) for k, v in (bin_edges or {}).items() if k in schema
-    }
-    selected = frame.select(*[F.col(_quoted(n)) for n in dict.fromkeys([*profiled, timestamp])])
-    run = _partition_windower(
-        schema.to_dict(),
-        {k: v.tolist() for k, v in edges.items()},
-        timestamp,
-        spec.period_ns,
-        sample_size,
-        sample_seed,
+    schema = _part(schema, profiled)
+    edges = _edges_of(
+        {k: np.asarray(v, dtype=np.float64) for k, v in (bin_edges or {}).items()}, profiled
     )
-    out = "key long, profile binary, sample_state string, sample binary, oldest long, newest long"
-    windows: dict[int, Any] = {}
-    samples: dict[int, Any] = {}
+    groups = column_groups(profiled, column_batch)
+    # Each pass profiles a group of columns; the sample (whole rows) is kept in the one pass
+    # when there is one, else in a pass of its own that profiles nothing.
+    passes = [(group, sample_size if len(groups) == 1 else 0) for group in groups]
+    if sample_size and len(groups) > 1:
+        passes.append(([], sample_size))
+    parts, samples = [], {}
     oldest = newest = None
-    for row in selected.mapInArrow(run, out).collect():  # partition order, then key order
-        key, part = int(row[0]), Profile.from_bytes(bytes(row[1]), source="Spark partition")
-        if key in windows:
-            windows[key].merge(part)
-        else:
-            windows[key] = part
-        if sample_size:
-            sample = HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3])))
-            samples[key] = samples[key].merge(sample) if key in samples else sample
-        oldest = row[4] if oldest is None else min(oldest, row[4])
-        newest = row[5] if newest is None else max(newest, row[5])
+    for group, size in passes:  # a loop over passes (one for a table of <= column_batch columns)
+        windows, kept, low, high = _window_pass(
+            frame,
+            _part(schema, group),
+            _edges_of(edges, group),
+            timestamp,
+            spec.period_ns,
+            profiled if size else [],
+            size,
+            sample_seed,
+        )
+        if group or len(groups) == 1:  # not the sample's own pass
+            parts.append(windows)
+        samples = samples or kept
+        oldest = low if oldest is None else oldest
+        newest = high if newest is None else newest
+    windows = {key: side_by_side([part[key] for part in parts], schema) for key in parts[0]}
     oldest = _nanos(data_start, "data_start") if data_start is not None else oldest
     newest = _nanos(data_end, "data_end") if data_end is not None else newest
     ordered = _finish(windows, spec, schema, edges, None, oldest, newest)
@@ -359,11 +430,47 @@ def cut_frame(
     return ordered
 
 
+def _window_pass(
+    frame: Any,
+    schema: Any,
+    edges: dict[str, np.ndarray],
+    timestamp: str,
+    period_ns: int,
+    sampled: list[str],
+    sample_size: int,
+    sample_seed: int,
+) -> tuple[dict[int, Any], dict[int, Any], int | None, int | None]:
+    """One Spark job over the frame: each window's profile of ``schema``'s columns, and its
+    sample of the ``sampled`` columns; with the oldest and newest time (ns)."""
+    from keel.profile import Profile
+    from keel.sample import HashSample
+
+    names = list(dict.fromkeys([*schema.names, *sampled, timestamp]))
+    run = _partition_windower(
+        schema.to_dict(), _as_lists(edges), timestamp, period_ns, sampled, sample_size, sample_seed
+    )
+    out = "key long, profile binary, sample_state string, sample binary, oldest long, newest long"
+    windows: dict[int, Any] = {}
+    samples: dict[int, Any] = {}
+    oldest = newest = None
+    selected = frame.select(*[_col(name) for name in names])
+    for row in selected.mapInArrow(run, out).collect():  # partition order, then key order
+        key, part = int(row[0]), Profile.from_bytes(bytes(row[1]), source="Spark partition")
+        windows[key] = windows[key].merge(part) if key in windows else part
+        if sample_size:
+            sample = HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3])))
+            samples[key] = samples[key].merge(sample) if key in samples else sample
+        oldest = row[4] if oldest is None else min(oldest, row[4])
+        newest = row[5] if newest is None else max(newest, row[5])
+    return windows, samples, oldest, newest
+
+
 def _partition_windower(
     schema: dict[str, Any],
     edges: dict[str, list[float]],
     timestamp: str,
     period_ns: int,
+    sampled: list[str],
     sample_size: int,
     seed: int,
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
@@ -391,13 +498,13 @@ def _partition_windower(
                 oldest = low if oldest is None else min(oldest, low)
                 newest = high if newest is None else max(newest, high)
             for key in np.unique(keys[keys != _NO_TIME]).tolist():  # a loop over windows
-                rows = batch.filter(pa.array(keys == key)).select(profiled)
+                rows = batch.filter(pa.array(keys == key))
                 if key not in profiles:
                     profiles[key] = Profile.empty(keel_schema, bin_edges=inner)
                     samples[key] = HashSample(sample_size, seed)
-                profiles[key].update(rows)
+                profiles[key].update(rows.select(profiled))
                 if sample_size:
-                    samples[key].update(rows)
+                    samples[key].update(rows.select(sampled))
         if not profiles:
             return
         ordered = sorted(profiles)
