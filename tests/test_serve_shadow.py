@@ -27,6 +27,7 @@ def shadowed(tmp_path_factory):
         {
             # its own queue and timeout: roomy enough that a busy machine never drops one
             "challenger": {"model": str(models["challenger"]), "queue": 1000, "timeout": 30},
+            "raising": {"model": str(models["raising"]), "queue": 1000, "timeout": 30},
             "broken": str(broken),
             "sleepy": {"model": str(models["sleepy"]), "queue": 2},  # sure to overflow
         }
@@ -119,9 +120,46 @@ def test_broken_challengers_change_no_champion_response_and_every_request_is_acc
         assert sorted(row["request_id"] for row in rows) == sorted(ids), challenger
     good = [row for row in log if row["challenger"] == "challenger"]
     assert all(row["shadow_dropped"] is None and 0 <= row["score"] <= 1 for row in good)
+    # answered in batches or alone, each request gets its own record's answer
+    challenger_model = load_skops(models["challenger"])
+    by_id = {row["request_id"]: row["score"] for row in good}
+    direct = challenger_model.predict_proba(pd.DataFrame.from_records(records)[["x", "y", "color"]])
+    assert [by_id[f"r{i}"] for i in range(REQUESTS)] == pytest.approx(list(direct[:, 1]), abs=1e-12)
+    assert all(row["shadow_batch"] >= 1 for row in good)
     assert {row["answered_by_version"] for row in good} == {answers[0]["model_version"]}
     assert all(row["role"] == "shadow" for row in log)
     reasons = {row["shadow_dropped"] for row in log if row["challenger"] == "crashing"}
     assert "crashed" in reasons
     main = read_log(server.log_root, "predictions", "loans")
     assert sorted(main.column("request_id").to_pylist()) == sorted(ids)
+
+
+def test_a_shadow_that_fell_behind_answers_its_queue_in_one_call_and_an_error_names_its_request():
+    from keel.serve.shadow import _answer
+
+    class Doubler:
+        calls = 0
+
+        def predict(self, rows):
+            Doubler.calls += 1
+            if any(row["x"] < 0 for row in rows):
+                raise ValueError("negative x")
+            return [{"score": 2 * row["x"]} for row in rows]
+
+    now = time.time()
+    batch = [
+        (1, now, 5.0, [{"x": 1.0}]),
+        (2, now - 60, 5.0, [{"x": 2.0}]),  # older than its timeout: not answered
+        (3, now, 5.0, [{"x": 3.0}, {"x": 4.0}]),
+    ]
+    messages = _answer(Doubler(), batch)
+    assert Doubler.calls == 1
+    assert [(m[0], m[1]) for m in messages] == [("expired", 2), ("done", 1), ("done", 3)]
+    assert messages[1][2] == [{"score": 2.0}] and messages[2][2] == [{"score": 6.0}, {"score": 8.0}]
+    assert {m[4] for m in messages[1:]} == {2}  # two requests answered together
+
+    Doubler.calls = 0
+    messages = _answer(Doubler(), [(1, now, 5.0, [{"x": 1.0}]), (2, now, 5.0, [{"x": -1.0}])])
+    assert Doubler.calls == 3  # the batch, then each request alone
+    assert messages[0][:2] == ("done", 1) and messages[0][2] == [{"score": 2.0}]
+    assert messages[1] == ("error", 2, "ValueError: negative x")

@@ -58,23 +58,69 @@ def _worker_main(spec: dict, requests: Any, results: Any, memory_mb: int | None)
         return
     results.put(("ready", model.version))
     while True:
-        item = requests.get()
-        if item is None:
+        batch, stopping = _take(requests)
+        results.put(("batch", _answer(model, batch)))
+        if stopping:
             return
-        item_id, offered_at, timeout, rows = item
-        if time.time() - offered_at > timeout:
-            results.put(("expired", item_id))
-            continue
+
+
+#: At most this many queued requests are answered by one predict call.
+MAX_BATCH = 256
+
+
+def _take(requests: Any) -> tuple[list[tuple], bool]:
+    """The next request (waiting for it) and whatever else is queued, up to ``MAX_BATCH``;
+    and whether the gateway asked the process to stop."""
+    item = requests.get()
+    if item is None:
+        return [], True
+    batch = [item]
+    while len(batch) < MAX_BATCH:
+        try:
+            item = requests.get_nowait()
+        except queue.Empty:
+            break
+        if item is None:
+            return batch, True
+        batch.append(item)
+    return batch, False
+
+
+def _answer(model: Any, batch: list[tuple]) -> list[tuple]:
+    """Messages for a batch of requests: one predict call for all that are not yet too old
+    (a shadow that falls behind catches up in batches: its per-call overhead is paid once),
+    each request alone when the batch raises, so an error names its own request."""
+    now, fresh, messages = time.time(), [], []
+    for item_id, offered_at, timeout, rows in batch:
+        if now - offered_at > timeout:
+            messages.append(("expired", item_id))
+        else:
+            fresh.append((item_id, rows))
+    if not fresh:
+        return messages
+    start = time.perf_counter()
+    try:
+        outputs = model.predict([row for _, rows in fresh for row in rows])
+    except Exception:  # MemoryError included: find the request(s) that fail, one by one
+        outputs = None
+    if outputs is not None:
+        seconds, at = time.perf_counter() - start, 0
+        for item_id, rows in fresh:
+            messages.append(("done", item_id, outputs[at : at + len(rows)], seconds, len(fresh)))
+            at += len(rows)
+        return messages
+    for item_id, rows in fresh:
         start = time.perf_counter()
         try:
-            outputs = model.predict(rows)
+            answer = model.predict(rows)
         except MemoryError:
-            results.put(("error", item_id, "MemoryError"))
+            messages.append(("error", item_id, "MemoryError"))
             continue
         except Exception as error:
-            results.put(("error", item_id, f"{type(error).__name__}: {error}"))
+            messages.append(("error", item_id, f"{type(error).__name__}: {error}"))
             continue
-        results.put(("done", item_id, outputs, time.perf_counter() - start))
+        messages.append(("done", item_id, answer, time.perf_counter() - start, 1))
+    return messages
 
 
 class ShadowRunner:
@@ -210,10 +256,19 @@ class ShadowRunner:
                 time.sleep(0.05)
             if message is not None:
                 self._last_heard = time.monotonic()
-                self._handle(message)
+                if message[0] == "batch":
+                    answered: list[dict] = []
+                    for inner in message[1]:
+                        answered += self._handle(inner) or []
+                    if answered:  # one hand-over to the log for the whole batch
+                        self.log(answered)
+                else:
+                    self._handle(message)
             self._watch()
 
-    def _handle(self, message: tuple) -> None:
+    def _handle(self, message: tuple) -> list[dict] | None:
+        """Act on one message from the process; an answer's records are returned, for
+        the caller to log (drops are logged here)."""
         kind = message[0]
         if kind == "ready":  # the crash count is reset by an answer, not by a load: a
             # challenger that loads and then dies on every request backs off to 30 s
@@ -230,37 +285,39 @@ class ShadowRunner:
         offered, records = entry
         if kind == "done":
             self.crashes = 0
-            outputs, seconds = message[2], message[3]
+            outputs, seconds, together = message[2], message[3], message[4]
             lag = time.monotonic() - offered
             self.answered += 1
-            self.log(
-                [
-                    {
-                        **record,
-                        **output,
-                        "model_version": self.version,
-                        "latency_ms": round(seconds * 1000, 3),
-                        "shadow_lag_ms": round(lag * 1000, 3),
-                        "shadow_dropped": None,
-                    }
-                    for record, output in zip(records, outputs, strict=True)
-                ]
-            )
             if self.metrics is not None:
                 self.metrics.shadow_done.labels(self.model, self.challenger).inc()
                 self.metrics.shadow_lag.labels(self.model, self.challenger).observe(lag)
-        elif kind == "expired":
+            return [
+                {
+                    **record,
+                    **output,
+                    "model_version": self.version,
+                    "latency_ms": round(seconds * 1000, 3),
+                    "shadow_batch": together,
+                    "shadow_lag_ms": round(lag * 1000, 3),
+                    "shadow_dropped": None,
+                }
+                for record, output in zip(records, outputs, strict=True)
+            ]
+        if kind == "expired":
             self._drop(records, "timeout")
         else:
             self._drop(records, "error", message[2])
+        return None
 
     def _watch(self) -> None:
         now = time.monotonic()
         expired = []
-        with self._lock:
-            for item_id, (offered, _records) in list(self._outstanding.items()):
-                if now - offered > self.timeout:
-                    expired.append((item_id, self._outstanding.pop(item_id)))
+        with self._lock:  # offered in order: the expired ones are at the front
+            for item_id, (offered, _records) in self._outstanding.items():
+                if now - offered <= self.timeout:
+                    break
+                expired.append(item_id)
+            expired = [(item_id, self._outstanding.pop(item_id)) for item_id in expired]
         self._drop_items(expired, "timeout")
         if self.metrics is not None:
             self.metrics.shadow_queue.labels(self.model, self.challenger).set(

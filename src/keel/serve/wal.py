@@ -83,7 +83,7 @@ class GroupCommitLog:
         self.error: str | None = None
         self.committed = 0
         self._checked_at = 0.0
-        self._pending: list[tuple[list[dict], Any]] = []
+        self._pending: list[tuple[tuple[bytes, int, int], Any]] = []
         self._backlog = 0
         self._condition = threading.Condition(threading.Lock())
         self._closed = False
@@ -128,10 +128,21 @@ class GroupCommitLog:
     # ------------------------------------------------------------ handing records in
 
     def _enqueue(self, records: list[dict], waiter: Any) -> None:
+        # Encoded here, in the caller's thread, which holds the GIL anyway: the committer
+        # then needs it only to join, write and sync, so a busy event loop delays it less.
+        writer = self._open_writer()
+        if writer is None:
+            raise DataError(self.error or "the prediction log is not open")
+        try:
+            encoded = writer.encode(records)
+        except DataError:
+            raise
+        except Exception as error:  # a record the encoder cannot read is the caller's error
+            raise DataError(f"cannot log these records: {type(error).__name__}: {error}") from error
         with self._condition:
             if self._closed:
                 raise DataError(f"the {self.name!r} log is closed (the gateway is stopping)")
-            self._pending.append((records, waiter))
+            self._pending.append((encoded, waiter))
             self._backlog += len(records)
             self._condition.notify()
 
@@ -185,18 +196,16 @@ class GroupCommitLog:
                 if not self._pending:
                     return
                 batch, self._pending = self._pending, []
-            records = [record for part, _ in batch for record in part]
+            frames = b"".join(encoded[0] for encoded, _ in batch)
+            accepted = sum(encoded[1] for encoded, _ in batch)
+            rejected = sum(encoded[2] for encoded, _ in batch)
+            count = accepted + rejected
             error: BaseException | None = None
             try:
                 writer = self._open_writer()
                 if writer is None:
                     raise DataError(self.error or "the prediction log is not open")
-                accepted = writer.append(records)
-                if accepted != len(records):
-                    error = DataError(
-                        f"{len(records) - accepted} record(s) refused by the log (kept under "
-                        f"{self.root / 'rejected'} with the reason)"
-                    )
+                writer.append_encoded(frames, accepted, rejected)
             except Exception as raised:  # the committer must outlive anything one batch does
                 error = (
                     raised
@@ -204,37 +213,46 @@ class GroupCommitLog:
                     else DataError(f"{type(raised).__name__}: {raised}")
                 )
             with self._condition:
-                self._backlog -= len(records)
+                self._backlog -= count
             if error is None:
-                self.committed += len(records)
+                self.committed += accepted
                 self.error = None
             else:
                 self.error = str(error)
                 self._checked_at = time.monotonic()
             if self.metrics is not None:
-                self.metrics.batch.labels(self.name).observe(len(records))
+                self.metrics.batch.labels(self.name).observe(count)
                 self.metrics.backlog.labels(self.name).set(self._backlog)
                 if error is not None:
                     self.metrics.log_failures.labels(self.name).inc()
             self._release(batch, error)
 
-    @staticmethod
-    def _release(batch: list[tuple[list[dict], Any]], error: BaseException | None) -> None:
+    def _release(
+        self, batch: list[tuple[tuple[bytes, int, int], Any]], error: BaseException | None
+    ) -> None:
+        """Wake every waiter of a batch: a write or sync failure fails them all; a waiter
+        some of whose records the log refused (kept under ``rejected``) fails alone."""
         by_loop: dict[Any, list] = {}
-        for part, waiter in batch:
+        for (_frames, accepted, rejected), waiter in batch:
             if waiter is None:
                 continue
+            outcome = error
+            if outcome is None and rejected:
+                outcome = DataError(
+                    f"{rejected} record(s) refused by the log (kept under "
+                    f"{self.root / 'rejected'} with the reason)"
+                )
             if isinstance(waiter, concurrent.futures.Future):
-                if error is None:
-                    waiter.set_result(len(part))
+                if outcome is None:
+                    waiter.set_result(accepted + rejected)
                 else:
-                    waiter.set_exception(error)
+                    waiter.set_exception(outcome)
                 continue
             loop, future = waiter
-            by_loop.setdefault(loop, []).append((future, len(part)))
+            by_loop.setdefault(loop, []).append((future, accepted + rejected, outcome))
         for loop, futures in by_loop.items():
             with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-                loop.call_soon_threadsafe(_settle, futures, error)
+                loop.call_soon_threadsafe(_settle, futures)
 
     # ------------------------------------------------------------ compaction, health, close
 
@@ -309,8 +327,8 @@ class GroupCommitLog:
                 self.error = f"cannot compact the log at close: {error}"
 
 
-def _settle(futures: list[tuple[asyncio.Future, int]], error: BaseException | None) -> None:
-    for future, count in futures:
+def _settle(futures: list[tuple[asyncio.Future, int, BaseException | None]]) -> None:
+    for future, count, error in futures:
         if future.done():
             continue
         if error is None:

@@ -153,7 +153,25 @@ class LogWriter:
         reason. Raises ``DataError`` when the log cannot be written; then nothing
         of this call was acknowledged.
         """
-        frames, accepted, rejected = self._encode(records)
+        return self.append_encoded(*self.encode(records))
+
+    def encode(self, records: Any) -> tuple[bytes, int, int]:
+        """``(frames, accepted, rejected)``: records made into WAL frames, for
+        ``append_encoded``; a writer shared by threads lets each encode its own records
+        (the group committer then only writes and syncs).
+
+        >>> import tempfile
+        >>> writer = LogWriter(tempfile.mkdtemp(), "predictions", "m")
+        >>> encoded = writer.encode([{"request_id": 1, "event_time": "2026-01-01"}, {"x": 2}])
+        >>> encoded[1:], writer.append_encoded(*encoded)
+        ((1, 1), 1)
+        >>> writer.close()
+        """
+        return self._encode(records)
+
+    def append_encoded(self, frames: bytes, accepted: int, rejected: int) -> int:
+        """Write frames from ``encode`` (several calls' frames may be joined, their counts
+        added); returns ``accepted`` once written (and, when durable, synced)."""
         if not frames:
             return 0
         if self._sync_error is not None:
