@@ -75,8 +75,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from keel.engines import ENGINES
-    from keel.engines.spark import _partition_profiler, profile_frame, spark_session
-    from keel.profile import Profile
+    from keel.engines.spark import (
+        PROFILE_ROWS,
+        _partition_profiler,
+        merge_columns,
+        profile_frame,
+        spark_session,
+    )
     from keel.schema import Schema
 
     folder = Path(tempfile.mkdtemp(prefix="keel-spark-bench-"))
@@ -108,16 +113,9 @@ def main() -> None:
     run = _partition_profiler(schema.to_dict(), {})
     selected = frame.select(*schema.names)
     figures["  partitions' work + collect"], parts = _timed(
-        lambda: selected.mapInArrow(run, "profile binary").collect()
+        lambda: selected.mapInArrow(run, PROFILE_ROWS).collect()
     )
-
-    def merge():
-        merged = Profile.empty(schema)
-        for row in parts:
-            merged.merge(Profile.from_bytes(bytes(row[0])))
-        return merged
-
-    figures["  driver merge"], _ = _timed(merge)
+    figures["  driver merge"], _ = _timed(lambda: merge_columns(parts, schema, {}))
 
     def rows_only(batches):  # the same read and Arrow hand-over, no profiling
         yield pa.RecordBatch.from_pydict({"n": [sum(batch.num_rows for batch in batches)]})
@@ -134,7 +132,7 @@ def main() -> None:
     numeric = args.columns - 2
     print(f"{args.rows:,} rows x {args.columns} columns ({numeric} numeric, 2 categorical)")
     print(f"Spark local[2]: {partitions} partitions of the file; counts equal: {same}")
-    print(f"bytes collected: {sum(len(row[0]) for row in parts):,}")
+    print(f"bytes collected: {sum(len(row[1]) for row in parts):,}")
     for name, seconds in figures.items():
         print(f"{name:32s} {seconds:8.3f} s")
     ratio = figures["spark profile (warm)"] / figures["one process"]

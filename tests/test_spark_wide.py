@@ -138,8 +138,10 @@ def test_a_batched_cut_into_windows_is_the_unbatched_one(spark, files):
         assert mine.sample.column_names == schema.names  # whole rows, not one pass's columns
 
 
-def test_one_spark_job_per_pass(spark, files):
-    read = spark.read.parquet(str(files[1]))  # no shuffle: a pass is exactly one job
+def test_each_pass_reads_the_data_once(spark, files):
+    # A pass is one read (its partition profiles then merged by column in the executors:
+    # a shuffle, which adaptive execution runs as a job of its own): passes x one pass's jobs.
+    read = spark.read.parquet(str(files[1]))
     schema = Schema.infer(pq.read_table(files[1]))
     context = spark.sparkContext
     jobs = {}
@@ -151,7 +153,8 @@ def test_one_spark_job_per_pass(spark, files):
             context.setJobGroup("other", "after")
         group = context.statusTracker().getJobIdsForGroup(f"keel-wide-{column_batch}")
         jobs[column_batch] = len(group)
-    assert jobs == {1_000: 1, 3: math.ceil(len(schema.names) / 3)}
+    assert jobs[1_000] in (1, 2)
+    assert jobs[3] == math.ceil(len(schema.names) / 3) * jobs[1_000]
 
 
 def test_a_table_wider_than_the_default_batch_is_profiled_whole(spark):

@@ -1,11 +1,17 @@
-"""The Spark engine (``keel[spark]``): keel's own profiles, one per partition, merged on the driver.
+"""The Spark engine (``keel[spark]``): keel's own profiles, one per partition, merged.
 
 Each partition of a Spark DataFrame is profiled by ``DataFrame.mapInArrow`` (Arrow record
-batches in, no pandas) into a ``keel.profile.Profile``; the partition's profile travels
-back as its bytes (``Profile.to_bytes``), one row per partition, and the driver merges
-them (``Profile.merge``) in partition order. As ``keel.parallel`` does, the reference is
-profiled first, its numeric columns' bin edges fixed at its quantiles, and the current
-side then profiled in those bins.
+batches in, no pandas) into a ``keel.profile.Profile``; the partition's profile leaves it
+as bytes (``Profile.to_bytes``), one row per column (``PROFILE_ROWS``), each column's parts
+are merged (``Profile.merge``) in partition order by tasks that hold one column at a time
+(``_merged_by_column``), and the driver puts the columns side by side. Wide tables are
+profiled ``COLUMN_BATCH`` columns per pass (``profile_frame``). As ``keel.parallel`` does,
+the reference is profiled first, its numeric columns' bin edges fixed at its quantiles,
+and the current side then profiled in those bins.
+
+``keel.drift`` takes a Spark DataFrame on either side (``drift_profiles``), and
+``keel.check_history`` cuts a Spark DataFrame's time windows in one job (``cut_frame``:
+one row per window and column a partition saw, merged per window on the driver).
 
 What this gives, whatever the partitioning: row, null, NaN and value counts, minimum,
 maximum, category counts and the counts in given bin edges are exactly those of one
@@ -35,7 +41,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,7 +173,6 @@ def profile_frame(
     >>> profile_frame(spark.range(10), Schema.infer(pa.table({"id": [0, 1]})))  # doctest: +SKIP
     Profile(...)
     """
-    from keel.profile import Profile
 
     names = list(schema.names)
     missing = [name for name in names if name not in frame.columns]
@@ -181,10 +186,8 @@ def profile_frame(
         part_schema, part_edges = _part(schema, group), _edges_of(edges, group)
         selected = frame.select(*[_col(name) for name in group])
         run = _partition_profiler(part_schema.to_dict(), _as_lists(part_edges))
-        merged = Profile.empty(part_schema, part_edges)
-        for row in selected.mapInArrow(run, "profile binary").collect():
-            merged.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
-        parts.append(merged)
+        rows = _merged_by_column(selected.mapInArrow(run, PROFILE_ROWS), len(group))
+        parts.append(merge_columns(rows, part_schema, part_edges))
     return side_by_side(parts, schema)
 
 
@@ -442,26 +445,26 @@ def _window_pass(
 ) -> tuple[dict[int, Any], dict[int, Any], int | None, int | None]:
     """One Spark job over the frame: each window's profile of ``schema``'s columns, and its
     sample of the ``sampled`` columns; with the oldest and newest time (ns)."""
-    from keel.profile import Profile
     from keel.sample import HashSample
 
     names = list(dict.fromkeys([*schema.names, *sampled, timestamp]))
     run = _partition_windower(
         schema.to_dict(), _as_lists(edges), timestamp, period_ns, sampled, sample_size, sample_seed
     )
-    out = "key long, profile binary, sample_state string, sample binary, oldest long, newest long"
-    windows: dict[int, Any] = {}
+    out = f"key long, {PROFILE_ROWS}, sample_state string, sample binary, oldest long, newest long"
+    parts: dict[int, list[tuple[Any, Any]]] = {}
     samples: dict[int, Any] = {}
     oldest = newest = None
     selected = frame.select(*[_col(name) for name in names])
-    for row in selected.mapInArrow(run, out).collect():  # partition order, then key order
-        key, part = int(row[0]), Profile.from_bytes(bytes(row[1]), source="Spark partition")
-        windows[key] = windows[key].merge(part) if key in windows else part
-        if sample_size:
-            sample = HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3])))
+    for row in _collect(selected.mapInArrow(run, out)):  # partition order, then key order
+        key = int(row[0])
+        parts.setdefault(key, []).append((row[1], row[2]))
+        if sample_size and row[3]:
+            sample = HashSample.from_state(json.loads(row[3]), _from_ipc(bytes(row[4])))
             samples[key] = samples[key].merge(sample) if key in samples else sample
-        oldest = row[4] if oldest is None else min(oldest, row[4])
-        newest = row[5] if newest is None else max(newest, row[5])
+        oldest = row[5] if oldest is None else min(oldest, row[5])
+        newest = row[6] if newest is None else max(newest, row[6])
+    windows = {key: merge_columns(rows, schema, edges) for key, rows in parts.items()}
     return windows, samples, oldest, newest
 
 
@@ -507,18 +510,26 @@ def _partition_windower(
                     samples[key].update(rows.select(sampled))
         if not profiles:
             return
-        ordered = sorted(profiles)
-        states = [_sample_state(samples[key]) for key in ordered]
+        keys, columns, parts, states, kept = [], [], [], [], []
+        for key in sorted(profiles):  # a loop over windows: one row per window and column
+            names, blobs = _per_column(profiles[key])
+            state, rows = _sample_state(samples[key]) if sample_size else ("", b"")
+            keys += [key] * len(names)
+            columns += names
+            parts += blobs
+            states += [state] + [""] * (len(names) - 1)  # the sample rides on the first row
+            kept += [rows] + [b""] * (len(names) - 1)
         yield pa.RecordBatch.from_arrays(
             [
-                pa.array(ordered, pa.int64()),
-                pa.array([profiles[key].to_bytes() for key in ordered], pa.binary()),
-                pa.array([state for state, _ in states], pa.string()),
-                pa.array([rows for _, rows in states], pa.binary()),
-                pa.array([oldest] * len(ordered), pa.int64()),
-                pa.array([newest] * len(ordered), pa.int64()),
+                pa.array(keys, pa.int64()),
+                pa.array(columns, pa.string()),
+                pa.array(parts, pa.binary()),
+                pa.array(states, pa.string()),
+                pa.array(kept, pa.binary()),
+                pa.array([oldest] * len(keys), pa.int64()),
+                pa.array([newest] * len(keys), pa.int64()),
             ],
-            names=["key", "profile", "sample_state", "sample", "oldest", "newest"],
+            names=["key", "column", "profile", "sample_state", "sample", "oldest", "newest"],
         )
 
     return run
@@ -544,10 +555,17 @@ def _head(frame: Any) -> Any:
     return frame.limit(INFERENCE_SAMPLE_ROWS).toArrow()
 
 
+#: What a partition's profile crosses to the driver as: one row per column, each that
+#: column's profile (a one-column ``Profile``'s bytes), so that no row holds more than one
+#: column's sketch (at most 1.6 MB) however wide the pass is.
+PROFILE_ROWS = "column string, profile binary"
+
+
 def _partition_profiler(
     schema: dict[str, Any], edges: dict[str, list[float]]
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
-    """The function Spark runs on each partition: Arrow batches in, one profile's bytes out."""
+    """The function Spark runs on each partition: Arrow batches in, one row per column out
+    (``PROFILE_ROWS``; no column: one row, the row count's)."""
 
     def run(batches: Iterator[Any]) -> Iterator[Any]:
         import pyarrow as pa
@@ -561,11 +579,148 @@ def _partition_profiler(
         for batch in batches:
             if batch.num_rows:
                 profile.update(batch)
+        names, parts = _per_column(profile)
         yield pa.RecordBatch.from_arrays(
-            [pa.array([profile.to_bytes()], type=pa.binary())], names=["profile"]
+            [pa.array(names, pa.string()), pa.array(parts, pa.binary())],
+            names=["column", "profile"],
         )
 
     return run
+
+
+def _per_column(profile: Any) -> tuple[list[str | None], list[bytes]]:
+    """A profile as one-column profiles' bytes, by column (no column: the whole, by None)."""
+    from keel.profile import Profile
+
+    if not profile.columns:
+        return [None], [profile.to_bytes()]
+    names = list(profile.columns)
+    return names, [
+        Profile(
+            _part(profile.schema, [name]), profile.rows, {name: profile.columns[name]}
+        ).to_bytes()
+        for name in names
+    ]
+
+
+#: The most tasks that merge a pass's partition profiles (``_merged_by_column``).
+MERGE_TASKS = 16
+
+
+def _merged_by_column(parts: Any, columns: int) -> list[Any]:
+    """The partitions' one-column profiles (``PROFILE_ROWS``), each column's merged in the
+    executors, in partition order, and collected: one row per column.
+
+    The driver never holds every partition's profile at once: a partition of 200,000 rows
+    sends 1.6 MB per numeric column (its exact quantile buffer), so 100 columns over 50
+    partitions would be 8 GB at the driver (past ``spark.driver.maxResultSize``, and the
+    1 GB heap of a local session lost such results). The parts are shuffled by column
+    (written to disk, not held), sorted by (column, partition) and merged one column at a
+    time, in the order the driver would merge them; a merged column holding more than
+    200,000 values is a compacted sketch of a few kB.
+    """
+    from pyspark.sql import functions as F
+
+    keyed = parts.withColumn("part", F.spark_partition_id())
+    spread = keyed.repartition(max(1, min(columns, MERGE_TASKS)), "column")
+    ordered = spread.sortWithinPartitions("column", "part").drop("part")
+    return _collect(ordered.mapInArrow(_column_merger, PROFILE_ROWS))
+
+
+def _collect(frame: Any) -> list[Any]:
+    """``frame.collect()``, with the one way a frame's parts can disagree on a column named.
+
+    Every partition of a DataFrame hands ``mapInArrow`` batches of the frame's one schema
+    (``unionByName(allowMissingColumns=True)`` fills a missing column with nulls and widens
+    types), so the profiles cannot disagree. What can is a Parquet folder whose files hold a
+    column in different types: Spark reads it as the type of the file it inferred from and
+    fails inside the job on another; that failure becomes a SchemaError naming the column,
+    the file and both types.
+    """
+    try:
+        return frame.collect()
+    except Exception as error:  # pyspark raises its own classes (captured JVM errors)
+        found = _type_mismatch(str(error))
+        if found is None:
+            raise
+        from keel.errors import SchemaError
+
+        column, path, expected, actual = found
+        raise SchemaError(
+            f"Spark DataFrame: the Parquet files disagree on column {column!r}: {path} holds "
+            f"it as {actual}, not {expected} as the frame reads it; rewrite that file in one "
+            "type, or cast the column when reading each file and union them"
+        ) from None
+
+
+_MISMATCHES = (  # Spark 4's error class, then the older message
+    r"reading file (?P<path>\S+?)\.?\s.*?Parquet column \[?`?(?P<column>[^\]`]+?)`?\]?\. "
+    r'Expected Spark type "?(?P<expected>[^",]+)"?, actual Parquet type "?(?P<actual>[^".]+)"?',
+    r"Parquet column cannot be converted in file (?P<path>\S+)\. Column: \[(?P<column>[^\]]+)\], "
+    r"Expected: (?P<expected>\S+), Found: (?P<actual>\w+)",
+)
+
+
+def _type_mismatch(message: str) -> tuple[str, str, str, str] | None:
+    """(column, file, expected type, found type) of a Parquet type mismatch, else None.
+
+    >>> _type_mismatch("Parquet column cannot be converted in file file:/d/b.parquet. "
+    ...                "Column: [x], Expected: double, Found: BINARY")
+    ('x', 'file:/d/b.parquet', 'double', 'BINARY')
+    >>> _type_mismatch("Java heap space") is None
+    True
+    """
+    import re
+
+    for pattern in _MISMATCHES:
+        found = re.search(pattern, message, re.DOTALL)
+        if found:
+            return found["column"], found["path"], found["expected"], found["actual"]
+    return None
+
+
+def _column_merger(batches: Iterator[Any]) -> Iterator[Any]:
+    """Spark runs this on each merging task: one-column profiles sorted by (column,
+    partition) in, each column's merge out (a loop over parts, not over rows of data)."""
+    import pyarrow as pa
+
+    from keel.profile import Profile
+
+    def out(name: str | None, profile: Any) -> Any:
+        return pa.RecordBatch.from_arrays(
+            [pa.array([name], pa.string()), pa.array([profile.to_bytes()], pa.binary())],
+            names=["column", "profile"],
+        )
+
+    name, merged = None, None
+    for batch in batches:
+        names, blobs = batch.column("column").to_pylist(), batch.column("profile")
+        for i, current in enumerate(names):
+            part = Profile.from_bytes(blobs[i].as_py(), source="Spark partition")
+            if merged is not None and current == name:
+                merged.merge(part)
+                continue
+            if merged is not None:
+                yield out(name, merged)
+            name, merged = current, part
+    if merged is not None:
+        yield out(name, merged)
+
+
+def merge_columns(rows: Iterable[Any], schema: Any, edges: Mapping[str, np.ndarray]) -> Any:
+    """One Profile of ``schema`` from ``PROFILE_ROWS`` rows (every partition's columns),
+    each column's parts merged in the order they come (partition order)."""
+    from keel.profile import Profile
+
+    merged = {
+        name: Profile.empty(_part(schema, [name]), _edges_of(edges, [name]))
+        for name in schema.names
+    }
+    if not merged:
+        merged[None] = Profile.empty(schema)
+    for name, data in rows:
+        merged[name].merge(Profile.from_bytes(bytes(data), source="Spark partition"))
+    return side_by_side(list(merged.values()), schema)
 
 
 def _frame(spark: Any, data: Any, schema: Any) -> tuple[Any, Any]:
@@ -692,7 +847,7 @@ def baseline_parts(
     out = "profile binary, fingerprint string, sample_state string, sample binary"
     profile = Profile.empty(schema, sketch_k=sketch_k)
     sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
-    for row in selected.mapInArrow(run, out).collect():
+    for row in _collect(selected.mapInArrow(run, out)):
         profile.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
         fingerprint.merge(ContentFingerprint.from_state(json.loads(row[1])))
         sample.merge(HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3]))))
@@ -705,7 +860,7 @@ def baseline_parts(
             return {}
         inner = {name: [float(e) for e in value] for name, value in edges.items()}
         columns = frame.select(*[F.col(_quoted(name)) for name in inner])
-        parts = columns.mapInArrow(_partition_bin_counter(inner), "counts string").collect()
+        parts = _collect(columns.mapInArrow(_partition_bin_counter(inner), "counts string"))
         counts = {name: np.zeros(len(value) + 1, dtype=np.int64) for name, value in inner.items()}
         for row in parts:
             for name, part in json.loads(row[0]).items():
