@@ -179,3 +179,29 @@ def test_a_table_wider_than_the_default_batch_is_profiled_whole(spark):
         # the sketch holds every value (exact): the same quantiles, whatever the order
         assert got.quantiles(ranks).tolist() == want.quantiles(ranks).tolist()
         assert got.sketch.is_exact
+
+
+def test_a_baseline_of_a_table_wider_than_the_batch_is_the_local_baseline(
+    spark, files, monkeypatch
+):
+    import keel.engines.spark as engine
+    from keel.baseline import Baseline
+
+    local = Baseline.from_data(files[0], target="flag", sample_size=200, seed=3)
+    whole = Baseline.from_spark(
+        _spread(spark, files[0], 3, seed=4), target="flag", sample_size=200, seed=3
+    )
+    monkeypatch.setattr(engine, "COLUMN_BATCH", 2)  # 7 columns: 4 reads of the profile
+    batched = Baseline.from_spark(
+        _spread(spark, files[0], 3, seed=4), target="flag", sample_size=200, seed=3
+    )
+    assert batched.id == whole.id == local.id  # the fingerprint of the same rows
+    assert batched.sample.equals(whole.sample)
+    assert _states(batched.profile) == _states(whole.profile)
+    assert batched.profile.columns["x"].sketch_k == local.profile.columns["x"].sketch_k
+    for name, column in local.profile.columns.items():
+        mine = batched.profile.columns[name]
+        assert (mine.rows, mine.missing, mine.count) == (column.rows, column.missing, column.count)
+    assert {k: v.tolist() for k, v in batched.bin_edges.items()} == {
+        k: v.tolist() for k, v in local.bin_edges.items()
+    }

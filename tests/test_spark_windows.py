@@ -170,11 +170,10 @@ def test_each_window_profile_is_the_local_one_in_the_baselines_bins(spark, basel
         _same(mine.profile.columns["x"].mean, theirs.profile.columns["x"].mean)
 
 
-def test_every_window_is_profiled_in_one_spark_job(spark, baseline, files):
+def test_every_window_is_profiled_in_one_read(spark, baseline, files):
     from keel.engines.spark import cut_frame, history_source
 
-    # A read with no shuffle (under adaptive execution a shuffle's map side is a job of its
-    # own); small file splits give it several partitions.
+    # A read with no shuffle of its own; small file splits give it several partitions.
     before = spark.conf.get("spark.sql.files.maxPartitionBytes")
     spark.conf.set("spark.sql.files.maxPartitionBytes", "64k")
     try:
@@ -184,13 +183,21 @@ def test_every_window_is_profiled_in_one_spark_job(spark, baseline, files):
         spark.conf.set("spark.sql.files.maxPartitionBytes", before)
     frame, schema = history_source(baseline, read)
     context = spark.sparkContext
-    context.setJobGroup("keel-windows", "cut_frame")
-    try:
-        windows = cut_frame(frame, WindowSpec.parse("1D"), schema, "ts", baseline.bin_edges)
-    finally:
-        context.setJobGroup("other", "after")
-    assert len(windows) == 10
-    assert len(context.statusTracker().getJobIdsForGroup("keel-windows")) == 1
+    jobs = {}
+    for window in ("1D", "16D"):  # ten windows, then one
+        context.setJobGroup(f"keel-windows-{window}", "cut_frame")
+        try:
+            windows = cut_frame(frame, WindowSpec.parse(window), schema, "ts", baseline.bin_edges)
+        finally:
+            context.setJobGroup("other", "after")
+        jobs[window] = (
+            len(windows),
+            len(context.statusTracker().getJobIdsForGroup(f"keel-windows-{window}")),
+        )
+    # windows are a group-by: ten windows take the jobs one does (one read, then the merge
+    # by window and column: a shuffle, run as a job of its own under adaptive execution)
+    assert jobs["1D"][0] == 10 and jobs["16D"][0] == 1
+    assert jobs["1D"][1] == jobs["16D"][1] <= 2
 
 
 def test_data_start_and_end_mark_partial_windows_as_locally(spark, baseline, files):

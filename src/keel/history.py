@@ -258,7 +258,7 @@ def check_history(
     Results to add (a monitor's performance and KPIs: ``WindowResult.judge_with``), so that
     a window is diagnosed once.
 
-    ``data`` may be a Spark DataFrame: its time windows are profiled in one Spark job
+    ``data`` may be a Spark DataFrame: its time windows are profiled in one read of it
     (``keel.engines.spark.cut_frame``), and the Results equal those of the same rows read here
     (each window's sample, for the multivariate checks, is a hash sample, the same under any
     partitioning, rather than the local one).
@@ -272,7 +272,7 @@ def check_history(
     if not isinstance(baseline, Baseline):
         baseline = Baseline.load(baseline)
     spec = WindowSpec.parse(window, incomplete=incomplete)
-    spark = is_spark_frame(data)  # windows as a group-by on the Spark engine, one job
+    spark = is_spark_frame(data)  # windows as a group-by on the Spark engine, one read
     if spark:
         from keel.engines.spark import cut_frame, history_source
 

@@ -10,8 +10,8 @@ the reference is profiled first, its numeric columns' bin edges fixed at its qua
 and the current side then profiled in those bins.
 
 ``keel.drift`` takes a Spark DataFrame on either side (``drift_profiles``), and
-``keel.check_history`` cuts a Spark DataFrame's time windows in one job (``cut_frame``:
-one row per window and column a partition saw, merged per window on the driver).
+``keel.check_history`` cuts a Spark DataFrame's time windows in one read (``cut_frame``:
+one row per window and column a partition saw, merged per window and column).
 
 What this gives, whatever the partitioning: row, null, NaN and value counts, minimum,
 maximum, category counts and the counts in given bin edges are exactly those of one
@@ -160,6 +160,7 @@ def profile_frame(
     schema: Any,
     bin_edges: Mapping[str, np.ndarray] | None = None,
     column_batch: int | None = None,
+    sketch_k: int | None = None,
 ):
     """One keel Profile of a Spark DataFrame: a profile per partition (``mapInArrow``), its
     bytes collected and merged on the driver in partition order.
@@ -185,9 +186,9 @@ def profile_frame(
     for group in column_groups(names, column_batch):  # a loop over passes, not rows
         part_schema, part_edges = _part(schema, group), _edges_of(edges, group)
         selected = frame.select(*[_col(name) for name in group])
-        run = _partition_profiler(part_schema.to_dict(), _as_lists(part_edges))
+        run = _partition_profiler(part_schema.to_dict(), _as_lists(part_edges), sketch_k)
         rows = _merged_by_column(selected.mapInArrow(run, PROFILE_ROWS), len(group))
-        parts.append(merge_columns(rows, part_schema, part_edges))
+        parts.append(merge_columns(rows, part_schema, part_edges, sketch_k))
     return side_by_side(parts, schema)
 
 
@@ -360,13 +361,16 @@ def cut_frame(
     data_end: Any = None,
     column_batch: int | None = None,
 ) -> list[Any]:
-    """``keel.windows.cut`` of a Spark DataFrame: every time window profiled in ONE Spark job,
-    windows as a group-by. Each partition profiles every window it sees (its rows cut by
-    ``keel.windows``' own epoch-aligned keys) and emits one row per window: (window key,
-    profile bytes, sample, the partition's oldest and newest time); the driver merges each
-    window's parts, in partition order, and finishes the windows as ``cut`` does (empty
-    windows between kept, partial and incomplete ones marked, ``spec.incomplete`` applied).
-    So each window's profile equals ``cut``'s of the same rows, whatever the partitioning.
+    """``keel.windows.cut`` of a Spark DataFrame: every time window profiled in one read of
+    the frame, windows as a group-by. Each partition profiles every window it sees (its rows
+    cut by ``keel.windows``' own epoch-aligned keys) and emits one row per window and column:
+    (window key, column, profile bytes, sample, the partition's oldest and newest time);
+    each (window, column) is merged in partition order by the executors
+    (``_merged_by_window``: a shuffle, so one job, or two under adaptive execution, which
+    runs a shuffle's map side as a job of its own), and the driver puts each window's
+    columns side by side and finishes the windows as ``cut`` does (empty windows between
+    kept, partial and incomplete ones marked, ``spec.incomplete`` applied). So each window's
+    profile equals ``cut``'s of the same rows, whatever the partitioning.
 
     Only time windows: a Spark DataFrame has no row order to cut row windows by. The window
     sample (``sample_size`` rows of each window, for the multivariate checks) is a bottom-k
@@ -456,16 +460,74 @@ def _window_pass(
     samples: dict[int, Any] = {}
     oldest = newest = None
     selected = frame.select(*[_col(name) for name in names])
-    for row in _collect(selected.mapInArrow(run, out)):  # partition order, then key order
+    for row in _merged_by_window(selected.mapInArrow(run, out), out):  # one per window, column
         key = int(row[0])
         parts.setdefault(key, []).append((row[1], row[2]))
         if sample_size and row[3]:
-            sample = HashSample.from_state(json.loads(row[3]), _from_ipc(bytes(row[4])))
-            samples[key] = samples[key].merge(sample) if key in samples else sample
+            samples[key] = HashSample.from_state(json.loads(row[3]), _from_ipc(bytes(row[4])))
         oldest = row[5] if oldest is None else min(oldest, row[5])
         newest = row[6] if newest is None else max(newest, row[6])
     windows = {key: merge_columns(rows, schema, edges) for key, rows in parts.items()}
     return windows, samples, oldest, newest
+
+
+def _merged_by_window(parts: Any, out: str) -> list[Any]:
+    """The partitions' (window, column) profiles and window samples, each (window, column)
+    merged in the executors in partition order and collected: one row per window and
+    column, as ``_merged_by_column`` does for a whole table (a partition's part of a window
+    holds up to 1.6 MB per numeric column: the driver must not gather them all)."""
+    from pyspark.sql import functions as F
+
+    keyed = parts.withColumn("part", F.spark_partition_id())
+    spread = keyed.repartition(MERGE_TASKS, "key", "column")
+    ordered = spread.sortWithinPartitions("key", "column", "part").drop("part")
+    return _collect(ordered.mapInArrow(_window_merger, out))
+
+
+def _window_merger(batches: Iterator[Any]) -> Iterator[Any]:
+    """Spark runs this on each merging task: (window, column) parts sorted by (window,
+    column, partition) in; each one's merged profile, sample and time span out (a loop over
+    parts, not over rows of data)."""
+    import pyarrow as pa
+
+    from keel.profile import Profile
+    from keel.sample import HashSample
+
+    def out(group: tuple, profile: Any, sample: Any, low: Any, high: Any) -> Any:
+        state, rows = _sample_state(sample) if sample is not None else ("", b"")
+        return pa.RecordBatch.from_arrays(
+            [
+                pa.array([group[0]], pa.int64()),
+                pa.array([group[1]], pa.string()),
+                pa.array([profile.to_bytes()], pa.binary()),
+                pa.array([state], pa.string()),
+                pa.array([rows], pa.binary()),
+                pa.array([low], pa.int64()),
+                pa.array([high], pa.int64()),
+            ],
+            names=["key", "column", "profile", "sample_state", "sample", "oldest", "newest"],
+        )
+
+    group = merged = sample = low = high = None
+    for batch in batches:
+        keys, names = batch.column("key").to_pylist(), batch.column("column").to_pylist()
+        blobs, kept = batch.column("profile"), batch.column("sample")
+        states = batch.column("sample_state").to_pylist()
+        olds, news = batch.column("oldest").to_pylist(), batch.column("newest").to_pylist()
+        for i, current in enumerate(zip(keys, names, strict=True)):
+            if merged is not None and current != group:
+                yield out(group, merged, sample, low, high)
+                merged = sample = low = high = None
+            group = current
+            part = Profile.from_bytes(blobs[i].as_py(), source="Spark partition")
+            merged = part if merged is None else merged.merge(part)
+            if states[i]:
+                rows = HashSample.from_state(json.loads(states[i]), _from_ipc(kept[i].as_py()))
+                sample = rows if sample is None else sample.merge(rows)
+            low = olds[i] if low is None else min(low, olds[i])
+            high = news[i] if high is None else max(high, news[i])
+    if merged is not None:
+        yield out(group, merged, sample, low, high)
 
 
 def _partition_windower(
@@ -562,7 +624,7 @@ PROFILE_ROWS = "column string, profile binary"
 
 
 def _partition_profiler(
-    schema: dict[str, Any], edges: dict[str, list[float]]
+    schema: dict[str, Any], edges: dict[str, list[float]], sketch_k: int | None = None
 ) -> Callable[[Iterator[Any]], Iterator[Any]]:
     """The function Spark runs on each partition: Arrow batches in, one row per column out
     (``PROFILE_ROWS``; no column: one row, the row count's)."""
@@ -573,9 +635,8 @@ def _partition_profiler(
         from keel.profile import Profile
         from keel.schema import Schema
 
-        profile = Profile.empty(
-            Schema.from_dict(schema), {k: np.asarray(v, dtype=np.float64) for k, v in edges.items()}
-        )
+        inner = {k: np.asarray(v, dtype=np.float64) for k, v in edges.items()}
+        profile = Profile.empty(Schema.from_dict(schema), inner, **_sketch(sketch_k))
         for batch in batches:
             if batch.num_rows:
                 profile.update(batch)
@@ -707,17 +768,27 @@ def _column_merger(batches: Iterator[Any]) -> Iterator[Any]:
         yield out(name, merged)
 
 
-def merge_columns(rows: Iterable[Any], schema: Any, edges: Mapping[str, np.ndarray]) -> Any:
+def _sketch(sketch_k: int | None) -> dict[str, int]:
+    """``Profile.empty``'s sketch size argument: the default unless one is given."""
+    return {} if sketch_k is None else {"sketch_k": sketch_k}
+
+
+def merge_columns(
+    rows: Iterable[Any],
+    schema: Any,
+    edges: Mapping[str, np.ndarray],
+    sketch_k: int | None = None,
+) -> Any:
     """One Profile of ``schema`` from ``PROFILE_ROWS`` rows (every partition's columns),
     each column's parts merged in the order they come (partition order)."""
     from keel.profile import Profile
 
     merged = {
-        name: Profile.empty(_part(schema, [name]), _edges_of(edges, [name]))
+        name: Profile.empty(_part(schema, [name]), _edges_of(edges, [name]), **_sketch(sketch_k))
         for name in schema.names
     }
     if not merged:
-        merged[None] = Profile.empty(schema)
+        merged[None] = Profile.empty(schema, **_sketch(sketch_k))
     for name, data in rows:
         merged[name].merge(Profile.from_bytes(bytes(data), source="Spark partition"))
     return side_by_side(list(merged.values()), schema)
@@ -818,11 +889,17 @@ def baseline_parts(
     sketch_k: int,
     sample_size: int,
     seed: int,
+    column_batch: int | None = None,
 ) -> tuple[Any, Any, Any, Any, Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]]:
     """A baseline's reference summaries of a Spark DataFrame: its keel Schema, and the
     profile, sample and fingerprint made per partition (``keel.engines.reference.summarize_batch``,
-    as one process makes them) and merged on the driver; with a function that counts every
-    partition in given bin edges (the baseline's second pass).
+    as one process makes them) and merged; with a function that counts every partition in
+    given bin edges (the baseline's second pass).
+
+    The sample and fingerprint (whole rows) are made in one read, merged on the driver; the
+    profile by ``profile_frame``, ``column_batch`` columns per read (default
+    ``COLUMN_BATCH``), merged by column in the executors, so a wide table's sketches never
+    sit in one task or at the driver all at once.
     """
     missing = missing_requirement()
     if missing:
@@ -831,7 +908,6 @@ def baseline_parts(
     from pyspark.sql import functions as F
 
     from keel.fingerprint import ContentFingerprint
-    from keel.profile import Profile
     from keel.sample import HashSample
     from keel.schema import INFERENCE_SAMPLE_ROWS, Schema
 
@@ -843,17 +919,16 @@ def baseline_parts(
     names = known_columns(frame)
     selected = frame.select(*[F.col(_quoted(name)) for name in names])
     schema = Schema.infer(selected.limit(INFERENCE_SAMPLE_ROWS).toArrow(), roles, kinds)
-    run = _partition_summarizer(schema.to_dict(), sketch_k, sample_size, seed)
+    run = _partition_summarizer(Schema([]).to_dict(), sketch_k, sample_size, seed)  # no columns
     out = "profile binary, fingerprint string, sample_state string, sample binary"
-    profile = Profile.empty(schema, sketch_k=sketch_k)
     sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
     for row in _collect(selected.mapInArrow(run, out)):
-        profile.merge(Profile.from_bytes(bytes(row[0]), source="Spark partition"))
         fingerprint.merge(ContentFingerprint.from_state(json.loads(row[1])))
         sample.merge(HashSample.from_state(json.loads(row[2]), _from_ipc(bytes(row[3]))))
     if fingerprint.columns is None:  # no partition saw a row
         fingerprint.columns = names
     sample._rows = _in_utc(sample.table())
+    profile = profile_frame(selected, schema, column_batch=column_batch, sketch_k=sketch_k)
 
     def count_in_bins(edges: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if not edges:
