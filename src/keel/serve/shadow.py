@@ -10,7 +10,7 @@ record (the model's shadow log, ``NAME.shadow``, same request id, ``role`` "shad
 A sampled request the shadow does not answer is logged as a drop with its reason and
 counted in ``keel_shadow_dropped_total``:
 
-- ``queue_full``: the queue held ``queue_size`` requests already;
+- ``queue_full``: ``queue_size`` requests were offered and not yet answered;
 - ``not_running``: the process is starting, restarting or failed to load;
 - ``timeout``: no answer ``timeout`` seconds after the offer (the worker skips requests
   that are already that old; one that stops answering altogether is killed and restarted);
@@ -25,6 +25,7 @@ answered and logs whatever is left as drops: every sampled request is accounted 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -69,20 +70,21 @@ MAX_BATCH = 256
 
 
 def _take(requests: Any) -> tuple[list[tuple], bool]:
-    """The next request (waiting for it) and whatever else is queued, up to ``MAX_BATCH``;
-    and whether the gateway asked the process to stop."""
-    item = requests.get()
-    if item is None:
+    """The next requests (waiting for them) and whatever else is queued, up to about
+    ``MAX_BATCH``; and whether the gateway asked the process to stop. The gateway puts
+    lists: the requests offered in one turn of its event loop."""
+    items = requests.get()
+    if items is None:
         return [], True
-    batch = [item]
+    batch = list(items)
     while len(batch) < MAX_BATCH:
         try:
-            item = requests.get_nowait()
+            items = requests.get_nowait()
         except queue.Empty:
             break
-        if item is None:
+        if items is None:
             return batch, True
-        batch.append(item)
+        batch.extend(items)
     return batch, False
 
 
@@ -153,6 +155,7 @@ class ShadowRunner:
         self.answered = 0
         self.crashes = 0
         self._outstanding: dict[int, tuple[float, list[dict]]] = {}
+        self._offers: list[tuple] = []  # offered in this turn of the event loop, not yet put
         self._lock = threading.Lock()
         self._next_id = 0
         self._last_heard = time.monotonic()
@@ -177,7 +180,7 @@ class ShadowRunner:
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")
-        self._requests = context.Queue(maxsize=self.queue_size)
+        self._requests = context.Queue()  # bounded by the outstanding count (offer)
         self._results = context.Queue()
         self._process = context.Process(
             target=_worker_main,
@@ -207,6 +210,7 @@ class ShadowRunner:
         with self._lock:
             pending = list(self._outstanding.items())
             self._outstanding.clear()
+            self._offers = []
         self._drop_items(pending, "not_running")
         self._discard_process()
         if spec is not None:
@@ -219,29 +223,52 @@ class ShadowRunner:
     def offer(self, rows: list[dict], records: list[dict]) -> bool:
         """Offer one request's rows (inputs) and its logged records (without outputs).
 
-        Never blocks; returns whether the shadow took it (else the drop is logged)."""
+        Never blocks; returns whether the shadow took it (else the drop is logged). Called
+        from the event loop, the requests offered in one turn of it go to the process as
+        one message, after the turn (one hand-over to the queue's thread, not one each)."""
         if self.state != "running":
             self._drop(records, "shutdown" if self.state == "stopping" else "not_running")
             return False
         with self._lock:
-            self._next_id += 1
-            item_id = self._next_id
-            self._outstanding[item_id] = (time.monotonic(), records)
-        requests = self._requests
-        try:
-            if requests is None:
-                raise ValueError("restarting")
-            requests.put_nowait((item_id, time.time(), self.timeout, rows))
-        except (queue.Full, ValueError, OSError, AssertionError):  # full, or closed under us
-            with self._lock:
-                self._outstanding.pop(item_id, None)
+            full = len(self._outstanding) >= self.queue_size
+            if not full:
+                self._next_id += 1
+                item_id = self._next_id
+                self._outstanding[item_id] = (time.monotonic(), records)
+                self._offers.append((item_id, time.time(), self.timeout, rows))
+                first = len(self._offers) == 1
+        if full:
             self._drop(records, "queue_full")
             return False
+        if first:
+            try:
+                asyncio.get_running_loop().call_soon(self._put_offers)
+            except RuntimeError:  # not on an event loop: hand it over now
+                self._put_offers()
         if self.metrics is not None:
             self.metrics.shadow_queue.labels(self.model, self.challenger).set(
                 len(self._outstanding)
             )
         return True
+
+    def _put_offers(self) -> None:
+        with self._lock:
+            items, self._offers = self._offers, []
+        if not items:
+            return
+        requests = self._requests
+        try:
+            if requests is None:
+                raise ValueError("restarting")
+            requests.put_nowait(items)
+        except (queue.Full, ValueError, OSError, AssertionError):  # closed under us
+            with self._lock:
+                lost = [
+                    (item[0], entry)
+                    for item in items
+                    if (entry := self._outstanding.pop(item[0], None)) is not None
+                ]
+            self._drop_items(lost, "not_running")
 
     # ------------------------------------------------------------ collecting
 
@@ -382,6 +409,7 @@ class ShadowRunner:
 
     def close(self) -> None:
         """Stop offering, drain for up to ``drain_seconds``, log the rest as drops, stop."""
+        self._put_offers()  # offered in the last turn of the event loop
         if self.state != "running":
             self.state = "stopping"
         else:
