@@ -24,7 +24,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 
 from drift_data import generate  # noqa: E402
-from drift_vs_peers import run  # noqa: E402
+from drift_vs_peers import keel_drift, run  # noqa: E402
 
 ROWS = 1_000_000
 COLUMNS = 50
@@ -57,18 +57,7 @@ def main() -> None:
     for parts in (1, args.parts):
         reference, current, truth = folders(args.data, parts)
         out = reference.parent / "keel.json"
-        seconds, peak_mb, code = run(
-            [
-                sys.executable,
-                "-m",
-                "keel.cli",
-                "drift",
-                str(reference),
-                str(current),
-                "--json",
-                str(out),
-            ]
-        )
+        seconds, peak_mb, code = run(keel_drift(reference, current, out))
         found = sorted(json.loads(out.read_text())["dataset"]["drifted_columns"])
         results[parts] = (seconds, peak_mb, code, found == sorted(truth))
         rows = 2 * parts * ROWS

@@ -91,6 +91,20 @@ def run(command: list[str], env: dict | None = None) -> tuple[float, int, int]:
     return elapsed, peak // 1024, process.returncode
 
 
+def keel_drift(reference: Path, current: Path, json_path: Path) -> list[str]:
+    """The ``keel drift`` command line, its report written as JSON to ``json_path``."""
+    return [
+        sys.executable,
+        "-m",
+        "keel.cli",
+        "drift",
+        str(reference),
+        str(current),
+        "--json",
+        str(json_path),
+    ]
+
+
 def drifted(path: Path) -> list[str] | None:
     if not path.exists():
         return None
@@ -154,26 +168,8 @@ def main() -> None:
         [python, "-m", "keel.cli", "baseline", "create", str(reference), "-o", str(baseline)]
     )
     tools = {
-        "keel": [
-            python,
-            "-m",
-            "keel.cli",
-            "drift",
-            str(reference),
-            str(current),
-            "--json",
-            str(out / "keel.json"),
-        ],
-        "keel (baseline reused)": [
-            python,
-            "-m",
-            "keel.cli",
-            "drift",
-            str(baseline),
-            str(current),
-            "--json",
-            str(out / "keel-baseline.json"),
-        ],
+        "keel": keel_drift(reference, current, out / "keel.json"),
+        "keel (baseline reused)": keel_drift(baseline, current, out / "keel-baseline.json"),
         "numpy floor": [
             python,
             str(HERE / "peers/run_numpy_floor.py"),
