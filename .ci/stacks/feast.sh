@@ -9,7 +9,7 @@
 # on skips.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-requirements=(-e ".[feast]" "pytest>=8" "hypothesis>=6.100")
+requirements=(-e ".[feast]" "pytest>=8" "pytest-xdist>=3.5" "hypothesis>=6.100")
 # -qq: errors only (one -q still prints a warning per package for the extra local indexes).
 pip_quiet=(-qq --disable-pip-version-check)
 
@@ -45,7 +45,8 @@ print("feast:", ", ".join(f"{p} {metadata.version(p)}"
       for p in ("feast", "pandas", "pyarrow", "duckdb", "ibis-framework", "numpy")))
 '
 # keel.data.feast against a real Feast repository.
-"$py" -m pytest -m feast -p no:cacheprovider tests/test_feast_source.py
+# One process (-n 0): the Feast repository fixture is made once.
+"$py" -m pytest -n 0 -m feast -p no:cacheprovider tests/test_feast_source.py
 # keel itself under pandas 2: sources, drift, data, and keel.data's doctests.
-"$py" -m pytest -p no:cacheprovider -q \
+"$py" -m pytest -n 0 -p no:cacheprovider -q \
     tests/common/test_sources.py tests/test_drift.py tests/test_data.py src/keel/data
