@@ -162,19 +162,20 @@ def profile_frame(
     column_batch: int | None = None,
     sketch_k: int | None = None,
 ):
-    """One keel Profile of a Spark DataFrame: a profile per partition (``mapInArrow``), its
-    bytes collected and merged on the driver in partition order.
+    """One keel Profile of a Spark DataFrame: a profile per partition (``mapInArrow``), sent
+    a column at a time, each column's parts merged in partition order in the executors
+    (``_merged_by_column``) and the columns put side by side on the driver.
 
     Wide tables are profiled ``column_batch`` columns per pass (default ``COLUMN_BATCH``),
-    one Spark job each, the passes' profiles put side by side: a column's profile does not
+    one read each, the passes' profiles put side by side: a column's profile does not
     depend on the columns profiled with it, so it is the same, bit for bit, as in one pass.
     Each pass reads only its columns (Parquet reads no others); a frame computed by an
     expensive query is computed once per pass unless it is cached (``frame.cache()``).
+    ``sketch_k``: the quantile sketches' size (default: ``Profile.empty``'s).
 
     >>> profile_frame(spark.range(10), Schema.infer(pa.table({"id": [0, 1]})))  # doctest: +SKIP
     Profile(...)
     """
-
     names = list(schema.names)
     missing = [name for name in names if name not in frame.columns]
     if missing:
@@ -192,13 +193,15 @@ def profile_frame(
     return side_by_side(parts, schema)
 
 
-#: Columns profiled per pass over a Spark DataFrame (``profile_frame``, ``cut_frame``).
-#: A numeric column's state in a Python worker is at worst its quantile sketch's exact
-#: buffer (200,000 float64 values, 1.6 MB) plus its share of the Arrow batch being profiled
-#: (``ARROW_BATCH_ROWS`` = 100,000 values, 0.8 MB): about 2.4 MB. 100 columns hold about
-#: 240 MB per task, a few hundred MB with the worker's own ~100 MB, where 1,000 columns in
-#: one pass would need 2.4 GB per task (x cores per executor). Measured on 1,000 columns:
-#: ``benchmarks/spark_wide.py``.
+#: Columns profiled per pass over a Spark DataFrame (``profile_frame``, ``cut_frame``,
+#: ``baseline_parts``). A numeric column's state in a Python worker is at worst its quantile
+#: sketch's exact buffer (200,000 float64 values, 1.6 MB) plus its share of the Arrow batch
+#: (``ARROW_BATCH_ROWS`` = 100,000 values, 0.8 MB): about 2.5 MB, measured, over a worker's
+#: own ~110 MB. 100 columns keep a worker near 360 MB (measured: 359 MB at 1,000 columns x
+#: 200,000 rows per task, ``benchmarks/spark_wide.py``), where one pass over 1,000 columns
+#: would need about 2.6 GB per worker, times the cores of an executor; 250 columns a pass
+#: already ran a local session's 1 GB JVM out of heap. Fewer columns a pass cost more
+#: passes (about 3 s each on a local session).
 COLUMN_BATCH = 100
 
 
@@ -574,7 +577,8 @@ def _partition_windower(
             return
         keys, columns, parts, states, kept = [], [], [], [], []
         for key in sorted(profiles):  # a loop over windows: one row per window and column
-            names, blobs = _per_column(profiles[key])
+            names = list(profiles[key].columns) or [None]
+            blobs = [_one_column(profiles[key], name) for name in names]
             state, rows = _sample_state(samples[key]) if sample_size else ("", b"")
             keys += [key] * len(names)
             columns += names
@@ -640,28 +644,26 @@ def _partition_profiler(
         for batch in batches:
             if batch.num_rows:
                 profile.update(batch)
-        names, parts = _per_column(profile)
-        yield pa.RecordBatch.from_arrays(
-            [pa.array(names, pa.string()), pa.array(parts, pa.binary())],
-            names=["column", "profile"],
-        )
+        for name in list(profile.columns) or [None]:  # a column at a time: one in bytes
+            yield pa.RecordBatch.from_arrays(
+                [pa.array([name], pa.string()), pa.array([_one_column(profile, name)])],
+                names=["column", "profile"],
+            )
+            if name is not None:
+                del profile.columns[name]  # its state goes as soon as it is sent
 
     return run
 
 
-def _per_column(profile: Any) -> tuple[list[str | None], list[bytes]]:
-    """A profile as one-column profiles' bytes, by column (no column: the whole, by None)."""
+def _one_column(profile: Any, name: str | None) -> bytes:
+    """A one-column profile's bytes (``None``: the whole, for a profile of no columns)."""
     from keel.profile import Profile
 
-    if not profile.columns:
-        return [None], [profile.to_bytes()]
-    names = list(profile.columns)
-    return names, [
-        Profile(
-            _part(profile.schema, [name]), profile.rows, {name: profile.columns[name]}
-        ).to_bytes()
-        for name in names
-    ]
+    if name is None:
+        return profile.to_bytes()
+    return Profile(
+        _part(profile.schema, [name]), profile.rows, {name: profile.columns[name]}
+    ).to_bytes()
 
 
 #: The most tasks that merge a pass's partition profiles (``_merged_by_column``).
