@@ -11,28 +11,37 @@ Measured, in one run (each figure is wall seconds):
 - ``first Python job``: ``mapInArrow`` over one tiny row: Python workers start and
   import keel;
 - ``per partition``: a tiny frame in 16 partitions against 2, per extra partition;
-- ``spark profile (first)`` and ``(warm)``: ``ENGINES["spark"].profile_sides(None, path)``,
-  split into the partitions' work (``mapInArrow`` and collect) and the driver's merge,
-  and the same read and hand-over of Arrow batches to Python with no profiling.
+- ``spark profile (first)`` and ``(warm)``: ``ENGINES["spark"].profile_sides(None, path)``:
+  the partitions' profiles, then each column's merged in the executors (a shuffle by
+  column) and put side by side on the driver;
+- its parts: the partitions' work alone (``mapInArrow`` and collect of the unmerged
+  per-column profiles), the driver's merge of those, and the same read and hand-over of
+  Arrow batches to Python with no profiling.
 
-Measured 2026-12-01 (2 cores shared with other jobs, load average 3.5-5; pyspark 4.3.0,
-Java 17), 2,000,000 rows x 20 columns (18 numeric, 2 categorical), one 3-partition file:
+Measured 2026-12-01, 23:56 UTC (2 cores shared with other jobs, less loaded than the run
+before; pyspark 4.3.0, Java 17), 2,000,000 rows x 20 columns (18 numeric, 2 categorical),
+one 3-partition file:
 
 | step | s |
 |---|---|
-| one process | 1.71 |
-| session start | 8.97 |
-| first JVM job | 4.96 |
-| first Python job (workers start, import keel) | 4.94 |
-| per extra partition | 0.13 |
-| Spark profile, first | 9.72 |
-| Spark profile, warm | 6.41 (3.76x one process) |
-| of which the partitions' work + collect | 4.00 |
-| of which the driver's merge (512 kB of profiles) | 0.004 |
-| read + Arrow hand-over alone, no profiling | 3.49 |
+| one process | 0.90 |
+| session start | 4.85 |
+| first JVM job | 2.58 |
+| first Python job (workers start, import keel) | 3.24 |
+| per extra partition | 0.04 |
+| Spark profile, first | 4.91 |
+| Spark profile, warm | 3.75 (4.19x one process) |
+| of which the partitions' work + collect | 2.79 |
+| the rest: the merge by column in the executors (a shuffle, a second job) | 0.96 |
+| the driver's merge of the unmerged parts, for comparison (520 kB of profiles) | 0.005 |
+| read + Arrow hand-over alone, no profiling | 2.28 |
 
 On one machine Spark's cost is its JVM reading Parquet and handing rows to Python as Arrow
-(3.5 of the 4.0 s a job takes); profiling overlaps it, and merging is free.
+(2.3 of the 2.8 s the partitions take); profiling overlaps it. Merging the columns in the
+executors costs about 1 s of fixed time on these small profiles (merging them on the driver
+would take 5 ms), the price of never holding every partition's sketches in one place: at
+1,000 columns of 200,000-row partitions the driver's merge lost its 160 MB task results
+(``benchmarks/spark_wide.py``).
 """
 
 from __future__ import annotations
