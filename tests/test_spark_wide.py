@@ -205,3 +205,21 @@ def test_a_baseline_of_a_table_wider_than_the_batch_is_the_local_baseline(
     assert {k: v.tolist() for k, v in batched.bin_edges.items()} == {
         k: v.tolist() for k, v in local.bin_edges.items()
     }
+
+
+def test_a_wide_frames_head_is_read_a_batch_of_columns_at_a_time(spark, monkeypatch):
+    from pyspark.sql import functions as F
+
+    import keel.engines.spark as engine
+    from keel.schema import INFERENCE_SAMPLE_ROWS
+
+    frame = spark.range(0, INFERENCE_SAMPLE_ROWS * 2, numPartitions=2).select(
+        *[(F.col("id") * (i + 1) % 13).alias(f"c{i}") for i in range(7)],
+        F.concat(F.lit("k"), (F.col("id") % 5).cast("string")).alias("tag"),
+    )
+    want = frame.limit(INFERENCE_SAMPLE_ROWS).toArrow()
+    monkeypatch.setattr(engine, "COLUMN_BATCH", 3)  # 8 columns: 3 reads of the head
+    got = engine._head(frame)
+    assert got.column_names == want.column_names and got.num_rows == INFERENCE_SAMPLE_ROWS
+    assert got.equals(want)  # a range reads the same first rows in every group
+    assert Schema.infer(got) == Schema.infer(want)
