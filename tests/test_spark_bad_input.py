@@ -15,8 +15,9 @@ import pytest
 import keel
 from keel.baseline import Baseline
 from keel.engines import ENGINES
-from keel.engines.spark import SparkEngine, cut_frame, history_source, missing_requirement
+from keel.engines.spark import SparkEngine, cut_frame, missing_requirement
 from keel.errors import SchemaError
+from keel.history import spark_history_source as history_source
 from keel.schema import Schema
 from keel.windows import WindowSpec, cut
 

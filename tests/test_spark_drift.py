@@ -153,8 +153,8 @@ def test_a_baseline_against_a_spark_frame_gives_the_local_report(spark, files, m
 def test_the_current_frame_is_counted_in_the_baselines_bins(spark, files):
     # The report reads sketches too; the bins themselves must be those of one process.
     from keel.compare import align_schema
+    from keel.compare import spark_drift_profiles as drift_profiles
     from keel.data import open_source
-    from keel.engines.spark import drift_profiles
     from keel.parallel import profile_sides
 
     baseline = Baseline.from_data(files["reference"], sample_size=0)

@@ -219,7 +219,7 @@ def test_a_wide_frames_head_is_read_a_batch_of_columns_at_a_time(spark, monkeypa
     )
     want = frame.limit(INFERENCE_SAMPLE_ROWS).toArrow()
     monkeypatch.setattr(engine, "COLUMN_BATCH", 3)  # 8 columns: 3 reads of the head
-    got = engine._head(frame)
+    got = engine.frame_head(frame)
     assert got.column_names == want.column_names and got.num_rows == INFERENCE_SAMPLE_ROWS
     assert got.equals(want)  # a range reads the same first rows in every group
     assert Schema.infer(got) == Schema.infer(want)

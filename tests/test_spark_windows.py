@@ -144,7 +144,8 @@ def test_a_spark_frame_gives_the_local_history(spark, baseline, files, local, pa
 def test_each_window_profile_is_the_local_one_in_the_baselines_bins(spark, baseline, files, zone):
     from keel.compare import align_schema
     from keel.data import open_source
-    from keel.engines.spark import cut_frame, history_source
+    from keel.engines.spark import cut_frame
+    from keel.history import spark_history_source as history_source
 
     spec = WindowSpec.parse("1D", incomplete="merge")
     source = open_source(files[1])
@@ -171,7 +172,8 @@ def test_each_window_profile_is_the_local_one_in_the_baselines_bins(spark, basel
 
 
 def test_every_window_is_profiled_in_one_read(spark, baseline, files):
-    from keel.engines.spark import cut_frame, history_source
+    from keel.engines.spark import cut_frame
+    from keel.history import spark_history_source as history_source
 
     # A read with no shuffle of its own; small file splits give it several partitions.
     before = spark.conf.get("spark.sql.files.maxPartitionBytes")
@@ -201,7 +203,8 @@ def test_every_window_is_profiled_in_one_read(spark, baseline, files):
 
 
 def test_data_start_and_end_mark_partial_windows_as_locally(spark, baseline, files):
-    from keel.engines.spark import cut_frame, history_source
+    from keel.engines.spark import cut_frame
+    from keel.history import spark_history_source as history_source
 
     spec, options = WindowSpec.parse("1D"), {"data_start": "2026-03-01", "data_end": "2026-03-11"}
     frame, schema = history_source(baseline, spark.read.parquet(str(files[1])))

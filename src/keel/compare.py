@@ -21,11 +21,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from keel.baseline import Baseline
 from keel.checks.drift import DriftReport, ProfileSide, TableSide, compare_sides
 from keel.data import DataSource, open_source
 from keel.engines.spark import is_spark_frame  # pyspark loads only for a Spark frame
-from keel.errors import ConfigError
+from keel.errors import ConfigError, KeelError
 from keel.parallel import edges_from, profile_sides
 from keel.profile import Profile
 from keel.schema import Schema
@@ -51,16 +53,14 @@ def drift(
     ``roles`` and ``kinds`` override schema inference when the reference is
     data (``{"customer": "id"}``); a baseline's schema was fixed when it was made.
     Either side may be a Spark DataFrame, profiled per partition by the Spark engine
-    (``keel.engines.spark.drift_profiles``): the report is that of the same rows read here.
+    (``spark_drift_profiles``): the report is that of the same rows read here.
     """
     reference = load_reference(reference)
     options = {"method": method, "methods": methods, "thresholds": thresholds, "rule": rule}
     if is_spark_frame(reference) or is_spark_frame(current):  # profiled by the Spark engine
         if exact:
             raise ConfigError("exact mode reads both tables into memory: not a Spark DataFrame")
-        from keel.engines.spark import drift_profiles
-
-        reference_profile, name, current_profile, current_name = drift_profiles(
+        reference_profile, name, current_profile, current_name = spark_drift_profiles(
             reference, load_reference(current), roles, kinds, bins
         )
         report = compare_sides(
@@ -133,6 +133,81 @@ def drift(
         **options,
     )
     return with_quality(report, reference_profile, current_profile)
+
+
+def spark_drift_profiles(
+    reference: Any,
+    current: Any,
+    roles: Mapping[str, str] | None = None,
+    kinds: Mapping[str, str] | None = None,
+    bins: int = DEFAULT_BINS,
+) -> tuple[Any, str, Any, str]:
+    """The two profiles ``keel.drift`` compares when either side is a Spark DataFrame, with
+    their names: (reference profile, its name, current profile, its name).
+
+    Each side is profiled where it lives (a Spark frame by ``profile_frame``, local data by
+    one process) exactly as ``keel.drift`` profiles local data: the reference is a Baseline
+    (its profile and bin edges), a Profile (edges at its quantiles), local data or a Spark
+    frame (profiled first, its edges at its quantiles, ``bins`` bins, and kept in them); the
+    current side is a Spark frame, local data or a Profile, its schema aligned with the
+    reference's (``align_schema``) and profiled in the reference's edges. So the
+    report equals ``keel.drift`` of the same rows in one process: counts and bins exactly,
+    moments to 1e-12, sketches within their error. Spark columns of types keel does not
+    profile are named in a warning and left out (``known_columns``).
+
+    >>> import keel
+    >>> keel.drift(baseline, spark.read.parquet("today/")).drift  # doctest: +SKIP
+    False
+    """
+    from keel.engines.spark import frame_head, known_frame, profile_frame
+    from keel.profile.profile import profile_kind
+
+    if isinstance(reference, Baseline) and reference.unstructured is not None:
+        raise KeelError(
+            f"baseline {reference.id} expands embedding, text or image columns, which the "
+            "Spark engine does not: compare that data locally"
+        )
+    edges: dict[str, np.ndarray] = {}
+    if isinstance(reference, Baseline):
+        reference_profile, reference_name = reference.profile, f"baseline {reference.id}"
+        edges = dict(reference.bin_edges)
+    elif isinstance(reference, Profile):
+        reference_profile, reference_name = reference, "profile"
+        edges = edges_from(reference, bins)
+    else:
+        if is_spark_frame(reference):
+            frame = known_frame(reference)
+            schema = Schema.infer(frame_head(frame), roles, kinds)
+            reference_profile, reference_name = profile_frame(frame, schema), "Spark DataFrame"
+        else:
+            source = open_source(reference)
+            schema = Schema.infer(source, roles=roles, kinds=kinds)
+            reference_profile, reference_name = Profile.build(source, schema), source.name
+        if isinstance(current, Profile):  # as keel.drift: a profile is compared as it is
+            return reference_profile, reference_name, current, "profile"
+        edges = edges_from(reference_profile, bins)
+        for name, inner in edges.items():  # the reference keeps its edges: methods use them
+            reference_profile.columns[name].fix_bins_from_sketch(inner)
+    if isinstance(current, Profile):
+        return reference_profile, reference_name, current, "profile"
+    if not is_spark_frame(current):
+        source = open_source(current)
+        schema = align_schema(reference_profile.schema, source)
+        _, current_profile = profile_sides(None, source, current_schema=schema, edges=edges)
+        return reference_profile, reference_name, current_profile, source.name
+    frame = known_frame(current)
+    schema = align_schema(reference_profile.schema, frame_head(frame))
+    usable = {
+        name: np.asarray(value, dtype=np.float64)
+        for name, value in edges.items()
+        if name in schema and profile_kind(schema[name]) == "numeric"
+    }
+    return (
+        reference_profile,
+        reference_name,
+        profile_frame(frame, schema, usable),
+        "Spark DataFrame",
+    )
 
 
 def with_quality(report: DriftReport, reference: Profile, current: Profile) -> DriftReport:

@@ -36,7 +36,7 @@ from keel.checks.drift import DriftReport, ProfileSide
 from keel.checks.suite import WindowContext, run_window_checks
 from keel.diagnosis import MIN_IMPORTANCE, Diagnosis, diagnose, surrogate_importance
 from keel.engines.spark import is_spark_frame  # pyspark loads only for a Spark frame
-from keel.errors import ConfigError, DataError
+from keel.errors import ConfigError, DataError, KeelError
 from keel.result import RESULT_COLUMNS, Result
 from keel.seeds import derive_seed
 from keel.stats.verdict import DefaultRule
@@ -274,9 +274,9 @@ def check_history(
     spec = WindowSpec.parse(window, incomplete=incomplete)
     spark = is_spark_frame(data)  # windows as a group-by on the Spark engine, one read
     if spark:
-        from keel.engines.spark import cut_frame, history_source
+        from keel.engines.spark import cut_frame
 
-        source, schema = history_source(baseline, data)
+        source, schema = spark_history_source(baseline, data)
     else:
         source = baseline.open_current(data)  # embedding, text and image columns expanded
         schema = align_schema(baseline.schema, source)
@@ -549,3 +549,19 @@ def baseline_importance(baseline: Baseline) -> dict[str, float] | None:
         return None
     seed = derive_seed(baseline.id, "reference", "surrogate_importance")
     return surrogate_importance(sample, features, output, seed=seed) or None
+
+
+def spark_history_source(baseline: Any, frame: Any) -> tuple[Any, Any]:
+    """A Spark DataFrame as ``keel.check_history`` reads current data: the columns keel
+    profiles (others named in a warning), and their schema aligned with the baseline's
+    (``keel.compare.align_schema``), as for local data."""
+    from keel.compare import align_schema
+    from keel.engines.spark import frame_head, known_frame
+
+    if baseline.unstructured is not None:
+        raise KeelError(
+            f"baseline {baseline.id} expands embedding, text or image columns, which the "
+            "Spark engine does not: check that data locally"
+        )
+    frame = known_frame(frame)
+    return frame, align_schema(baseline.schema, frame_head(frame))

@@ -257,101 +257,6 @@ def is_spark_frame(data: Any) -> bool:
     return (kind.__module__ or "").startswith("pyspark.sql") and kind.__name__ == "DataFrame"
 
 
-def drift_profiles(
-    reference: Any,
-    current: Any,
-    roles: Mapping[str, str] | None = None,
-    kinds: Mapping[str, str] | None = None,
-    bins: int = DEFAULT_BINS,
-) -> tuple[Any, str, Any, str]:
-    """The two profiles ``keel.drift`` compares when either side is a Spark DataFrame, with
-    their names: (reference profile, its name, current profile, its name).
-
-    Each side is profiled where it lives (a Spark frame by ``profile_frame``, local data by
-    one process) exactly as ``keel.drift`` profiles local data: the reference is a Baseline
-    (its profile and bin edges), a Profile (edges at its quantiles), local data or a Spark
-    frame (profiled first, its edges at its quantiles, ``bins`` bins, and kept in them); the
-    current side is a Spark frame, local data or a Profile, its schema aligned with the
-    reference's (``keel.compare.align_schema``) and profiled in the reference's edges. So the
-    report equals ``keel.drift`` of the same rows in one process: counts and bins exactly,
-    moments to 1e-12, sketches within their error. Spark columns of types keel does not
-    profile are named in a warning and left out (``known_columns``).
-
-    >>> import keel
-    >>> keel.drift(baseline, spark.read.parquet("today/")).drift  # doctest: +SKIP
-    False
-    """
-    from keel.baseline import Baseline
-    from keel.compare import align_schema
-    from keel.data import open_source
-    from keel.parallel import edges_from, profile_sides
-    from keel.profile import Profile
-    from keel.profile.profile import profile_kind
-    from keel.schema import Schema
-
-    if isinstance(reference, Baseline) and reference.unstructured is not None:
-        raise KeelError(
-            f"baseline {reference.id} expands embedding, text or image columns, which the "
-            "Spark engine does not: compare that data locally"
-        )
-    edges: dict[str, np.ndarray] = {}
-    if isinstance(reference, Baseline):
-        reference_profile, reference_name = reference.profile, f"baseline {reference.id}"
-        edges = dict(reference.bin_edges)
-    elif isinstance(reference, Profile):
-        reference_profile, reference_name = reference, "profile"
-        edges = edges_from(reference, bins)
-    else:
-        if is_spark_frame(reference):
-            frame = _known(reference)
-            schema = Schema.infer(_head(frame), roles, kinds)
-            reference_profile, reference_name = profile_frame(frame, schema), "Spark DataFrame"
-        else:
-            source = open_source(reference)
-            schema = Schema.infer(source, roles=roles, kinds=kinds)
-            reference_profile, reference_name = Profile.build(source, schema), source.name
-        if isinstance(current, Profile):  # as keel.drift: a profile is compared as it is
-            return reference_profile, reference_name, current, "profile"
-        edges = edges_from(reference_profile, bins)
-        for name, inner in edges.items():  # the reference keeps its edges: methods use them
-            reference_profile.columns[name].fix_bins_from_sketch(inner)
-    if isinstance(current, Profile):
-        return reference_profile, reference_name, current, "profile"
-    if not is_spark_frame(current):
-        source = open_source(current)
-        schema = align_schema(reference_profile.schema, source)
-        _, current_profile = profile_sides(None, source, current_schema=schema, edges=edges)
-        return reference_profile, reference_name, current_profile, source.name
-    frame = _known(current)
-    schema = align_schema(reference_profile.schema, _head(frame))
-    usable = {
-        name: np.asarray(value, dtype=np.float64)
-        for name, value in edges.items()
-        if name in schema and profile_kind(schema[name]) == "numeric"
-    }
-    return (
-        reference_profile,
-        reference_name,
-        profile_frame(frame, schema, usable),
-        "Spark DataFrame",
-    )
-
-
-def history_source(baseline: Any, frame: Any) -> tuple[Any, Any]:
-    """A Spark DataFrame as ``keel.check_history`` reads current data: the columns keel
-    profiles (others named in a warning), and their schema aligned with the baseline's
-    (``keel.compare.align_schema``), as for local data."""
-    from keel.compare import align_schema
-
-    if baseline.unstructured is not None:
-        raise KeelError(
-            f"baseline {baseline.id} expands embedding, text or image columns, which the "
-            "Spark engine does not: check that data locally"
-        )
-    frame = _known(frame)
-    return frame, align_schema(baseline.schema, _head(frame))
-
-
 def cut_frame(
     frame: Any,
     spec: Any,
@@ -607,14 +512,14 @@ def _sample_state(sample: Any) -> tuple[str, bytes]:
     return json.dumps(state), _to_ipc(rows)
 
 
-def _known(frame: Any) -> Any:
+def known_frame(frame: Any) -> Any:
     """The frame's columns keel profiles (the others named in a warning)."""
     from pyspark.sql import functions as F
 
     return frame.select(*[F.col(_quoted(name)) for name in known_columns(frame)])
 
 
-def _head(frame: Any) -> Any:
+def frame_head(frame: Any) -> Any:
     """The frame's first rows (an Arrow table), as keel infers a schema from a file's.
 
     Read ``COLUMN_BATCH`` columns at a time: the first row group of a Parquet file of 1,000
@@ -822,7 +727,7 @@ def _frame(spark: Any, data: Any, schema: Any) -> tuple[Any, Any]:
 
     if isinstance(data, DataFrame):
         if schema is None:
-            schema = Schema.infer(_head(data))
+            schema = Schema.infer(frame_head(data))
         return data, schema
     if isinstance(data, str | os.PathLike):
         from keel.data import open_source
@@ -938,7 +843,7 @@ def baseline_parts(
         )
     names = known_columns(frame)
     selected = frame.select(*[F.col(_quoted(name)) for name in names])
-    schema = Schema.infer(_head(selected), roles, kinds)
+    schema = Schema.infer(frame_head(selected), roles, kinds)
     run = _partition_summarizer(Schema([]).to_dict(), sketch_k, sample_size, seed)  # no columns
     out = "profile binary, fingerprint string, sample_state string, sample binary"
     sample, fingerprint = HashSample(sample_size, seed), ContentFingerprint()
