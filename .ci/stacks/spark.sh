@@ -47,5 +47,6 @@ if missing:
 '
 PYSPARK_PYTHON="$("$py" -c 'import sys; print(sys.executable)')"
 export PYSPARK_PYTHON PYSPARK_DRIVER_PYTHON="$PYSPARK_PYTHON"
-"$py" -m pytest -m spark -p no:cacheprovider \
+# One process (-n 0): one Spark session for every test, not one per test worker.
+"$py" -m pytest -n 0 -m spark -p no:cacheprovider \
     tests/common/test_engines.py tests/test_spark_*.py
