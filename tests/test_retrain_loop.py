@@ -282,7 +282,9 @@ def test_concept_drift_is_retrained_shadowed_compared_approved_and_the_monitor_r
     assert rebound.calibration  # on the job's training rows, which its lineage names
     # Version 2 answers now, logged as the gateway logs its champion (a restarted gateway
     # answering with the new champion is tests/test_retrain_promotion_gateway.py's).
-    served = _rows(150, 4, now, now, flipped=True)  # the shadowed day's window
+    # the shadowed day's window, its answers spread to late in that day: answers that all
+    # came in its first minutes (a run just after midnight) are a day's freshness lag
+    served = _rows(150, 4, now, max(now, now.replace(hour=23, minute=0)), flipped=True)
     _answered(folder, registry, served, 2)
     _labels(folder, served)
     ran, after = _step(rebound, store, later + timedelta(days=1), registry)

@@ -73,3 +73,19 @@ def test_a_write_not_confirmed_in_time_is_not_acknowledged_and_lands_once_later(
     assert log.submit([record]).result(timeout=10) == 1  # the client's retry, same id
     log.close()
     assert read_log(tmp_path, "predictions", "loans").column("request_id").to_pylist() == ["slow"]
+
+
+def test_a_refused_record_fails_its_own_request_and_not_the_others_in_its_batch(tmp_path):
+    log = GroupCommitLog(tmp_path, "loans")
+
+    async def both():
+        good = log.commit([{"request_id": "ok", "event_time": "2026-01-05"}])
+        bad = log.commit([{"request_id": "no-time"}])  # refused: no event_time
+        return await asyncio.gather(good, bad, return_exceptions=True)
+
+    good, bad = asyncio.run(both())
+    assert good == 1
+    assert isinstance(bad, DataError) and "refused" in str(bad)
+    assert log.usable()  # a refusal is the record's fault, not the log's
+    log.close()
+    assert read_log(tmp_path, "predictions", "loans").column("request_id").to_pylist() == ["ok"]

@@ -83,7 +83,7 @@ class GroupCommitLog:
         self.error: str | None = None
         self.committed = 0
         self._checked_at = 0.0
-        self._pending: list[tuple[tuple[bytes, int, int], Any]] = []
+        self._pending: list[tuple[list[dict], Any]] = []
         self._backlog = 0
         self._condition = threading.Condition(threading.Lock())
         self._closed = False
@@ -128,21 +128,10 @@ class GroupCommitLog:
     # ------------------------------------------------------------ handing records in
 
     def _enqueue(self, records: list[dict], waiter: Any) -> None:
-        # Encoded here, in the caller's thread, which holds the GIL anyway: the committer
-        # then needs it only to join, write and sync, so a busy event loop delays it less.
-        writer = self._open_writer()
-        if writer is None:
-            raise DataError(self.error or "the prediction log is not open")
-        try:
-            encoded = writer.encode(records)
-        except DataError:
-            raise
-        except Exception as error:  # a record the encoder cannot read is the caller's error
-            raise DataError(f"cannot log these records: {type(error).__name__}: {error}") from error
         with self._condition:
             if self._closed:
                 raise DataError(f"the {self.name!r} log is closed (the gateway is stopping)")
-            self._pending.append((encoded, waiter))
+            self._pending.append((records, waiter))
             self._backlog += len(records)
             self._condition.notify()
 
@@ -195,16 +184,20 @@ class GroupCommitLog:
                     self._condition.wait()
                 if not self._pending:
                     return
-                batch, self._pending = self._pending, []
-            frames = b"".join(encoded[0] for encoded, _ in batch)
-            accepted = sum(encoded[1] for encoded, _ in batch)
-            rejected = sum(encoded[2] for encoded, _ in batch)
-            count = accepted + rejected
+                handed, self._pending = self._pending, []
+            count = sum(len(part) for part, _ in handed)
             error: BaseException | None = None
+            accepted = 0
+            batch: list[tuple[tuple, Any]] = [((b"", 0, 0, None), w) for _, w in handed]
             try:
                 writer = self._open_writer()
                 if writer is None:
                     raise DataError(self.error or "the prediction log is not open")
+                # Each request's records encoded apart, so a refusal is its own request's.
+                batch = [(_encoded(writer, part), waiter) for part, waiter in handed]
+                frames = b"".join(encoded[0] for encoded, _ in batch)
+                accepted = sum(encoded[1] for encoded, _ in batch)
+                rejected = sum(encoded[2] for encoded, _ in batch)
                 writer.append_encoded(frames, accepted, rejected)
             except Exception as raised:  # the committer must outlive anything one batch does
                 error = (
@@ -227,16 +220,14 @@ class GroupCommitLog:
                     self.metrics.log_failures.labels(self.name).inc()
             self._release(batch, error)
 
-    def _release(
-        self, batch: list[tuple[tuple[bytes, int, int], Any]], error: BaseException | None
-    ) -> None:
+    def _release(self, batch: list[tuple[tuple, Any]], error: BaseException | None) -> None:
         """Wake every waiter of a batch: a write or sync failure fails them all; a waiter
         some of whose records the log refused (kept under ``rejected``) fails alone."""
         by_loop: dict[Any, list] = {}
-        for (_frames, accepted, rejected), waiter in batch:
+        for (_frames, accepted, rejected, unreadable), waiter in batch:
             if waiter is None:
                 continue
-            outcome = error
+            outcome = error or unreadable
             if outcome is None and rejected:
                 outcome = DataError(
                     f"{rejected} record(s) refused by the log (kept under "
@@ -335,3 +326,16 @@ def _settle(futures: list[tuple[asyncio.Future, int, BaseException | None]]) -> 
             future.set_result(count)
         else:
             future.set_exception(error)
+
+
+def _encoded(writer: Any, records: list[dict]) -> tuple[bytes, int, int, DataError | None]:
+    """One request's records as frames and counts, or the reason they could not be read."""
+    try:
+        return (*writer.encode(records), None)
+    except Exception as error:  # the committer outlives a record the encoder cannot read
+        reason = (
+            error
+            if isinstance(error, DataError)
+            else DataError(f"cannot log these records: {type(error).__name__}: {error}")
+        )
+        return b"", 0, 0, reason
