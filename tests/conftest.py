@@ -122,7 +122,6 @@ def open_page(browser):
         page.close()
 
 
-
 @pytest.fixture
 def receiver():
     """A real local HTTP server recording what keel sends (see keel.alerts.receiver)."""
@@ -193,3 +192,18 @@ def redis_namespace():
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="session")
+def spark():
+    """One real local[2] Spark session for every Spark test (the Spark stack runs them in
+    one process, -n 0; starting a session costs seconds); skipped without pyspark or Java."""
+    from keel.engines.spark import missing_requirement, spark_session
+
+    missing = missing_requirement()
+    if missing is not None:
+        pytest.skip(f"Spark: {missing}")
+    session = spark_session("local[2]", "keel-tests")
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

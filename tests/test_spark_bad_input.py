@@ -30,16 +30,6 @@ ROWS = 6_000
 START = 1_772_323_200_000_000  # 2026-03-01T00:00:00Z in µs
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from keel.engines.spark import spark_session
-
-    session = spark_session("local[2]", "keel-spark-bad-input-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _table(seed: int, shift: float = 0.0) -> pa.Table:
     rng = np.random.default_rng(seed)
     return pa.table(

@@ -27,16 +27,6 @@ spark_only = [
 ]
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from keel.engines.spark import spark_session
-
-    session = spark_session("local[2]", "keel-spark-baseline-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _table(rows: int, seed: int) -> pa.Table:
     rng = np.random.default_rng(seed)
     noisy = rng.normal(3.0, 2.0, rows)

@@ -28,16 +28,6 @@ pytestmark = [
 ROWS = 40_000
 
 
-@pytest.fixture(scope="module")
-def spark():
-    from keel.engines.spark import spark_session
-
-    session = spark_session("local[2]", "keel-spark-drift-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _table(seed: int, shift: float, share: float) -> pa.Table:
     rng = np.random.default_rng(seed)
     return pa.table(

@@ -23,14 +23,6 @@ ROWS = 60_000  # under the sketch's exact size: edges from the reference are exa
 PARTITIONINGS = (1, 3, 7)
 
 
-@pytest.fixture(scope="module")
-def spark():
-    session = spark_session("local[2]", "keel-spark-engine-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
 def _table(seed: int, shift: float) -> pa.Table:
     rng = np.random.default_rng(seed)
     noisy = rng.normal(shift, 2.0, ROWS)

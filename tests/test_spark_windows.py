@@ -46,16 +46,6 @@ def _table(seed: int, days: float, drift_after: float | None) -> pa.Table:
 
 
 @pytest.fixture(scope="module")
-def spark():
-    from keel.engines.spark import spark_session
-
-    session = spark_session("local[2]", "keel-spark-windows-tests")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("spark-windows")
     reference, current = folder / "reference.parquet", folder / "current.parquet"

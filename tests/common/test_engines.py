@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from keel.engines import ENGINES
-from keel.engines.spark import missing_requirement, spark_session
+from keel.engines.spark import missing_requirement
 from keel.parallel import MIN_PARALLEL_VALUES, edges_from
 
 COLUMNS, ROWS = 12, 400_000  # above MIN_PARALLEL_VALUES: the process engine does fork
@@ -36,17 +36,6 @@ NAMES = [
     else name
     for name in sorted(ENGINES)
 ]
-
-
-@pytest.fixture(scope="module")
-def spark():
-    """One real local[2] session for the module (the Spark engine uses the running one)."""
-    if _SPARK_MISSING is not None:
-        pytest.skip(f"Spark: {_SPARK_MISSING}")
-    session = spark_session("local[2]", "keel-engine-battery")
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture
