@@ -15,17 +15,15 @@ import pytest
 import keel
 from keel.baseline import Baseline
 from keel.engines import ENGINES
-from keel.engines.spark import SparkEngine, cut_frame, missing_requirement
+from keel.engines.spark import SparkEngine, cut_frame
 from keel.errors import SchemaError
 from keel.history import spark_history_source as history_source
 from keel.schema import Schema
 from keel.windows import WindowSpec, cut
 
-_MISSING = missing_requirement()
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(_MISSING is not None, reason=f"Spark: {_MISSING}"),
-]
+from .common.spark import SPARK_ONLY, write_sides
+
+pytestmark = SPARK_ONLY
 ROWS = 6_000
 START = 1_772_323_200_000_000  # 2026-03-01T00:00:00Z in µs
 
@@ -44,13 +42,7 @@ def _table(seed: int, shift: float = 0.0) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spark-bad")
-    paths = []
-    for name, seed, shift in (("reference", 1, 0.0), ("current", 2, 0.7)):
-        path = folder / f"{name}.parquet"
-        pq.write_table(_table(seed, shift), path)
-        paths.append(path)
-    return paths
+    return write_sides(tmp_path_factory.mktemp("spark-bad"), _table, 0.7)
 
 
 def _summary(profile) -> dict:

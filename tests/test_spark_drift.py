@@ -16,15 +16,13 @@ import pytest
 
 import keel
 from keel.baseline import Baseline
-from keel.engines.spark import is_spark_frame, missing_requirement
+from keel.engines.spark import is_spark_frame
 from keel.errors import ConfigError, KeelError
 from keel.profile import Profile
 
-_MISSING = missing_requirement()
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(_MISSING is not None, reason=f"Spark: {_MISSING}"),
-]
+from .common.spark import SPARK_ONLY
+
+pytestmark = SPARK_ONLY
 ROWS = 40_000
 
 

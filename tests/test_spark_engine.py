@@ -7,18 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from keel.engines import ENGINES, available_engines
 from keel.engines.spark import missing_requirement, spark_session
 from keel.errors import KeelError, SchemaError
 
-_MISSING = missing_requirement()
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(_MISSING is not None, reason=f"Spark: {_MISSING}"),
-]
+from .common.spark import SPARK_ONLY, write_sides
+
+pytestmark = SPARK_ONLY
 ROWS = 60_000  # under the sketch's exact size: edges from the reference are exact too
 PARTITIONINGS = (1, 3, 7)
 
@@ -44,13 +41,7 @@ def _table(seed: int, shift: float) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spark")
-    paths = []
-    for name, seed, shift in (("reference", 1, 0.0), ("current", 2, 0.4)):
-        path = folder / f"{name}.parquet"
-        pq.write_table(_table(seed, shift), path, row_group_size=20_000)
-        paths.append(path)
-    return paths
+    return write_sides(tmp_path_factory.mktemp("spark"), _table, 0.4, row_group_size=20_000)
 
 
 @pytest.fixture(scope="module")

@@ -18,18 +18,15 @@ from keel.engines.spark import (
     SparkEngine,
     column_groups,
     cut_frame,
-    missing_requirement,
     profile_frame,
 )
 from keel.errors import KeelError
 from keel.schema import Schema
 from keel.windows import WindowSpec
 
-_MISSING = missing_requirement()
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(_MISSING is not None, reason=f"Spark: {_MISSING}"),
-]
+from .common.spark import SPARK_ONLY, write_sides
+
+pytestmark = SPARK_ONLY
 ROWS = 30_000
 START = 1_772_323_200_000_000  # 2026-03-01T00:00:00Z in µs
 
@@ -51,13 +48,7 @@ def _table(seed: int, shift: float) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("spark-wide")
-    paths = []
-    for name, seed, shift in (("reference", 1, 0.0), ("current", 2, 0.5)):
-        path = folder / f"{name}.parquet"
-        pq.write_table(_table(seed, shift), path, row_group_size=10_000)
-        paths.append(path)
-    return paths
+    return write_sides(tmp_path_factory.mktemp("spark-wide"), _table, 0.5, row_group_size=10_000)
 
 
 def _spread(spark, path, partitions: int, seed: int):

@@ -14,15 +14,12 @@ import pytest
 
 import keel
 from keel.baseline import Baseline
-from keel.engines.spark import missing_requirement
 from keel.errors import ConfigError
 from keel.windows import WindowSpec, cut
 
-_MISSING = missing_requirement()
-pytestmark = [
-    pytest.mark.spark,
-    pytest.mark.skipif(_MISSING is not None, reason=f"Spark: {_MISSING}"),
-]
+from .common.spark import SPARK_ONLY
+
+pytestmark = SPARK_ONLY
 ROWS = 24_000
 START = 1_772_334_000_000_000  # 2026-03-01T03:00:00Z in µs: the first day is partial
 DAY = 86_400_000_000
